@@ -1,0 +1,437 @@
+"""Anthropic's Messages API, with the answer forced through a single tool for structured output.
+
+Token accounting: Anthropic reports fresh, cache-read and cache-written input tokens
+separately. `input_tokens` here is their sum (every prompt token the model read) and
+`cached_input_tokens` the cache reads, so `tui.costs` bills reads at the cached price and
+the rest at the input price (cache writes, billed 1.25x by Anthropic, count as plain input).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from backends import retry
+from backends.base import (
+    AuthenticationFailed,
+    BadResponse,
+    Health,
+    RouteResult,
+    ServerError,
+    Stopwatch,
+)
+from backends.http_common import (
+    error_for_status,
+    iter_lines,
+    iter_sse,
+    join_url,
+    load_json_object,
+    make_client,
+    quote_server,
+    read_capped,
+    read_error_text,
+    server_message,
+    transport_error,
+)
+from backends.prompt import answer_schema, build_prompt, parse_answer, repair_message
+from backends.secrets import api_key
+
+if TYPE_CHECKING:
+    from pydantic import SecretStr
+
+    from backends import Resolver
+    from tui.config import BackendConfig
+    from tui.models import Taxonomy, Ticket
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+DEFAULT_KEY_ENV = "ANTHROPIC_API_KEY"
+API_VERSION = "2023-06-01"
+MAX_TOKENS = 200
+"""A forced tool call with a label and a confidence takes ~40 tokens; this bounds a runaway."""
+TOOL_NAME = "route_ticket"
+TOOL_DESCRIPTION = "Record the one label of the list that fits the ticket, with your confidence."
+SERVER_SIDE_ERRORS = ("overloaded_error", "api_error", "internal_server_error", "timeout_error")
+"""Error types inside a stream that are the server's fault, hence worth a retry."""
+
+
+@dataclass(slots=True)
+class Reply:
+    """One Messages API reply reduced to what routing needs."""
+
+    raw: str
+    tool_id: str | None = None
+    tool_input: dict[str, Any] | None = None
+    model: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read: int | None = None
+    cache_write: int | None = None
+
+    @property
+    def total_input(self) -> int | None:
+        if self.input_tokens is None:
+            return None
+        return self.input_tokens + (self.cache_read or 0) + (self.cache_write or 0)
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+class AnthropicBackend:
+    """Routes through `POST {base_url}/v1/messages`, streamed by default."""
+
+    type = "anthropic"
+
+    def __init__(self, config: BackendConfig, *, resolve: Resolver | None = None) -> None:
+        self.name = config.name
+        self.config = config
+        self.retry_base_delay = retry.BASE_DELAY_S
+        """Backoff base for retries; tests make it tiny."""
+        self.retry_sleep = asyncio.sleep
+        """How retries wait; tests swap it to record the delays."""
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def model(self) -> str:
+        return self.config.model_name
+
+    @property
+    def _base_url(self) -> str:
+        return self.config.base_url or DEFAULT_BASE_URL
+
+    def _client_now(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = make_client(self.config)
+        return self._client
+
+    def _key(self) -> SecretStr | None:
+        """The key; Anthropic's own API always needs one, a custom proxy may not."""
+        variable = self.config.api_key_env
+        if variable is None and self.config.base_url is None:
+            variable = DEFAULT_KEY_ENV
+        config = self.config
+        if variable != config.api_key_env:
+            config = config.model_copy(update={"api_key_env": variable})
+        key = api_key(config)
+        if key is None and variable:
+            raise AuthenticationFailed(f"key variable {variable} is not set")
+        return key
+
+    def _headers(self, key: SecretStr | None) -> dict[str, str]:
+        headers = {"anthropic-version": API_VERSION, "Accept": "application/json"}
+        if key is not None:
+            headers["x-api-key"] = key.get_secret_value()
+        return headers
+
+    def _body(
+        self, system: str, messages: list[dict[str, Any]], taxonomy: Taxonomy
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.config.model,
+            "max_tokens": MAX_TOKENS,
+            "temperature": self.config.temperature,
+            "system": system,
+            "messages": messages,
+            "tools": [
+                {
+                    "name": TOOL_NAME,
+                    "description": TOOL_DESCRIPTION,
+                    "input_schema": answer_schema(taxonomy),
+                }
+            ],
+            "tool_choice": {"type": "tool", "name": TOOL_NAME},
+        }
+        if self.config.stream:
+            body["stream"] = True
+        return body
+
+    async def route(self, ticket: Ticket, taxonomy: Taxonomy) -> RouteResult:
+        """Classify one ticket; one repair round when the tool input is unusable.
+
+        Raises:
+            BackendError: Transport, HTTP or answer failures, typed as in `backends.base`.
+        """
+        key = self._key()
+        prompt = build_prompt(ticket, taxonomy, max_chars=self.config.max_prompt_chars)
+        messages: list[dict[str, Any]] = [{"role": "user", "content": prompt.user}]
+        watch = Stopwatch()
+        first = await self._send_with_retries(prompt.system, messages, taxonomy, key, watch, True)
+        replies = [first]
+        try:
+            answer = parse_answer(first.raw, taxonomy)
+        except BadResponse as err:
+            messages = [*messages, *_repair_turns(first, repair_message(str(err)))]
+            second = await self._send_with_retries(
+                prompt.system, messages, taxonomy, key, watch, False
+            )
+            replies.append(second)
+            answer = parse_answer(second.raw, taxonomy)
+        final = replies[-1]
+        totals = [r.total_input for r in replies]
+        outputs = [r.output_tokens for r in replies]
+        return RouteResult(
+            label=answer.label,
+            confidence=answer.confidence,
+            confidence_source="self-reported" if answer.confidence is not None else None,
+            reason=answer.reason,
+            raw_output=final.raw,
+            model=final.model or self.config.model_name,
+            prompt_version=prompt.version,
+            input_tokens=None if None in totals else sum(t or 0 for t in totals),
+            output_tokens=None if None in outputs else sum(o or 0 for o in outputs),
+            cached_input_tokens=sum(r.cache_read or 0 for r in replies),
+            total_ms=watch.elapsed_ms(),
+            ttft_ms=watch.ttft_ms(),
+        )
+
+    async def _send_with_retries(
+        self,
+        system: str,
+        messages: list[dict[str, Any]],
+        taxonomy: Taxonomy,
+        key: SecretStr | None,
+        watch: Stopwatch,
+        fresh: bool,
+    ) -> Reply:
+        async def attempt() -> Reply:
+            if fresh:
+                watch.first = None  # time to first token counts for the attempt that answered
+            return await self._send(system, messages, taxonomy, key, watch)
+
+        return await retry.with_retries(
+            attempt,
+            max_retries=self.config.max_retries,
+            base_delay=self.retry_base_delay,
+            sleep=self.retry_sleep,
+        )
+
+    async def _send(
+        self,
+        system: str,
+        messages: list[dict[str, Any]],
+        taxonomy: Taxonomy,
+        key: SecretStr | None,
+        watch: Stopwatch,
+    ) -> Reply:
+        url = join_url(self._base_url, "v1/messages")
+        body = self._body(system, messages, taxonomy)
+        try:
+            async with self._client_now().stream(
+                "POST", url, json=body, headers=self._headers(key)
+            ) as response:
+                if response.status_code != 200:
+                    text = await read_error_text(response)
+                    raise error_for_status(
+                        response.status_code,
+                        text,
+                        response.headers,
+                        key=key,
+                        model=self.config.model,
+                    )
+                if self.config.stream and "json" not in response.headers.get("content-type", ""):
+                    return await self._read_stream(response, key, watch)
+                return _read_message(load_json_object(await read_capped(response)), key)
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, key) from None
+
+    async def _read_stream(
+        self, response: httpx.Response, key: SecretStr | None, watch: Stopwatch
+    ) -> Reply:
+        reply = Reply(raw="")
+        tool_json: list[str] = []
+        text: list[str] = []
+        stopped = False
+        async for event in iter_sse(iter_lines(response)):
+            try:
+                data = json.loads(event.data)
+            except json.JSONDecodeError:
+                raise BadResponse(f"stream event is not JSON: {event.data[:80]!r}") from None
+            if not isinstance(data, dict):
+                raise BadResponse("stream event is not an object")
+            kind = data.get("type") or event.event
+            if kind == "message_start":
+                message = data.get("message") or {}
+                reply.model = message.get("model") if isinstance(message, dict) else None
+                _take_usage(message.get("usage") if isinstance(message, dict) else None, reply)
+            elif kind == "content_block_start":
+                block = data.get("content_block") or {}
+                if isinstance(block, dict) and block.get("type") == "tool_use":
+                    reply.tool_id = block.get("id")
+            elif kind == "content_block_delta":
+                delta = data.get("delta") or {}
+                if not isinstance(delta, dict):
+                    continue
+                if delta.get("type") == "input_json_delta":
+                    watch.mark_first()
+                    tool_json.append(str(delta.get("partial_json") or ""))
+                elif delta.get("type") == "text_delta":
+                    watch.mark_first()
+                    text.append(str(delta.get("text") or ""))
+            elif kind == "message_delta":
+                _take_usage(data.get("usage"), reply)
+            elif kind == "message_stop":
+                stopped = True
+                break
+            elif kind == "error":
+                raise _stream_error(data, key)
+        if not stopped:
+            raise BadResponse("truncated stream: it ended without message_stop")
+        if reply.tool_id is not None:
+            reply.raw = "".join(tool_json)
+            try:
+                parsed = json.loads(reply.raw)
+            except json.JSONDecodeError:
+                parsed = None
+            reply.tool_input = parsed if isinstance(parsed, dict) else None
+        else:
+            reply.raw = "".join(text)
+        if not reply.raw:
+            raise BadResponse("truncated stream: no content before message_stop")
+        return reply
+
+    async def check(self) -> Health:
+        """GET {base_url}/v1/models: reachable, key accepted, model known."""
+        try:
+            key = self._key()
+        except AuthenticationFailed as err:
+            return Health(False, str(err))
+        url = join_url(self._base_url, "v1/models")
+        try:
+            response = await self._client_now().get(url, headers=self._headers(key))
+        except httpx.ConnectError as exc:
+            return Health(False, f"connection refused ({quote_server(str(exc), key, limit=80)})")
+        except httpx.TimeoutException:
+            return Health(False, "timed out")
+        except Exception as exc:  # check() must answer, whatever the URL or server did
+            return Health(False, quote_server(f"{type(exc).__name__}: {exc}", key))
+        status = response.status_code
+        if status in (401, 403):
+            return Health(False, f"key rejected (HTTP {status})")
+        if status == 404:
+            return Health(True, "reachable (the server lists no models)")
+        if status != 200:
+            return Health(
+                False,
+                str(error_for_status(status, response.text[:4000], response.headers, key=key)),
+            )
+        try:
+            data = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return Health(False, "reachable, but /v1/models did not answer JSON")
+        items = data.get("data") if isinstance(data, dict) else None
+        ids = [str(item.get("id")) for item in items or [] if isinstance(item, dict)]
+        if self.model in ids:
+            return Health(True, f"reachable, model {self.model} listed")
+        if not ids or self.model.endswith("-latest") or any(i.startswith(self.model) for i in ids):
+            # aliases such as claude-3-5-haiku-latest are accepted but not listed
+            return Health(True, f"reachable, model {self.model} accepted as an alias")
+        shown = ", ".join(ids[:5])
+        return Health(
+            False, quote_server(f"reachable, but model {self.model} is not listed ({shown})", key)
+        )
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+def _take_usage(usage: Any, reply: Reply) -> None:
+    """Usage arrives in message_start (input side) and message_delta (output, cumulative)."""
+    if not isinstance(usage, dict):
+        return
+    for field_name, attr in (
+        ("input_tokens", "input_tokens"),
+        ("output_tokens", "output_tokens"),
+        ("cache_read_input_tokens", "cache_read"),
+        ("cache_creation_input_tokens", "cache_write"),
+    ):
+        value = _int(usage.get(field_name))
+        if value is not None:
+            setattr(reply, attr, value)
+
+
+def _read_message(payload: dict[str, Any], key: SecretStr | None) -> Reply:
+    if payload.get("type") == "error":
+        raise _stream_error(payload, key)
+    blocks = payload.get("content")
+    if not isinstance(blocks, list) or not blocks:
+        raise BadResponse("reply has no content blocks")
+    reply = Reply(
+        raw="", model=payload.get("model") if isinstance(payload.get("model"), str) else None
+    )
+    _take_usage(payload.get("usage"), reply)
+    texts: list[str] = []
+    for block in blocks:
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "tool_use" and isinstance(block.get("input"), dict):
+            reply.tool_id = block.get("id")
+            reply.tool_input = block["input"]
+            reply.raw = json.dumps(block["input"])
+            return reply
+        if block.get("type") == "text" and isinstance(block.get("text"), str):
+            texts.append(block["text"])
+    reply.raw = "".join(texts)
+    if not reply.raw:
+        raise BadResponse("reply has neither a tool call nor text")
+    return reply
+
+
+def _stream_error(data: dict[str, Any], key: SecretStr | None) -> ServerError | BadResponse:
+    error = data.get("error") if isinstance(data.get("error"), dict) else {}
+    kind = str(error.get("type", "error"))
+    said = quote_server(server_message(json.dumps(data)), key)
+    if kind in SERVER_SIDE_ERRORS:
+        return ServerError(f"{kind}: {said}", status=529 if kind == "overloaded_error" else None)
+    return BadResponse(f"{kind}: {said}")
+
+
+def _json_safe(value: Any) -> Any:
+    """`value` with NaN and infinities spelled as strings, so the echoed tool call is valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+def _repair_turns(reply: Reply, problem: str) -> list[dict[str, Any]]:
+    """The rejected answer and the complaint, in the shape the API requires after a tool call."""
+    if reply.tool_id and reply.tool_input is not None:
+        return [
+            {
+                "role": "assistant",
+                "content": [
+                    {
+                        "type": "tool_use",
+                        "id": reply.tool_id,
+                        "name": TOOL_NAME,
+                        "input": _json_safe(reply.tool_input),
+                    }
+                ],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": reply.tool_id,
+                        "content": problem,
+                        "is_error": True,
+                    }
+                ],
+            },
+        ]
+    return [
+        {"role": "assistant", "content": reply.raw or "(no answer)"},
+        {"role": "user", "content": problem},
+    ]
