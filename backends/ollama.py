@@ -1,0 +1,260 @@
+"""Ollama through its official async client: `/api/chat` with the answer schema as `format`.
+
+Ollama reports its own timings in nanoseconds (model load, prompt evaluation, generation),
+which are kept apart from the client's wall time so a cold model load is visible as such.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import ollama
+from pydantic import ValidationError
+
+from backends.base import (
+    AuthenticationFailed,
+    BackendError,
+    BadResponse,
+    ConnectionFailed,
+    Health,
+    ModelNotFound,
+    RateLimited,
+    RequestRejected,
+    RouteResult,
+    ServerError,
+    Stopwatch,
+    Timeout,
+)
+from backends.prompt import answer_schema, build_prompt, parse_answer, repair_message
+from backends.retry import BASE_DELAY_S, with_retries
+
+if TYPE_CHECKING:
+    from backends import Resolver
+    from tui.config import BackendConfig
+    from tui.models import Taxonomy, Ticket
+
+DEFAULT_HOST = "http://127.0.0.1:11434"
+MAX_ANSWER_TOKENS = 200
+"""An answer is one short JSON object; the cap stops a rambling model early."""
+
+
+def ns_to_ms(value: int | None) -> float | None:
+    """Ollama durations are nanoseconds; everything stored is milliseconds."""
+    return None if value is None else value / 1_000_000
+
+
+def _add(total: float | int | None, value: float | int | None) -> Any:
+    if value is None:
+        return total
+    return value if total is None else total + value
+
+
+@dataclass(slots=True)
+class _Call:
+    """What one `/api/chat` exchange produced."""
+
+    text: str
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    load_ms: float | None = None
+    prompt_ms: float | None = None
+    gen_ms: float | None = None
+
+
+@dataclass(slots=True)
+class _Totals:
+    """Usage and server timings summed over the calls of one route (the repair included)."""
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    load_ms: float | None = None
+    prompt_ms: float | None = None
+    gen_ms: float | None = None
+
+    def add(self, call: _Call) -> None:
+        self.input_tokens = _add(self.input_tokens, call.input_tokens)
+        self.output_tokens = _add(self.output_tokens, call.output_tokens)
+        self.load_ms = _add(self.load_ms, call.load_ms)
+        self.prompt_ms = _add(self.prompt_ms, call.prompt_ms)
+        self.gen_ms = _add(self.gen_ms, call.gen_ms)
+
+
+class OllamaBackend:
+    """Routes tickets through a local or remote Ollama server."""
+
+    type = "ollama"
+    retry_base_delay_s: float = BASE_DELAY_S
+    """Backoff base of the shared retry loop; tests shrink it."""
+
+    def __init__(self, config: BackendConfig, *, resolve: Resolver | None = None) -> None:
+        self.config = config
+        self.name = config.name or config.type
+        self.host = config.host or DEFAULT_HOST
+        self._client: ollama.AsyncClient | None = None
+        self._slots = asyncio.Semaphore(config.max_concurrency)
+
+    @property
+    def model(self) -> str:
+        return self.config.model_name
+
+    def _get_client(self) -> ollama.AsyncClient:
+        # The client's own default timeout is None: a server that accepts and never answers
+        # would hang the worker forever, so the configured timeout is always passed.
+        if self._client is None:
+            self._client = ollama.AsyncClient(host=self.host, timeout=self.config.timeout_s)
+        return self._client
+
+    async def route(self, ticket: Ticket, taxonomy: Taxonomy) -> RouteResult:
+        """Classify one ticket; one repair round when the answer is malformed.
+
+        Raises:
+            BackendError: A typed error for every failure (never a raw client exception).
+        """
+        prompt = build_prompt(ticket, taxonomy, max_chars=self.config.max_prompt_chars)
+        schema = answer_schema(taxonomy)
+        messages: list[dict[str, str]] = prompt.messages()
+        watch = Stopwatch()
+        totals = _Totals()
+        async with self._slots:
+            call = await self._chat_with_retries(messages, schema, watch)
+            totals.add(call)
+            try:
+                answer = parse_answer(call.text, taxonomy)
+            except BadResponse as problem:
+                repair = [
+                    *messages,
+                    {"role": "assistant", "content": call.text},
+                    {"role": "user", "content": repair_message(str(problem))},
+                ]
+                call = await self._chat_with_retries(repair, schema, watch)
+                totals.add(call)
+                answer = parse_answer(call.text, taxonomy)
+        return RouteResult(
+            label=answer.label,
+            confidence=answer.confidence,
+            confidence_source="self-reported" if answer.confidence is not None else None,
+            reason=answer.reason,
+            raw_output=call.text,
+            model=self.model,
+            prompt_version=prompt.version,
+            input_tokens=totals.input_tokens,
+            output_tokens=totals.output_tokens,
+            total_ms=watch.elapsed_ms(),
+            ttft_ms=watch.ttft_ms(),
+            server_load_ms=totals.load_ms,
+            server_prompt_ms=totals.prompt_ms,
+            server_gen_ms=totals.gen_ms,
+        )
+
+    async def _chat_with_retries(
+        self, messages: list[dict[str, str]], schema: dict[str, Any], watch: Stopwatch
+    ) -> _Call:
+        return await with_retries(
+            lambda: self._chat(messages, schema, watch),
+            max_retries=self.config.max_retries,
+            base_delay=self.retry_base_delay_s,
+        )
+
+    async def _chat(
+        self, messages: list[dict[str, str]], schema: dict[str, Any], watch: Stopwatch
+    ) -> _Call:
+        """One `/api/chat` request, bounded as a whole by the timeout, errors mapped."""
+        try:
+            async with asyncio.timeout(self.config.timeout_s):
+                return await self._chat_once(messages, schema, watch)
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise self._map_error(exc) from exc
+
+    async def _chat_once(
+        self, messages: list[dict[str, str]], schema: dict[str, Any], watch: Stopwatch
+    ) -> _Call:
+        client = self._get_client()
+        kwargs: dict[str, Any] = {
+            "model": self.config.model,
+            "messages": messages,
+            "format": schema,
+            "options": {"temperature": self.config.temperature, "num_predict": MAX_ANSWER_TOKENS},
+            "keep_alive": self.config.keep_alive,
+        }
+        if not self.config.stream:
+            response = await client.chat(**kwargs, stream=False)
+            return self._call_from(response.message.content or "", response)
+        pieces: list[str] = []
+        final: ollama.ChatResponse | None = None
+        async for part in await client.chat(**kwargs, stream=True):
+            if part.message.content:
+                watch.mark_first()
+                pieces.append(part.message.content)
+            if part.done:
+                final = part
+        if final is None:
+            raise BadResponse("the stream ended without its final 'done' message")
+        return self._call_from("".join(pieces), final)
+
+    def _call_from(self, text: str, response: ollama.ChatResponse) -> _Call:
+        return _Call(
+            text=text,
+            input_tokens=response.prompt_eval_count,
+            output_tokens=response.eval_count,
+            load_ms=ns_to_ms(response.load_duration),
+            prompt_ms=ns_to_ms(response.prompt_eval_duration),
+            gen_ms=ns_to_ms(response.eval_duration),
+        )
+
+    def _map_error(self, exc: BaseException) -> BackendError:
+        """Turn client, transport and decoding failures into the typed errors."""
+        if isinstance(exc, ollama.ResponseError):
+            return self._map_response_error(exc)
+        if isinstance(exc, httpx.TimeoutException | TimeoutError):
+            return Timeout(f"no answer from {self.host} within {self.config.timeout_s:g} s")
+        if isinstance(exc, ConnectionError | httpx.TransportError):
+            return ConnectionFailed(f"cannot reach Ollama at {self.host}: {type(exc).__name__}")
+        if isinstance(exc, json.JSONDecodeError | ValidationError | ValueError | KeyError):
+            return BadResponse(f"Ollama sent a malformed response: {str(exc)[:120]}")
+        if isinstance(exc, httpx.HTTPError):
+            return ConnectionFailed(f"HTTP failure talking to {self.host}: {type(exc).__name__}")
+        return BackendError(f"unexpected {type(exc).__name__} from the Ollama client: {exc}")
+
+    def _map_response_error(self, exc: ollama.ResponseError) -> BackendError:
+        status = exc.status_code
+        text = str(exc.error)[:200]
+        if status == 404 or "not found" in text.lower():
+            return ModelNotFound(
+                f"model {self.config.model!r} is not on {self.host}: "
+                f"run `ollama pull {self.config.model}` ({text})"
+            )
+        if status == 429:
+            return RateLimited(f"Ollama is busy (429): {text}")
+        if status in (401, 403):
+            return AuthenticationFailed(f"Ollama refused the request ({status}): {text}")
+        if 400 <= status < 500:
+            return RequestRejected(f"Ollama rejected the request ({status}): {text}")
+        # 5xx, or an error object in the middle of a stream (status -1): the runner failed.
+        shown = status if status > 0 else None
+        return ServerError(f"Ollama server error ({shown or 'in stream'}): {text}", status=shown)
+
+    async def check(self) -> Health:
+        """Reachable, and the model pulled (`GET /api/tags`), without loading the model."""
+        try:
+            async with asyncio.timeout(self.config.timeout_s):
+                listing = await self._get_client().list()
+        except Exception as exc:
+            error = self._map_error(exc)
+            return Health(False, f"{error.error_class}: {error}")
+        names = {entry.model for entry in listing.models if entry.model}
+        wanted = self.config.model or ""
+        if wanted in names or (":" not in wanted and f"{wanted}:latest" in names):
+            return Health(True, f"{self.host} has {wanted}")
+        return Health(False, f"{self.host} is up but has no {wanted!r}: run `ollama pull {wanted}`")
+
+    async def aclose(self) -> None:
+        """Close the HTTP client; a later route opens a new one."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
