@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -16,7 +16,15 @@ from tui.models import Label, Taxonomy
 DEFAULT_CPU_USD_PER_HOUR = 0.04
 """A small cloud vCPU hour (on-demand general-purpose instances list $0.03-0.05 per vCPU)."""
 
-BUILTIN_TYPES = ("specialist", "openai", "anthropic", "ollama", "llamacpp", "llamacpp-local", "cascade")
+BUILTIN_TYPES = (
+    "specialist",
+    "openai",
+    "anthropic",
+    "ollama",
+    "llamacpp",
+    "llamacpp-local",
+    "cascade",
+)
 
 
 class ConfigError(Exception):

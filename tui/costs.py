@@ -53,7 +53,9 @@ def gpu_cost(config: BackendConfig, total_ms: float | None) -> float | None:
 def cpu_cost(config: BackendConfig, cpu_seconds: float | None) -> float | None:
     if cpu_seconds is None:
         return None
-    rate = config.cpu_usd_per_hour if config.cpu_usd_per_hour is not None else DEFAULT_CPU_USD_PER_HOUR
+    rate = (
+        config.cpu_usd_per_hour if config.cpu_usd_per_hour is not None else DEFAULT_CPU_USD_PER_HOUR
+    )
     return rate * cpu_seconds / 3600
 
 
@@ -63,7 +65,9 @@ def price_result(config: BackendConfig, result: RouteResult) -> float | None:
         return result.cost_usd
     if config.gpu_usd_per_hour is not None:
         return gpu_cost(config, result.total_ms)
-    tokens = token_cost(config, result.input_tokens, result.output_tokens, result.cached_input_tokens)
+    tokens = token_cost(
+        config, result.input_tokens, result.output_tokens, result.cached_input_tokens
+    )
     if tokens is not None:
         return tokens
     if result.cpu_seconds is not None:
@@ -101,7 +105,11 @@ def break_even(
     parallel_slots: int = 1,
 ) -> BreakEven:
     gpu_monthly = gpu_usd_per_hour * HOURS_PER_MONTH
-    volume = None if hosted_cost_per_ticket <= 0 else gpu_monthly / (DAYS_PER_MONTH * hosted_cost_per_ticket)
+    volume = (
+        None
+        if hosted_cost_per_ticket <= 0
+        else gpu_monthly / (DAYS_PER_MONTH * hosted_cost_per_ticket)
+    )
     capacity = None
     if gpu_ms_per_ticket:
         capacity = 86_400_000 / gpu_ms_per_ticket * parallel_slots

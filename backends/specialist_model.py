@@ -1,0 +1,175 @@
+"""The specialist: a small classifier trained on the team's own labels.
+
+Word and character n-gram TF-IDF features and a linear SVM, calibrated to probabilities with
+Platt scaling. On Banking77 this family reaches about 91 % in seconds on two cores, and it
+predicts thousands of tickets a second, which is the point: fast, cheap, private.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrainingInfo:
+    """What a saved model was trained on, stored beside it and shown by `backends`."""
+
+    kind: str
+    labels: list[str]
+    n_examples: int
+    per_label: dict[str, int]
+    train_seconds: float
+    trained_at: str
+    source: str
+    format_version: int = FORMAT_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class TrainingError(Exception):
+    """The labels cannot train a model (too few examples, a single label)."""
+
+
+def _features() -> Any:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import FeatureUnion
+
+    return FeatureUnion(
+        [
+            (
+                "word",
+                TfidfVectorizer(
+                    analyzer="word",
+                    ngram_range=(1, 2),
+                    sublinear_tf=True,
+                    min_df=1,
+                    lowercase=True,
+                    strip_accents="unicode",
+                ),
+            ),
+            (
+                "char",
+                TfidfVectorizer(
+                    analyzer="char_wb",
+                    ngram_range=(2, 5),
+                    sublinear_tf=True,
+                    min_df=2,
+                    lowercase=True,
+                    strip_accents="unicode",
+                    max_features=300_000,
+                ),
+            ),
+        ]
+    )
+
+
+def check_trainable(labels: Sequence[str]) -> Counter[str]:
+    counts = Counter(labels)
+    if len(counts) < 2:
+        raise TrainingError(
+            f"need at least 2 different labels to train, found {len(counts)} "
+            f"({len(labels)} labelled tickets)"
+        )
+    return counts
+
+
+def build_tfidf_pipeline(counts: Counter[str]) -> Any:
+    """TF-IDF + linear SVM with sigmoid calibration; plain logistic regression when some
+    label has too few examples for cross-validated calibration."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.svm import LinearSVC
+
+    folds = min(3, min(counts.values()))
+    if folds >= 2:
+        clf: Any = CalibratedClassifierCV(
+            LinearSVC(C=0.5, class_weight="balanced"), method="sigmoid", cv=folds, ensemble=False
+        )
+    else:
+        clf = LogisticRegression(C=10.0, max_iter=2000, class_weight="balanced")
+    return Pipeline([("features", _features()), ("clf", clf)])
+
+
+class SpecialistModel:
+    """A trained pipeline plus its training info; saved as one joblib file and a JSON sidecar."""
+
+    def __init__(self, pipeline: Any, info: TrainingInfo) -> None:
+        self.pipeline = pipeline
+        self.info = info
+        self.classes: list[str] = [str(c) for c in pipeline.classes_]
+
+    @classmethod
+    def train(
+        cls, texts: Sequence[str], labels: Sequence[str], *, source: str = "", kind: str = "tfidf"
+    ) -> SpecialistModel:
+        if len(texts) != len(labels):
+            raise TrainingError("texts and labels differ in length")
+        counts = check_trainable(labels)
+        started = time.perf_counter()
+        if kind != "tfidf":
+            from backends.specialist_kinds import build_pipeline  # stronger, optional kinds
+
+            pipeline = build_pipeline(kind, counts)
+        else:
+            pipeline = build_tfidf_pipeline(counts)
+        pipeline.fit(list(texts), list(labels))
+        info = TrainingInfo(
+            kind=kind,
+            labels=sorted(counts),
+            n_examples=len(texts),
+            per_label=dict(sorted(counts.items())),
+            train_seconds=round(time.perf_counter() - started, 3),
+            trained_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            source=source,
+        )
+        return cls(pipeline, info)
+
+    def predict(self, texts: Sequence[str]) -> list[tuple[str, float]]:
+        """Best label and its probability for each text."""
+        proba = np.asarray(self.pipeline.predict_proba(list(texts)))
+        best = proba.argmax(axis=1)
+        return [(self.classes[i], float(proba[row, i])) for row, i in enumerate(best)]
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        return np.asarray(self.pipeline.predict_proba(list(texts)))
+
+    def save(self, path: Path) -> None:
+        """Write atomically: a crash mid-save never leaves a half-written model in place."""
+        import joblib
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        joblib.dump({"pipeline": self.pipeline, "info": asdict(self.info)}, tmp, compress=3)
+        tmp.replace(path)
+        info_path = path.with_suffix(".json")
+        info_tmp = info_path.with_name(info_path.name + ".tmp")
+        info_tmp.write_text(json.dumps(asdict(self.info), indent=2))
+        info_tmp.replace(info_path)
+
+    @classmethod
+    def load(cls, path: Path) -> SpecialistModel:
+        """Load a model saved by `save`. Only load files you trust: joblib files are pickles."""
+        import joblib
+
+        payload = joblib.load(path)
+        return cls(payload["pipeline"], TrainingInfo(**payload["info"]))
+
+    @staticmethod
+    def read_info(path: Path) -> TrainingInfo | None:
+        info_path = path.with_suffix(".json")
+        if not info_path.exists():
+            return None
+        try:
+            return TrainingInfo(**json.loads(info_path.read_text()))
+        except (ValueError, TypeError):
+            return None

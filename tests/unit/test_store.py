@@ -1,0 +1,223 @@
+"""Store round trips on real SQLite files: schema, migrations, inbox paging, labels, stats."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+import sqlite_utils
+
+from tui.models import Decision, Ticket
+from tui.store import MIGRATIONS, SCHEMA_VERSION, Cursor, Store, StoreError
+
+
+def tickets(n: int, prefix: str = "T") -> list[Ticket]:
+    return [
+        Ticket(id=f"{prefix}{i:04d}", text=f"ticket number {i}", subject=f"s{i}") for i in range(n)
+    ]
+
+
+def decision(
+    tid: str,
+    label: str | None = "billing",
+    *,
+    run: str = "r1",
+    backend: str = "spec",
+    confidence: float | None = 0.9,
+    error: str | None = None,
+    ms: float = 10.0,
+    cost: float | None = 0.001,
+) -> Decision:
+    return Decision(
+        ticket_id=tid,
+        run_id=run,
+        backend=backend,
+        backend_type="specialist",
+        label=None if error else label,
+        confidence=None if error else confidence,
+        error_class=error,
+        error_message="boom" if error else None,
+        total_ms=ms,
+        cost_usd=cost,
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "t.db")
+
+
+def test_schema_is_versioned_and_plain(store: Store, tmp_path: Path) -> None:
+    assert store.schema_version == SCHEMA_VERSION
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    names = set(sqlite_utils.Database(tmp_path / "t.db").table_names())
+    assert {"tickets", "decisions", "label_events", "runs"} <= names
+
+
+def test_migrates_a_version_1_database_keeping_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    MIGRATIONS[0](conn)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute(
+        "INSERT INTO tickets (id, text, received_at) VALUES ('old-1', 'hello', '2026-01-01T00:00:00+00:00')"
+    )
+    conn.execute(
+        "INSERT INTO label_events (ticket_id, label, agent, source, created_at) VALUES ('old-1', 'billing', 'a', 'cli', '2026-01-01T00:00:00+00:00')"
+    )
+    conn.commit()
+    conn.close()
+    with Store(path) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        assert store.get_ticket("old-1").text == "hello"  # type: ignore[union-attr]
+        assert store.label_history("old-1")[0].label == "billing"
+        store.add_label("old-1", "shipping", agent="a")
+        assert store.undo_last_label("a") is not None
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 5}")
+    conn.close()
+    with pytest.raises(StoreError, match="newer"):
+        Store(path)
+
+
+def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="junk.db"):
+        Store(path)
+
+
+def test_import_is_idempotent_and_records_labels(store: Store) -> None:
+    first = store.import_tickets(tickets(5), {"T0001": "billing"})
+    assert (first.inserted, first.duplicates, first.labels_recorded) == (5, 0, 1)
+    again = store.import_tickets(tickets(6), {"T0001": "billing"})
+    assert (again.inserted, again.duplicates, again.labels_recorded) == (1, 5, 0)
+    assert store.ticket_count() == 6
+    assert store.label_history("T0001")[0].source == "import"
+
+
+def test_ticket_round_trip(store: Store) -> None:
+    t = Ticket(
+        id="x", text="body", subject="subj", customer="a@b.c", channel="email", meta={"k": [1, 2]}
+    )
+    store.import_tickets([t])
+    back = store.get_ticket("x")
+    assert back == t
+
+
+def test_decisions_update_ticket_state_and_are_unique_per_run(store: Store) -> None:
+    store.import_tickets(tickets(3))
+    stored = store.record_decisions([decision("T0000"), decision("T0000", "shipping")])
+    assert len(stored) == 1 and stored[0].id is not None
+    row = store.inbox_row("T0000")
+    assert row is not None and row.predicted_label == "billing" and row.backend == "spec"
+    store.record_decisions([decision("T0001", error="Timeout")])
+    assert store.inbox_row("T0001").error_class == "Timeout"  # type: ignore[union-attr]
+    assert [r.ticket_id for r in store.inbox_page("errors")] == ["T0001"]
+    assert store.count_unrouted() == 1
+    full = store.decisions_for("T0000")[0]
+    assert full.total_ms == 10.0 and full.cost_usd == 0.001
+
+
+def test_disagreement_between_backends(store: Store) -> None:
+    store.import_tickets(tickets(2))
+    store.record_decisions(
+        [
+            decision("T0000", "billing", backend="a"),
+            decision("T0000", "shipping", backend="b", run="r2"),
+        ]
+    )
+    store.record_decisions(
+        [
+            decision("T0001", "billing", backend="a"),
+            decision("T0001", "billing", backend="b", run="r2"),
+        ]
+    )
+    assert [r.ticket_id for r in store.inbox_page("disagreement")] == ["T0000"]
+
+
+def test_keyset_paging_walks_every_row_once(store: Store) -> None:
+    store.import_tickets(tickets(250))
+    seen: list[str] = []
+    after: Cursor | None = None
+    while True:
+        page = store.inbox_page("all", after=after, limit=60)
+        if not page:
+            break
+        seen += [r.ticket_id for r in page]
+        after = store.cursor_of(page[-1])
+    assert len(seen) == 250 == len(set(seen))
+    assert seen[0] == "T0249"  # newest first
+    back = store.inbox_page(
+        "all", before=store.cursor_of(store.inbox_page("all", limit=100)[-1]), limit=10
+    )
+    assert [r.ticket_id for r in back] == [f"T{i:04d}" for i in range(160, 150, -1)]
+
+
+def test_low_confidence_lists_least_sure_unlabelled_first(store: Store) -> None:
+    store.import_tickets(tickets(4))
+    store.record_decisions(
+        [decision(f"T000{i}", confidence=c) for i, c in enumerate([0.9, 0.2, 0.5, 0.1])]
+    )
+    store.add_label("T0003", "billing")
+    order = [r.ticket_id for r in store.inbox_page("low_confidence")]
+    assert order == ["T0001", "T0002", "T0000"]
+    nxt = store.inbox_page(
+        "low_confidence", after=store.cursor_of(store.inbox_page("low_confidence", limit=1)[0])
+    )
+    assert [r.ticket_id for r in nxt] == ["T0002", "T0000"]
+
+
+def test_labels_are_append_only_and_undo_restores(store: Store) -> None:
+    store.import_tickets(tickets(2), {"T0000": "billing"})
+    store.add_label("T0000", "shipping", agent="ann", source="correct")
+    store.add_label("T0001", "returns", agent="ann", source="accept")
+    assert store.inbox_row("T0000").label == "shipping"  # type: ignore[union-attr]
+    undo = store.undo_last_label("ann")
+    assert undo is not None and undo.ticket_id == "T0001" and undo.label is None
+    assert store.inbox_row("T0001").label is None  # type: ignore[union-attr]
+    undo = store.undo_last_label("ann")
+    assert undo is not None and undo.label == "billing"
+    assert store.inbox_row("T0000").label == "billing"  # type: ignore[union-attr]
+    assert store.undo_last_label("ann") is None
+    assert store.label_event_count() == 5
+    with pytest.raises(StoreError, match="no ticket"):
+        store.add_label("nope", "billing")
+
+
+def test_backend_stats_against_agent_labels(store: Store) -> None:
+    store.import_tickets(tickets(4), {"T0000": "billing", "T0001": "billing", "T0002": "shipping"})
+    store.record_decisions(
+        [
+            decision("T0000", "billing", ms=10, cost=0.002),
+            decision("T0001", "shipping", ms=20, cost=0.002),
+            decision("T0002", "shipping", ms=30, cost=0.002),
+            decision("T0003", error="Timeout", ms=99, cost=None),
+        ]
+    )
+    (s,) = store.backend_stats(daily_volume=1000)
+    assert (s.n, s.errors, s.labelled) == (4, 1, 3)
+    assert s.accuracy == pytest.approx(2 / 3)
+    assert s.macro_f1 == pytest.approx((2 / 3 + 2 / 3) / 2)
+    assert s.latency_ms == {"p50": 20.0, "p95": 30.0}
+    assert s.cost_usd == pytest.approx(0.006)
+    assert s.cost_per_1k_usd == pytest.approx(2.0)
+    assert s.projected_monthly_usd == pytest.approx(0.002 * 1000 * 30)
+
+
+def test_runs_resume_and_pending(store: Store) -> None:
+    store.import_tickets(tickets(5))
+    run = store.open_run("spec", "all")
+    assert not run.resumed
+    store.record_decisions([decision("T0000", run=run.id), decision("T0001", run=run.id)])
+    again = store.open_run("spec", "all")
+    assert again.resumed and again.id == run.id
+    assert [t.id for _, t in store.pending_in_run(run.id)] == ["T0002", "T0003", "T0004"]
+    store.finish_run(run.id)
+    assert not store.open_run("spec", "all").resumed

@@ -1,0 +1,543 @@
+"""The command line (SPEC "Command line"): argument parsing and the headless commands.
+
+Rendering-free: progress goes through the `Progress` callbacks `tui.__main__` supplies, so
+this module stays importable without rich or textual. Exit status: 0 done, 2 bad usage or
+bad input (one line on stderr naming the file/key/line), 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+from tui import paths
+from tui.config import ConfigError, Settings, load_settings
+from tui.routing import NoTaxonomy, Router, RunSummary, page_pending, resolve_taxonomy
+from tui.store import Store, StoreError
+
+
+class BadInput(Exception):
+    """Exit status 2: the user gave something unusable; the message says what and where."""
+
+
+class Progress(Protocol):
+    def start(self, total: int | None, description: str) -> None: ...
+    def advance(self, n: int = 1) -> None: ...
+    def stop(self) -> None: ...
+
+
+class NoProgress:
+    def start(self, total: int | None, description: str) -> None:
+        pass
+
+    def advance(self, n: int = 1) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+@dataclass
+class Context:
+    """What every command needs: settings, the database path and output streams."""
+
+    settings: Settings
+    db_path: Path
+    config_path: Path
+    out: TextIO
+    err: TextIO
+    progress: Callable[[], Progress]
+
+    def store(self) -> Store:
+        return Store(self.db_path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="triagedesk",
+        description="Route support tickets through LLM APIs, local models or your own specialist.",
+    )
+    parser.add_argument("--db", type=Path, help="SQLite database (default: $TRIAGEDESK_DB)")
+    parser.add_argument("--config", type=Path, help="TOML config (default: $TRIAGEDESK_CONFIG)")
+    parser.add_argument("--watch", type=Path, metavar="DIR", help="import files dropped into DIR")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="build the offline demo inbox and open it")
+    demo.add_argument("--fresh", action="store_true", help="rebuild the demo database")
+    demo.add_argument("--no-tui", action="store_true", help="print the inbox instead")
+    demo.add_argument("--size", type=int, default=3000, help=argparse.SUPPRESS)
+
+    imp = sub.add_parser("import", help="add tickets from JSONL, CSV, .eml or mbox files")
+    imp.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    imp.add_argument("--format", choices=["csv", "jsonl", "eml", "mbox"])
+
+    route = sub.add_parser("route", help="route tickets headless")
+    route.add_argument("--backend")
+    which = route.add_mutually_exclusive_group()
+    which.add_argument("--unrouted", action="store_true", help="tickets never routed (default)")
+    which.add_argument("--all", action="store_true", help="every ticket")
+    which.add_argument("--ids", help="comma-separated ticket ids")
+    route.add_argument("--concurrency", type=int, default=None)
+    route.add_argument("--limit", type=int, default=None)
+
+    label = sub.add_parser("label", help="record an agent's label")
+    label.add_argument("ticket_id")
+    label.add_argument("label")
+    label.add_argument("--agent", default="cli")
+
+    train = sub.add_parser("train", help="train the local specialist")
+    train.add_argument("--data", type=Path, help="labelled JSONL/CSV instead of the database")
+    train.add_argument("--out", type=Path, help="where to save the model")
+    train.add_argument("--kind", default="tfidf", help="tfidf (default) or a stronger kind")
+
+    ev = sub.add_parser("eval", help="score a backend on a labelled file")
+    ev.add_argument("--backend", required=True)
+    ev.add_argument("--data", type=Path, required=True)
+    ev.add_argument("--limit", type=int)
+    ev.add_argument("--concurrency", type=int, default=None)
+    ev.add_argument("--json", action="store_true")
+    ev.add_argument("--store", action="store_true", help="also store the decisions")
+
+    exp = sub.add_parser("export", help="write retraining data from agent labels")
+    exp.add_argument("--format", choices=["openai", "hf", "csv"], required=True)
+    exp.add_argument("--out", type=Path, required=True)
+    exp.add_argument("--val-fraction", type=float, default=0.2)
+    exp.add_argument("--seed", type=int, default=13)
+    exp.add_argument("--scrub-pii", action="store_true")
+    exp.add_argument("--include-predictions", action="store_true", help=argparse.SUPPRESS)
+
+    stats = sub.add_parser("stats", help="per-backend decisions, accuracy, latency and cost")
+    stats.add_argument("--json", action="store_true")
+
+    backends = sub.add_parser("backends", help="list the configured backends")
+    backends.add_argument("--check", action="store_true", help="check that each one answers")
+    backends.add_argument("--json", action="store_true")
+    return parser
+
+
+def make_context(args: argparse.Namespace, out: TextIO, err: TextIO, progress: Any) -> Context:
+    config_path = args.config or paths.default_config_path()
+    settings = load_settings(config_path, required=args.config is not None)
+    db_path = args.db or paths.default_db_path()
+    return Context(settings, db_path, config_path, out, err, progress)
+
+
+def _print(ctx: Context, text: str = "") -> None:
+    print(text, file=ctx.out)
+
+
+def _ensure_labels_known(ctx: Context, store: Store) -> Any:
+    try:
+        return resolve_taxonomy(ctx.settings, store)
+    except NoTaxonomy as exc:
+        raise BadInput(str(exc)) from None
+
+
+def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
+    from tui.ingest import IngestError, parse_file
+
+    failed = 0
+    with ctx.store() as store:
+        for path in args.files:
+            try:
+                parsed = parse_file(path, args.format)
+            except IngestError as exc:
+                print(f"triagedesk: error: {exc}", file=ctx.err)
+                failed += 1
+                continue
+            if parsed.errors:
+                failed += 1
+                shown = parsed.errors[:20]
+                for row in shown:
+                    print(f"{path}:{row.line}: {row.reason}", file=ctx.err)
+                more = len(parsed.errors) - len(shown)
+                suffix = f" (and {more} more)" if more else ""
+                print(
+                    f"triagedesk: error: {path}: {len(parsed.errors)} bad rows{suffix};"
+                    " nothing imported from this file",
+                    file=ctx.err,
+                )
+                continue
+            result = store.import_tickets(parsed.tickets, parsed.labels, source=str(path))
+            _print(
+                ctx,
+                f"{path}: imported {result.inserted} tickets"
+                f" ({result.duplicates} already present, {result.labels_recorded} labels)",
+            )
+    return 2 if failed else 0
+
+
+async def _route(ctx: Context, args: argparse.Namespace, store: Store) -> RunSummary:
+    taxonomy = _ensure_labels_known(ctx, store)
+    router = Router(ctx.settings, taxonomy, store)
+    backend = args.backend or ctx.settings.routing.backend
+    config = ctx.settings.backend(backend)
+    concurrency = args.concurrency or config.max_concurrency
+    ids = [i.strip() for i in args.ids.split(",") if i.strip()] if args.ids else None
+    if ids is not None:
+        missing = [i for i in ids if store.get_ticket(i) is None]
+        if missing:
+            raise BadInput(f"--ids: no ticket with id {missing[0]!r}")
+    selection = "all" if args.all else ("ids:" + ",".join(ids) if ids else "unrouted")
+    run = store.open_run(backend, selection)
+    if ids is not None:
+        total: int | None = len(store.pending_in_run(run.id, ids=ids, limit=len(ids)))
+    elif args.all:
+        total = store.ticket_count() - store.decisions_in_run(run.id)
+    else:
+        total = store.count_unrouted()
+    if args.limit is not None and total is not None:
+        total = min(total, args.limit)
+    if run.resumed:
+        print(f"resuming {run.id}", file=ctx.err)
+    progress = ctx.progress()
+    progress.start(total, f"routing with {backend}")
+    try:
+        summary = await router.run(
+            page_pending(
+                store, run.id, ids=ids, unrouted_only=selection == "unrouted", limit=args.limit
+            ),
+            run_id=run.id,
+            backend=backend,
+            concurrency=concurrency,
+            on_decision=lambda _d: progress.advance(),
+        )
+    finally:
+        progress.stop()
+        await router.aclose()
+    complete = args.limit is None or summary.routed < args.limit
+    if complete:
+        store.finish_run(run.id)
+    return summary
+
+
+def cmd_route(ctx: Context, args: argparse.Namespace) -> int:
+    if args.backend:
+        ctx.settings.backend(args.backend)
+    with ctx.store() as store:
+        summary = asyncio.run(_route(ctx, args, store))
+    line = (
+        f"routed {summary.routed} tickets in {summary.elapsed_s:.1f} s"
+        f" ({summary.per_second:.1f}/s), {summary.errors} failed"
+    )
+    if summary.error_classes:
+        line += " (" + ", ".join(f"{k}: {v}" for k, v in summary.error_classes.most_common()) + ")"
+    _print(ctx, line)
+    return 0
+
+
+def cmd_label(ctx: Context, args: argparse.Namespace) -> int:
+    taxonomy = ctx.settings.taxonomy()
+    if taxonomy is not None and args.label not in taxonomy:
+        raise BadInput(f"label {args.label!r} is not in the config's [labels]")
+    with ctx.store() as store:
+        try:
+            event = store.add_label(args.ticket_id, args.label, agent=args.agent, source="cli")
+        except StoreError as exc:
+            raise BadInput(str(exc)) from None
+    _print(ctx, f"{event.ticket_id}: labelled {event.label} by {event.agent}")
+    return 0
+
+
+def _labelled_file(path: Path) -> tuple[list[Any], dict[str, str]]:
+    from tui.ingest import IngestError, parse_file
+
+    try:
+        parsed = parse_file(path)
+    except IngestError as exc:
+        raise BadInput(str(exc)) from None
+    if parsed.errors:
+        first = parsed.errors[0]
+        raise BadInput(f"{path}:{first.line}: {first.reason} ({len(parsed.errors)} bad rows)")
+    if not parsed.labels:
+        raise BadInput(f"{path}: no row carries a label")
+    return parsed.tickets, parsed.labels
+
+
+def specialist_target(ctx: Context) -> Path:
+    from backends.specialist import specialist_path
+
+    for config in ctx.settings.backends.values():
+        if config.type == "specialist":
+            return specialist_path(config)
+    return paths.default_specialist_path()
+
+
+def cmd_train(ctx: Context, args: argparse.Namespace) -> int:
+    from backends.specialist_model import SpecialistModel, TrainingError
+
+    if args.data:
+        tickets, labels = _labelled_file(args.data)
+        texts = [t.text for t in tickets if t.id in labels]
+        targets = [labels[t.id] for t in tickets if t.id in labels]
+        source = str(args.data)
+    else:
+        with ctx.store() as store:
+            examples = store.labelled_examples()
+        texts = [text for text, _ in examples]
+        targets = [label for _, label in examples]
+        source = str(ctx.db_path)
+    try:
+        model = SpecialistModel.train(texts, targets, source=source, kind=args.kind)
+    except TrainingError as exc:
+        raise BadInput(str(exc)) from None
+    except ImportError as exc:
+        raise BadInput(f"--kind {args.kind}: {exc}") from None
+    out = args.out or specialist_target(ctx)
+    model.save(out)
+    info = model.info
+    _print(
+        ctx,
+        f"trained {info.kind} specialist on {info.n_examples} tickets, {len(info.labels)} labels,"
+        f" in {info.train_seconds:.1f} s -> {out}",
+    )
+    return 0
+
+
+def eval_report(backend: str, decisions: Sequence[Any], truth: dict[str, str]) -> dict[str, Any]:
+    """SPEC's `eval --json` object from decisions and the file's labels."""
+    from tui.costs import per_1k
+    from tui.routing import percentile
+    from tui.scoring import score_pairs
+
+    answered = [d for d in decisions if d.ok]
+    scores = score_pairs([d.label for d in answered], [truth[d.ticket_id] for d in answered])
+    n = len(decisions)
+    correct = round((scores.accuracy or 0) * scores.support)
+    latencies = [d.total_ms for d in answered if d.total_ms is not None]
+    cost = sum(d.cost_usd or 0.0 for d in decisions)
+    return {
+        "backend": backend,
+        "n": n,
+        "errors": n - len(answered),
+        "accuracy": correct / n if n else None,
+        "macro_f1": scores.macro_f1,
+        "latency_ms": {"p50": percentile(latencies, 0.5), "p95": percentile(latencies, 0.95)},
+        "cost_usd": cost,
+        "cost_per_1k_usd": per_1k(cost, n),
+        "per_label": {
+            label: {k: v for k, v in figures.items() if k in ("precision", "recall", "support")}
+            for label, figures in scores.per_label.items()
+        },
+        "confusions": [{"true": t, "predicted": p, "count": c} for t, p, c in scores.confusions],
+    }
+
+
+def cmd_eval(ctx: Context, args: argparse.Namespace) -> int:
+    from tui.models import Taxonomy
+
+    backend = args.backend
+    config = ctx.settings.backend(backend)
+    tickets, labels = _labelled_file(args.data)
+    tickets = [t for t in tickets if t.id in labels][: args.limit]
+    taxonomy = ctx.settings.taxonomy() or Taxonomy.from_names(set(labels.values()))
+    store = ctx.store() if args.store else None
+    if store is not None:
+        store.import_tickets(tickets, labels, source=str(args.data))
+    router = Router(ctx.settings, taxonomy, store)
+    decisions: list[Any] = []
+    progress = ctx.progress()
+    progress.start(len(tickets), f"evaluating {backend}")
+
+    def collect(decision: Any) -> None:
+        decisions.append(decision)
+        progress.advance()
+
+    async def go() -> None:
+        try:
+            await router.run(
+                tickets,
+                run_id=f"eval-{backend}",
+                backend=backend,
+                concurrency=args.concurrency or config.max_concurrency,
+                on_decision=collect,
+                store=store is not None,
+            )
+        finally:
+            await router.aclose()
+
+    try:
+        asyncio.run(go())
+    finally:
+        progress.stop()
+        if store is not None:
+            store.close()
+    report = eval_report(backend, decisions, labels)
+    if args.json:
+        _print(ctx, json.dumps(report, indent=2))
+    else:
+        acc = report["accuracy"]
+        _print(
+            ctx,
+            f"{backend}: n={report['n']} errors={report['errors']}"
+            f" accuracy={acc:.3f} macro_f1={report['macro_f1'] or 0:.3f}"
+            f" p50={report['latency_ms']['p50'] or 0:.1f} ms cost=${report['cost_usd']:.4f}"
+            if acc is not None
+            else f"{backend}: no tickets scored",
+        )
+        for c in report["confusions"][:5]:
+            _print(ctx, f"  {c['true']} -> {c['predicted']}: {c['count']}")
+    return 0
+
+
+def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
+    from tui import export
+
+    with ctx.store() as store:
+        taxonomy = _ensure_labels_known(ctx, store)
+        try:
+            report = export.export(
+                store,
+                taxonomy,
+                fmt=args.format,
+                out=args.out,
+                val_fraction=args.val_fraction,
+                seed=args.seed,
+                scrub_pii=args.scrub_pii,
+            )
+        except export.ExportError as exc:
+            raise BadInput(str(exc)) from None
+    _print(
+        ctx,
+        f"wrote {report.train_rows} train / {report.validation_rows} validation rows to {args.out}",
+    )
+    return 0
+
+
+def _fmt(value: float | None, pattern: str) -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def cmd_stats(ctx: Context, args: argparse.Namespace) -> int:
+    with ctx.store() as store:
+        stats = store.backend_stats(daily_volume=ctx.settings.routing.daily_volume)
+    if args.json:
+        _print(ctx, json.dumps([s.model_dump() for s in stats], indent=2))
+        return 0
+    if not stats:
+        _print(ctx, "no decisions yet: run `triagedesk route`")
+        return 0
+    header = f"{'backend':<18}{'n':>8}{'errors':>8}{'accuracy':>10}{'macro-F1':>10}"
+    header += f"{'p50 ms':>10}{'p95 ms':>10}{'cost $':>12}{'$/1k':>10}{'$/month':>12}"
+    _print(ctx, header)
+    for s in stats:
+        _print(
+            ctx,
+            f"{s.backend:<18}{s.n:>8}{s.errors:>8}{_fmt(s.accuracy, '{:.1%}'):>10}"
+            f"{_fmt(s.macro_f1, '{:.3f}'):>10}{_fmt(s.latency_ms['p50'], '{:.1f}'):>10}"
+            f"{_fmt(s.latency_ms['p95'], '{:.1f}'):>10}{s.cost_usd:>12.4f}"
+            f"{_fmt(s.cost_per_1k_usd, '{:.4f}'):>10}"
+            f"{_fmt(s.projected_monthly_usd, '{:,.0f}'):>12}",
+        )
+    _print(ctx, f"(monthly projection at {ctx.settings.routing.daily_volume:,} tickets/day)")
+    return 0
+
+
+async def _check_all(ctx: Context) -> list[dict[str, Any]]:
+    from backends import BackendLoadError, UnknownBackendType, create_backend
+
+    async def one(name: str) -> dict[str, Any]:
+        config = ctx.settings.backends[name]
+        entry: dict[str, Any] = {
+            "name": name,
+            "type": config.type,
+            "model": config.model_name,
+            "ok": None,
+            "detail": "",
+        }
+        try:
+            backend = create_backend(
+                config, resolve=lambda n: create_backend(ctx.settings.backend(n))
+            )
+            try:
+                health = await asyncio.wait_for(backend.check(), config.timeout_s + 5)
+                entry["ok"], entry["detail"] = health.ok, health.detail
+            finally:
+                await backend.aclose()
+        except (UnknownBackendType, BackendLoadError) as exc:
+            entry["ok"], entry["detail"] = False, str(exc)
+        except TimeoutError:
+            entry["ok"], entry["detail"] = False, "no answer within the timeout"
+        except Exception as exc:  # a check must report, never crash the listing
+            entry["ok"], entry["detail"] = False, f"{type(exc).__name__}: {exc}"
+        return entry
+
+    return list(await asyncio.gather(*(one(name) for name in ctx.settings.backends)))
+
+
+def _price(config: Any) -> str:
+    if config.gpu_usd_per_hour is not None:
+        return f"${config.gpu_usd_per_hour}/GPU-h"
+    if config.input_usd_per_mtok is not None or config.output_usd_per_mtok is not None:
+        return f"${config.input_usd_per_mtok or 0}/${config.output_usd_per_mtok or 0} per Mtok"
+    if config.type == "specialist":
+        from tui.config import DEFAULT_CPU_USD_PER_HOUR
+
+        return f"${config.cpu_usd_per_hour or DEFAULT_CPU_USD_PER_HOUR}/vCPU-h"
+    return "-"
+
+
+def cmd_backends(ctx: Context, args: argparse.Namespace) -> int:
+    from backends.secrets import redact
+
+    if args.check:
+        entries = asyncio.run(_check_all(ctx))
+    else:
+        entries = [
+            {"name": n, "type": c.type, "model": c.model_name, "ok": None, "detail": _price(c)}
+            for n, c in ctx.settings.backends.items()
+        ]
+    from backends.secrets import api_key
+
+    secrets = [api_key(c) for c in ctx.settings.backends.values()]
+    for entry in entries:
+        entry["detail"] = redact(str(entry["detail"]), *secrets)
+    if args.json:
+        _print(ctx, json.dumps(entries, indent=2))
+        return 0
+    active = ctx.settings.routing.backend
+    for e in entries:
+        mark = "*" if e["name"] == active else " "
+        status = "" if e["ok"] is None else ("ok   " if e["ok"] else "FAIL ")
+        _print(ctx, f"{mark} {e['name']:<18}{e['type']:<16}{e['model']:<28}{status}{e['detail']}")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[Context, argparse.Namespace], int]] = {
+    "import": cmd_import,
+    "route": cmd_route,
+    "label": cmd_label,
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "export": cmd_export,
+    "stats": cmd_stats,
+    "backends": cmd_backends,
+}
+
+
+def run_command(
+    args: argparse.Namespace,
+    *,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+    progress: Callable[[], Progress] = NoProgress,
+) -> int:
+    """Run a headless command and map failures to SPEC's exit statuses."""
+    try:
+        ctx = make_context(args, out, err, progress)
+        return COMMANDS[args.command](ctx, args)
+    except (BadInput, ConfigError, StoreError) as exc:
+        print(f"triagedesk: error: {exc}", file=err)
+        return 2
+    except KeyboardInterrupt:
+        print("triagedesk: interrupted; run the same command again to resume", file=err)
+        return 130
+    except Exception as exc:
+        print(f"triagedesk: error: {type(exc).__name__}: {exc}", file=err)
+        return 1
