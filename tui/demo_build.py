@@ -7,6 +7,7 @@ third of it that "agents" labelled, then routes the rest. No key, no server, no 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,12 @@ def demo_paths(db: Path | None = None, config: Path | None = None) -> DemoPaths:
 def write_demo_config(target: DemoPaths) -> None:
     from tui.demo import demo_config_toml
 
-    text = demo_config_toml(specialist_path=target.model)
+    block = '[backends.specialist]\ntype = "specialist"\n'
+    text = demo_config_toml()
+    if block not in text:
+        raise RuntimeError("demo config template lost its [backends.specialist] block")
+    # The demo trains its own model file so it never overwrites the user's real specialist.
+    text = text.replace(block, f"{block}path = {json.dumps(str(target.model))}\n", 1)
     target.config.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.config.with_name(target.config.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
