@@ -154,6 +154,9 @@ class AnthropicBackend:
     async def route(self, ticket: Ticket, taxonomy: Taxonomy) -> RouteResult:
         """Classify one ticket; one repair round when the tool input is unusable.
 
+        `total_ms` spans the whole call, retries and repair included, since the ticket waited
+        that long; `ttft_ms` is measured on the attempt that answered.
+
         Raises:
             BackendError: Transport, HTTP or answer failures, typed as in `backends.base`.
         """
@@ -251,7 +254,8 @@ class AnthropicBackend:
             try:
                 data = json.loads(event.data)
             except json.JSONDecodeError:
-                raise BadResponse(f"stream event is not JSON: {event.data[:80]!r}") from None
+                said = quote_server(event.data, key, limit=80)
+                raise BadResponse(f"stream event is not JSON: {said!r}") from None
             if not isinstance(data, dict):
                 raise BadResponse("stream event is not an object")
             kind = data.get("type") or event.event
@@ -385,8 +389,8 @@ def _read_message(payload: dict[str, Any], key: SecretStr | None) -> Reply:
 
 
 def _stream_error(data: dict[str, Any], key: SecretStr | None) -> ServerError | BadResponse:
-    error = data.get("error") if isinstance(data.get("error"), dict) else {}
-    kind = str(error.get("type", "error"))
+    error = data.get("error")
+    kind = str(error.get("type", "error")) if isinstance(error, dict) else "error"
     said = quote_server(server_message(json.dumps(data)), key)
     if kind in SERVER_SIDE_ERRORS:
         return ServerError(f"{kind}: {said}", status=529 if kind == "overloaded_error" else None)

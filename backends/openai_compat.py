@@ -129,6 +129,10 @@ class OpenAIBackend:
         """Structured-output mode the endpoint accepts, learnt from its rejections."""
         self.logprobs_supported = True
         """False once the endpoint rejected `logprobs`."""
+        self.token_param = "max_tokens"
+        """Becomes `max_completion_tokens` for models that refuse `max_tokens` (OpenAI o-series)."""
+        self.send_temperature = True
+        """False once the model refused a temperature (reasoning models accept only the default)."""
         self.retry_base_delay = retry.BASE_DELAY_S
         """Backoff base for retries; tests make it tiny."""
         self.retry_sleep = asyncio.sleep
@@ -161,9 +165,10 @@ class OpenAIBackend:
         body: dict[str, Any] = {
             "model": self.config.model,
             "messages": messages,
-            "temperature": self.config.temperature,
-            "max_tokens": MAX_TOKENS,
+            self.token_param: MAX_TOKENS,
         }
+        if self.send_temperature:
+            body["temperature"] = self.config.temperature
         schema = answer_schema(taxonomy)
         if self.format_mode == "json_schema":
             body["response_format"] = {
@@ -182,6 +187,9 @@ class OpenAIBackend:
 
     async def route(self, ticket: Ticket, taxonomy: Taxonomy) -> RouteResult:
         """Classify one ticket; one repair round when the first answer is unusable.
+
+        `total_ms` spans the whole call, retries and repair included, since the ticket waited
+        that long; `ttft_ms` is measured on the attempt that answered.
 
         Raises:
             BackendError: Transport, HTTP or answer failures, typed as in `backends.base`.
@@ -254,15 +262,24 @@ class OpenAIBackend:
         key: SecretStr | None,
         watch: Stopwatch,
     ) -> Completion:
-        """Send, stepping down structured-output modes and logprobs as the server refuses them."""
+        """Send, stepping down optional features as the server refuses them.
+
+        Each step only ever removes a feature, so the loop ends; a step is taken only if no
+        concurrent call took it already.
+        """
         while True:
+            sent_format = self.format_mode
             try:
                 return await self._complete(messages, taxonomy, key, watch)
             except _Refused as refused:
-                if refused.feature == "format":
-                    self.format_mode = _NEXT_FORMAT[self.format_mode]
-                else:
+                if refused.feature == "format" and self.format_mode == sent_format:
+                    self.format_mode = _NEXT_FORMAT[sent_format]
+                elif refused.feature == "logprobs":
                     self.logprobs_supported = False
+                elif refused.feature == "max_tokens":
+                    self.token_param = "max_completion_tokens"
+                elif refused.feature == "temperature":
+                    self.send_temperature = False
 
     async def _complete(
         self,
@@ -300,6 +317,10 @@ class OpenAIBackend:
             return
         if self.format_mode in _NEXT_FORMAT and mentions(text, FORMAT_REJECTION):
             raise _Refused("format")
+        if self.token_param == "max_tokens" and mentions(text, ("max_completion_tokens",)):
+            raise _Refused("max_tokens")
+        if self.send_temperature and mentions(text, ("temperature",)):
+            raise _Refused("temperature")
         if self.logprobs_supported and mentions(text, ("logprobs", "top_logprobs")):
             raise _Refused("logprobs")
 
@@ -333,7 +354,8 @@ class OpenAIBackend:
             try:
                 chunk = json.loads(event.data)
             except json.JSONDecodeError:
-                raise BadResponse(f"stream chunk is not JSON: {event.data[:80]!r}") from None
+                said = quote_server(event.data, key, limit=80)
+                raise BadResponse(f"stream chunk is not JSON: {said!r}") from None
             if not isinstance(chunk, dict):
                 raise BadResponse("stream chunk is not an object")
             if "error" in chunk:
@@ -385,9 +407,9 @@ class OpenAIBackend:
 
 
 class _Refused(Exception):
-    """The server refused an optional feature (`format` or `logprobs`); never leaves the module."""
+    """The server refused an optional request feature; never leaves the module."""
 
-    def __init__(self, feature: Literal["format", "logprobs"]) -> None:
+    def __init__(self, feature: Literal["format", "logprobs", "max_tokens", "temperature"]) -> None:
         super().__init__(feature)
         self.feature = feature
 

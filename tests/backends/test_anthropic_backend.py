@@ -11,6 +11,7 @@ import pytest
 from backends.anthropic import AnthropicBackend
 from backends.base import (
     AuthenticationFailed,
+    Backend,
     BackendError,
     BadResponse,
     ConnectionFailed,
@@ -312,3 +313,4 @@ async def test_check_connection_refused(make_backend: Any) -> None:
 async def test_properties(server: AnthropicServer, make_backend: Any) -> None:
     backend = make_backend(server)
     assert (backend.name, backend.type, backend.model) == ("haiku", "anthropic", "claude-test")
+    assert isinstance(backend, Backend)

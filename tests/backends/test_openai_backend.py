@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import math
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from email.utils import formatdate
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,9 +20,11 @@ import pytest
 
 from backends.base import (
     AuthenticationFailed,
+    Backend,
     BackendError,
     BadResponse,
     ConnectionFailed,
+    Health,
     InvalidConfidence,
     LabelNotInTaxonomy,
     ModelNotFound,
@@ -144,6 +154,7 @@ async def test_request_shape(
     assert system["role"] == "system" and "billing" in system["content"]
     assert user["content"].startswith("<ticket>\n") and user["content"].endswith("\n</ticket>")
     assert user["content"].count("</ticket>") == 1  # the ticket's own fence was neutralised
+    assert SENTINEL not in json.dumps(body)
 
 
 async def test_no_key_configured_sends_no_header(
@@ -393,6 +404,37 @@ async def test_json_schema_rejection_falls_back_and_is_remembered(
     assert backend.format_mode == "json_object"
 
 
+async def test_concurrent_rejections_step_down_once(
+    server: OpenAIServer, make_backend: Any, ticket: Ticket, taxonomy: Taxonomy
+) -> None:
+    server.reject_json_schema = True
+    backend = make_backend(server, max_retries=0)
+    results = await asyncio.gather(*(backend.route(ticket, taxonomy) for _ in range(6)))
+    assert {r.label for r in results} == {"billing"}
+    assert backend.format_mode == "json_object"
+
+
+async def test_reasoning_model_parameters_are_negotiated(
+    server: OpenAIServer, make_backend: Any, ticket: Ticket, taxonomy: Taxonomy
+) -> None:
+    max_tokens = (
+        "Unsupported parameter: 'max_tokens' is not supported with this model. "
+        "Use 'max_completion_tokens' instead."
+    )
+    temperature = "Unsupported value: 'temperature' does not support 0.0 with this model."
+    server.script(
+        Reply(status=400, body=json.dumps({"error": {"message": max_tokens}})),
+        Reply(status=400, body=json.dumps({"error": {"message": temperature}})),
+    )
+    backend = make_backend(server, max_retries=0)
+    await backend.route(ticket, taxonomy)
+    await backend.route(ticket, taxonomy)
+    bodies = [r.body for r in server.completions()]
+    assert ["max_tokens" in b for b in bodies] == [True, False, False, False]
+    assert [b.get("max_completion_tokens") for b in bodies] == [None, 200, 200, 200]
+    assert ["temperature" in b for b in bodies] == [True, True, False, False]
+
+
 async def test_response_format_refused_entirely_uses_prompt_only(
     server: OpenAIServer, make_backend: Any, ticket: Ticket, taxonomy: Taxonomy
 ) -> None:
@@ -471,6 +513,7 @@ async def test_check(server: OpenAIServer, make_backend: Any) -> None:
 async def test_model_property_and_client_settings(server: OpenAIServer, make_backend: Any) -> None:
     backend = make_backend(server, max_concurrency=3)
     assert backend.model == "test-model" and backend.name == "oai" and backend.type == "openai"
+    assert isinstance(backend, Backend)
     client = backend._client_now()
     assert client.follow_redirects is False
     assert client.timeout == httpx.Timeout(0.3)
@@ -492,3 +535,53 @@ async def test_iter_sse_joins_multiline_data() -> None:
     response = httpx.Response(200, content=body)
     events = [event async for event in iter_sse(iter_lines(response))]
     assert [(e.event, e.data) for e in events] == [("a", "1\n2"), ("", "3")]
+
+
+@pytest.fixture
+def llama_cpp_python_server(tiny_gguf: Path) -> Iterator[str]:
+    """A real `python -m llama_cpp.server` on a random-weight GGUF; its base URL."""
+    pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python[server] is not installed")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(tiny_gguf)]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--model_alias", "tiny"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/models", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.05)
+        else:
+            pytest.skip("llama_cpp.server did not start")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.mark.slow
+async def test_real_llama_cpp_python_server(
+    llama_cpp_python_server: str, ticket: Ticket, taxonomy: Taxonomy
+) -> None:
+    """The real server refuses json_schema with HTTP 500; json_object (a grammar) is adopted.
+
+    Random weights answer a valid label (the grammar enforces the enum) with an arbitrary
+    number, so the call may end in InvalidConfidence: what matters is the negotiation.
+    """
+    config = BackendConfig.model_validate(
+        {"type": "openai", "name": "lcp", "base_url": llama_cpp_python_server, "model": "tiny"}
+    )
+    backend = OpenAIBackend(config)
+    try:
+        assert await backend.check() == Health(True, "reachable, model tiny listed")
+        for _ in range(2):
+            with contextlib.suppress(InvalidConfidence):
+                result = await backend.route(ticket, taxonomy)
+                assert result.label in taxonomy and result.input_tokens
+        assert backend.format_mode == "json_object"
+    finally:
+        await backend.aclose()
