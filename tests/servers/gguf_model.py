@@ -36,7 +36,7 @@ def vocabulary() -> tuple[list[str], list[float], list[int]]:
     tokens += [f"<0x{value:02X}>" for value in range(256)]
     types += [6] * 256  # byte
     printable = [char for char in string.printable if char not in string.whitespace]
-    pieces = ["\u2581", *printable, '\u2581"', '":', "\u2581{", "}"]
+    pieces = ["\u2581", *printable, '\u2581"', '":', "\u2581{"]
     tokens += pieces
     types += [1] * len(pieces)  # normal
     scores = [0.0] * 3 + [-1000.0] * 256 + [-float(index) for index in range(len(pieces))]

@@ -1,0 +1,285 @@
+"""A GGUF model loaded in process through llama-cpp-python (the optional `llamacpp` extra).
+
+No server to run: the model is loaded on the first ticket, off the event loop, and every call
+runs in a worker thread, one at a time, because a llama context is not thread-safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from backends.base import (
+    BackendError,
+    BackendUnavailable,
+    BadResponse,
+    Health,
+    ModelNotFound,
+    RequestRejected,
+    RouteResult,
+    Stopwatch,
+    Timeout,
+)
+from backends.prompt import answer_schema, build_prompt, parse_answer, repair_message
+
+if TYPE_CHECKING:
+    from backends import Resolver
+    from tui.config import BackendConfig
+    from tui.models import Taxonomy, Ticket
+
+MAX_ANSWER_TOKENS = 200
+"""An answer is one short JSON object; the cap stops a rambling model early."""
+INSTALL_HINT = "pip install 'triagedesk[llamacpp]'"
+
+
+def _import_llama_cpp() -> Any:
+    """Import llama-cpp-python only when this backend is used (it is an optional extra)."""
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise BackendUnavailable(f"llama-cpp-python is not installed: {INSTALL_HINT}") from exc
+    except OSError as exc:  # the package is there but its shared library cannot load
+        raise BackendUnavailable(f"llama-cpp-python cannot load its library: {exc}") from exc
+    return llama_cpp
+
+
+@dataclass(slots=True)
+class _Run:
+    """One call's deadline and cancellation, shared with the worker thread."""
+
+    deadline: float
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(slots=True)
+class _Generation:
+    """One chat completion as llama-cpp-python reported it, with llama.cpp's own timings."""
+
+    text: str
+    input_tokens: int | None
+    output_tokens: int | None
+    prompt_ms: float | None
+    gen_ms: float | None
+
+
+class LlamaCppLocalBackend:
+    """Routes tickets with a GGUF model in this process.
+
+    The schema reaches llama-cpp-python as `{"type": "json_object", "schema": ...}`: its
+    `json_schema` response format is silently ignored in process, leaving output unconstrained.
+    The grammar built from the schema pins the label to the taxonomy but drops minimum and
+    maximum, so an out-of-range confidence is still possible and is caught by `parse_answer`.
+    """
+
+    type = "llamacpp-local"
+
+    def __init__(self, config: BackendConfig, *, resolve: Resolver | None = None) -> None:
+        self.config = config
+        self.name = config.name or config.type
+        self.model_path = Path(config.model_path or "").expanduser()
+        self._llm: Any = None
+        self._order = asyncio.Lock()
+        """Queues callers fairly; the thread lock below is what guarantees exclusivity."""
+        self._thread_lock = threading.Lock()
+        """Held by the worker thread while it uses the model: a call whose awaiting task was
+        cancelled keeps running, and the next one must not start before it ends."""
+        self._current: _Run | None = None
+        """The call the worker thread is running, read by llama.cpp's abort callback."""
+        self._abort_callback: Any = None
+
+    @property
+    def model(self) -> str:
+        return self.config.model_name
+
+    async def route(self, ticket: Ticket, taxonomy: Taxonomy) -> RouteResult:
+        """Classify one ticket; one repair round when the answer is malformed.
+
+        Raises:
+            BackendUnavailable: llama-cpp-python is not installed.
+            ModelNotFound: The GGUF file does not exist.
+            BackendError: Any other failure, typed.
+        """
+        prompt = build_prompt(ticket, taxonomy, max_chars=self.config.max_prompt_chars)
+        response_format = {"type": "json_object", "schema": answer_schema(taxonomy)}
+        messages = prompt.messages()
+        watch = Stopwatch()
+        async with self._order:
+            load_ms = await self._ensure_loaded()
+            runs = [await self._generate(messages, response_format)]
+            try:
+                answer = parse_answer(runs[-1].text, taxonomy)
+            except BadResponse as problem:
+                messages = [
+                    *messages,
+                    {"role": "assistant", "content": runs[-1].text},
+                    {"role": "user", "content": repair_message(str(problem))},
+                ]
+                runs.append(await self._generate(messages, response_format))
+                answer = parse_answer(runs[-1].text, taxonomy)
+        return RouteResult(
+            label=answer.label,
+            confidence=answer.confidence,
+            confidence_source="self-reported" if answer.confidence is not None else None,
+            reason=answer.reason,
+            raw_output=runs[-1].text,
+            model=self.model,
+            prompt_version=prompt.version,
+            input_tokens=_sum(run.input_tokens for run in runs),
+            output_tokens=_sum(run.output_tokens for run in runs),
+            total_ms=watch.elapsed_ms(),
+            server_load_ms=load_ms,
+            server_prompt_ms=_sum(run.prompt_ms for run in runs),
+            server_gen_ms=_sum(run.gen_ms for run in runs),
+        )
+
+    async def _ensure_loaded(self) -> float | None:
+        """Load the model on first use; returns the load time in ms when it loaded now."""
+        if self._llm is not None:
+            return None
+        llama_cpp = _import_llama_cpp()
+        if not self.model_path.is_file():
+            raise ModelNotFound(f"GGUF model file not found: {self.model_path}")
+        started = time.perf_counter()
+        self._llm = await asyncio.to_thread(self._load, llama_cpp)
+        return (time.perf_counter() - started) * 1000.0
+
+    def _load(self, llama_cpp: Any) -> Any:
+        with self._thread_lock:
+            try:
+                llm = llama_cpp.Llama(
+                    model_path=str(self.model_path),
+                    n_ctx=self.config.n_ctx,
+                    n_gpu_layers=self.config.n_gpu_layers,
+                    verbose=False,
+                )
+            except (ValueError, RuntimeError, OSError) as exc:
+                raise BackendError(f"cannot load GGUF model {self.model_path}: {exc}") from exc
+            self._install_abort(llama_cpp, llm)
+            return llm
+
+    def _install_abort(self, llama_cpp: Any, llm: Any) -> None:
+        """Let llama.cpp stop a computation that is past its deadline or whose caller left.
+
+        It reaches into llama-cpp-python's context handle and works on the CPU backend only,
+        so any failure just leaves calls unabortable: they then run to their end.
+        """
+        with contextlib.suppress(Exception):
+            callback = llama_cpp.ggml_abort_callback(lambda _data: self._should_abort())
+            llama_cpp.llama_set_abort_callback(llm._ctx.ctx, callback, None)
+            self._abort_callback = callback  # ctypes needs the object kept alive
+
+    def _should_abort(self) -> bool:
+        run = self._current
+        return run is not None and (run.cancelled.is_set() or time.monotonic() > run.deadline)
+
+    async def _generate(
+        self, messages: list[dict[str, str]], response_format: dict[str, Any]
+    ) -> _Generation:
+        run = _Run(deadline=time.monotonic() + self.config.timeout_s)
+        try:
+            return await asyncio.to_thread(self._generate_sync, messages, response_format, run)
+        except asyncio.CancelledError:
+            run.cancelled.set()  # the thread cannot be killed; llama.cpp stops at its next step
+            raise
+
+    def _generate_sync(
+        self, messages: list[dict[str, str]], response_format: dict[str, Any], run: _Run
+    ) -> _Generation:
+        with self._thread_lock:
+            llm = self._llm
+            if llm is None:
+                raise BackendError("the model was closed while a ticket was waiting")
+            if run.cancelled.is_set():
+                raise Timeout("cancelled before the model was free")
+            self._current = run
+            _reset_perf(llm)
+            try:
+                result = llm.create_chat_completion(
+                    messages=messages,
+                    response_format=response_format,
+                    temperature=self.config.temperature,
+                    max_tokens=MAX_ANSWER_TOKENS,
+                )
+            except RuntimeError as exc:
+                if self._should_abort():
+                    raise Timeout(
+                        f"no answer within {self.config.timeout_s:g} s (computation aborted)"
+                    ) from exc
+                raise BackendError(f"llama.cpp failed: {exc}") from exc
+            except ValueError as exc:
+                if "context window" in str(exc):
+                    raise RequestRejected(
+                        f"{exc} (n_ctx is {self.config.n_ctx}; raise it or max_prompt_chars)"
+                    ) from exc
+                raise BackendError(f"llama-cpp-python refused the call: {exc}") from exc
+            finally:
+                self._current = None
+            return _read_result(result, _read_perf(llm))
+
+    async def check(self) -> Health:
+        """The file exists and llama-cpp-python is importable; the model is not loaded."""
+        try:
+            await asyncio.to_thread(_import_llama_cpp)
+        except BackendUnavailable as exc:
+            return Health(False, str(exc))
+        if not self.model_path.is_file():
+            return Health(False, f"GGUF model file not found: {self.model_path}")
+        size_mb = self.model_path.stat().st_size / 1_000_000
+        state = "loaded" if self._llm is not None else "not loaded yet"
+        return Health(True, f"{self.model_path.name} ({size_mb:.1f} MB, {state})")
+
+    async def aclose(self) -> None:
+        """Free the model (after any running call); a later route loads it again."""
+        async with self._order:
+            await asyncio.to_thread(self._close_sync)
+
+    def _close_sync(self) -> None:
+        with self._thread_lock:
+            llm, self._llm = self._llm, None
+            self._abort_callback = None
+            if llm is not None:
+                llm.close()
+
+
+def _reset_perf(llm: Any) -> None:
+    with contextlib.suppress(Exception):
+        import llama_cpp
+
+        llama_cpp.llama_perf_context_reset(llm._ctx.ctx)
+
+
+def _read_perf(llm: Any) -> tuple[float | None, float | None]:
+    """llama.cpp's own prompt and generation times of the last call, when available."""
+    try:
+        import llama_cpp
+
+        data = llama_cpp.llama_perf_context(llm._ctx.ctx)
+        return float(data.t_p_eval_ms), float(data.t_eval_ms)
+    except Exception:
+        return None, None
+
+
+def _read_result(result: Any, perf: tuple[float | None, float | None]) -> _Generation:
+    try:
+        text = result["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        raise BadResponse(f"unexpected completion shape: {json.dumps(result)[:120]}") from None
+    usage = result.get("usage") or {}
+    return _Generation(
+        text=text if isinstance(text, str) else "",
+        input_tokens=usage.get("prompt_tokens"),
+        output_tokens=usage.get("completion_tokens"),
+        prompt_ms=perf[0],
+        gen_ms=perf[1],
+    )
+
+
+def _sum(values: Any) -> Any:
+    present = [value for value in values if value is not None]
+    return sum(present) if present else None
