@@ -888,6 +888,13 @@ This was supposed to be a present so the timing matters.
 I work night shifts so email is the best way to reach me.
 Sorry for the long message, I just want to explain everything properly.
 I also mentioned this in the chat last week but I never heard back.
+I ordered from you because a friend recommended you and I had always had good experiences.
+Last time something similar happened it took three emails and two phone calls to sort out.
+We're moving house at the end of the month, so things are a bit chaotic here at the moment.
+I've been checking my email every day and refreshing the tracking page, which isn't fun.
+I'm writing this on my lunch break so apologies if it's a bit all over the place.
+I don't want to sound rude, I know it's not your fault personally, but I'm frustrated.
+I honestly don't know who else to contact, the website just sends me round in circles.
 """)
 _ANGRY = _lines("""
 THIS IS RIDICULOUS.
@@ -1090,23 +1097,23 @@ def _compose(rng: random.Random, label: str, created: datetime) -> tuple[str, st
     else:
         main = rng.choice(_TEMPLATES[label])
         if kind < _P_LONG:
-            extra = rng.sample(_FILLER, rng.randint(2, 4))
+            extra = rng.sample(_FILLER, rng.randint(3, 7))
             second = rng.choice(_TEMPLATES[label])
-            paragraphs += [extra[0], main, " ".join(extra[1:]), second]
+            paragraphs += [extra[0], main, " ".join(extra[1:-1]), second, extra[-1]]
         else:
             paragraphs.append(main)
         if rng.random() < _P_MIXED:
             paragraphs.append(rng.choice(_SECONDARY[other]))
     short = _P_AMBIGUOUS <= kind < _P_SHORT
     body = _render(paragraphs, slots)
-    if rng.random() < 0.04:
+    if rng.random() < 0.05:
         body = f"{body.upper()} {rng.choice(_ANGRY)}"
+    elif (channel == "chat" or short) and rng.random() < 0.5:
+        body = body.lower()
     typo_rate = rng.choice((0.0, 0.0, 0.0, 0.02, 0.05, 0.1))
     if typo_rate:
         body = _typos(rng, body, typo_rate)
     if channel == "chat" or short:
-        if rng.random() < 0.5:
-            body = body.lower()
         subject = "" if channel == "chat" else _subject(rng, topic, channel, slots)
         return label, subject, body, channel, slots["email"]
     parts = []
