@@ -576,7 +576,10 @@ def _header(msg: email.message.Message, name: str) -> str:
 
 def _clean(value: str) -> str:
     """Replace lone surrogates (from undecodable bytes) so the text is valid UTF-8."""
-    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace") if value else value
+    try:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # surrogates outside the escape range, e.g. from RFC 2047 words
+        return value.encode("utf-8", "replace").decode("utf-8")
 
 
 def _add_record(
