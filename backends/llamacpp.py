@@ -82,7 +82,8 @@ class Completion:
 
     def take_final(self, data: dict[str, Any]) -> None:
         """Read usage and timings from the last (or only) object of a completion."""
-        timings = data.get("timings") if isinstance(data.get("timings"), dict) else {}
+        found = data.get("timings")
+        timings: dict[str, Any] = found if isinstance(found, dict) else {}
         self.input_tokens = _int(data.get("tokens_evaluated")) or _int(timings.get("prompt_n"))
         self.output_tokens = _int(data.get("tokens_predicted")) or _int(timings.get("predicted_n"))
         self.cached_tokens = _int(timings.get("cache_n"))

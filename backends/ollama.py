@@ -257,4 +257,4 @@ class OllamaBackend:
         """Close the HTTP client; a later route opens a new one."""
         client, self._client = self._client, None
         if client is not None:
-            await client.close()
+            await client.close()  # type: ignore[no-untyped-call]
