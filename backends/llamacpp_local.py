@@ -157,11 +157,20 @@ class LlamaCppLocalBackend:
                     n_ctx=self.config.n_ctx,
                     n_gpu_layers=self.config.n_gpu_layers,
                     verbose=False,
+                    **self._thread_options(),
                 )
             except (ValueError, RuntimeError, OSError) as exc:
                 raise BackendError(f"cannot load GGUF model {self.model_path}: {exc}") from exc
             self._install_abort(llama_cpp, llm)
             return llm
+
+    def _thread_options(self) -> dict[str, int]:
+        """`n_threads` from the config block, when set (llama.cpp's default suits most boxes)."""
+        extra = self.config.model_extra or {}
+        threads = extra.get("n_threads")
+        if isinstance(threads, int) and not isinstance(threads, bool) and threads > 0:
+            return {"n_threads": threads, "n_threads_batch": threads}
+        return {}
 
     def _install_abort(self, llama_cpp: Any, llm: Any) -> None:
         """Let llama.cpp stop a computation that is past its deadline or whose caller left.

@@ -52,7 +52,8 @@ ALLOWED_ERRORS = (InvalidConfidence, BadResponse)
 
 
 def make_backend(model_path: Path | str, **values: Any) -> LlamaCppLocalBackend:
-    config = backend_config("llamacpp-local", name="gguf", model_path=str(model_path), **values)
+    settings = {"model_path": str(model_path), "n_threads": 1, **values}
+    config = backend_config("llamacpp-local", name="gguf", **settings)
     return LlamaCppLocalBackend(config)
 
 
@@ -222,11 +223,11 @@ def llama_cpp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = (tmp_path_factory.mktemp("served-log") / "server.log").open("w+")
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model)]
     command += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"]
-    command += ["--model_alias", "tiny-llama"]
+    command += ["--model_alias", "tiny-llama", "--n_threads", "1"]
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=os.environ)
     url = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while True:
             if process.poll() is not None:
                 log.seek(0)
@@ -237,7 +238,7 @@ def llama_cpp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail("llama_cpp.server did not answer within 60 s")
+                pytest.fail("llama_cpp.server did not answer within 120 s")
             time.sleep(0.2)
         yield url
     finally:
