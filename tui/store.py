@@ -10,10 +10,12 @@ even at a million tickets.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -157,7 +159,97 @@ def _v2(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2)
+LATENCY_BASE = 1.01
+"""Latency histogram buckets grow by 1 %: percentiles at any scale within 1 % of exact."""
+
+
+def latency_bucket(ms: float) -> int:
+    return math.floor(math.log(max(ms, 0.001)) / math.log(LATENCY_BASE))
+
+
+def bucket_value(bucket: int) -> float:
+    """The geometric middle of a bucket: what a percentile falling in it reports."""
+    return float(LATENCY_BASE ** (bucket + 0.5))
+
+
+def _v3(db: sqlite3.Connection) -> None:
+    """Aggregates kept up to date on every write, so statistics never scan the decisions:
+    each ticket's latest decision per backend, per-backend totals, predicted-vs-agent label
+    counts, latency histograms and hourly costs. Backfilled from existing decisions."""
+    db.create_function("td_bucket", 1, latency_bucket, deterministic=True)
+    _script(
+        db,
+        """
+        CREATE TABLE latest_decisions (
+            ticket_id TEXT NOT NULL REFERENCES tickets(id) ON DELETE CASCADE,
+            backend TEXT NOT NULL,
+            decision_id INTEGER NOT NULL,
+            label TEXT,
+            PRIMARY KEY (ticket_id, backend)
+        ) WITHOUT ROWID;
+        CREATE TABLE backend_totals (
+            backend TEXT PRIMARY KEY,
+            backend_type TEXT NOT NULL,
+            n INTEGER NOT NULL DEFAULT 0,
+            errors INTEGER NOT NULL DEFAULT 0,
+            cost_usd REAL NOT NULL DEFAULT 0,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            tokens_n INTEGER NOT NULL DEFAULT 0,
+            counterfactual_usd REAL NOT NULL DEFAULT 0,
+            counterfactual_n INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE TABLE label_agreement (
+            backend TEXT NOT NULL,
+            predicted TEXT NOT NULL,
+            truth TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            PRIMARY KEY (backend, predicted, truth)
+        ) WITHOUT ROWID;
+        CREATE TABLE latency_histogram (
+            backend TEXT NOT NULL,
+            bucket INTEGER NOT NULL,
+            n INTEGER NOT NULL,
+            PRIMARY KEY (backend, bucket)
+        ) WITHOUT ROWID;
+        CREATE TABLE cost_by_hour (
+            hour TEXT NOT NULL,
+            backend TEXT NOT NULL,
+            cost_usd REAL NOT NULL,
+            n INTEGER NOT NULL,
+            PRIMARY KEY (hour, backend)
+        ) WITHOUT ROWID;
+        INSERT INTO latest_decisions (ticket_id, backend, decision_id, label)
+            SELECT d.ticket_id, d.backend, d.id, d.label FROM decisions d
+            WHERE d.id = (SELECT max(id) FROM decisions
+                          WHERE ticket_id = d.ticket_id AND backend = d.backend);
+        INSERT INTO backend_totals
+            SELECT backend, max(backend_type), count(*), count(error_class),
+                   coalesce(sum(cost_usd), 0),
+                   coalesce(sum(CASE WHEN error_class IS NULL THEN input_tokens END), 0),
+                   coalesce(sum(CASE WHEN error_class IS NULL THEN output_tokens END), 0),
+                   count(CASE WHEN error_class IS NULL AND input_tokens IS NOT NULL THEN 1 END),
+                   coalesce(sum(counterfactual_cost_usd), 0), count(counterfactual_cost_usd)
+            FROM decisions GROUP BY backend;
+        INSERT INTO label_agreement
+            SELECT l.backend, l.label, t.label, count(*) FROM latest_decisions l
+            JOIN tickets t ON t.id = l.ticket_id
+            WHERE l.label IS NOT NULL AND t.label IS NOT NULL GROUP BY 1, 2, 3;
+        INSERT INTO latency_histogram
+            SELECT backend, td_bucket(total_ms), count(*) FROM decisions
+            WHERE error_class IS NULL AND total_ms IS NOT NULL GROUP BY 1, 2;
+        INSERT INTO cost_by_hour
+            SELECT substr(created_at, 1, 13), backend, coalesce(sum(cost_usd), 0), count(*)
+            FROM decisions GROUP BY 1, 2;
+        DROP INDEX ix_decisions_backend_latency;
+        DROP INDEX ix_decisions_backend_stats;
+        DROP INDEX ix_decisions_created;
+        CREATE INDEX ix_decisions_backend ON decisions(backend, id)
+        """,
+    )
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3)
 """Ordered schema migrations; the database's `PRAGMA user_version` counts those applied."""
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -194,13 +286,6 @@ def _dt(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
 
-def _percentile(sorted_values: Sequence[float], q: float) -> float | None:
-    if not sorted_values:
-        return None
-    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
-    return float(sorted_values[index])
-
-
 class Store:
     """A connection to one triagedesk database.
 
@@ -231,6 +316,7 @@ class Store:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: index inserts at 1M rows
             self._migrate()
         except sqlite3.DatabaseError as exc:
             conn.close()
@@ -306,12 +392,13 @@ class Store:
                 t.channel,
                 _iso(t.created_at),
                 _iso(t.received_at),
-                json.dumps(t.meta, ensure_ascii=False, default=str),
+                json.dumps(t.meta, ensure_ascii=False, default=str) if t.meta else "{}",
                 source,
             )
             for t in tickets
         ]
         with self._write() as conn:
+            existing = self._current_labels(conn, list(labels)) if labels else {}
             before = conn.total_changes
             conn.executemany(
                 "INSERT OR IGNORE INTO tickets (id, subject, text, customer, channel, created_at,"
@@ -321,9 +408,11 @@ class Store:
             inserted = conn.total_changes - before
             recorded = 0
             if labels:
-                current = self._current_labels(conn, list(labels))
                 now = _iso(utcnow())
-                changed = [(tid, lab) for tid, lab in labels.items() if current.get(tid) != lab]
+                changed = [(tid, lab) for tid, lab in labels.items() if existing.get(tid) != lab]
+                for tid, lab in changed:
+                    if tid in existing:  # new tickets have no decisions to re-score
+                        self._relabel(conn, tid, existing[tid], lab)
                 conn.executemany(
                     "INSERT INTO label_events (ticket_id, label, agent, source, created_at)"
                     " VALUES (?, ?, 'import', 'import', ?)",
@@ -395,6 +484,24 @@ class Store:
         rows = self._read("SELECT text, label FROM tickets WHERE label IS NOT NULL ORDER BY seq")
         return [(r[0], r[1]) for r in rows]
 
+    def export_rows(self, *, include_predictions: bool = False) -> list[tuple[str, str, str, str]]:
+        """(ticket id, text, label, label source) of agent-labelled tickets, oldest first.
+
+        With `include_predictions`, unlabelled tickets add their latest successful prediction
+        with source `prediction`; by default a model never trains on its own guesses.
+        """
+        sql = (
+            "SELECT seq, id, text, label, label_source FROM tickets WHERE label IS NOT NULL"
+            " AND label_source IN ('accept', 'correct', 'cli', 'import')"
+        )
+        if include_predictions:
+            sql += (
+                " UNION ALL SELECT seq, id, text, predicted_label, 'prediction' FROM tickets"
+                " WHERE label IS NULL AND predicted_label IS NOT NULL AND error_class IS NULL"
+            )
+        rows = self._read(sql + " ORDER BY seq")
+        return [(r[1], r[2], r[3], r[4]) for r in rows]
+
     def known_labels(self) -> list[str]:
         rows = self._read(
             "SELECT DISTINCT label FROM label_events WHERE label IS NOT NULL ORDER BY label"
@@ -452,14 +559,20 @@ class Store:
     # Decisions ----------------------------------------------------------------------------
 
     def record_decisions(self, decisions: Sequence[Decision]) -> list[Decision]:
-        """Store a batch of decisions in one transaction and update each ticket's state.
+        """Store a batch of decisions in one transaction and update each ticket's state and
+        the statistics aggregates.
 
         A second decision for the same ticket in the same run is ignored (a resumed run never
         duplicates). Returns the decisions that were stored, with their ids.
         """
         stored: list[Decision] = []
+        totals: dict[str, list[Any]] = {}
+        agreement: Counter[tuple[str, str, str]] = Counter()
+        histogram: Counter[tuple[str, int]] = Counter()
+        hourly: dict[tuple[str, str], list[float]] = {}
         with self._write() as conn:
             for d in decisions:
+                created = _iso(d.created_at) or ""
                 cur = conn.execute(
                     "INSERT OR IGNORE INTO decisions (ticket_id, run_id, backend, backend_type,"
                     " model, prompt_version, label, confidence, confidence_source, reason,"
@@ -493,13 +606,34 @@ class Store:
                         d.error_class,
                         d.error_message,
                         d.raw_output,
-                        json.dumps([s.model_dump() for s in d.stages]),
-                        _iso(d.created_at),
+                        json.dumps([s.model_dump() for s in d.stages]) if d.stages else "[]",
+                        created,
                     ),
                 )
                 if cur.rowcount != 1:
                     continue
                 decision_id = cur.lastrowid
+                rows = conn.execute(
+                    "SELECT t.label, l.backend, l.label FROM tickets t LEFT JOIN latest_decisions l"
+                    " ON l.ticket_id = t.id WHERE t.id = ?",
+                    (d.ticket_id,),
+                ).fetchall()
+                truth = rows[0][0] if rows else None
+                latest = {backend: label for _, backend, label in rows if backend is not None}
+                if truth is not None:
+                    previous = latest.get(d.backend)
+                    if previous is not None:
+                        agreement[(d.backend, previous, truth)] -= 1
+                    if d.label is not None:
+                        agreement[(d.backend, d.label, truth)] += 1
+                latest[d.backend] = d.label
+                disagreement = len({label for label in latest.values() if label}) > 1
+                conn.execute(
+                    "INSERT INTO latest_decisions (ticket_id, backend, decision_id, label)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT (ticket_id, backend) DO UPDATE"
+                    " SET decision_id = excluded.decision_id, label = excluded.label",
+                    (d.ticket_id, d.backend, decision_id, d.label),
+                )
                 conn.execute(
                     "UPDATE tickets SET decision_id = ?, predicted_label = ?, confidence = ?,"
                     " error_class = ?, disagreement = ? WHERE id = ?",
@@ -508,23 +642,99 @@ class Store:
                         d.label,
                         d.confidence,
                         d.error_class,
-                        int(self._disagree(conn, d.ticket_id)),
+                        int(disagreement),
                         d.ticket_id,
                     ),
                 )
+                self._tally(totals, histogram, hourly, d, created)
                 stored.append(d.model_copy(update={"id": decision_id}))
+            self._write_aggregates(conn, totals, agreement, histogram, hourly)
         return stored
 
     @staticmethod
-    def _disagree(conn: sqlite3.Connection, ticket_id: str) -> bool:
-        """Whether the latest answers of different backends for this ticket differ."""
-        row = conn.execute(
-            "SELECT count(DISTINCT d.label) FROM decisions d WHERE d.ticket_id = ?"
-            " AND d.label IS NOT NULL AND d.id = (SELECT max(id) FROM decisions"
-            " WHERE ticket_id = d.ticket_id AND backend = d.backend)",
+    def _tally(
+        totals: dict[str, list[Any]],
+        histogram: Counter[tuple[str, int]],
+        hourly: dict[tuple[str, str], list[float]],
+        d: Decision,
+        created: str,
+    ) -> None:
+        row = totals.setdefault(d.backend, [d.backend_type, 0, 0, 0.0, 0, 0, 0, 0.0, 0])
+        row[1] += 1
+        row[3] += d.cost_usd or 0.0
+        if d.error_class is not None:
+            row[2] += 1
+        else:
+            if d.input_tokens is not None:
+                row[4] += d.input_tokens
+                row[5] += d.output_tokens or 0
+                row[6] += 1
+            if d.total_ms is not None:
+                histogram[(d.backend, latency_bucket(d.total_ms))] += 1
+        if d.counterfactual_cost_usd is not None:
+            row[7] += d.counterfactual_cost_usd
+            row[8] += 1
+        hour = hourly.setdefault((created[:13], d.backend), [0.0, 0])
+        hour[0] += d.cost_usd or 0.0
+        hour[1] += 1
+
+    @staticmethod
+    def _write_aggregates(
+        conn: sqlite3.Connection,
+        totals: dict[str, list[Any]],
+        agreement: Counter[tuple[str, str, str]],
+        histogram: Counter[tuple[str, int]],
+        hourly: dict[tuple[str, str], list[float]],
+    ) -> None:
+        conn.executemany(
+            "INSERT INTO backend_totals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (backend) DO UPDATE SET n = n + excluded.n,"
+            " errors = errors + excluded.errors, cost_usd = cost_usd + excluded.cost_usd,"
+            " input_tokens = input_tokens + excluded.input_tokens,"
+            " output_tokens = output_tokens + excluded.output_tokens,"
+            " tokens_n = tokens_n + excluded.tokens_n,"
+            " counterfactual_usd = counterfactual_usd + excluded.counterfactual_usd,"
+            " counterfactual_n = counterfactual_n + excluded.counterfactual_n",
+            [(backend, *row) for backend, row in totals.items()],
+        )
+        Store._add_agreement(conn, agreement)
+        conn.executemany(
+            "INSERT INTO latency_histogram VALUES (?, ?, ?) ON CONFLICT (backend, bucket)"
+            " DO UPDATE SET n = n + excluded.n",
+            [(backend, bucket, n) for (backend, bucket), n in histogram.items()],
+        )
+        conn.executemany(
+            "INSERT INTO cost_by_hour VALUES (?, ?, ?, ?) ON CONFLICT (hour, backend)"
+            " DO UPDATE SET cost_usd = cost_usd + excluded.cost_usd, n = n + excluded.n",
+            [(hour, backend, v[0], v[1]) for (hour, backend), v in hourly.items()],
+        )
+
+    @staticmethod
+    def _add_agreement(conn: sqlite3.Connection, agreement: Counter[tuple[str, str, str]]) -> None:
+        conn.executemany(
+            "INSERT INTO label_agreement VALUES (?, ?, ?, ?) ON CONFLICT (backend, predicted,"
+            " truth) DO UPDATE SET n = n + excluded.n",
+            [(*key, n) for key, n in agreement.items() if n],
+        )
+
+    @staticmethod
+    def _relabel(
+        conn: sqlite3.Connection, ticket_id: str, old: str | None, new: str | None
+    ) -> None:
+        """Move the ticket's latest predictions from the old agent label to the new one in
+        the agreement counts, so accuracy follows corrections and undos."""
+        if old == new:
+            return
+        change: Counter[tuple[str, str, str]] = Counter()
+        for backend, predicted in conn.execute(
+            "SELECT backend, label FROM latest_decisions WHERE ticket_id = ? AND label IS NOT NULL",
             (ticket_id,),
-        ).fetchone()
-        return bool(row[0] > 1)
+        ):
+            if old is not None:
+                change[(backend, predicted, old)] -= 1
+            if new is not None:
+                change[(backend, predicted, new)] += 1
+        Store._add_agreement(conn, change)
 
     @staticmethod
     def _decision(row: sqlite3.Row) -> Decision:
@@ -547,6 +757,10 @@ class Store:
     def decision_count(self) -> int:
         return int(self._read("SELECT count(*) FROM decisions")[0][0])
 
+    def max_decision_id(self) -> int:
+        """Newest decision id, so live views fetch only what arrived after it."""
+        return int(self._read("SELECT coalesce(max(id), 0) FROM decisions")[0][0])
+
     def recent_decisions(self, *, after_id: int = 0, limit: int = 1000) -> list[Decision]:
         """Decisions newer than `after_id` (other processes' work, for live views)."""
         rows = self._read(
@@ -560,8 +774,10 @@ class Store:
         self, ticket_id: str, label: str, *, agent: str = "agent", source: LabelSource = "cli"
     ) -> LabelEvent:
         with self._write() as conn:
-            if conn.execute("SELECT 1 FROM tickets WHERE id = ?", (ticket_id,)).fetchone() is None:
+            found = conn.execute("SELECT label FROM tickets WHERE id = ?", (ticket_id,)).fetchone()
+            if found is None:
                 raise StoreError(f"no ticket with id {ticket_id!r}")
+            self._relabel(conn, ticket_id, found[0], label)
             event = LabelEvent(ticket_id=ticket_id, label=label, agent=agent, source=source)
             cur = conn.execute(
                 "INSERT INTO label_events (ticket_id, label, agent, source, created_at)"
@@ -594,6 +810,10 @@ class Store:
                 (ticket_id, undone_id),
             ).fetchone()
             label, source = previous if previous else (None, None)
+            current = conn.execute(
+                "SELECT label FROM tickets WHERE id = ?", (ticket_id,)
+            ).fetchone()
+            self._relabel(conn, ticket_id, current[0], label)
             event = LabelEvent(ticket_id=ticket_id, label=label, agent=agent, source="undo")
             cur = conn.execute(
                 "INSERT INTO label_events (ticket_id, label, agent, source, created_at, undoes)"
@@ -701,43 +921,41 @@ class Store:
     # Statistics ---------------------------------------------------------------------------
 
     def backend_names(self) -> list[str]:
-        return [r[0] for r in self._read("SELECT DISTINCT backend FROM decisions ORDER BY 1")]
+        return [r[0] for r in self._read("SELECT backend FROM backend_totals ORDER BY 1")]
 
     def latency_percentiles(self, backend: str) -> dict[str, float | None]:
-        """p50/p95 of successful decisions by walking the (backend, total_ms) index."""
-        where = "backend = ? AND total_ms IS NOT NULL AND error_class IS NULL"
-        n = int(self._read(f"SELECT count(*) FROM decisions WHERE {where}", (backend,))[0][0])
+        """p50/p95 of successful decisions from the latency histogram (within 1 %)."""
+        buckets = self._read(
+            "SELECT bucket, n FROM latency_histogram WHERE backend = ? AND n > 0 ORDER BY bucket",
+            (backend,),
+        )
+        total = sum(n for _, n in buckets)
         out: dict[str, float | None] = {}
         for name, q in (("p50", 0.5), ("p95", 0.95)):
-            if n == 0:
-                out[name] = None
+            out[name] = None
+            if total == 0:
                 continue
-            offset = min(n - 1, max(0, round(q * (n - 1))))
-            row = self._read(
-                f"SELECT total_ms FROM decisions WHERE {where} ORDER BY total_ms LIMIT 1 OFFSET ?",
-                (backend, offset),
-            )
-            out[name] = float(row[0][0]) if row else None
+            index = min(total - 1, max(0, round(q * (total - 1))))
+            seen = 0
+            for bucket, n in buckets:
+                seen += n
+                if seen > index:
+                    out[name] = bucket_value(bucket)
+                    break
         return out
 
     def backend_stats(self, *, daily_volume: int = 0) -> list[BackendStats]:
-        """Per-backend figures against the agents' labels (SPEC `stats --json`)."""
+        """Per-backend figures against the agents' labels (SPEC `stats --json`), read from the
+        aggregates, so they cost the same at a million decisions as at a hundred."""
         from tui.costs import monthly, per_1k
 
         totals = self._read(
-            "SELECT backend, max(backend_type), count(*), count(error_class),"
-            " coalesce(sum(cost_usd), 0) FROM decisions GROUP BY backend ORDER BY backend"
-        )
-        pairs = self._read(
-            "WITH latest AS (SELECT max(d.id) AS id FROM tickets t"
-            " JOIN decisions d ON d.ticket_id = t.id WHERE t.label IS NOT NULL"
-            " GROUP BY t.id, d.backend)"
-            " SELECT d.backend, d.label, t.label, count(*) FROM latest"
-            " JOIN decisions d ON d.id = latest.id JOIN tickets t ON t.id = d.ticket_id"
-            " WHERE d.error_class IS NULL GROUP BY 1, 2, 3"
+            "SELECT backend, backend_type, n, errors, cost_usd FROM backend_totals ORDER BY backend"
         )
         by_backend: dict[str, list[tuple[str, str, int]]] = {}
-        for backend, predicted, truth, count in pairs:
+        for backend, predicted, truth, count in self._read(
+            "SELECT backend, predicted, truth, n FROM label_agreement WHERE n > 0"
+        ):
             by_backend.setdefault(backend, []).append((predicted, truth, count))
         out: list[BackendStats] = []
         for backend, backend_type, n, errors, cost in totals:
@@ -774,20 +992,29 @@ class Store:
     def cost_timeline(self, *, bucket_chars: int = 13) -> list[tuple[str, str, float, int]]:
         """(bucket, backend, cost, decisions) by hour (ISO prefix of 13 characters) or day (10)."""
         rows = self._read(
-            "SELECT substr(created_at, 1, ?) AS bucket, backend, coalesce(sum(cost_usd), 0),"
-            " count(*) FROM decisions GROUP BY bucket, backend ORDER BY bucket",
-            (bucket_chars,),
+            "SELECT substr(hour, 1, ?) AS bucket, backend, sum(cost_usd), sum(n)"
+            " FROM cost_by_hour GROUP BY bucket, backend ORDER BY bucket",
+            (min(bucket_chars, 13),),
         )
         return [(r[0], r[1], float(r[2]), int(r[3])) for r in rows]
 
     def token_means(self, backend: str) -> tuple[float | None, float | None]:
         """Mean input and output tokens per successful decision, for cost projections."""
-        row = self._read(
-            "SELECT avg(input_tokens), avg(output_tokens) FROM decisions"
-            " WHERE backend = ? AND error_class IS NULL",
+        rows = self._read(
+            "SELECT input_tokens, output_tokens, tokens_n FROM backend_totals WHERE backend = ?",
             (backend,),
+        )
+        if not rows or not rows[0][2]:
+            return (None, None)
+        tokens_in, tokens_out, n = rows[0]
+        return (tokens_in / n, tokens_out / n)
+
+    def counterfactual_mean(self) -> float | None:
+        """Mean counterfactual cost per decision: the reference backend's price of a ticket."""
+        row = self._read(
+            "SELECT sum(counterfactual_usd), sum(counterfactual_n) FROM backend_totals"
         )[0]
-        return (row[0], row[1])
+        return None if not row[1] else float(row[0]) / row[1]
 
     def integrity_ok(self) -> bool:
         return self._read("PRAGMA integrity_check")[0][0] == "ok"
