@@ -17,18 +17,20 @@ CORE = [
 ]
 
 
-def test_core_never_imports_textual_or_rich() -> None:
+def test_core_never_imports_textual() -> None:
+    # rich is not checked here: httpx itself imports it (httpx._main) whenever it is installed;
+    # that our own core modules never import rich directly is the import-linter contract's job.
     code = (
         "import importlib, json, sys\n"
         f"for name in {CORE!r}: importlib.import_module(name)\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich', 'screens') or m == 'tui.app')))"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'screens') or m == 'tui.app')))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
 
 
 def test_package_import_has_no_side_effects(tmp_path: Path) -> None:
-    home = tmp_path / "home"
+    home = tmp_path / "fresh-home"
     code = "import tui, tui.config, tui.store, tui.paths, backends; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          env={"TRIAGEDESK_HOME": str(home), "PATH": "/usr/bin:/bin"}, check=True)
