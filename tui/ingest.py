@@ -13,6 +13,7 @@ import csv
 import email
 import email.message
 import email.utils
+import functools
 import hashlib
 import io
 import json
@@ -348,7 +349,9 @@ def _parse_jsonl(text: str, collector: _Collector, max_field_chars: int) -> None
         if not isinstance(record, dict):
             collector.error(number, f"expected a JSON object, got {_type_name(record)}")
             continue
-        _add_record(_clean_surrogates(record), number, collector, max_field_chars)
+        if "\\u" in line and _SURROGATE_ESCAPE.search(line):  # only escapes make surrogates
+            record = _clean_surrogates(record)
+        _add_record(record, number, collector, max_field_chars)
 
 
 def _parse_csv(text: str, path: Path, collector: _Collector, max_field_chars: int) -> None:
@@ -609,10 +612,27 @@ def _norm(name: str) -> str:
     return name.strip().lstrip("\ufeff").strip().lower()
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def _known_keys(record: dict[str, Any]) -> dict[str, str]:
     """Known field -> the record's actual key, exact names winning over case variants."""
+    names = tuple(record)
+    try:
+        return dict(_known_keys_of(names))
+    except TypeError:  # an unhashable key cannot happen in JSON/CSV, but stay total
+        return _known_keys_uncached(names)
+
+
+@functools.lru_cache(maxsize=256)
+def _known_keys_of(names: tuple[Any, ...]) -> tuple[tuple[str, str], ...]:
+    """Cached per key set: every row of a file usually has the same columns."""
+    return tuple(_known_keys_uncached(names).items())
+
+
+def _known_keys_uncached(names: tuple[Any, ...]) -> dict[str, str]:
     keys: dict[str, str] = {}
-    for key in record:
+    for key in names:
         if not isinstance(key, str):
             continue
         norm = _norm(key)
