@@ -8,6 +8,7 @@ predicts thousands of tickets a second, which is the point: fast, cheap, private
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -148,9 +149,22 @@ class SpecialistModel:
         import joblib
 
         path.parent.mkdir(parents=True, exist_ok=True)
+        artifacts = None
+        if hasattr(self.pipeline, "save_artifacts"):
+            # Kinds with files of their own (ONNX encoders) write a fresh folder beside the
+            # model; the joblib names it, so swapping the joblib swaps both at once.
+            artifacts = path.with_name(f"{path.stem}.artifacts-{time.time_ns():x}")
+            self.pipeline.save_artifacts(artifacts)
         tmp = path.with_name(path.name + ".tmp")
-        joblib.dump({"pipeline": self.pipeline, "info": asdict(self.info)}, tmp, compress=3)
+        payload = {"pipeline": self.pipeline, "info": asdict(self.info)}
+        if artifacts is not None:
+            payload["artifacts"] = artifacts.name
+        joblib.dump(payload, tmp, compress=3)
         tmp.replace(path)
+        if artifacts is not None:
+            for old in path.parent.glob(f"{path.stem}.artifacts-*"):
+                if old != artifacts and old.is_dir():
+                    shutil.rmtree(old, ignore_errors=True)
         info_path = path.with_suffix(".json")
         info_tmp = info_path.with_name(info_path.name + ".tmp")
         info_tmp.write_text(json.dumps(asdict(self.info), indent=2))
@@ -162,6 +176,8 @@ class SpecialistModel:
         import joblib
 
         payload = joblib.load(path)
+        if payload.get("artifacts"):
+            payload["pipeline"].load_artifacts(path.parent / payload["artifacts"])
         return cls(payload["pipeline"], TrainingInfo(**payload["info"]))
 
     @staticmethod
