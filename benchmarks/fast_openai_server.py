@@ -3,7 +3,7 @@
 Raw asyncio protocol with keep-alive and canned bytes, so that the server is not what is
 measured: its ceiling is measured with a bare httpx loop and every client is reported as a
 fraction of it. Streaming answers are chunked SSE with a final usage chunk, like OpenAI's.
-Run: python -m benchmarks.fast_openai_server PORT
+Run: python -m benchmarks.fast_openai_server PORT [DELAY_MS]
 """
 
 from __future__ import annotations
@@ -84,6 +84,9 @@ MODELS_REPLY = (
 class Handler(asyncio.Protocol):
     """Parses just enough HTTP/1.1 (headers + Content-Length body) to answer pipelined requests."""
 
+    delay_s = 0.0
+    """Answer this long after each request arrives (the TUI benchmark keeps tickets in flight)."""
+
     def __init__(self) -> None:
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
@@ -110,11 +113,19 @@ class Handler(asyncio.Protocol):
             self.buffer = self.buffer[total:]
             assert self.transport is not None
             if head.startswith(b"get"):
-                self.transport.write(MODELS_REPLY)
+                reply = MODELS_REPLY
             elif b'"stream":true' in body.replace(b" ", b""):
-                self.transport.write(STREAM)
+                reply = STREAM
             else:
-                self.transport.write(PLAIN)
+                reply = PLAIN
+            if self.delay_s:
+                asyncio.get_running_loop().call_later(self.delay_s, self._send, reply)
+            else:
+                self.transport.write(reply)
+
+    def _send(self, reply: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(reply)
 
 
 async def serve(port: int) -> None:
@@ -126,4 +137,6 @@ async def serve(port: int) -> None:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 2:
+        Handler.delay_s = float(sys.argv[2]) / 1000
     asyncio.run(serve(int(sys.argv[1])))
