@@ -1,0 +1,89 @@
+"""Break-even between paying a hosted API per ticket and renting a GPU by the hour, on the
+user's own measurements. Plain arithmetic over `tui.costs`, shown by the stats screen."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tui.config import Settings
+from tui.costs import BreakEven, break_even, monthly, token_cost
+from tui.models import BackendStats
+
+
+@dataclass(frozen=True, slots=True)
+class HostedPrice:
+    """What one hosted backend costs per ticket, and how that figure was obtained."""
+
+    backend: str
+    per_ticket: float
+    how: str
+    """'measured', 'token means' or 'reference counterfactual'."""
+
+
+@dataclass(frozen=True, slots=True)
+class BreakEvenRow:
+    hosted: HostedPrice
+    self_hosted: str
+    gpu_usd_per_hour: float
+    result: BreakEven
+    hosted_monthly: float | None
+    """Hosted bill at the configured daily volume."""
+
+
+def hosted_prices(
+    settings: Settings,
+    stats: dict[str, BackendStats],
+    token_means: Callable[[str], tuple[float | None, float | None]],
+    counterfactual_mean: float | None,
+) -> list[HostedPrice]:
+    """Per-ticket price of each hosted backend with token prices, cheapest first."""
+    out: list[HostedPrice] = []
+    for name, config in settings.backends.items():
+        has_prices = config.input_usd_per_mtok is not None or config.output_usd_per_mtok is not None
+        if not has_prices or config.is_self_hosted or config.type == "cascade":
+            continue
+        figure = stats.get(name)
+        if figure is not None and figure.cost_per_1k_usd:
+            out.append(HostedPrice(name, figure.cost_per_1k_usd / 1000, "measured"))
+            continue
+        tokens_in, tokens_out = token_means(name)
+        if tokens_in is not None:
+            cost = token_cost(config, round(tokens_in), round(tokens_out or 0))
+            if cost:
+                out.append(HostedPrice(name, cost, "token means"))
+                continue
+        if name == settings.routing.reference_backend and counterfactual_mean:
+            out.append(HostedPrice(name, counterfactual_mean, "reference counterfactual"))
+    return sorted(out, key=lambda price: price.per_ticket)
+
+
+def break_even_rows(
+    settings: Settings, hosted: list[HostedPrice], stats: dict[str, BackendStats]
+) -> list[BreakEvenRow]:
+    """The cheapest hosted backend against each self-hosted one."""
+    if not hosted:
+        return []
+    cheapest = hosted[0]
+    rows = []
+    for name, config in settings.backends.items():
+        if config.gpu_usd_per_hour is None:
+            continue
+        figure = stats.get(name)
+        p50 = figure.latency_ms.get("p50") if figure is not None else None
+        result = break_even(
+            cheapest.per_ticket,
+            config.gpu_usd_per_hour,
+            gpu_ms_per_ticket=p50,
+            parallel_slots=config.gpu_parallel_slots,
+        )
+        rows.append(
+            BreakEvenRow(
+                cheapest,
+                name,
+                config.gpu_usd_per_hour,
+                result,
+                monthly(cheapest.per_ticket, settings.routing.daily_volume),
+            )
+        )
+    return rows

@@ -1,0 +1,127 @@
+"""The selected ticket through every configured backend at once, side by side: the
+trade-off between label, confidence, latency, tokens and cost on one screen."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Label
+
+from screens import format as fmt
+from screens.messages import CompareAnswered
+from tui.models import Decision, Ticket
+from tui.routing import Router
+from tui.store import Store
+
+COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("backend", "Backend", 13),
+    ("type", "Type", 10),
+    ("label", "Label", 18),
+    ("confidence", "Conf", 5),
+    ("source", "Source", 13),
+    ("ms", "Latency ms", 10),
+    ("tokens", "Tokens in/out", 13),
+    ("cost", "Cost", 9),
+    ("per1k", "$/1k", 9),
+)
+
+
+class CompareModal(ModalScreen[bool]):
+    """Routes one ticket on every backend; the answers are stored when all are in.
+
+    The active backend's answer is stored last so it stays the ticket's decision; the others
+    feed the disagreement filter and the statistics. Dismisses with whether it stored any.
+    """
+
+    BINDINGS = [Binding("escape", "close", "Close", id="compare.close")]
+
+    def __init__(
+        self, ticket: Ticket, router: Router, store: Store, new_run_id: Callable[[], str]
+    ) -> None:
+        super().__init__()
+        self.ticket = ticket
+        self.router = router
+        self.store = store
+        self.new_run_id = new_run_id
+        self.stored = False
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="compare-dialog"):
+            yield Label(
+                Content.assemble(
+                    ("Compare  ", "bold"), self.ticket.id, "  ", (self.ticket.subject[:80], "bold")
+                ),
+                id="compare-title",
+            )
+            yield DataTable(id="compare-table", cursor_type="row")
+            yield Label("Routing on every backend…", id="compare-help")
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for key, header, width in COLUMNS:
+            table.add_column(header, key=key, width=width)
+        muted = self.app.theme_variables.get("text-muted", "")
+        for name, config in self.router.settings.backends.items():
+            marker = "● " if name == self.router.active else "  "
+            cells = [Text(marker + name), Text(config.type), Text("…", style=muted)]
+            cells += [Text("") for _ in COLUMNS[3:]]
+            table.add_row(*cells, key=name)
+        table.focus()
+        self.compare()
+
+    @work(group="routing", exit_on_error=False)
+    async def compare(self) -> None:
+        names = list(self.router.settings.backends)
+
+        async def one(name: str) -> Decision:
+            decision = await self.router.route_one(
+                self.ticket, backend=name, run_id=self.new_run_id()
+            )
+            self.post_message(CompareAnswered(decision))
+            return decision
+
+        decisions = await asyncio.gather(*(one(name) for name in names))
+        active = self.router.active
+        ordered = sorted(decisions, key=lambda d: (d.backend == active, d.ok))
+        await asyncio.to_thread(self.store.record_decisions, ordered)
+        self.stored = True
+        self.post_message(CompareAnswered(decisions[0]))
+
+    @on(CompareAnswered)
+    def show_answer(self, message: CompareAnswered) -> None:
+        d = message.decision
+        theme = self.app.theme_variables
+        table = self.query_one(DataTable)
+        if d.ok:
+            label = Text(d.label or "", style="bold")
+        else:
+            label = Text(f"⚠ {d.error_class}", style=theme.get("error", ""))
+        per_1k = None if d.cost_usd is None else d.cost_usd * 1000
+        values = {
+            "label": label,
+            "confidence": Text(fmt.confidence(d.confidence)),
+            "source": Text(d.confidence_source or ("" if d.ok else (d.error_message or "")[:13])),
+            "ms": Text(fmt.ms(d.total_ms), justify="right"),
+            "tokens": Text(fmt.tokens(d.input_tokens, d.output_tokens, d.tokens_estimated)),
+            "cost": Text(fmt.usd(d.cost_usd), justify="right"),
+            "per1k": Text(fmt.usd(per_1k), justify="right"),
+        }
+        for key, cell in values.items():
+            table.update_cell(d.backend, key, cell)
+        if self.stored:
+            labels = {str(table.get_cell(n, "label")) for n in self.router.settings.backends}
+            verdict = "all agree" if len(labels) == 1 else f"{len(labels)} different answers"
+            self.query_one("#compare-help", Label).update(
+                f"Done: {verdict}; stored. escape to close"
+            )
+
+    def action_close(self) -> None:
+        self.dismiss(self.stored)

@@ -1,0 +1,160 @@
+"""Routing actions of the inbox: the selected ticket, every unrouted one, every failed one.
+
+Runs go through `Router.run` with `backend=None`, so a hot swap applies from the next ticket
+dispatched while in-flight ones finish on the old backend. Decisions come back to the UI
+in batches at most ten times a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
+
+from textual import work
+
+from screens.messages import RoutingFailed, RoutingFinished, TicketsRouted
+from tui.models import Decision, InboxRow, Ticket
+from tui.routing import page_pending
+from tui.store import Cursor, Store
+
+if TYPE_CHECKING:
+    from screens.inbox import InboxScreen
+
+COALESCE_S = 0.1
+"""Decisions are handed to the UI at most this often (10 Hz)."""
+CONCURRENCY = 16
+"""Tickets in flight at once in a batch (each backend also caps its own concurrency)."""
+
+
+class RoutingActions:
+    """Mixed into InboxScreen, which provides `store`, `router`, `table` and `tracker`.
+
+    Handlers use Textual's `on_<message>` names: `@on` only registers on message-pump classes.
+    """
+
+    def on_tickets_routed(self: InboxScreen, message: TicketsRouted) -> None:
+        self.tracker.add(message.decisions)
+        table = self.table
+        updates = []
+        for decision in message.decisions:
+            row = table.row_for(decision.ticket_id)
+            if row is not None:
+                updates.append(row_with_decision(row, decision))
+        table.update_rows(updates)
+        current = table.current
+        if current is not None and any(d.ticket_id == current.ticket_id for d in message.decisions):
+            self.load_detail(current.ticket_id)
+        self.refresh_status()
+
+    def on_routing_finished(self: InboxScreen, message: RoutingFinished) -> None:
+        summary = message.summary
+        if summary.routed > 1 or summary.errors:
+            failed = f", {summary.errors} failed" if summary.errors else ""
+            self.notify(
+                f"Routed {summary.routed} tickets in {summary.elapsed_s:.1f} s{failed}",
+                severity="warning" if summary.errors else "information",
+            )
+        self.load_window()
+        self.refresh_status()
+
+    def on_routing_failed(self: InboxScreen, message: RoutingFailed) -> None:
+        self.notify(message.error, severity="error")
+
+    def _collector(self: InboxScreen) -> tuple[Callable[[Decision], None], Callable[[], None]]:
+        """An on_decision callback that posts decisions in batches at most 10 times a second."""
+        buffer: list[Decision] = []
+        last = time.monotonic()
+
+        def flush() -> None:
+            nonlocal last
+            if buffer:
+                self.post_message(TicketsRouted(tuple(buffer)))
+                buffer.clear()
+            last = time.monotonic()
+
+        def collect(decision: Decision) -> None:
+            buffer.append(decision)
+            if time.monotonic() - last >= COALESCE_S:
+                flush()
+
+        return collect, flush
+
+    async def _route(
+        self: InboxScreen, tickets: AsyncIterator[Ticket] | list[Ticket], run_id: str
+    ) -> None:
+        collect, flush = self._collector()
+        try:
+            summary = await self.router.run(
+                tickets, run_id=run_id, backend=None, concurrency=CONCURRENCY, on_decision=collect
+            )
+        except Exception as exc:  # the store or the engine failed: report, keep the app up
+            flush()
+            self.post_message(RoutingFailed(f"Routing stopped: {type(exc).__name__}: {exc}"))
+            return
+        flush()
+        self.post_message(RoutingFinished(summary))
+
+    def action_route_ticket(self: InboxScreen) -> None:
+        row = self.table.current
+        if row is None:
+            self.action_route_unrouted()
+            return
+        self.route_ticket(row.ticket_id)
+
+    @work(group="routing", exit_on_error=False)
+    async def route_ticket(self: InboxScreen, ticket_id: str) -> None:
+        ticket = await asyncio.to_thread(self.store.get_ticket, ticket_id)
+        if ticket is None:
+            self.post_message(RoutingFailed(f"Ticket {ticket_id} is gone"))
+            return
+        await self._route([ticket], self.new_run_id())
+
+    def action_route_unrouted(self: InboxScreen, quiet: bool = False) -> None:
+        if self.batch_running:
+            if not quiet:
+                self.notify("Already routing the unrouted tickets")
+            return
+        self.batch_running = True
+        self.route_unrouted()
+
+    @work(group="routing", exit_on_error=False)
+    async def route_unrouted(self: InboxScreen) -> None:
+        try:
+            run_id = self.new_run_id()
+            await self._route(page_pending(self.store, run_id, unrouted_only=True), run_id)
+        finally:
+            self.batch_running = False
+
+    def action_retry_errors(self: InboxScreen) -> None:
+        self.retry_errors()
+
+    @work(group="routing", exit_on_error=False)
+    async def retry_errors(self: InboxScreen) -> None:
+        async def failed() -> AsyncIterator[Ticket]:
+            after: Cursor | None = None
+            while True:
+                rows = await asyncio.to_thread(self.store.inbox_page, "errors", after=after)
+                if not rows:
+                    return
+                after = Store.cursor_of(rows[-1])
+                ids = [r.ticket_id for r in rows]
+                for ticket in await asyncio.to_thread(self.store.get_tickets, ids):
+                    yield ticket
+
+        await self._route(failed(), self.new_run_id())
+
+
+def row_with_decision(row: InboxRow, decision: Decision) -> InboxRow:
+    """The row as the store will show it once `decision` is its latest."""
+    return row.model_copy(
+        update={
+            "predicted_label": decision.label,
+            "confidence": decision.confidence,
+            "backend": decision.backend,
+            "total_ms": decision.total_ms,
+            "cost_usd": decision.cost_usd,
+            "error_class": decision.error_class,
+        }
+    )

@@ -1,0 +1,203 @@
+"""Statistics and costs: per-backend accuracy against the agents' labels, latency, cost, the
+latency histogram, cost over time and the break-even between a hosted API and a GPU."""
+
+from __future__ import annotations
+
+import math
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.content import Content
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+from textual_plotext import PlotextPlot
+
+from screens import format as fmt
+from screens.break_even import break_even_rows, hosted_prices
+from screens.messages import StatsComputed
+from tui.config import Settings
+from tui.store import Store
+
+COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("backend", "Backend", 13),
+    ("type", "Type", 10),
+    ("n", "Decisions", 9),
+    ("errors", "Errors", 7),
+    ("labelled", "Labelled", 8),
+    ("accuracy", "Accuracy", 8),
+    ("f1", "Macro-F1", 8),
+    ("p50", "p50 ms", 7),
+    ("p95", "p95 ms", 7),
+    ("per1k", "$/1k", 9),
+    ("monthly", "$/month", 9),
+)
+
+
+class StatsScreen(Screen[None]):
+    """Read-only figures, computed in a thread worker each time the screen opens."""
+
+    BINDINGS = [
+        Binding("escape,s", "close", "Back", id="stats.close"),
+        Binding("g", "reload", "Refresh", id="stats.refresh"),
+    ]
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        super().__init__()
+        self.store = store
+        self.settings = settings
+
+    def compose(self) -> ComposeResult:
+        yield DataTable(id="stats-table", cursor_type="row")
+        with Horizontal(id="stats-plots"):
+            yield PlotextPlot(id="latency-plot")
+            yield PlotextPlot(id="cost-plot")
+        yield Static(id="break-even")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.border_title = "Per backend, against the agents' labels"
+        for key, header, width in COLUMNS:
+            table.add_column(header, key=key, width=width)
+        self.query_one("#break-even", Static).border_title = "Break-even"
+        self.action_reload()
+
+    def action_reload(self) -> None:
+        self.compute()
+
+    def action_close(self) -> None:
+        self.dismiss()
+
+    @work(thread=True, exclusive=True, exit_on_error=False)
+    def compute(self) -> None:
+        stats = tuple(self.store.backend_stats(daily_volume=self.settings.routing.daily_volume))
+        names = [s.backend for s in stats]
+        self.post_message(
+            StatsComputed(
+                stats=stats,
+                latencies={name: self.store.latencies(name, limit=5000) for name in names},
+                timeline=self.store.cost_timeline(bucket_chars=13),
+                token_means={name: self.store.token_means(name) for name in self.settings.backends},
+                counterfactual_mean=self.store.counterfactual_mean(),
+            )
+        )
+
+    @on(StatsComputed)
+    def show(self, message: StatsComputed) -> None:
+        table = self.query_one(DataTable)
+        table.clear()
+        for s in message.stats:
+            table.add_row(
+                Text(s.backend),
+                Text(s.backend_type or ""),
+                Text(fmt.count(s.n), justify="right"),
+                Text(fmt.count(s.errors), justify="right"),
+                Text(fmt.count(s.labelled), justify="right"),
+                Text(fmt.percent(s.accuracy), justify="right"),
+                Text(fmt.percent(s.macro_f1), justify="right"),
+                Text(fmt.ms(s.latency_ms.get("p50")), justify="right"),
+                Text(fmt.ms(s.latency_ms.get("p95")), justify="right"),
+                Text(fmt.usd(s.cost_per_1k_usd), justify="right"),
+                Text(fmt.usd(s.projected_monthly_usd), justify="right"),
+                key=s.backend,
+            )
+        self._plot_latency(message.latencies)
+        self._plot_cost(message.timeline)
+        self._show_break_even(message)
+
+    def _plot_latency(self, latencies: dict[str, list[float]]) -> None:
+        widget = self.query_one("#latency-plot", PlotextPlot)
+        plt = widget.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title("Latency (ms, log scale)")
+        for name, values in latencies.items():
+            logs = [math.log10(max(v, 0.01)) for v in values]
+            if logs:
+                plt.hist(logs, bins=30, label=name)
+        plt.xticks([-1, 0, 1, 2, 3, 4], ["0.1", "1", "10", "100", "1k", "10k"])
+        widget.refresh()
+
+    def _plot_cost(self, timeline: list[tuple[str, str, float, int]]) -> None:
+        widget = self.query_one("#cost-plot", PlotextPlot)
+        plt = widget.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title("Cumulative cost by hour ($)")
+        buckets = sorted({bucket for bucket, *_ in timeline})
+        index = {bucket: i for i, bucket in enumerate(buckets)}
+        for backend in sorted({b for _, b, *_ in timeline}):
+            xs, ys, total = [], [], 0.0
+            for bucket, name, cost, _n in timeline:
+                if name == backend:
+                    total += cost
+                    xs.append(index[bucket])
+                    ys.append(total)
+            plt.plot(xs, ys, label=backend, marker="braille")
+        if buckets:
+            step = max(1, len(buckets) // 4)
+            ticks = list(range(0, len(buckets), step))
+            plt.xticks(ticks, [buckets[i][5:13].replace("T", " ") + "h" for i in ticks])
+        widget.refresh()
+
+    def _show_break_even(self, message: StatsComputed) -> None:
+        by_name = {s.backend: s for s in message.stats}
+        hosted = hosted_prices(
+            self.settings, by_name, message.token_means.__getitem__, message.counterfactual_mean
+        )
+        rows = break_even_rows(self.settings, hosted, by_name)
+        volume = self.settings.routing.daily_volume
+        lines: list[Content] = []
+        if not any(c.gpu_usd_per_hour is not None for c in self.settings.backends.values()):
+            lines.append(
+                Content.styled(
+                    "No self-hosted backend configured: give an ollama or llama.cpp backend"
+                    " `gpu_usd_per_hour` (e.g. 1.10) to see where a GPU becomes cheaper.",
+                    "$text-muted",
+                )
+            )
+        elif not rows:
+            lines.append(
+                Content.styled(
+                    "No hosted backend with a known per-ticket price yet: route some tickets"
+                    " through one (or set reference_backend) to compare.",
+                    "$text-muted",
+                )
+            )
+        for row in rows:
+            h, r = row.hosted, row.result
+            where = (
+                "never (hosted costs nothing per ticket)"
+                if r.daily_volume is None
+                else f"{r.daily_volume:,.0f} tickets/day"
+            )
+            gpu_monthly = r.gpu_monthly_usd
+            cheaper = (
+                row.self_hosted
+                if row.hosted_monthly and row.hosted_monthly > gpu_monthly
+                else h.backend
+            )
+            lines.append(
+                Content.assemble(
+                    (f"{h.backend}", "bold"),
+                    f" {fmt.usd(h.per_ticket)}/ticket ({h.how})  vs  ",
+                    (f"{row.self_hosted}", "bold"),
+                    f" ${row.gpu_usd_per_hour:.2f}/GPU-h = {fmt.usd(gpu_monthly)}/month\n",
+                    "  the GPU is cheaper above ",
+                    (where, "bold $accent"),
+                    f"; at your {volume:,}/day: hosted {fmt.usd(row.hosted_monthly)}/mo,"
+                    f" GPU {fmt.usd(gpu_monthly)}/mo → ",
+                    (cheaper, "bold $success"),
+                    " is cheaper",
+                )
+            )
+            if r.gpu_capacity_per_day:
+                lines.append(
+                    Content(
+                        f"\n  one GPU serves ~{r.gpu_capacity_per_day:,.0f} tickets/day at its p50"
+                    )
+                )
+        self.query_one("#break-even", Static).update(Content("\n").join(lines))

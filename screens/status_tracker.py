@@ -1,0 +1,66 @@
+"""The status bar's arithmetic: a rolling window of recent decisions over a store baseline."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterable
+
+from screens.widgets.status_bar import StatusFigures
+from tui.costs import monthly, per_1k
+from tui.models import BackendStats, Decision
+from tui.routing import percentile
+
+RATE_WINDOW_S = 5.0
+"""Tickets per second is measured over this many seconds."""
+
+
+class StatusTracker:
+    """Turns decisions as they arrive into the numbers of the status bar."""
+
+    def __init__(self, daily_volume: int) -> None:
+        self.daily_volume = daily_volume
+        self.baseline: dict[str, BackendStats] = {}
+        self.total_cost: float | None = None
+        self._recent: deque[tuple[float, Decision]] = deque(maxlen=2000)
+
+    def load_baseline(self, stats: Iterable[BackendStats], total_cost: float) -> None:
+        self.baseline = {s.backend: s for s in stats}
+        self.total_cost = total_cost + sum(d.cost_usd or 0.0 for _, d in self._recent)
+
+    def add(self, decisions: Iterable[Decision]) -> None:
+        now = time.monotonic()
+        for decision in decisions:
+            self._recent.append((now, decision))
+            if self.total_cost is not None:
+                self.total_cost += decision.cost_usd or 0.0
+
+    def figures(self, backend: str, in_flight: int) -> StatusFigures:
+        """Figures for the active backend: this session's decisions, else the store's."""
+        now = time.monotonic()
+        rate = sum(1 for t, _ in self._recent if now - t <= RATE_WINDOW_S) / RATE_WINDOW_S
+        mine = [d for _, d in self._recent if d.backend == backend and d.ok]
+        base = self.baseline.get(backend)
+        latencies = [d.total_ms for d in mine if d.total_ms is not None]
+        if latencies:
+            p50, p95 = percentile(latencies, 0.5), percentile(latencies, 0.95)
+        elif base is not None:
+            p50, p95 = base.latency_ms.get("p50"), base.latency_ms.get("p95")
+        else:
+            p50 = p95 = None
+        costs = [d.cost_usd for d in mine if d.cost_usd is not None]
+        if costs:
+            thousand = per_1k(sum(costs), len(costs))
+        else:
+            thousand = base.cost_per_1k_usd if base is not None else None
+        return StatusFigures(
+            backend=backend,
+            in_flight=in_flight,
+            per_second=rate,
+            p50_ms=p50,
+            p95_ms=p95,
+            total_cost=self.total_cost,
+            per_1k=thousand,
+            monthly=monthly(None if thousand is None else thousand / 1000, self.daily_volume),
+            daily_volume=self.daily_volume,
+        )

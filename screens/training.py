@@ -1,0 +1,42 @@
+"""Active learning from the inbox: retrain the specialist on the agents' current labels and
+write it where the specialist backend reads it; the backend reloads a model whose file changed,
+so the new one routes the very next ticket."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tui.config import Settings
+from tui.store import Store
+
+
+def specialist_file(settings: Settings) -> Path:
+    """Where the configured specialist backend loads its model from."""
+    from backends.specialist import specialist_path
+    from tui import paths
+
+    for config in settings.backends.values():
+        if config.type == "specialist":
+            return specialist_path(config)
+    return paths.default_specialist_path()
+
+
+def retrain(settings: Settings, store: Store) -> str:
+    """Train on every labelled ticket and save atomically; returns a one-line summary.
+
+    Raises:
+        TrainingError: Too few labels or a single class.
+    """
+    from backends.specialist_model import SpecialistModel
+
+    examples = store.labelled_examples()
+    model = SpecialistModel.train(
+        [text for text, _ in examples], [label for _, label in examples], source=str(store.path)
+    )
+    target = specialist_file(settings)
+    model.save(target)
+    info = model.info
+    return (
+        f"{info.n_examples} labelled tickets, {len(info.labels)} labels,"
+        f" {info.train_seconds:.1f} s; used from the next ticket"
+    )

@@ -1,0 +1,76 @@
+"""Compare every backend on one ticket; the statistics screen against the store's numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from screens.compare import CompareModal
+from screens.stats import StatsScreen
+from screens.widgets.ticket_table import TicketTable
+from tests.tui.helpers import seed, wait_until
+from tui.store import Store
+
+SIZE = (120, 40)
+
+
+async def test_compare_runs_every_backend_side_by_side(
+    store: Store, app_for, specialist: Path
+) -> None:
+    seed(store, 5)
+    app = app_for(
+        {
+            "specialist": {"type": "specialist", "path": str(specialist)},
+            "hash": {"type": "hash", "input_usd_per_mtok": 1.0, "output_usd_per_mtok": 2.0},
+            "broken": {"type": "hash", "delay_s": 0.01},
+        }
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one(TicketTable)
+        await wait_until(pilot, lambda: table.current is not None)
+        ticket_id = table.current.ticket_id
+        await pilot.press("c")
+        await wait_until(pilot, lambda: isinstance(app.screen, CompareModal))
+        modal = app.screen
+        await wait_until(pilot, lambda: modal.stored)
+        grid = modal.query_one("#compare-table")
+        assert grid.row_count == 3
+        cost = str(grid.get_cell("hash", "cost"))
+        assert cost == "$1.2e-04"  # 100 tokens in at $1/M + 10 out at $2/M
+        decisions = store.decisions_for(ticket_id)
+        assert sorted(d.backend for d in decisions) == ["broken", "hash", "specialist"]
+        assert store.latest_decision(ticket_id).backend == "specialist"  # the active one
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: table.row_for(ticket_id).backend == "specialist")
+
+
+async def test_stats_screen_shows_the_store_figures(
+    store: Store, app_for, specialist: Path
+) -> None:
+    seed(store, 40, labelled=20)
+    app = app_for(
+        {
+            "specialist": {"type": "specialist", "path": str(specialist)},
+            "gpt": {"type": "hash", "input_usd_per_mtok": 0.15, "output_usd_per_mtok": 0.6},
+            "llama": {"type": "hash", "gpu_usd_per_hour": 1.1},
+        },
+        reference_backend="gpt",
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("R")
+        await wait_until(pilot, lambda: store.count_unrouted() == 0)
+        await wait_until(pilot, lambda: not app.screen.batch_running)
+        await pilot.press("s")
+        await wait_until(pilot, lambda: isinstance(app.screen, StatsScreen))
+        screen = app.screen
+        grid = screen.query_one("#stats-table")
+        await wait_until(pilot, lambda: grid.row_count == 1)
+        (expected,) = store.backend_stats(daily_volume=10_000)
+        row = [str(cell) for cell in grid.get_row("specialist")]
+        assert row[2] == f"{expected.n:,}"
+        assert row[3] == str(expected.errors)
+        assert row[5] == f"{expected.accuracy * 100:.1f}%"
+        assert row[6] == f"{expected.macro_f1 * 100:.1f}%"
+        text = str(screen.query_one("#break-even").render())
+        assert "gpt" in text and "llama" in text
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: not isinstance(app.screen, StatsScreen))

@@ -1,0 +1,121 @@
+"""The Textual app: wiring only. Screens live in `screens/`; the core in `tui/` never imports
+this module. `make_app` builds the app for `run_app`, the tests and the snapshots alike."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.screen import Screen
+
+from screens.commands import INBOX_COMMANDS, InboxCommands, palette_entries
+from screens.inbox import InboxScreen
+from screens.messages import BackendSwapped
+from tui.config import ConfigError, Settings
+from tui.models import Taxonomy
+from tui.routing import NoTaxonomy, Router, resolve_taxonomy
+from tui.store import Store, StoreError
+
+
+class TriageApp(App[int]):
+    """Holds the services and the app-wide state: the active backend and auto-route."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "triagedesk"
+    COMMANDS = App.COMMANDS | {InboxCommands}
+    BINDINGS = [
+        Binding("q", "quit", "Quit", id="app.quit"),
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True, id="app.force-quit"),
+    ]
+
+    active_backend: reactive[str] = reactive("")
+    """The backend that gets the next dispatched ticket (mirrors `Router.active`)."""
+    auto_route: reactive[bool] = reactive(False)
+    """Route tickets as they arrive."""
+
+    def __init__(
+        self, settings: Settings, store: Store, router: Router, *, watch: Path | None = None
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.store = store
+        self.router = router
+        self.watch_dir = watch
+        self.set_reactive(TriageApp.active_backend, router.active)
+        self.set_reactive(TriageApp.auto_route, settings.routing.auto_route)
+
+    def get_default_screen(self) -> Screen[None]:
+        return InboxScreen(self.store, self.router, self.settings, watch=self.watch_dir)
+
+    def on_mount(self) -> None:
+        if not self.router.taxonomy.labels:
+            self.notify(
+                "No labels known yet: add a [labels] table to the config or import labelled"
+                " tickets; routing fails until then.",
+                severity="warning",
+                timeout=10,
+            )
+
+    async def on_unmount(self) -> None:
+        await self.router.aclose()
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        if isinstance(screen, InboxScreen):
+            for title, help_text, callback in palette_entries(screen, INBOX_COMMANDS):
+                yield SystemCommand(title, help_text, callback)
+
+    def swap_backend(self, name: str) -> None:
+        """Hot swap: the next dispatched ticket goes to `name`; in-flight ones finish."""
+        old = self.router.active
+        try:
+            self.router.swap(name)
+        except ConfigError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.active_backend = name
+        if old != name:
+            in_flight = self.router.in_flight
+            finishing = f"; {in_flight} in flight finish on {old}" if in_flight else ""
+            self.notify(f"Backend: {old} → {name}{finishing}", title="Hot swap")
+            self.screen.post_message(BackendSwapped(old, name))
+
+    def action_toggle_auto_route(self) -> None:
+        self.auto_route = not self.auto_route
+        state = "on: new tickets are routed as they arrive" if self.auto_route else "off"
+        self.notify(f"Auto-route {state}")
+
+
+def make_app(
+    settings: Settings, store: Store, router: Router, *, watch: Path | None = None
+) -> TriageApp:
+    """The one way to build the app, for `run_app`, tests and snapshot apps."""
+    return TriageApp(settings, store, router, watch=watch)
+
+
+def run_app(settings: Settings, db_path: Path, watch: Path | None = None) -> int:
+    """Open the TUI on a database; returns the process exit code."""
+    try:
+        store = Store(db_path)
+    except StoreError as exc:
+        print(f"triagedesk: error: {exc}", file=sys.stderr)
+        return 1
+    if watch is not None and not Path(watch).is_dir():
+        print(f"triagedesk: error: --watch {watch}: not a folder", file=sys.stderr)
+        store.close()
+        return 2
+    try:
+        try:
+            taxonomy = resolve_taxonomy(settings, store)
+        except NoTaxonomy:
+            taxonomy = Taxonomy(labels=())
+        router = Router(settings, taxonomy, store)
+        app = make_app(settings, store, router, watch=Path(watch) if watch else None)
+        app.run()
+        return app.return_code or 0
+    finally:
+        store.close()
