@@ -1,0 +1,235 @@
+"""Stronger specialist kinds on small generated data: the hand-built ONNX encoder, the
+fine-tuned and ensemble kinds (served from a tiny generated ONNX encoder, no torch), the static
+embeddings kind, artifacts beside the model, and the error that names the pip extra."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("tokenizers")
+
+from backends.bert_onnx import BertShape, build_bert_onnx, random_bert, reference_forward
+from backends.onnx_encoder import OnnxEncoder, export_encoder
+from backends.specialist import SpecialistBackend
+from backends.specialist_kinds import ENCODER_ENV, CascadeEnsemble, build_pipeline
+from backends.specialist_model import SpecialistModel, TrainingError
+from tui.config import BackendConfig
+from tui.models import Taxonomy, Ticket
+
+ROOT = Path(__file__).resolve().parents[2]
+SHAPE = BertShape(hidden=16, heads=2, layers=2)
+WORDS = {
+    "billing": ["charged", "refund", "invoice", "payment", "card", "twice"],
+    "shipping": ["parcel", "tracking", "delivery", "courier", "late", "package"],
+}
+FILLER = ["my", "the", "is", "where", "please", "a"]
+VOCAB = ["[PAD]", "[UNK]", *FILLER, *(w for ws in WORDS.values() for w in ws)]
+
+
+def make_data(n: int = 40, seed: int = 0) -> tuple[list[str], list[str]]:
+    rng = np.random.default_rng(seed)
+    texts, labels = [], []
+    for i in range(n):
+        label = sorted(WORDS)[i % 2]
+        words = list(rng.choice(WORDS[label], 2)) + list(rng.choice(FILLER, 2))
+        rng.shuffle(words)
+        texts.append(" ".join(words))
+        labels.append(label)
+    return texts, labels
+
+
+def tiny_tokenizer(path: Path) -> Path:
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+
+    tokenizer = Tokenizer(WordLevel({w: i for i, w in enumerate(VOCAB)}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = Whitespace()
+    tokenizer.save(str(path))
+    return path
+
+
+@pytest.fixture
+def encoder_dir(tmp_path: Path) -> Path:
+    """A tiny 'fine-tuned' encoder whose head separates the two labels by their words."""
+    weights = random_bert(SHAPE, vocab=len(VOCAB), positions=32)
+    config = {"hidden_size": 16, "num_attention_heads": 2, "num_hidden_layers": 2}
+    texts, labels = make_data(200, seed=1)
+    # Fit the head on the random encoder's embeddings: a stand-in for fine-tuning.
+    plain = export_encoder(
+        weights, config, tiny_tokenizer(tmp_path / "tok.json"), tmp_path / "plain", int8=False
+    )
+    from sklearn.linear_model import LogisticRegression
+
+    head = LogisticRegression(C=100, max_iter=2000).fit(OnnxEncoder(plain).embed(texts), labels)
+    w = np.vstack([-head.coef_[0], head.coef_[0]])
+    b = np.array([-head.intercept_[0], head.intercept_[0]])
+    return export_encoder(
+        weights,
+        config,
+        tmp_path / "tok.json",
+        tmp_path / "encoder",
+        head=(w, b),
+        classes=sorted(WORDS),
+        int8=False,
+    )
+
+
+def test_onnx_graph_matches_numpy_reference(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    weights = random_bert(SHAPE, vocab=30, positions=16, seed=3)
+    path = build_bert_onnx(weights, SHAPE, tmp_path / "m.onnx")
+    ids = np.random.default_rng(0).integers(0, 30, (3, 6))
+    mask = np.ones_like(ids)
+    mask[1, 3:] = 0
+    (embedding,) = ort.InferenceSession(str(path)).run(
+        None, {"input_ids": ids, "attention_mask": mask}
+    )
+    ref = reference_forward(weights, SHAPE, ids, mask)
+    assert np.abs(embedding - ref).max() < 1e-4
+    # padding never changes a text's embedding
+    (alone,) = ort.InferenceSession(str(path)).run(
+        None, {"input_ids": ids[1:2, :3], "attention_mask": mask[1:2, :3]}
+    )
+    assert np.abs(alone[0] - embedding[1]).max() < 1e-4
+
+
+def test_encoder_sorted_batching_keeps_order(encoder_dir: Path) -> None:
+    encoder = OnnxEncoder(encoder_dir)
+    texts, _ = make_data(30)
+    texts[3] = "parcel " * 20  # a long one to reorder the batches
+    together = encoder.run(texts, batch_size=4)
+    one_by_one = np.vstack([encoder.run([t])["logits"] for t in texts])
+    assert np.allclose(together["logits"], one_by_one, atol=1e-4)
+    assert encoder.run([])["logits"].shape[0] == 0
+
+
+def test_int8_export_is_smaller_and_close(tmp_path: Path) -> None:
+    weights = random_bert(BertShape(hidden=64, heads=2, layers=1), vocab=len(VOCAB))
+    config = {"hidden_size": 64, "num_attention_heads": 2, "num_hidden_layers": 1}
+    tok = tiny_tokenizer(tmp_path / "tok.json")
+    fp32 = export_encoder(weights, config, tok, tmp_path / "fp32", int8=False)
+    int8 = export_encoder(weights, config, tok, tmp_path / "int8", int8=True)
+    assert (int8 / "model.onnx").stat().st_size < (fp32 / "model.onnx").stat().st_size
+    texts, _ = make_data(10)
+    a, b = OnnxEncoder(fp32).embed(texts), OnnxEncoder(int8).embed(texts)
+    assert np.abs(a - b).max() < 0.1 * np.abs(a).max()
+
+
+def test_finetuned_kind_trains_saves_and_loads(
+    encoder_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ENCODER_ENV, str(encoder_dir))
+    texts, labels = make_data()
+    model = SpecialistModel.train(texts, labels, kind="finetuned")
+    assert model.predict(["refund charged twice"])[0][0] == "billing"
+    path = tmp_path / "models" / "m.joblib"
+    model.save(path)
+    artifacts = list(path.parent.glob("m.artifacts-*"))
+    assert len(artifacts) == 1 and (artifacts[0] / "encoder" / "model.onnx").exists()
+    loaded = SpecialistModel.load(path)
+    assert loaded.info.kind == "finetuned"
+    assert loaded.predict(["where is the parcel tracking"])[0][0] == "shipping"
+    loaded.save(path)  # re-saving writes a fresh folder and removes the old one
+    again = list(path.parent.glob("m.artifacts-*"))
+    assert len(again) == 1 and again != artifacts
+    assert SpecialistModel.load(path).predict(["invoice payment"])[0][0] == "billing"
+
+
+def test_finetuned_kind_rejects_an_encoder_of_other_labels(
+    encoder_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ENCODER_ENV, str(encoder_dir))
+    with pytest.raises(TrainingError, match="other labels"):
+        SpecialistModel.train(["a b", "c d", "e f"], ["x", "y", "z"], kind="finetuned")
+
+
+async def test_ensemble_cascade_routes_through_the_backend(
+    encoder_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ENCODER_ENV, str(encoder_dir))
+    texts, labels = make_data(60)
+    model = SpecialistModel.train(texts, labels, kind="ensemble")
+    ensemble = model.pipeline
+    assert isinstance(ensemble, CascadeEnsemble)
+    ensemble.threshold = 0.0
+    model.predict(texts)
+    assert ensemble.last_escalated == 0.0
+    ensemble.threshold = 1.01
+    assert [p for p, _ in model.predict(texts)].count("billing") > 20
+    assert ensemble.last_escalated == 1.0
+    path = tmp_path / "e.joblib"
+    model.save(path)
+    backend = SpecialistBackend(BackendConfig(name="specialist", type="specialist", path=str(path)))
+    result = await backend.route(
+        Ticket(id="1", text="parcel delivery late"), Taxonomy.from_names(sorted(WORDS))
+    )
+    assert result.label == "shipping" and 0.5 < (result.confidence or 0) <= 1
+    assert backend.model == "ensemble:60ex"
+
+
+def test_embeddings_kind_with_the_static_model(tmp_path: Path) -> None:
+    pytest.importorskip("static_model")
+    texts, labels = make_data(40)
+    model = SpecialistModel.train(texts, labels, kind="embeddings")
+    path = tmp_path / "s.joblib"
+    model.save(path)
+    loaded = SpecialistModel.load(path)
+    assert loaded.predict(["refund for my card payment"])[0][0] == "billing"
+
+
+def test_unknown_kind_is_a_training_error() -> None:
+    with pytest.raises(TrainingError, match="unknown specialist kind"):
+        build_pipeline("bogus", __import__("collections").Counter({"a": 2, "b": 2}))
+
+
+def test_cli_names_the_extra_when_a_package_is_missing(tmp_path: Path) -> None:
+    texts, labels = make_data(20)
+    data = tmp_path / "l.jsonl"
+    data.write_text(
+        "\n".join(
+            json.dumps({"id": str(i), "text": t, "label": lab})
+            for i, (t, lab) in enumerate(zip(texts, labels, strict=True))
+        )
+    )
+    # Hide onnxruntime from the child process: a stand-in for an install without the extra.
+    blocker = tmp_path / "block"
+    blocker.mkdir()
+    (blocker / "onnxruntime.py").write_text("raise ImportError('blocked for the test')\n")
+    (blocker / "torch.py").write_text("raise ImportError('blocked for the test')\n")
+    env = {
+        **os.environ,
+        "TRIAGEDESK_HOME": str(tmp_path / "home"),
+        "PYTHONPATH": f"{blocker}{os.pathsep}{ROOT}",
+    }
+    env.pop(ENCODER_ENV, None)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tui",
+            "train",
+            "--data",
+            str(data),
+            "--kind",
+            "finetuned",
+            "--out",
+            str(tmp_path / "m.joblib"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2, r.stderr
+    assert "triagedesk[embeddings]" in r.stderr
