@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from backends import create_backend
-from backends.base import Backend, BackendError, RouteResult
-from backends.prompt import build_prompt, estimate_tokens, estimated_answer
+from backends.base import Backend, BackendError, LabelNotInTaxonomy, RouteResult
+from backends.prompt import build_prompt, check_confidence, estimate_tokens, estimated_answer
 from backends.secrets import api_key, redact
 from tui.config import ConfigError, Settings
 from tui.costs import price_result, token_cost
@@ -142,34 +142,39 @@ class Router:
         config = self.settings.backend(backend_name)
         backend_type = config.type
         if isinstance(outcome, RouteResult):
+            outcome = self._checked(outcome)
+        if isinstance(outcome, RouteResult):
             if outcome.total_ms is None:  # the engine's wall time prices self-hosted backends
                 outcome = dataclasses.replace(outcome, total_ms=wall_ms)
-            counterfactual, estimated = self._counterfactual(ticket, outcome, backend_name)
-            return Decision(
-                ticket_id=ticket.id,
-                run_id=run_id,
-                backend=backend_name,
-                backend_type=backend_type,
-                model=outcome.model or config.model_name,
-                prompt_version=outcome.prompt_version,
-                label=outcome.label,
-                confidence=outcome.confidence,
-                confidence_source=outcome.confidence_source,
-                reason=outcome.reason,
-                total_ms=outcome.total_ms,
-                ttft_ms=outcome.ttft_ms,
-                server_load_ms=outcome.server_load_ms,
-                server_prompt_ms=outcome.server_prompt_ms,
-                server_gen_ms=outcome.server_gen_ms,
-                input_tokens=outcome.input_tokens,
-                output_tokens=outcome.output_tokens,
-                cached_input_tokens=outcome.cached_input_tokens,
-                tokens_estimated=estimated,
-                cost_usd=price_result(config, outcome),
-                counterfactual_cost_usd=counterfactual,
-                raw_output=self._clean(outcome.raw_output),
-                stages=outcome.stages,
-            )
+            try:
+                counterfactual, estimated = self._counterfactual(ticket, outcome, backend_name)
+                return Decision(
+                    ticket_id=ticket.id,
+                    run_id=run_id,
+                    backend=backend_name,
+                    backend_type=backend_type,
+                    model=outcome.model or config.model_name,
+                    prompt_version=outcome.prompt_version,
+                    label=outcome.label,
+                    confidence=outcome.confidence,
+                    confidence_source=outcome.confidence_source,
+                    reason=outcome.reason,
+                    total_ms=outcome.total_ms,
+                    ttft_ms=outcome.ttft_ms,
+                    server_load_ms=outcome.server_load_ms,
+                    server_prompt_ms=outcome.server_prompt_ms,
+                    server_gen_ms=outcome.server_gen_ms,
+                    input_tokens=outcome.input_tokens,
+                    output_tokens=outcome.output_tokens,
+                    cached_input_tokens=outcome.cached_input_tokens,
+                    tokens_estimated=estimated,
+                    cost_usd=price_result(config, outcome),
+                    counterfactual_cost_usd=counterfactual,
+                    raw_output=self._clean(outcome.raw_output),
+                    stages=outcome.stages,
+                )
+            except (ValueError, TypeError) as exc:  # a malformed result field from a buggy backend
+                outcome = exc
         if isinstance(outcome, BackendError):
             error_class, raw = outcome.error_class, outcome.raw_output
         else:  # a bug in a backend must not take the app down: record it like any failure
@@ -186,6 +191,21 @@ class Router:
             error_message=self._clean(message[:2000]),
             raw_output=self._clean(raw[:20_000] if raw else raw),
         )
+
+    def _checked(self, result: RouteResult) -> RouteResult | BackendError:
+        """The result, or the error it is: a plugin or a stale model may answer a label outside
+        the taxonomy or an impossible confidence, which must become an error decision."""
+        if len(self.taxonomy) and result.label not in self.taxonomy:
+            return LabelNotInTaxonomy(
+                f"backend answered {str(result.label)[:60]!r}, which is not in the taxonomy",
+                raw_output=result.raw_output,
+            )
+        try:
+            check_confidence(result.confidence)
+        except BackendError as error:
+            error.raw_output = result.raw_output
+            return error
+        return result
 
     def _clean(self, text: str | None) -> str | None:
         return None if text is None else redact(text, *self._secrets)
