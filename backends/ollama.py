@@ -29,6 +29,7 @@ from backends.base import (
     Stopwatch,
     Timeout,
 )
+from backends.http_common import MAX_RESPONSE_BYTES
 from backends.prompt import answer_schema, build_prompt, parse_answer, repair_message
 from backends.retry import BASE_DELAY_S, with_retries
 
@@ -186,11 +187,15 @@ class OllamaBackend:
             response = await client.chat(**kwargs, stream=False)
             return self._call_from(response.message.content or "", response)
         pieces: list[str] = []
+        size = 0
         final: ollama.ChatResponse | None = None
         async for part in await client.chat(**kwargs, stream=True):
             if part.message.content:
                 watch.mark_first()
                 pieces.append(part.message.content)
+                size += len(part.message.content)
+                if size > MAX_RESPONSE_BYTES:  # a runaway server must not exhaust memory
+                    raise BadResponse(f"streamed reply exceeds the {MAX_RESPONSE_BYTES}-byte cap")
             if part.done:
                 final = part
         if final is None:
