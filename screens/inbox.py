@@ -93,7 +93,7 @@ class InboxScreen(LabelingActions, RoutingActions, Screen[None]):
         yield TicketTable(low_confidence=self.settings.routing.low_confidence, id="tickets")
         yield TicketDetail(self.settings.routing.reference_backend, id="detail")
         yield StatusBar(id="status")
-        yield Footer()
+        yield Footer(compact=True)
         feed = LiveFeed(self.store, watch=self.watch_dir)
         feed.own_run_prefix = self.run_prefix
         yield feed

@@ -55,7 +55,7 @@ class StatsScreen(Screen[None]):
             yield PlotextPlot(id="latency-plot")
             yield PlotextPlot(id="cost-plot")
         yield Static(id="break-even")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)

@@ -60,11 +60,11 @@ class StatusBar(Horizontal):
         text = Content.assemble(
             (" ● ", "$success" if figures.in_flight else "$text-muted"),
             (figures.backend, "bold $accent"),
-            f"  {flight}  {figures.per_second:.1f}/s",
-            f"  p50 {fmt.ms(figures.p50_ms)} ms  p95 {fmt.ms(figures.p95_ms)} ms",
-            f"  total {fmt.usd(figures.total_cost)}",
-            f"  {fmt.usd(figures.per_1k)}/1k",
-            f"  {fmt.usd(figures.monthly)}/mo @ {figures.daily_volume:,}/day",
+            f" │ {flight} │ {figures.per_second:.1f}/s",
+            f" │ p50 {fmt.ms(figures.p50_ms)} p95 {fmt.ms(figures.p95_ms)} ms",
+            f" │ spent {fmt.usd(figures.total_cost)}",
+            f" │ {fmt.usd(figures.per_1k)}/1k",
+            f" │ {fmt.usd(figures.monthly)}/mo",
         )
         self.query_one("#status-text", Static).update(text)
 

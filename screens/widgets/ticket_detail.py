@@ -29,7 +29,7 @@ def ticket_content(ticket: Ticket) -> Content:
     if ticket.channel:
         head.append(_pair("channel", ticket.channel))
     body = ticket.text
-    if ticket.subject and body.startswith(ticket.subject):
+    if ticket.subject and body.startswith(ticket.subject + "\n"):
         body = body[len(ticket.subject) :].lstrip("\n")
     return Content("").join([*head, Content("\n"), Content(body)])
 

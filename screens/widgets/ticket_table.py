@@ -147,7 +147,8 @@ class TicketTable(DataTable[Text], inherit_bindings=False):
         """The row's cells; state (error, low confidence, labelled) shows as theme colours."""
         style = self._styles()
         if row.label is not None and row.label == row.predicted_label:
-            status = Text(f"✓ {row.label_source or 'agreed'}", style=style["success"])
+            how = {"accept": "accepted", "import": "imported"}.get(row.label_source or "", "agreed")
+            status = Text(f"✓ {how}", style=style["success"])
         elif row.label is not None:
             status = Text(f"✎ {row.label}", style=style["accent"], overflow="ellipsis")
         elif row.error_class is not None:

@@ -93,7 +93,7 @@ def train_specialist(path: Path, tickets: list[Ticket], truth: dict[str, str]) -
 
 
 def build_router(settings: Settings, store: Store) -> Router:
-    return Router(settings, Taxonomy.from_names(list(LABELS)), store)
+    return Router(settings, settings.taxonomy() or Taxonomy.from_names(list(LABELS)), store)
 
 
 def seed(store: Store, n: int, *, labelled: int = 0, fail_every: int = 0) -> dict[str, str]:
