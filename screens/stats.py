@@ -138,8 +138,7 @@ class StatsScreen(Screen[None]):
                     ys.append(total)
             plt.plot(xs, ys, label=backend, marker="braille")
         if buckets:
-            step = max(1, len(buckets) // 4)
-            ticks = list(range(0, len(buckets), step))
+            ticks = sorted({0, len(buckets) // 2, len(buckets) - 1})
             plt.xticks(ticks, [buckets[i][5:13].replace("T", " ") + "h" for i in ticks])
         widget.refresh()
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 import backends
 from backends.base import ServerError
@@ -138,6 +139,7 @@ def test_labeling(snap_compare: Any, snapshot_app: TriageApp) -> None:
         await loaded(pilot)
         await pilot.press("l")
         await wait_until(pilot, lambda: isinstance(pilot.app.screen, LabelPickerModal))
+        pilot.app.screen.query_one(Input).cursor_blink = False
         await pilot.press("s")
         await pilot.pause(0.3)
 

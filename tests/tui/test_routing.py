@@ -40,7 +40,7 @@ async def test_hot_swap_mid_run_applies_to_the_next_tickets(store: Store, app_fo
         await pilot.press("down", "enter")
         await wait_until(pilot, lambda: app.router.active == "fast")
         swapped_at = store.decision_count()
-        await wait_until(pilot, lambda: store.count_unrouted() == 0)
+        await wait_until(pilot, lambda: store.count_unrouted() == 0, timeout=60)
         await wait_until(pilot, lambda: not app.screen.batch_running)
         decisions = store.recent_decisions(limit=1000)
         by_backend = [d.backend for d in decisions]

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from backends.specialist_model import TrainingError
-from tui.demo import generate_inbox
+from tui.cli import build_parser, run_command
+from tui.demo import DemoTicket, generate_inbox
 from tui.learning_curve import format_curve, learning_curve, nested_sample
 
 
@@ -52,3 +56,49 @@ def test_sizes_beyond_the_data_are_skipped() -> None:
         learning_curve(texts[:1], labels[:1], texts, labels)
     with pytest.raises(ValueError, match="empty"):
         learning_curve(texts, labels, [], [])
+
+
+def test_eval_curve_cli(tmp_path: Path) -> None:
+    inbox = generate_inbox(500, seed=5, labelled_fraction=0.0)
+
+    def write(path: Path, items: list[DemoTicket]) -> Path:
+        path.write_text(
+            "".join(
+                json.dumps({"id": d.ticket.id, "text": d.ticket.text, "label": d.true_label}) + "\n"
+                for d in items
+            )
+        )
+        return path
+
+    train = write(tmp_path / "train.jsonl", inbox[:400])
+    test = write(tmp_path / "test.jsonl", inbox[400:])
+    model = tmp_path / "m.joblib"
+    config = tmp_path / "c.toml"
+    config.write_text(f'[backends.specialist]\ntype = "specialist"\npath = "{model}"\n')
+    base = ["--config", str(config)]
+    code, _, err = run_cli(*base, "train", "--data", str(train))
+    assert code == 0, err
+    args = ["eval", "--backend", "specialist", "--data", str(test), "--curve"]
+    code, out, err = run_cli(*base, *args, "--train", str(train), "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["backend"] == "specialist" and report["n"] == 100
+    curve = report["curve"]
+    assert [p["per_class"] for p in curve] == [2, 5, 10, 20, 50, "all"]
+    assert set(curve[0]) == {"per_class", "n_train", "accuracy", "macro_f1"}
+    test_texts = {d.ticket.text for d in inbox[400:]}
+    unseen = sum(d.ticket.text not in test_texts for d in inbox[:400])  # no test leakage
+    assert unseen < 400
+    assert curve[-1]["n_train"] == unseen and curve[-1]["accuracy"] > curve[0]["accuracy"]
+    code, out, _ = run_cli(*base, *args, "--train", str(train))
+    assert code == 0 and "learning curve" in out and "per class" in out
+    single = tmp_path / "single.jsonl"
+    single.write_text(json.dumps({"id": "a", "text": "x", "label": "billing"}) + "\n")
+    code, _, err = run_cli(*base, *args, "--train", str(single))
+    assert code == 2 and "--curve" in err and len(err.strip().splitlines()) == 1
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = run_command(build_parser().parse_args(list(argv)), out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
