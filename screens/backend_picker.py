@@ -62,9 +62,9 @@ class BackendPickerModal(ModalScreen[str | None]):
         table.add_column("", key="active", width=1)
         table.add_column("Backend", key="name", width=14)
         table.add_column("Type", key="type", width=10)
-        table.add_column("Model", key="model", width=22)
-        table.add_column("Price", key="price", width=22)
-        table.add_column("Health", key="health", width=26)
+        table.add_column("Model", key="model", width=18)
+        table.add_column("Price", key="price", width=21)
+        table.add_column("Health", key="health", width=34)
         table.add_column("p50 ms", key="p50", width=7)
         for name, config in self.settings.backends.items():
             table.add_row(

@@ -22,15 +22,14 @@ from tui.routing import Router
 from tui.store import Store
 
 COLUMNS: tuple[tuple[str, str, int], ...] = (
-    ("backend", "Backend", 13),
-    ("type", "Type", 10),
-    ("label", "Label", 18),
+    ("backend", "Backend", 14),
+    ("label", "Label", 22),
     ("confidence", "Conf", 5),
-    ("source", "Source", 13),
+    ("source", "Source / error", 16),
     ("ms", "Latency ms", 10),
     ("tokens", "Tokens in/out", 13),
     ("cost", "Cost", 9),
-    ("per1k", "$/1k", 9),
+    ("per1k", "$ per 1k", 9),
 )
 
 
@@ -52,6 +51,8 @@ class CompareModal(ModalScreen[bool]):
         self.store = store
         self.new_run_id = new_run_id
         self.stored = False
+        self.answers: dict[str, str | None] = {}
+        """Label per backend (None for a failed attempt), as the answers arrive."""
 
     def compose(self) -> ComposeResult:
         with Vertical(id="compare-dialog"):
@@ -69,10 +70,10 @@ class CompareModal(ModalScreen[bool]):
         for key, header, width in COLUMNS:
             table.add_column(header, key=key, width=width)
         muted = self.app.theme_variables.get("text-muted", "")
-        for name, config in self.router.settings.backends.items():
+        for name in self.router.settings.backends:
             marker = "● " if name == self.router.active else "  "
-            cells = [Text(marker + name), Text(config.type), Text("…", style=muted)]
-            cells += [Text("") for _ in COLUMNS[3:]]
+            cells = [Text(marker + name, overflow="ellipsis"), Text("…", style=muted)]
+            cells += [Text("") for _ in COLUMNS[2:]]
             table.add_row(*cells, key=name)
         table.focus()
         self.compare()
@@ -98,17 +99,20 @@ class CompareModal(ModalScreen[bool]):
     @on(CompareAnswered)
     def show_answer(self, message: CompareAnswered) -> None:
         d = message.decision
+        self.answers[d.backend] = d.label if d.ok else None
         theme = self.app.theme_variables
         table = self.query_one(DataTable)
         if d.ok:
             label = Text(d.label or "", style="bold")
         else:
-            label = Text(f"⚠ {d.error_class}", style=theme.get("error", ""))
+            label = Text(f"⚠ {d.error_class}", style=theme.get("error", ""), overflow="ellipsis")
         per_1k = None if d.cost_usd is None else d.cost_usd * 1000
         values = {
             "label": label,
             "confidence": Text(fmt.confidence(d.confidence)),
-            "source": Text(d.confidence_source or ("" if d.ok else (d.error_message or "")[:13])),
+            "source": Text(
+                d.confidence_source or ("" if d.ok else d.error_message or ""), overflow="ellipsis"
+            ),
             "ms": Text(fmt.ms(d.total_ms), justify="right"),
             "tokens": Text(fmt.tokens(d.input_tokens, d.output_tokens, d.tokens_estimated)),
             "cost": Text(fmt.usd(d.cost_usd), justify="right"),
@@ -117,8 +121,11 @@ class CompareModal(ModalScreen[bool]):
         for key, cell in values.items():
             table.update_cell(d.backend, key, cell)
         if self.stored:
-            labels = {str(table.get_cell(n, "label")) for n in self.router.settings.backends}
-            verdict = "all agree" if len(labels) == 1 else f"{len(labels)} different answers"
+            labels = {label for label in self.answers.values() if label is not None}
+            failed = sum(label is None for label in self.answers.values())
+            verdict = "all agree" if len(labels) == 1 else f"{len(labels)} different labels"
+            if failed:
+                verdict += f", {failed} failed"
             self.query_one("#compare-help", Label).update(
                 f"Done: {verdict}; stored. escape to close"
             )

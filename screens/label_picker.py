@@ -31,6 +31,12 @@ def ranked(query: str, choices: tuple[tuple[str, str], ...]) -> list[tuple[str, 
     return [(name, desc, prompt) for _, name, desc, prompt in scored]
 
 
+def clip(text: str, width: int) -> str:
+    """One line of at most `width` characters, so each label stays on one row."""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+
+
 class LabelPickerModal(ModalScreen[str | None]):
     """Type to filter, up/down to move, enter to pick, escape to cancel."""
 
@@ -69,7 +75,7 @@ class LabelPickerModal(ModalScreen[str | None]):
         options = self.query_one(OptionList)
         options.set_options(
             Option(
-                Content.assemble(prompt, ("  " + desc[:70], "$text-muted") if desc else ""),
+                Content.assemble(prompt, ("  " + clip(desc, 72 - len(name)), "$text-muted")),
                 id=name,
             )
             for name, desc, prompt in ranked(query, self.choices)

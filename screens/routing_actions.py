@@ -52,8 +52,9 @@ class RoutingActions:
         summary = message.summary
         if summary.routed > 1 or summary.errors:
             failed = f", {summary.errors} failed" if summary.errors else ""
+            tickets = "ticket" if summary.routed == 1 else "tickets"
             self.notify(
-                f"Routed {summary.routed} tickets in {summary.elapsed_s:.1f} s{failed}",
+                f"Routed {summary.routed} {tickets} in {summary.elapsed_s:.1f} s{failed}",
                 severity="warning" if summary.errors else "information",
             )
         self.load_window()

@@ -152,7 +152,7 @@ class TicketTable(DataTable[Text], inherit_bindings=False):
         elif row.label is not None:
             status = Text(f"✎ {row.label}", style=style["accent"], overflow="ellipsis")
         elif row.error_class is not None:
-            status = Text(f"⚠ {row.error_class}", style=style["error"])
+            status = Text(f"⚠ {row.error_class}", style=style["error"], overflow="ellipsis")
         elif row.predicted_label is None:
             status = Text("· unrouted", style=style["muted"])
         elif row.disagreement:
