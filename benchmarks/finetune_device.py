@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -101,6 +102,7 @@ def main() -> None:
     weights = dict(full.weights)
     weights["classifier.weight"], weights["classifier.bias"] = full.head
     results["full"]["weight_parts"] = write_parts(weights, args.out, "finetuned.safetensors")
+    shutil.copyfile(args.base / "tokenizer.json", args.out / "tokenizer.json")
     (args.out / "finetuned.json").write_text(
         json.dumps({"classes": full.classes, "bert": full.config["bert"], "finetune": cfg.__dict__})
     )

@@ -1,0 +1,196 @@
+"""Train and evaluate every specialist kind on the fixed Banking77 split; write a table.
+
+    uv run python -m benchmarks.specialists
+
+Accuracy and macro-F1 on the stratified 20 % (seed 0) of banking77/train.jsonl, training time,
+tickets/s when routing the whole 20 % as one batch, and the median latency of one ticket at a
+time. The `finetuned` and `ensemble` kinds serve a MiniLM fine-tuned on the GPU machine
+(benchmarks/finetune_device.py): point --finetuned at the folder its run returned
+(finetuned.safetensors + finetuned.json); its GPU figures are read from
+benchmarks/results/finetune_device.json. Without that folder those kinds are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.banking77 import DEFAULT, load_rows, split
+
+RESULTS = Path(__file__).resolve().parent / "results"
+COMMAND = "uv run python -m benchmarks.specialists"
+
+
+def machine() -> dict[str, Any]:
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    cpu = ""
+    with contextlib.suppress(OSError, StopIteration):
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    return {
+        "cpu": cpu or platform.processor(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "load_average_1m": round(load[0], 2),
+    }
+
+
+def build_finetuned_encoder(folder: Path, out: Path) -> Path:
+    """The int8 ONNX encoder directory from the fine-tuned weights the GPU run returned."""
+    from safetensors.numpy import load_file
+
+    from backends.onnx_encoder import export_encoder
+
+    meta = json.loads((folder / "finetuned.json").read_text())
+    weights = {
+        k: v.astype(np.float32) for k, v in load_file(folder / "finetuned.safetensors").items()
+    }
+    head = (weights.pop("classifier.weight"), weights.pop("classifier.bias"))
+    tokenizer = folder / "tokenizer.json"
+    if not tokenizer.exists():
+        from backends.specialist_kinds import minilm_dir
+
+        tokenizer = minilm_dir() / "tokenizer.json"
+    return export_encoder(
+        weights,
+        meta["bert"],
+        tokenizer,
+        out,
+        head=head,
+        classes=meta["classes"],
+        max_length=int(meta["finetune"]["max_length"]),
+    )
+
+
+def evaluate(kind: str, train: list[dict[str, str]], test: list[dict[str, str]]) -> dict[str, Any]:
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from backends.specialist_model import SpecialistModel
+
+    model = SpecialistModel.train(
+        [r["text"] for r in train], [r["label"] for r in train], kind=kind
+    )
+    texts = [r["text"] for r in test]
+    truth = [r["label"] for r in test]
+    model.predict(texts[:32])  # load sessions and caches outside the timings
+    wall, cpu = time.perf_counter(), time.process_time()
+    predicted = [label for label, _ in model.predict(texts)]
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    singles = []
+    for text in texts[:300]:
+        started = time.perf_counter()
+        model.predict([text])
+        singles.append((time.perf_counter() - started) * 1000)
+    row: dict[str, Any] = {
+        "kind": kind,
+        "accuracy": round(accuracy_score(truth, predicted), 4),
+        "macro_f1": round(f1_score(truth, predicted, average="macro"), 4),
+        "train_seconds": model.info.train_seconds,
+        "tickets_per_s": round(len(texts) / wall, 1),
+        "cpu_ms_per_ticket": round(cpu * 1000 / len(texts), 3),
+        "p50_single_ms": round(statistics.median(singles), 2),
+    }
+    escalated = getattr(model.pipeline, "last_escalated", None)
+    if escalated is not None:
+        model.predict(texts)
+        row["escalated_share"] = round(float(model.pipeline.last_escalated), 3)
+    return row
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"`{report['command']}`",
+        "",
+        f"Banking77 `train.jsonl`, stratified 80/20 split (seed 0): {report['n_train']} training, "
+        f"{report['n_test']} test tickets. Machine: {report['machine']['cpu']}, "
+        f"{report['machine']['cores']} cores, 1-minute load average "
+        f"{report['machine']['load_average_1m']} when it ran (other work shared the cores: "
+        "CPU ms per ticket is the less noisy speed figure).",
+        "",
+        "| kind | accuracy | macro-F1 | train s | tickets/s (batch) | CPU ms/ticket | p50 single ms | escalated |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report["rows"]:
+        lines.append(
+            f"| {row['kind']} | {row['accuracy']:.2%} | {row['macro_f1']:.4f} | "
+            f"{row['train_seconds']:.1f} | {row['tickets_per_s']:,.0f} | "
+            f"{row['cpu_ms_per_ticket']:.2f} | {row['p50_single_ms']:.2f} | "
+            f"{row.get('escalated_share', '')} |"
+        )
+    gpu = report.get("gpu_run")
+    if gpu:
+        full = gpu["full"]
+        lines += [
+            "",
+            f"Fine-tuning ran on {gpu['machine'].get('gpu')} (torch {gpu['machine'].get('torch')}): "
+            f"{full['train_seconds']:.0f} s for {gpu['config']['epochs']} epochs; accuracy on the "
+            f"same 20 %: torch {full['torch_accuracy']:.2%}, ONNX fp32 "
+            f"{full['onnx_fp32']['accuracy']:.2%}, ONNX int8 {full['onnx_int8']['accuracy']:.2%} "
+            f"({full['onnx_int8']['size_bytes'] / 1e6:.0f} MB). `finetuned` and `ensemble` "
+            "above reuse that encoder, so their train s is the CPU part only.",
+        ]
+    for note in report.get("notes", []):
+        lines += ["", note]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT)
+    parser.add_argument("--finetuned", type=Path, default=Path(".minilm-carry/ft"))
+    parser.add_argument("--kinds", default="tfidf,embeddings,finetuned,ensemble")
+    parser.add_argument("--out", type=Path, default=RESULTS / "specialists")
+    args = parser.parse_args(argv)
+    if not args.data.exists():
+        print(f"{args.data}: not found", file=sys.stderr)
+        return 2
+    train, test = split(load_rows(args.data))
+    report: dict[str, Any] = {
+        "command": COMMAND + (" " + " ".join(argv) if argv else ""),
+        "n_train": len(train),
+        "n_test": len(test),
+        "machine": machine(),
+        "rows": [],
+        "notes": [],
+    }
+    gpu_json = RESULTS / "finetune_device.json"
+    if gpu_json.exists():
+        report["gpu_run"] = json.loads(gpu_json.read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in args.kinds.split(","):
+            if kind in ("finetuned", "ensemble"):
+                if not (args.finetuned / "finetuned.safetensors").exists():
+                    report["notes"].append(
+                        f"{kind}: skipped, no fine-tuned weights in {args.finetuned}"
+                    )
+                    continue
+                encoder = Path(tmp) / "encoder"
+                if not encoder.exists():
+                    build_finetuned_encoder(args.finetuned, encoder)
+                os.environ["TRIAGEDESK_FINETUNED_ENCODER"] = str(encoder)
+            row = evaluate(kind, train, test)
+            print(json.dumps(row), flush=True)
+            report["rows"].append(row)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    args.out.with_suffix(".md").write_text(markdown(report))
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
