@@ -103,6 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--concurrency", type=int, default=None)
     ev.add_argument("--json", action="store_true")
     ev.add_argument("--store", action="store_true", help="also store the decisions")
+    ev.add_argument("--curve", action="store_true", help="also the specialist's learning curve")
+    ev.add_argument("--train", type=Path, help="labelled file for --curve (default: the database)")
+    ev.add_argument("--seed", type=int, default=13, help="seed of the --curve samples")
+
+    tune = sub.add_parser("tune-cascade", help="pick a cascade threshold from labelled data")
+    tune.add_argument("--first", required=True, help="backend that answers first")
+    tune.add_argument("--then", required=True, help="backend for low-confidence tickets")
+    tune.add_argument("--data", type=Path, help="labelled JSONL/CSV instead of the database")
+    tune.add_argument("--target-accuracy", type=float, default=0.9)
+    tune.add_argument("--write", action="store_true", help="save it in [backends.cascade]")
+    tune.add_argument("--json", action="store_true")
 
     exp = sub.add_parser("export", help="write retraining data from agent labels")
     exp.add_argument("--format", choices=["openai", "hf", "csv"], required=True)
@@ -369,6 +380,9 @@ def cmd_eval(ctx: Context, args: argparse.Namespace) -> int:
         if store is not None:
             store.close()
     report = eval_report(backend, decisions, labels)
+    points = _curve(ctx, args, tickets, labels) if args.curve else None
+    if points is not None:
+        report["curve"] = [p.to_dict() for p in points]
     if args.json:
         _print(ctx, json.dumps(report, indent=2))
     else:
@@ -383,7 +397,46 @@ def cmd_eval(ctx: Context, args: argparse.Namespace) -> int:
         )
         for c in report["confusions"][:5]:
             _print(ctx, f"  {c['true']} -> {c['predicted']}: {c['count']}")
+        if points is not None:
+            from tui.learning_curve import format_curve
+
+            _print(ctx, "learning curve of the specialist (labels per class):")
+            for line in format_curve(points):
+                _print(ctx, "  " + line)
     return 0
+
+
+def _curve(
+    ctx: Context, args: argparse.Namespace, tickets: Sequence[Any], labels: dict[str, str]
+) -> list[Any]:
+    """The specialist's learning curve, trained on --train or the database, tested on --data.
+
+    Training rows whose text is also a test ticket are left out, so an `eval --store` run
+    (which imports the test file) cannot leak its answers into the curve.
+    """
+    from backends.specialist_model import TrainingError
+    from tui.learning_curve import learning_curve
+
+    if args.train:
+        train_tickets, train_labels = _labelled_file(args.train)
+        examples = [(t.text, train_labels[t.id]) for t in train_tickets if t.id in train_labels]
+    else:
+        with ctx.store() as store:
+            examples = store.labelled_examples()
+    test_texts = [t.text for t in tickets]
+    held_out = set(test_texts)
+    examples = [(text, label) for text, label in examples if text not in held_out]
+    try:
+        return learning_curve(
+            [text for text, _ in examples],
+            [label for _, label in examples],
+            test_texts,
+            [labels[t.id] for t in tickets],
+            seed=args.seed,
+        )
+    except (TrainingError, ValueError) as exc:
+        source = args.train or ctx.db_path
+        raise BadInput(f"--curve: {source}: {exc}") from None
 
 
 def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
@@ -407,6 +460,133 @@ def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
         ctx,
         f"wrote {report.train_rows} train / {report.validation_rows} validation rows to {args.out}",
     )
+    return 0
+
+
+def _tuning_data(ctx: Context, args: argparse.Namespace) -> tuple[list[Any], dict[str, str], Any]:
+    """Labelled tickets for tune-cascade: --data, else the database's agent labels."""
+    from tui.models import Taxonomy, Ticket
+
+    if args.data:
+        tickets, labels = _labelled_file(args.data)
+        taxonomy = ctx.settings.taxonomy() or Taxonomy.from_names(set(labels.values()))
+        return [t for t in tickets if t.id in labels], labels, taxonomy
+    with ctx.store() as store:
+        rows = store.export_rows()
+        if not rows:
+            raise BadInput(f"{ctx.db_path}: no agent-labelled tickets; label some or pass --data")
+        taxonomy = _ensure_labels_known(ctx, store)
+    tickets = [Ticket(id=tid, text=text) for tid, text, _, _ in rows]
+    return tickets, {tid: label for tid, _, label, _ in rows}, taxonomy
+
+
+def _write_cascade(ctx: Context, first: str, then: str, threshold: float) -> Path:
+    """Save the tuned threshold in the config's [backends.cascade], validated, atomically."""
+    import os
+    import tomllib
+
+    from tui.cascade_tuning import update_cascade_block
+    from tui.config import DEFAULT_BACKENDS
+
+    path = ctx.config_path
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    # A file without [backends] runs on the built-in ones; keep them once it gains a table.
+    extra = (
+        {}
+        if "backends" in tomllib.loads(text)
+        else {name: block for name, block in DEFAULT_BACKENDS.items() if name != "specialist"}
+    )
+    values = {"type": "cascade", "first": first, "then": then, "threshold": threshold}
+    updated = update_cascade_block(text, values, extra)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(updated, encoding="utf-8")
+    try:
+        load_settings(tmp, required=True)
+    except ConfigError as exc:
+        tmp.unlink()
+        raise BadInput(f"{path}: not updated, the result would be invalid: {exc}") from None
+    os.replace(tmp, path)
+    return path
+
+
+def cmd_tune_cascade(ctx: Context, args: argparse.Namespace) -> int:
+    from tui.cascade_tuning import table_rows, tune
+
+    if not 0.0 <= args.target_accuracy <= 1.0:
+        raise BadInput(f"--target-accuracy {args.target_accuracy}: must be within [0, 1]")
+    if args.first == args.then:
+        raise BadInput("--first and --then name the same backend")
+    for name in (args.first, args.then):
+        ctx.settings.backend(name)
+    tickets, labels, taxonomy = _tuning_data(ctx, args)
+    router = Router(ctx.settings, taxonomy, None)
+    answers: dict[str, dict[str, Any]] = {args.first: {}, args.then: {}}
+    progress = ctx.progress()
+    progress.start(2 * len(tickets), f"routing through {args.first} and {args.then}")
+
+    def collect(decision: Any) -> None:
+        answers[decision.backend][decision.ticket_id] = decision
+        progress.advance()
+
+    async def go() -> None:
+        try:
+            for name in (args.first, args.then):
+                await router.run(
+                    tickets,
+                    run_id=f"tune-{name}",
+                    backend=name,
+                    concurrency=ctx.settings.backend(name).max_concurrency,
+                    on_decision=collect,
+                    store=False,
+                )
+        finally:
+            await router.aclose()
+
+    try:
+        asyncio.run(go())
+    finally:
+        progress.stop()
+    ids = [t.id for t in tickets]
+    first = [answers[args.first][i] for i in ids]
+    then = [answers[args.then][i] for i in ids]
+    result = tune(first, then, [labels[i] for i in ids], args.target_accuracy)
+    errors = {"first": sum(not d.ok for d in first), "then": sum(not d.ok for d in then)}
+    written = None
+    if args.write:
+        written = _write_cascade(ctx, args.first, args.then, result.pick.threshold)
+    if args.json:
+        payload = {"first": args.first, "then": args.then, "errors": errors, **result.to_dict()}
+        payload["written"] = None if written is None else str(written)
+        _print(ctx, json.dumps(payload, indent=2))
+        return 0
+    _print(
+        ctx,
+        f"cascade {args.first} -> {args.then} on {result.n} labelled tickets"
+        f" ({errors['first']} / {errors['then']} errors)",
+    )
+    for name, row in ((args.first, result.first_only), (args.then, result.then_only)):
+        cost = row.cost_per_1k_usd
+        _print(ctx, f"  {name} alone: accuracy {row.accuracy:.1%}, ${cost:.4f} per 1k")
+    _print(ctx, f"{'threshold':>10}{'accuracy':>10}{'$/1k':>12}{'escalated':>11}")
+    for row in table_rows(result):
+        mark = "  <- pick" if row == result.pick else ""
+        _print(
+            ctx,
+            f"{row.threshold:>10.2f}{row.accuracy:>10.1%}{row.cost_per_1k_usd:>12.4f}"
+            f"{row.escalated:>11.1%}{mark}",
+        )
+    pick = result.pick
+    summary = (
+        f"threshold {pick.threshold:.2f}: accuracy {pick.accuracy:.1%},"
+        f" ${pick.cost_per_1k_usd:.4f} per 1k tickets, {pick.escalated:.0%} escalated"
+    )
+    if result.reached:
+        _print(ctx, f"pick: {summary} (cheapest reaching {result.target:.1%})")
+    else:
+        _print(ctx, f"no threshold reaches {result.target:.1%}; most accurate: {summary}")
+    if written is not None:
+        _print(ctx, f"wrote threshold {pick.threshold:.2f} to [backends.cascade] in {written}")
     return 0
 
 
@@ -516,6 +696,7 @@ COMMANDS: dict[str, Callable[[Context, argparse.Namespace], int]] = {
     "train": cmd_train,
     "eval": cmd_eval,
     "export": cmd_export,
+    "tune-cascade": cmd_tune_cascade,
     "stats": cmd_stats,
     "backends": cmd_backends,
 }
