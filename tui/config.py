@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -66,6 +66,8 @@ class BackendConfig(BaseModel):
     max_prompt_chars: int = Field(default=6000, ge=200)
     n_ctx: int = Field(default=2048, ge=128)
     n_gpu_layers: int = 0
+    http_transport: Literal["aiohttp", "httpx"] = "aiohttp"
+    """HTTP backends' transport: aiohttp's (fast) or httpx's own."""
 
     @model_validator(mode="after")
     def _required_keys(self) -> BackendConfig:
