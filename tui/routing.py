@@ -153,12 +153,12 @@ class Router:
                     run_id=run_id,
                     backend=backend_name,
                     backend_type=backend_type,
-                    model=outcome.model or config.model_name,
+                    model=self._clean(outcome.model) or config.model_name,
                     prompt_version=outcome.prompt_version,
                     label=outcome.label,
                     confidence=outcome.confidence,
                     confidence_source=outcome.confidence_source,
-                    reason=outcome.reason,
+                    reason=self._clean(outcome.reason),
                     total_ms=outcome.total_ms,
                     ttft_ms=outcome.ttft_ms,
                     server_load_ms=outcome.server_load_ms,
@@ -171,7 +171,10 @@ class Router:
                     cost_usd=price_result(config, outcome),
                     counterfactual_cost_usd=counterfactual,
                     raw_output=self._clean(outcome.raw_output),
-                    stages=outcome.stages,
+                    stages=tuple(
+                        stage.model_copy(update={"model": self._clean(stage.model) or ""})
+                        for stage in outcome.stages
+                    ),
                 )
             except (ValueError, TypeError) as exc:  # a malformed result field from a buggy backend
                 outcome = exc
