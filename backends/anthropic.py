@@ -19,6 +19,7 @@ import httpx
 from backends import retry
 from backends.base import (
     AuthenticationFailed,
+    BackendError,
     BadResponse,
     Health,
     RouteResult,
@@ -39,7 +40,7 @@ from backends.http_common import (
     transport_error,
 )
 from backends.prompt import answer_schema, build_prompt, parse_answer, repair_message
-from backends.secrets import api_key
+from backends.secrets import api_key, redact_error
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
@@ -152,6 +153,18 @@ class AnthropicBackend:
         return body
 
     async def route(self, ticket: Ticket, taxonomy: Taxonomy) -> RouteResult:
+        """Classify one ticket (see `_route`); no error leaves with the key in its text."""
+        try:
+            return await self._route(ticket, taxonomy)
+        except BackendError as error:
+            try:
+                key = self._key()
+            except BackendError:
+                key = None
+            redact_error(error, key)
+            raise
+
+    async def _route(self, ticket: Ticket, taxonomy: Taxonomy) -> RouteResult:
         """Classify one ticket; one repair round when the tool input is unusable.
 
         `total_ms` spans the whole call, retries and repair included, since the ticket waited

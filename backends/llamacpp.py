@@ -39,7 +39,7 @@ from backends.http_common import (
 )
 from backends.prompt import answer_schema, build_prompt, parse_answer, repair_message
 from backends.retry import BASE_DELAY_S, with_retries
-from backends.secrets import api_key
+from backends.secrets import api_key, redact_error
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
@@ -187,6 +187,14 @@ class LlamaCppServerBackend:
         return {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
 
     async def route(self, ticket: Ticket, taxonomy: Taxonomy) -> RouteResult:
+        """Classify one ticket (see `_route`); no error leaves with the key in its text."""
+        try:
+            return await self._route(ticket, taxonomy)
+        except BackendError as error:
+            redact_error(error, api_key(self.config))
+            raise
+
+    async def _route(self, ticket: Ticket, taxonomy: Taxonomy) -> RouteResult:
         """Classify one ticket; one repair round when the answer is malformed.
 
         Raises:

@@ -19,6 +19,7 @@ import httpx
 from backends import retry
 from backends.base import (
     AuthenticationFailed,
+    BackendError,
     BadResponse,
     Health,
     RouteResult,
@@ -40,7 +41,7 @@ from backends.http_common import (
     transport_error,
 )
 from backends.prompt import answer_schema, build_prompt, parse_answer, repair_message
-from backends.secrets import api_key
+from backends.secrets import api_key, redact_error
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
@@ -186,6 +187,14 @@ class OpenAIBackend:
         return body
 
     async def route(self, ticket: Ticket, taxonomy: Taxonomy) -> RouteResult:
+        """Classify one ticket (see `_route`); no error leaves with the key in its text."""
+        try:
+            return await self._route(ticket, taxonomy)
+        except BackendError as error:
+            redact_error(error, api_key(self.config))
+            raise
+
+    async def _route(self, ticket: Ticket, taxonomy: Taxonomy) -> RouteResult:
         """Classify one ticket; one repair round when the first answer is unusable.
 
         `total_ms` spans the whole call, retries and repair included, since the ticket waited

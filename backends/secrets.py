@@ -6,6 +6,7 @@ exports, screens or error text.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING
 
@@ -15,11 +16,59 @@ if TYPE_CHECKING:
     from tui.config import BackendConfig
 
 
+HTTP_LOGGERS = (
+    "httpx",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "httpcore.socks",
+)
+"""Loggers of the HTTP stack: at DEBUG httpcore logs response headers verbatim."""
+
+
+class _RedactingFilter(logging.Filter):
+    """Removes known keys from the HTTP stack's log records: a server or proxy that echoes
+    the request's headers back in a response header would otherwise put the key in the log."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is the logging module's problem, not ours
+            return True
+        if any(secret in message for secret in self.secrets):
+            for secret in self.secrets:
+                message = message.replace(secret, "[redacted]")
+            record.msg, record.args = message, None
+        return True
+
+
+_LOG_FILTER = _RedactingFilter()
+
+
+def _keep_out_of_logs(value: str) -> None:
+    if value in _LOG_FILTER.secrets:
+        return
+    _LOG_FILTER.secrets.add(value)
+    for name in HTTP_LOGGERS:
+        logger = logging.getLogger(name)
+        if _LOG_FILTER not in logger.filters:
+            logger.addFilter(_LOG_FILTER)
+
+
 def api_key(config: BackendConfig) -> SecretStr | None:
-    """The backend's key, or None when neither the variable nor the keyring has one."""
+    """The backend's key, or None when neither the variable nor the keyring has one.
+
+    A key handed out is also registered with the HTTP stack's loggers for redaction.
+    """
     if config.api_key_env:
         value = os.environ.get(config.api_key_env)
         if value:
+            _keep_out_of_logs(value)
             return SecretStr(value)
     if config.keyring_service:
         try:
@@ -29,6 +78,7 @@ def api_key(config: BackendConfig) -> SecretStr | None:
         except Exception:  # no keyring backend on this machine: same as no key
             stored = None
         if stored:
+            _keep_out_of_logs(stored)
             return SecretStr(stored)
     return None
 
@@ -41,3 +91,24 @@ def redact(text: str, *secrets: SecretStr | None) -> str:
             if value:
                 text = text.replace(value, "[redacted]")
     return text
+
+
+def redact_error(error: BaseException, *secrets: SecretStr | None) -> None:
+    """Remove secrets from an error's message and raw output, and its chained errors', in place.
+
+    Answer-parsing errors quote what the server sent, which a hostile proxy can make the key.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    pending: list[BaseException] = []
+    while current is not None:
+        if id(current) not in seen:
+            seen.add(id(current))
+            current.args = tuple(
+                redact(a, *secrets) if isinstance(a, str) else a for a in current.args
+            )
+            raw = getattr(current, "raw_output", None)
+            if isinstance(raw, str):
+                current.raw_output = redact(raw, *secrets)  # type: ignore[attr-defined]
+            pending += [e for e in (current.__cause__, current.__context__) if e is not None]
+        current = pending.pop() if pending else None
