@@ -276,7 +276,11 @@ async def test_exports_carry_no_key(tmp_path: Path) -> None:
     try:
         block = keyed_block("openai-stream", server.root)
         settings = make_settings({"b": block}, "b")
-        tickets = make_tickets(12)
+        words = ["refund", "parcel", "password", "crash", "invoice", "courier", "login", "bug"]
+        tickets = [
+            Ticket(id=f"E-{i}", text=f"[case-{i}] {words[i % 8]} {words[(i * 3) % 8]} #{i * 7919}")
+            for i in range(30)
+        ]
         rows, _ = await route_batch(tmp_path, settings, tickets)
     finally:
         server.stop()
@@ -289,7 +293,7 @@ async def test_exports_carry_no_key(tmp_path: Path) -> None:
         for index, ticket in enumerate(tickets):
             store.add_label(ticket.id, list(LABELS)[index % 4], agent="ann", source="accept")
         for fmt in export.FORMATS:
-            export.export(store, taxonomy, fmt=fmt, out=tmp_path / fmt, val_fraction=0.25, seed=1)
+            export.export(store, taxonomy, fmt=fmt, out=tmp_path / fmt, val_fraction=0.2, seed=1)
     files = [path for path in tmp_path.rglob("*") if path.is_file() and path.parent != tmp_path]
     assert len(files) >= 6
     for path in files:
