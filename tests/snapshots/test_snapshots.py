@@ -128,7 +128,8 @@ def test_compare(snap_compare: Any, snapshot_app: TriageApp) -> None:
         await pilot.pause()
         await pilot.press("c")
         await wait_until(pilot, lambda: isinstance(pilot.app.screen, CompareModal))
-        await wait_until(pilot, lambda: pilot.app.screen.stored)
+        help_line = pilot.app.screen.query_one("#compare-help")
+        await wait_until(pilot, lambda: "Done" in str(help_line.render()))
         await pilot.pause(0.3)
 
     assert snap_compare(snapshot_app, terminal_size=SIZE, run_before=run_before)
