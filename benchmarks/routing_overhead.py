@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import resource
@@ -27,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-CLIENTS = ("bare-httpx", "triagedesk", "openai-sdk", "litellm")
+CLIENTS = ("bare-httpx", "bare-httpx-aiohttp", "triagedesk", "openai-sdk", "litellm")
 
 
 def _free_port() -> int:
@@ -71,12 +72,22 @@ async def _pool(n: int, concurrency: int, call: Any) -> list[float]:
     return latencies
 
 
-async def run_bare(base: str, texts: list[str], c: int, stream: bool) -> list[float]:
+async def run_bare(
+    base: str, texts: list[str], c: int, stream: bool, *, aiohttp: bool = False
+) -> list[float]:
+    """The ceiling: the same requests in a plain loop, on httpx's transport or aiohttp's."""
     import httpx
 
     messages, fmt = _request_parts(texts)
     limits = httpx.Limits(max_connections=c, max_keepalive_connections=c)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+    transport = None
+    if aiohttp:
+        from httpx_aiohttp import AiohttpTransport
+
+        transport = AiohttpTransport(limits=limits)
+    async with httpx.AsyncClient(
+        base_url=base, limits=limits, timeout=30, transport=transport
+    ) as client:
 
         async def call(i: int) -> None:
             body = {
@@ -238,7 +249,12 @@ def _mark_start() -> None:
 def child(args: argparse.Namespace) -> None:
     texts = [t["text"] for t in _tickets(Path(args.data))][: args.n]
     base = f"http://127.0.0.1:{args.port}/v1"
-    runner = {"bare-httpx": run_bare, "openai-sdk": run_openai_sdk, "litellm": run_litellm}
+    runner = {
+        "bare-httpx": run_bare,
+        "bare-httpx-aiohttp": functools.partial(run_bare, aiohttp=True),
+        "openai-sdk": run_openai_sdk,
+        "litellm": run_litellm,
+    }
 
     async def go() -> list[float]:
         if args.child == "triagedesk":
