@@ -185,22 +185,30 @@ async def route_directly(settings_block: dict[str, Any]) -> BackendError | None:
     return None
 
 
+TRANSPORTS = ("aiohttp", "httpx")
+"""Both HTTP transports: httpx's own (httpcore) logs response headers at DEBUG."""
+
+
 def _secret_cases() -> list[Any]:
     cases = []
     for backend in REMOTE:
         for fault in FAULTS:
             if backend in fault.backends:
-                cases.append(pytest.param(backend, fault.name, id=f"{backend}-{fault.name}"))
+                name = f"{backend}-{fault.name}"
+                cases.append(pytest.param(backend, fault.name, "aiohttp", id=name))
         for echo in ECHOES:
-            cases.append(pytest.param(backend, echo, id=f"{backend}-{echo}"))
+            for transport in TRANSPORTS:
+                name = f"{backend}-{echo}-{transport}"
+                cases.append(pytest.param(backend, echo, transport, id=name))
     return cases
 
 
-@pytest.mark.parametrize(("backend", "scenario"), _secret_cases())
+@pytest.mark.parametrize(("backend", "scenario", "transport"), _secret_cases())
 async def test_key_never_leaks_under_faults(
     tmp_path: Path,
     backend: BackendKind,
     scenario: str,
+    transport: str,
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -222,6 +230,8 @@ async def test_key_never_leaks_under_faults(
         if scenario == "connect_refused":
             root = f"http://127.0.0.1:{free_port()}"
         block = keyed_block(backend, root, timeout_s=timeout)
+        if backend != "ollama":
+            block["http_transport"] = transport
         tickets = make_tickets(2)
         rows, _ = await route_batch(tmp_path, make_settings({"b": block}, "b"), tickets)
         error = await route_directly(block)
@@ -243,15 +253,16 @@ async def test_key_never_leaks_under_faults(
     scan_logs(caplog, capsys)
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("status", [302, 307])
 @pytest.mark.parametrize("backend", REMOTE)
 async def test_redirect_to_another_port_is_not_followed(
-    tmp_path: Path, backend: BackendKind, status: int
+    tmp_path: Path, backend: BackendKind, status: int, transport: str
 ) -> None:
     target = EchoServer(200).start()
     redirector = EchoServer(status, location=target.root).start()
     try:
-        block = keyed_block(backend, redirector.root)
+        block = keyed_block(backend, redirector.root, http_transport=transport)
         rows, _ = await route_batch(tmp_path, make_settings({"b": block}, "b"), make_tickets(2))
         config = make_settings({"b": block}, "b").backend("b")
         checker = create_backend(config)
