@@ -28,7 +28,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-CLIENTS = ("bare-httpx", "bare-httpx-aiohttp", "triagedesk", "openai-sdk", "litellm")
+CLIENTS = (
+    "bare-httpx",
+    "bare-httpx-aiohttp",
+    "triagedesk",
+    "triagedesk-httpx",
+    "openai-sdk",
+    "litellm",
+)
+"""triagedesk-httpx is triagedesk with `http_transport = "httpx"`: what the aiohttp transport buys."""
 
 
 def _free_port() -> int:
@@ -213,6 +221,7 @@ async def run_triagedesk(
                     "stream": stream,
                     "max_concurrency": c,
                     "max_retries": 0,
+                    "http_transport": transport,
                     "input_usd_per_mtok": 0.15,
                     "output_usd_per_mtok": 0.6,
                 },
@@ -257,9 +266,12 @@ def child(args: argparse.Namespace) -> None:
     }
 
     async def go() -> list[float]:
-        if args.child == "triagedesk":
+        if args.child.startswith("triagedesk"):
+            transport = "httpx" if args.child == "triagedesk-httpx" else "aiohttp"
             with tempfile.TemporaryDirectory() as tmp:
-                return await run_triagedesk(base, texts, args.concurrency, args.stream, Path(tmp))
+                return await run_triagedesk(
+                    base, texts, args.concurrency, args.stream, Path(tmp), transport
+                )
         return await runner[args.child](base, texts, args.concurrency, args.stream)
 
     # Imports and setup are outside the timed region; the triagedesk run marks its own start
@@ -406,7 +418,7 @@ def report(results: list[dict[str, Any]]) -> str:
             ceiling = f"{rate / bare_rate:.0%}" if bare_rate else "-"
             ratio = (
                 f"{td_rate / rate:.2f}"
-                if td_rate and client not in ("triagedesk", "bare-httpx", "bare-httpx-aiohttp")
+                if td_rate and not client.startswith(("triagedesk", "bare"))
                 else ""
             )
             lines.append(
