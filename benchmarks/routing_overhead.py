@@ -198,7 +198,7 @@ async def run_litellm(base: str, texts: list[str], c: int, stream: bool) -> list
 
 
 async def run_triagedesk(
-    base: str, texts: list[str], c: int, stream: bool, workdir: Path
+    base: str, texts: list[str], c: int, stream: bool, workdir: Path, transport: str = "aiohttp"
 ) -> list[float]:
     """The full product path; per-ticket latency is each stored decision's client total."""
     from tui.config import _build
