@@ -552,6 +552,20 @@ def cmd_tune_cascade(ctx: Context, args: argparse.Namespace) -> int:
     then = [answers[args.then][i] for i in ids]
     result = tune(first, then, [labels[i] for i in ids], args.target_accuracy)
     errors = {"first": sum(not d.ok for d in first), "then": sum(not d.ok for d in then)}
+    for name, stage in ((args.first, first), (args.then, then)):
+        failed = [d for d in stage if not d.ok]
+        if failed:
+            print(
+                f"triagedesk: warning: {name} failed on {len(failed)} of {len(stage)} tickets"
+                f" (e.g. {failed[0].error_class}: {failed[0].error_message})",
+                file=ctx.err,
+            )
+    if not args.data:
+        print(
+            "triagedesk: note: scored on the database's own labels; a specialist trained on"
+            " them looks better here than on new tickets (--data FILE takes a held-out set)",
+            file=ctx.err,
+        )
     written = None
     if args.write:
         written = _write_cascade(ctx, args.first, args.then, result.pick.threshold)

@@ -102,7 +102,8 @@ def _signatures(keys: Sequence[str]) -> np.ndarray:
 def _ranges(lengths: np.ndarray) -> np.ndarray:
     """0..n-1 for each n in `lengths`, concatenated."""
     ends = np.cumsum(lengths)
-    return np.arange(ends[-1]) - np.repeat(ends - lengths, lengths)
+    offsets: np.ndarray = np.arange(ends[-1]) - np.repeat(ends - lengths, lengths)
+    return offsets
 
 
 def _band_hashes(signatures: np.ndarray) -> list[list[int]]:
@@ -173,8 +174,8 @@ def group_duplicates(texts: Sequence[str], *, near: bool = True) -> Groups:
         row_set: np.ndarray | None = None
         seen: set[int] = set()
         match: int | None = None
-        for b, key in enumerate(band_hashes[row]):
-            for other in buckets[b].get(key, ()):
+        for b, band in enumerate(band_hashes[row]):
+            for other in buckets[b].get(band, []):
                 if other in seen:
                     continue
                 seen.add(other)
@@ -189,8 +190,8 @@ def group_duplicates(texts: Sequence[str], *, near: bool = True) -> Groups:
             if match is not None:
                 break
         if match is None:
-            for b, key in enumerate(band_hashes[row]):
-                buckets[b].setdefault(key, []).append(row)
+            for b, band in enumerate(band_hashes[row]):
+                buckets[b].setdefault(band, []).append(row)
             continue
         merged_into[index] = group_of_rep[pending[match]]
     if not merged_into:

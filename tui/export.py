@@ -15,7 +15,7 @@ import io
 import json
 import os
 import random
-import tempfile
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -206,17 +206,17 @@ def write_atomically(out: Path, files: dict[str, str]) -> None:
     placed: list[Path] = []
     try:
         for name, content in files.items():
-            fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=".tmp")
-            temps[name] = tmp
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            # open(..., "x") rather than mkstemp: the files get the umask's usual permissions
+            tmp = str(out / f".{name}.{uuid.uuid4().hex}.tmp")
+            with open(tmp, "x", encoding="utf-8", newline="") as handle:
+                temps[name] = tmp
                 handle.write(content)
                 handle.flush()
                 os.fsync(handle.fileno())
         for name, tmp in temps.items():
             final = out / name
             if final.exists():
-                fd, backup = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=".bak")
-                os.close(fd)
+                backup = str(out / f".{name}.{uuid.uuid4().hex}.bak")
                 os.replace(final, backup)
                 backups[final] = backup
             os.replace(tmp, final)

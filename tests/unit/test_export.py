@@ -8,6 +8,8 @@ import io
 import json
 import os
 import random
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -154,6 +156,9 @@ def test_openai_round_trip(store: Store, tmp_path: Path) -> None:
     out = tmp_path / "ft"
     report = export(store, TAXONOMY, fmt="openai", out=out)
     assert sorted(os.listdir(out)) == ["report.json", "train.jsonl", "validation.jsonl"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out / "train.jsonl").stat().st_mode & 0o777 == 0o666 & ~umask
     train = read_jsonl(out / "train.jsonl")
     validation = read_jsonl(out / "validation.jsonl")
     assert len(train) == report.train_rows >= 10 and len(validation) == report.validation_rows
@@ -418,3 +423,18 @@ def test_cli_export(tmp_path: Path) -> None:
     err = io.StringIO()
     assert run_command(args, out=io.StringIO(), err=err) == 2
     assert len(err.getvalue().strip().splitlines()) == 1
+
+
+def test_flywheel_modules_never_import_the_ui() -> None:
+    modules = ["tui.export", "tui.dedup", "tui.pii", "tui.learning_curve", "tui.cascade_tuning"]
+    code = (
+        "import importlib, json, sys\n"
+        f"for name in {modules!r}: importlib.import_module(name)\n"
+        "print(json.dumps(sorted(m for m in sys.modules"
+        " if m.split('.')[0] in ('textual', 'rich', 'screens') or m == 'tui.app')))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert json.loads(out.stdout) == []
