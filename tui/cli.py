@@ -453,6 +453,7 @@ def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
                 val_fraction=args.val_fraction,
                 seed=args.seed,
                 scrub_pii=args.scrub_pii,
+                include_predictions=args.include_predictions,
             )
         except export.ExportError as exc:
             raise BadInput(str(exc)) from None

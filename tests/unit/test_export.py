@@ -438,3 +438,13 @@ def test_flywheel_modules_never_import_the_ui() -> None:
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
     )
     assert json.loads(out.stdout) == []
+
+
+def test_cli_export_can_include_predictions(tmp_path: Path) -> None:
+    db = tmp_path / "cli.db"
+    build_store(db).close()
+    base = ["--db", str(db), "export", "--format", "hf", "--out"]
+    args = build_parser().parse_args([*base, str(tmp_path / "p"), "--include-predictions"])
+    assert run_command(args, out=io.StringIO(), err=io.StringIO()) == 0
+    report = json.loads((tmp_path / "p" / "report.json").read_text())
+    assert report["include_predictions"] is True and report["label_sources"]["prediction"] == 1
