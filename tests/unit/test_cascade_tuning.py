@@ -246,3 +246,25 @@ def test_cli_subprocess_two_specialists_from_the_database(
     assert "cascade weak -> strong on 24 labelled tickets" in r.stdout
     assert "pick: threshold" in r.stdout or "no threshold reaches" in r.stdout
     assert "[backends.cascade]" not in config.read_text()
+
+
+def test_write_creates_the_config_and_keeps_the_default_backends(
+    tmp_path: Path, isolated_home: Path
+) -> None:
+    from tui import paths
+
+    data, _ = write_fixture(tmp_path)
+    paths.default_specialist_path().parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "strong.joblib").rename(paths.default_specialist_path())
+    (tmp_path / "strong.json").rename(paths.default_specialist_path().with_suffix(".json"))
+    code, out, err = run_cli(
+        "tune-cascade", "--first", "specialist", "--then", "gpt-4o-mini", "--data", str(data),
+        "--write",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "gpt-4o-mini failed on 24 of 24 tickets" in err  # no API key in tests
+    config = paths.default_config_path()
+    settings = load_settings(config, required=True)
+    assert set(settings.backends) == {"specialist", "gpt-4o-mini", "cascade"}
+    assert settings.reference is not None and settings.reference.name == "gpt-4o-mini"
+    assert f"to [backends.cascade] in {config}" in out
