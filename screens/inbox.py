@@ -34,7 +34,6 @@ from screens.messages import (
 from screens.routing_actions import RoutingActions
 from screens.stats import StatsScreen
 from screens.status_tracker import StatusTracker
-from screens.training import retrain
 from screens.widgets.live_feed import LiveFeed
 from screens.widgets.status_bar import AutoRouteToggle, StatusBar
 from screens.widgets.ticket_detail import TicketDetail
@@ -43,6 +42,7 @@ from tui.config import Settings
 from tui.models import InboxRow
 from tui.routing import Router
 from tui.store import Cursor, InboxFilter, Store
+from tui.training import retrain
 
 PAGE = 100
 """Rows fetched per keyset page."""

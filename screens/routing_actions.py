@@ -16,7 +16,7 @@ from textual import work
 
 from screens.messages import RoutingFailed, RoutingFinished, TicketsRouted
 from tui.models import Decision, InboxRow, Ticket
-from tui.routing import page_pending
+from tui.routing import Router, page_pending
 from tui.store import Cursor, Store
 
 if TYPE_CHECKING:
@@ -24,8 +24,15 @@ if TYPE_CHECKING:
 
 COALESCE_S = 0.1
 """Decisions are handed to the UI at most this often (10 Hz)."""
-CONCURRENCY = 16
-"""Tickets in flight at once in a batch (each backend also caps its own concurrency)."""
+MAX_CONCURRENCY = 256
+"""Upper bound on tickets in flight in one batch, whatever the backends allow."""
+
+
+def batch_concurrency(router: Router) -> int:
+    """Tickets in flight in a batch: the most any configured backend accepts (each backend's
+    own semaphore still caps it), so a hot swap mid-run can use the new backend fully."""
+    limits = [c.max_concurrency for c in router.settings.backends.values()]
+    return max(1, min(MAX_CONCURRENCY, max(limits, default=1)))
 
 
 class RoutingActions:
@@ -88,7 +95,11 @@ class RoutingActions:
         collect, flush = self._collector()
         try:
             summary = await self.router.run(
-                tickets, run_id=run_id, backend=None, concurrency=CONCURRENCY, on_decision=collect
+                tickets,
+                run_id=run_id,
+                backend=None,
+                concurrency=batch_concurrency(self.router),
+                on_decision=collect,
             )
         except Exception as exc:  # the store or the engine failed: report, keep the app up
             flush()

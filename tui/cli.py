@@ -271,15 +271,6 @@ def _labelled_file(path: Path) -> tuple[list[Any], dict[str, str]]:
     return parsed.tickets, parsed.labels
 
 
-def specialist_target(ctx: Context) -> Path:
-    from backends.specialist import specialist_path
-
-    for config in ctx.settings.backends.values():
-        if config.type == "specialist":
-            return specialist_path(config)
-    return paths.default_specialist_path()
-
-
 def cmd_train(ctx: Context, args: argparse.Namespace) -> int:
     from backends.specialist_model import SpecialistModel, TrainingError
 
@@ -300,7 +291,9 @@ def cmd_train(ctx: Context, args: argparse.Namespace) -> int:
         raise BadInput(str(exc)) from None
     except ImportError as exc:
         raise BadInput(f"--kind {args.kind}: {exc}") from None
-    out = args.out or specialist_target(ctx)
+    from tui.training import specialist_file
+
+    out = args.out or specialist_file(ctx.settings)
     model.save(out)
     info = model.info
     _print(

@@ -21,6 +21,11 @@ def specialist_file(settings: Settings) -> Path:
     return paths.default_specialist_path()
 
 
+CHEAP_KINDS = ("tfidf", "embeddings")
+"""Kinds quick enough to retrain from the inbox; a stronger model is retrained as tfidf
+there and with `triagedesk train --kind` on purpose."""
+
+
 def retrain(settings: Settings, store: Store) -> str:
     """Train on every labelled ticket and save atomically; returns a one-line summary.
 
@@ -29,11 +34,16 @@ def retrain(settings: Settings, store: Store) -> str:
     """
     from backends.specialist_model import SpecialistModel
 
+    target = specialist_file(settings)
+    current = SpecialistModel.read_info(target)
+    kind = current.kind if current is not None and current.kind in CHEAP_KINDS else "tfidf"
     examples = store.labelled_examples()
     model = SpecialistModel.train(
-        [text for text, _ in examples], [label for _, label in examples], source=str(store.path)
+        [text for text, _ in examples],
+        [label for _, label in examples],
+        source=str(store.path),
+        kind=kind,
     )
-    target = specialist_file(settings)
     model.save(target)
     info = model.info
     return (
