@@ -44,8 +44,12 @@ the list."""
 
 TRUNCATION_MARKER = "\n[... {omitted} characters omitted ...]\n"
 
-_FENCE_CLOSE = re.compile(r"</\s*ticket\s*>", re.IGNORECASE)
-_FENCE_OPEN = re.compile(r"<\s*ticket\s*>", re.IGNORECASE)
+# Fence look-alikes a model may read as the real tags: spaces anywhere, any case, and the
+# fullwidth / small-form brackets, slash and letters that NFKC folds to ASCII.
+_LT, _GT, _SLASH = "[<\uff1c\ufe64]", "[>\uff1e\ufe65]", "[/\uff0f]"
+_TICKET = "[t\uff54][i\uff49][c\uff43][k\uff4b][e\uff45][t\uff54]"
+_FENCE_CLOSE = re.compile(rf"{_LT}\s*{_SLASH}\s*{_TICKET}\s*{_GT}", re.IGNORECASE)
+_FENCE_OPEN = re.compile(rf"{_LT}\s*{_TICKET}\s*{_GT}", re.IGNORECASE)
 _CODE_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 
 
@@ -80,14 +84,20 @@ def fence(text: str, max_chars: int) -> str:
 
     The head and the tail are kept: greetings sit at the start, the question often at the end.
     """
-    text = _FENCE_CLOSE.sub("</ticket\u200b>", text)
-    text = _FENCE_OPEN.sub("<ticket\u200b>", text)
+    text = _FENCE_CLOSE.sub(_break_tag, text)
+    text = _FENCE_OPEN.sub(_break_tag, text)
     if len(text) <= max_chars:
         return text
     head = int(max_chars * 0.75)
     tail = max_chars - head
     omitted = len(text) - head - tail
     return text[:head] + TRUNCATION_MARKER.format(omitted=omitted) + text[-tail:]
+
+
+def _break_tag(match: re.Match[str]) -> str:
+    """A zero-width space before the closing bracket: the tag reads the same, parses as text."""
+    tag = match.group(0)
+    return tag[:-1] + "\u200b" + tag[-1]
 
 
 def prompt_version(taxonomy: Taxonomy) -> str:
