@@ -56,13 +56,23 @@ N_PROBS = 5
 _LABEL_VALUE = re.compile(r'"label"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 
+_FORGED_TURN = re.compile(
+    r"^#{3}(?=\s*(?:system|user|assistant)\s*:)", re.IGNORECASE | re.MULTILINE
+)
+"""A line inside a turn that would read as a role header: a ticket forging a system turn."""
+_BROKEN_HEADER = "##\u200b#"
+
+
 def format_turns(turns: list[tuple[str, str]]) -> str:
     """Render chat turns as plain text for a raw-completion endpoint.
 
     A neutral role-headed layout, since `/completion` applies no chat template; the schema
     grammar constrains the answer whatever the model's native template would have been.
     """
-    parts = [f"### {role.capitalize()}:\n{text}\n" for role, text in turns]
+    parts = [
+        f"### {role.capitalize()}:\n{_FORGED_TURN.sub(_BROKEN_HEADER, text)}\n"
+        for role, text in turns
+    ]
     return "\n".join(parts) + "\n### Assistant:\n"
 
 
