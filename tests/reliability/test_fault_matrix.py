@@ -467,3 +467,18 @@ def test_readme_table_renders_every_fault_once() -> None:
     body = table.splitlines()[2:]
     assert len(body) == len(FAULTS)
     assert all(re.match(r"^\| .+ \|$", line) for line in body)
+
+
+def test_readme_guarantees_name_real_tests() -> None:
+    """Every `file::test` the README's Guarantees section cites exists."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Guarantees") :]
+    cited: list[tuple[str, str]] = []
+    current = ""
+    for found in re.finditer(r"(test_\w+\.py)?::(test_\w+)", section):
+        current = found.group(1) or current
+        cited.append((current, found.group(2)))
+    assert len(cited) >= 15
+    for filename, name in cited:
+        source = (ROOT / "tests" / "reliability" / filename).read_text(encoding="utf-8")
+        assert re.search(rf"^(async )?def {name}\(", source, re.MULTILINE), (filename, name)
