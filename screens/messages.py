@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
+from tui.learning_curve import CurvePoint
 from tui.models import BackendStats, Decision, InboxRow, LabelEvent, Ticket
 from tui.routing import RunSummary
 
@@ -139,6 +140,15 @@ class CompareAnswered(Message):
     """One backend's answer for the compared ticket."""
 
     decision: Decision
+
+
+@dataclass
+class CurveComputed(Message):
+    """The specialist's learning curve on the agents' labels (statistics screen)."""
+
+    points: tuple[CurvePoint, ...]
+    test_size: int
+    labelled: int
 
 
 @dataclass

@@ -17,8 +17,9 @@ from textual_plotext import PlotextPlot
 
 from screens import format as fmt
 from screens.break_even import break_even_rows, hosted_prices
-from screens.messages import StatsComputed
+from screens.messages import CurveComputed, StatsComputed
 from tui.config import Settings
+from tui.learning_curve import curve_from_labels, format_curve
 from tui.store import Store
 
 COLUMNS: tuple[tuple[str, str, int], ...] = (
@@ -54,7 +55,9 @@ class StatsScreen(Screen[None]):
         with Horizontal(id="stats-plots"):
             yield PlotextPlot(id="latency-plot")
             yield PlotextPlot(id="cost-plot")
-        yield Static(id="break-even")
+        with Horizontal(id="stats-bottom"):
+            yield Static(id="break-even")
+            yield Static("computing the learning curve ...", id="learning-curve")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -63,10 +66,36 @@ class StatsScreen(Screen[None]):
         for key, header, width in COLUMNS:
             table.add_column(header, key=key, width=width)
         self.query_one("#break-even", Static).border_title = "Break-even"
+        self.query_one("#learning-curve", Static).border_title = "How many labels? (specialist)"
         self.action_reload()
 
     def action_reload(self) -> None:
         self.compute()
+        self.compute_curve()
+
+    @work(thread=True, exclusive=True, group="curve", exit_on_error=False)
+    def compute_curve(self) -> None:
+        """Retrains the specialist on growing samples of the agents' labels: seconds of CPU,
+        so it runs in its own worker and the figures above appear first."""
+        examples = self.store.labelled_examples()
+        points, test_size = curve_from_labels(examples)
+        self.post_message(CurveComputed(tuple(points), test_size, len(examples)))
+
+    @on(CurveComputed)
+    def show_curve(self, message: CurveComputed) -> None:
+        panel = self.query_one("#learning-curve", Static)
+        if not message.points:
+            panel.update(
+                f"{message.labelled} labelled tickets: label at least 20, with 5 or more per"
+                " label, to see how accuracy grows with labels."
+            )
+            return
+        lines = format_curve(message.points)
+        lines.append(
+            f"held out {message.test_size} of {message.labelled} agent labels;"
+            " compare with a hosted backend's accuracy above"
+        )
+        panel.update("\n".join(lines))
 
     def action_close(self) -> None:
         self.dismiss()

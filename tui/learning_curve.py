@@ -98,3 +98,47 @@ def format_curve(points: Sequence[CurvePoint]) -> list[str]:
         size = "all" if p.per_class is None else str(p.per_class)
         lines.append(f"{size:>10}{p.n_train:>10}{p.accuracy:>10.1%}{p.macro_f1:>10.3f}")
     return lines
+
+
+CURVE_CAP = 5000
+"""Most labelled tickets the statistics screen's curve trains on, so it stays a few seconds."""
+
+
+def curve_from_labels(
+    examples: Sequence[tuple[str, str]],
+    *,
+    holdout: float = 0.2,
+    cap: int = CURVE_CAP,
+    seed: int = 13,
+) -> tuple[list[CurvePoint], int]:
+    """The learning curve of the agents' own labels: a seeded holdout of them is the test set.
+
+    Returns:
+        The curve points and the size of the test set; no points when there are too few
+        labels (fewer than 20, or a label with a single example only).
+    """
+    import random
+
+    rows = list(examples)
+    rng = random.Random(seed)
+    rng.shuffle(rows)
+    rows = rows[:cap]
+    by_label: dict[str, list[tuple[str, str]]] = {}
+    for text, label in rows:
+        by_label.setdefault(label, []).append((text, label))
+    train: list[tuple[str, str]] = []
+    test: list[tuple[str, str]] = []
+    for items in by_label.values():
+        cut = int(len(items) * holdout) if len(items) >= 5 else 0
+        test += items[:cut]
+        train += items[cut:]
+    if len(rows) < 20 or len(test) < 5 or len({label for _, label in train}) < 2:
+        return [], len(test)
+    points = learning_curve(
+        [t for t, _ in train],
+        [lab for _, lab in train],
+        [t for t, _ in test],
+        [lab for _, lab in test],
+        seed=seed,
+    )
+    return points, len(test)

@@ -154,6 +154,10 @@ def test_stats(snap_compare: Any, snapshot_app: TriageApp) -> None:
         await wait_until(pilot, lambda: isinstance(pilot.app.screen, StatsScreen))
         grid = pilot.app.screen.query_one("#stats-table")
         await wait_until(pilot, lambda: grid.row_count == 2)
+        await wait_until(
+            pilot,
+            lambda: not any(w.group == "curve" and not w.is_finished for w in pilot.app.workers),
+        )
         await pilot.pause(0.5)
 
     assert snap_compare(snapshot_app, terminal_size=SIZE, run_before=run_before)
