@@ -86,10 +86,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="smaller sizes for a fast look")
     parser.add_argument("--skip", nargs="*", default=[], help="benchmarks to leave out")
+    parser.add_argument("--route-n", type=int, help="tickets per routing run (default 20,000)")
+    parser.add_argument("--repeats", type=int, help="repeats of each routing comparison (default 3)")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     py = [sys.executable, "-m"]
     n_route, n_store, repeats = (3000, 100_000, 1) if args.quick else (20_000, 1_000_000, 3)
+    n_route = args.route_n or n_route
+    repeats = args.repeats or repeats
     commands: dict[str, list[str]] = {}
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     header = machine()
