@@ -87,7 +87,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes for a fast look")
     parser.add_argument("--skip", nargs="*", default=[], help="benchmarks to leave out")
     parser.add_argument("--route-n", type=int, help="tickets per routing run (default 20,000)")
-    parser.add_argument("--repeats", type=int, help="repeats of each routing comparison (default 3)")
+    parser.add_argument(
+        "--repeats", type=int, help="repeats of each routing comparison (default 3)"
+    )
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     py = [sys.executable, "-m"]
