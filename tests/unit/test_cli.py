@@ -163,3 +163,16 @@ def test_invalid_config_names_file_and_key(isolated_home: Path, tmp_path: Path) 
     cfg.write_text("[routing\n")
     r = run(isolated_home, "--config", str(cfg), "backends")
     assert r.returncode == 2 and "invalid TOML" in r.stderr
+
+
+def test_demo_builds_offline_and_reuses_its_database(isolated_home: Path) -> None:
+    r = run(isolated_home, "demo", "--no-tui", "--size", "400")
+    assert r.returncode == 0, r.stderr
+    assert "trained the specialist on" in r.stderr and "routed 400 tickets" in r.stderr
+    assert "specialist" in r.stdout and "$/month" in r.stdout
+    data = isolated_home / "data"
+    assert (data / "demo.db").exists() and (data / "demo.toml").exists()
+    assert (data / "models" / "demo-specialist.joblib").exists()
+    assert not (data / "models" / "specialist.joblib").exists()  # the user's own model is untouched
+    again = run(isolated_home, "demo", "--no-tui", "--size", "400")
+    assert again.returncode == 0 and "already built" in again.stderr
