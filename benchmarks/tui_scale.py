@@ -61,6 +61,7 @@ async def measure(db: Path, port: int | None, presses: int) -> dict[str, Any]:
         },
         None,
     )
+    imported = time.perf_counter()
     store = Store(db)
     try:
         taxonomy = resolve_taxonomy(settings, store)
@@ -77,6 +78,7 @@ async def measure(db: Path, port: int | None, presses: int) -> dict[str, Any]:
             table = found.first() if found else None
         await pilot.pause()
         figures["first_paint_s"] = time.perf_counter() - STARTED
+        figures["first_paint_after_imports_s"] = time.perf_counter() - imported
         if port is not None:
             await pilot.press("R")
             deadline = time.perf_counter() + 30
