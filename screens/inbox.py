@@ -32,7 +32,6 @@ from screens.messages import (
     TicketsImported,
 )
 from screens.routing_actions import RoutingActions
-from screens.stats import StatsScreen
 from screens.status_tracker import StatusTracker
 from screens.widgets.live_feed import LiveFeed
 from screens.widgets.status_bar import AutoRouteToggle, StatusBar
@@ -316,6 +315,8 @@ class InboxScreen(LabelingActions, RoutingActions, Screen[None]):
         self.app.push_screen(FilterPickerModal(self.store, self.inbox_filter), picked)
 
     def action_show_stats(self) -> None:
+        from screens.stats import StatsScreen  # plotting libraries load when first needed
+
         self.app.push_screen(StatsScreen(self.store, self.settings))
 
     async def action_toggle_auto_route(self) -> None:

@@ -9,6 +9,7 @@ even at a million tickets.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sqlite3
@@ -21,9 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from tui.models import (
     BackendStats,
@@ -36,6 +35,9 @@ from tui.models import (
     utcnow,
 )
 from tui.scoring import score
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 InboxFilter = Literal["all", "unlabelled", "low_confidence", "disagreement", "errors", "unrouted"]
 INBOX_FILTERS: tuple[InboxFilter, ...] = (
@@ -310,7 +312,6 @@ class Store:
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"{self.path}: cannot open database: {exc}") from None
         self.conn = conn
-        self.db = sqlite_utils.Database(conn)
         try:
             conn.execute(f"PRAGMA busy_timeout = {self.BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA journal_mode = WAL")
@@ -321,6 +322,15 @@ class Store:
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise StoreError(f"{self.path}: not a triagedesk database: {exc}") from None
+
+    @functools.cached_property
+    def db(self) -> sqlite_utils.Database:
+        """The same connection through sqlite-utils, for ad-hoc table work and scripts.
+
+        Imported on first use: sqlite-utils takes a noticeable part of the app's start-up."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
 
     def close(self) -> None:
         with self._lock:

@@ -54,6 +54,7 @@ def test_schema_is_versioned_and_plain(store: Store, tmp_path: Path) -> None:
     assert store.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     names = set(sqlite_utils.Database(tmp_path / "t.db").table_names())
     assert {"tickets", "decisions", "label_events", "runs"} <= names
+    assert store.db["tickets"].count == 0  # the store's own connection through sqlite-utils
 
 
 def test_migrates_a_version_1_database_keeping_its_data(tmp_path: Path) -> None:
