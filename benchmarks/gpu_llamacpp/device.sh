@@ -6,6 +6,8 @@
 #   RESULTS=/tmp/gpubench-out BUDGET_S=660 setsid nohup bash benchmarks/gpu_llamacpp/device.sh &
 #
 # BUDGET_S: seconds after this script starts past which no further eval run is started.
+# CUDA_FA=OFF skips the FlashAttention kernels (about two thirds of the CUDA template
+# instances): a shorter build, and llama-server then runs attention without FlashAttention.
 set -u
 started=$(date +%s)
 stamp() { echo "[$(($(date +%s) - started)) s] $*"; }
@@ -39,22 +41,18 @@ models_pid=$!
 stamp "building llama-cpp-python (CUDA, sm_90)"
 mkdir -p /tmp/src && tar xzf "$carry"/llama_cpp_python-*-stripped.tar.gz -C /tmp/src
 src=$(ls -d /tmp/src/llama_cpp_python-*)
-(cd "$src" && CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAVA_BUILD=OFF" \
+(cd "$src" && CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAVA_BUILD=OFF -DGGML_CUDA_FA=${CUDA_FA:-ON}" \
   CMAKE_BUILD_PARALLEL_LEVEL=16 python3 -m pip install --no-build-isolation --no-deps \
   --no-cache-dir --target "$site" -C build-dir=/tmp/skbuild . >"$work/build.log" 2>&1)
 build_rc=$?
 tail -c 200000 "$work/build.log" >"$results/build-tail.log"
 stamp "llama-cpp-python build exit $build_rc"
 
-stamp "building llama-server from the same tree (incremental)"
-server=""
-if cmake /tmp/skbuild -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_UI=OFF \
+stamp "building llama-server from the same tree (incremental), in the background"
+(cmake /tmp/skbuild -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_UI=OFF \
   -DLLAMA_USE_PREBUILT_UI=OFF >"$work/server-build.log" 2>&1 &&
-  cmake --build /tmp/skbuild --target llama-server -j 16 >>"$work/server-build.log" 2>&1; then
-  server=$(find /tmp/skbuild -name llama-server -type f -perm -u+x | head -1)
-fi
-tail -c 100000 "$work/server-build.log" >>"$results/build-tail.log"
-stamp "llama-server: ${server:-not built}"
+  cmake --build /tmp/skbuild --target llama-server -j 12 >>"$work/server-build.log" 2>&1) &
+server_pid=$!
 
 wait $models_pid
 stamp "models exit $? ($(ls -la $work/*.gguf 2>/dev/null | awk '{print $5, $9}' | tr '\n' ' '))"
@@ -64,11 +62,18 @@ stamp "models exit $? ($(ls -la $work/*.gguf 2>/dev/null | awk '{print $5, $9}' 
 # build, the private copy of the backend is patched to skip them (and the log says so).
 model=$(ls "$work"/random-*.gguf | head -1)
 for part in plain perf abort; do
-  (cd "$code" && timeout 90 python3 -X faulthandler benchmarks/gpu_llamacpp/bench.py smoke \
-    "$model" --part $part) 2>&1 | tail -12
-  rc=${PIPESTATUS[0]}
-  stamp "smoke $part exit $rc"
-  eval "smoke_$part=$rc"
+  (cd "$code" && timeout 60 python3 -X faulthandler benchmarks/gpu_llamacpp/bench.py smoke \
+    "$model" --part $part >"$work/smoke-$part.log" 2>&1; echo $? >"$work/smoke-$part.rc") &
+done
+wait $server_pid
+server=$(find /tmp/skbuild -name llama-server -type f -perm -u+x | head -1)
+tail -c 100000 "$work/server-build.log" >>"$results/build-tail.log"
+stamp "llama-server: ${server:-not built}"
+for part in plain perf abort; do
+  while [ ! -f "$work/smoke-$part.rc" ]; do sleep 0.5; done
+  eval "smoke_$part=$(cat $work/smoke-$part.rc)"
+  stamp "smoke $part exit $(cat $work/smoke-$part.rc)"
+  tail -12 "$work/smoke-$part.log"
 done
 local_py=$code/backends/llamacpp_local.py
 if [ "$smoke_plain" = 0 ] && [ "$smoke_abort" != 0 ]; then

@@ -91,8 +91,15 @@ def cost_rows(results: dict[str, Any], price: float) -> tuple[list[str], list[di
         "|---|---|--:|--:|--:|--:|--:|--:|",
     ]
     figures = []
+    prompt_tokens = {
+        shape: max(
+            (r["input_tokens_mean"] or 0 for r in _runs(results) if r["shape"] == shape),
+            default=0,
+        )
+        for shape, _ in best
+    }
     for (shape, kind), r in sorted(best.items()):
-        hosted = hosted_per_ticket(r["input_tokens_mean"] or 0)
+        hosted = hosted_per_ticket(r["input_tokens_mean"] or prompt_tokens[shape])
         even = break_even(hosted, price, gpu_ms_per_ticket=1000 / r["tickets_per_s"])
         slots = r["tickets_per_s"] * (r["latency_mean_ms"] or 0) / 1000
         backend = "llama-server" if kind == "server" else "llamacpp-local"
