@@ -78,7 +78,7 @@ good_text = st.text(
 BAD_JSONL_LINES = st.sampled_from(
     [
         "{not json",
-        '{"subject": "only a subject"}',
+        '{"subject": "", "body": "   "}',
         '{"id": "x"}',
         '{"text": 42}',
         '{"text": "ok", "created_at": "yesterday-ish"}',
