@@ -7,13 +7,16 @@ runs in a worker thread, one at a time, because a llama context is not thread-sa
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import functools
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from backends.base import (
     BackendError,
@@ -146,7 +149,7 @@ class LlamaCppLocalBackend:
         if not self.model_path.is_file():
             raise ModelNotFound(f"GGUF model file not found: {self.model_path}")
         started = time.perf_counter()
-        self._llm = await asyncio.to_thread(self._load, llama_cpp)
+        self._llm = await _in_llama_thread(self._load, llama_cpp)
         return (time.perf_counter() - started) * 1000.0
 
     def _load(self, llama_cpp: Any) -> Any:
@@ -192,7 +195,7 @@ class LlamaCppLocalBackend:
     ) -> _Generation:
         run = _Run(deadline=time.monotonic() + self.config.timeout_s)
         try:
-            return await asyncio.to_thread(self._generate_sync, messages, response_format, run)
+            return await _in_llama_thread(self._generate_sync, messages, response_format, run)
         except asyncio.CancelledError:
             run.cancelled.set()  # the thread cannot be killed; llama.cpp stops at its next step
             raise
@@ -246,7 +249,7 @@ class LlamaCppLocalBackend:
     async def aclose(self) -> None:
         """Free the model (after any running call); a later route loads it again."""
         async with self._order:
-            await asyncio.to_thread(self._close_sync)
+            await _in_llama_thread(self._close_sync)
 
     def _close_sync(self) -> None:
         with self._thread_lock:
@@ -254,6 +257,38 @@ class LlamaCppLocalBackend:
             self._abort_callback = None
             if llm is not None:
                 llm.close()
+
+
+T = TypeVar("T")
+
+LLAMA_THREAD_STACK_BYTES = 256 * 1024 * 1024
+"""Stack of the thread that runs llama.cpp. Its grammar sampler recurses deeply over a large
+vocabulary; a worker thread's default stack (2 MiB where `ulimit -s` is unlimited, as on GPU
+machines) is not enough, while the main thread's grows. Untouched pages cost no memory."""
+
+_llama_executor: concurrent.futures.ThreadPoolExecutor | None = None
+_llama_executor_lock = threading.Lock()
+
+
+def _executor() -> concurrent.futures.ThreadPoolExecutor:
+    """One process-wide thread for llama.cpp calls, created with a large stack."""
+    global _llama_executor
+    with _llama_executor_lock:
+        if _llama_executor is None:
+            previous = threading.stack_size(LLAMA_THREAD_STACK_BYTES)
+            try:
+                executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="llama")
+                executor.submit(lambda: None).result()  # start the thread with this stack now
+            finally:
+                threading.stack_size(previous)
+            _llama_executor = executor
+        return _llama_executor
+
+
+async def _in_llama_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Run a blocking llama.cpp call on the dedicated thread, off the event loop."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_executor(), functools.partial(fn, *args))
 
 
 def _reset_perf(llm: Any) -> None:

@@ -388,7 +388,7 @@ def run_plan(args: argparse.Namespace) -> list[tuple[str, str, int, int]]:
         plan += [(shape, "local", c, args.n_local) for c in args.concurrency if c == 1]
     for shape in args.shapes:
         plan += [(shape, "local", c, args.n_local_queued) for c in args.concurrency if c > 1]
-    return plan
+    return [step for step in plan if step[1] in args.kinds]
 
 
 def start_server(
@@ -570,6 +570,7 @@ def main() -> None:
 
     go = sub.add_parser("run", help="models, servers, evals (device)")
     go.add_argument("--shapes", nargs="+", default=["1b", "8b"])
+    go.add_argument("--kinds", nargs="+", default=["server", "local"], choices=["server", "local"])
     go.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     go.add_argument("--n-server", type=int, default=200, help="tickets per server run")
     go.add_argument(

@@ -48,11 +48,14 @@ build_rc=$?
 tail -c 200000 "$work/build.log" >"$results/build-tail.log"
 stamp "llama-cpp-python build exit $build_rc"
 
-stamp "building llama-server from the same tree (incremental), in the background"
-(cmake /tmp/skbuild -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_UI=OFF \
-  -DLLAMA_USE_PREBUILT_UI=OFF >"$work/server-build.log" 2>&1 &&
-  cmake --build /tmp/skbuild --target llama-server -j 12 >>"$work/server-build.log" 2>&1) &
-server_pid=$!
+server_pid=0
+if [ "${KINDS:-server local}" != local ]; then
+  stamp "building llama-server from the same tree (incremental), in the background"
+  (cmake /tmp/skbuild -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_UI=OFF \
+    -DLLAMA_USE_PREBUILT_UI=OFF >"$work/server-build.log" 2>&1 &&
+    cmake --build /tmp/skbuild --target llama-server -j 12 >>"$work/server-build.log" 2>&1) &
+  server_pid=$!
+fi
 
 wait $models_pid
 stamp "models exit $? ($(ls -la $work/*.gguf 2>/dev/null | awk '{print $5, $9}' | tr '\n' ' '))"
@@ -65,8 +68,8 @@ for part in plain perf abort; do
   (cd "$code" && timeout 60 python3 -X faulthandler benchmarks/gpu_llamacpp/bench.py smoke \
     "$model" --part $part >"$work/smoke-$part.log" 2>&1; echo $? >"$work/smoke-$part.rc") &
 done
-wait $server_pid
-server=$(find /tmp/skbuild -name llama-server -type f -perm -u+x | head -1)
+[ "$server_pid" = 0 ] || wait $server_pid
+server=$(find /tmp/skbuild -name llama-server -type f -perm -u+x 2>/dev/null | head -1)
 tail -c 100000 "$work/server-build.log" >>"$results/build-tail.log"
 stamp "llama-server: ${server:-not built}"
 for part in plain perf abort; do
@@ -91,6 +94,7 @@ left=$((budget - ($(date +%s) - started)))
 stamp "running evals, $left s budget"
 (cd "$code" && python3 benchmarks/gpu_llamacpp/bench.py run --shapes $shapes --work "$work" \
   --out "$results" --budget-s "$left" --n-local 30 --n-server 128 --n-local-queued 32 \
+  --kinds ${KINDS:-server local} \
   ${server:+--llama-server "$server"}) 2>&1
 stamp "finished"
 touch "$results/done"
