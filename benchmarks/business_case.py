@@ -86,13 +86,18 @@ def specialist_cpu_ms() -> float:
 
 
 def gpu_ms_per_ticket() -> tuple[float, str]:
-    """GPU time per ticket from the GPU benchmark's results, else the issue's known figure."""
+    """GPU time per ticket at the best measured throughput of the 8B-shaped model on the H200
+    (benchmarks/gpu_llamacpp), else the issue's one-at-a-time figure."""
     path = RESULTS / "gpu_llamacpp.json"
     if path.exists():
-        data = json.loads(path.read_text())
-        best = data.get("best_8b_ms_per_ticket")
-        if best:
-            return float(best), "measured on an H200 (benchmarks/gpu_llamacpp)"
+        runs = [r for r in json.loads(path.read_text()).get("runs", [])
+                if r.get("shape") == "8b" and r.get("ok") and r.get("tickets_per_s")]
+        if runs:
+            best = max(runs, key=lambda r: r["tickets_per_s"])
+            return 1000.0 / best["tickets_per_s"], (
+                f"8B-shaped model on an H200, best measured throughput ({best['tickets_per_s']:.1f}"
+                f" tickets/s, {best['kind']} at concurrency {best['concurrency']};"
+                " benchmarks/gpu_llamacpp)")
     return 277.0, "8B-shaped model, one ticket at a time on an H200 (issue 8's measurement)"
 
 
