@@ -343,7 +343,8 @@ def cmd_eval(ctx: Context, args: argparse.Namespace) -> int:
     taxonomy = ctx.settings.taxonomy() or Taxonomy.from_names(set(labels.values()))
     store = ctx.store() if args.store else None
     if store is not None:
-        store.import_tickets(tickets, labels, source=str(args.data))
+        kept = {t.id: labels[t.id] for t in tickets}  # --limit: only the routed tickets' labels
+        store.import_tickets(tickets, kept, source=str(args.data))
     router = Router(ctx.settings, taxonomy, store)
     decisions: list[Any] = []
     progress = ctx.progress()

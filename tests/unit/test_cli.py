@@ -176,3 +176,12 @@ def test_demo_builds_offline_and_reuses_its_database(isolated_home: Path) -> Non
     assert not (data / "models" / "specialist.joblib").exists()  # the user's own model is untouched
     again = run(isolated_home, "demo", "--no-tui", "--size", "400")
     assert again.returncode == 0 and "already built" in again.stderr
+
+
+def test_eval_store_with_limit_stores_only_the_routed_tickets(isolated_home: Path, labelled_file: Path) -> None:
+    assert run(isolated_home, "train", "--data", str(labelled_file)).returncode == 0
+    r = run(isolated_home, "eval", "--backend", "specialist", "--data", str(labelled_file), "--limit", "5", "--store", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["n"] == 5
+    (spec,) = json.loads(run(isolated_home, "stats", "--json").stdout)
+    assert spec["n"] == 5 and spec["labelled"] == 5
