@@ -90,14 +90,18 @@ def gpu_ms_per_ticket() -> tuple[float, str]:
     (benchmarks/gpu_llamacpp), else the issue's one-at-a-time figure."""
     path = RESULTS / "gpu_llamacpp.json"
     if path.exists():
-        runs = [r for r in json.loads(path.read_text()).get("runs", [])
-                if r.get("shape") == "8b" and r.get("ok") and r.get("tickets_per_s")]
+        runs = [
+            r
+            for r in json.loads(path.read_text()).get("runs", [])
+            if r.get("shape") == "8b" and r.get("ok") and r.get("tickets_per_s")
+        ]
         if runs:
             best = max(runs, key=lambda r: r["tickets_per_s"])
             return 1000.0 / best["tickets_per_s"], (
                 f"8B-shaped model on an H200, best measured throughput ({best['tickets_per_s']:.1f}"
                 f" tickets/s, {best['kind']} at concurrency {best['concurrency']};"
-                " benchmarks/gpu_llamacpp)")
+                " benchmarks/gpu_llamacpp)"
+            )
     return 277.0, "8B-shaped model, one ticket at a time on an H200 (issue 8's measurement)"
 
 

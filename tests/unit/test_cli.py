@@ -178,9 +178,22 @@ def test_demo_builds_offline_and_reuses_its_database(isolated_home: Path) -> Non
     assert again.returncode == 0 and "already built" in again.stderr
 
 
-def test_eval_store_with_limit_stores_only_the_routed_tickets(isolated_home: Path, labelled_file: Path) -> None:
+def test_eval_store_with_limit_stores_only_the_routed_tickets(
+    isolated_home: Path, labelled_file: Path
+) -> None:
     assert run(isolated_home, "train", "--data", str(labelled_file)).returncode == 0
-    r = run(isolated_home, "eval", "--backend", "specialist", "--data", str(labelled_file), "--limit", "5", "--store", "--json")
+    r = run(
+        isolated_home,
+        "eval",
+        "--backend",
+        "specialist",
+        "--data",
+        str(labelled_file),
+        "--limit",
+        "5",
+        "--store",
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["n"] == 5
     (spec,) = json.loads(run(isolated_home, "stats", "--json").stdout)

@@ -10,10 +10,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 CORE = [
-    "tui", "tui.models", "tui.config", "tui.store", "tui.routing", "tui.costs", "tui.paths",
-    "tui.scoring", "tui.ingest", "tui.demo", "tui.demo_build", "tui.cli", "backends",
-    "backends.base", "backends.prompt", "backends.specialist", "backends.openai_compat",
-    "backends.anthropic", "backends.ollama", "backends.llamacpp", "backends.cascade",
+    "tui",
+    "tui.models",
+    "tui.config",
+    "tui.store",
+    "tui.routing",
+    "tui.costs",
+    "tui.paths",
+    "tui.scoring",
+    "tui.ingest",
+    "tui.demo",
+    "tui.demo_build",
+    "tui.cli",
+    "backends",
+    "backends.base",
+    "backends.prompt",
+    "backends.specialist",
+    "backends.openai_compat",
+    "backends.anthropic",
+    "backends.ollama",
+    "backends.llamacpp",
+    "backends.cascade",
 ]
 
 
@@ -25,14 +42,22 @@ def test_core_never_imports_textual() -> None:
         f"for name in {CORE!r}: importlib.import_module(name)\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'screens') or m == 'tui.app')))"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     assert json.loads(out.stdout) == []
 
 
 def test_package_import_has_no_side_effects(tmp_path: Path) -> None:
     home = tmp_path / "fresh-home"
     code = "import tui, tui.config, tui.store, tui.paths, backends; print('ok')"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         env={"TRIAGEDESK_HOME": str(home), "PATH": "/usr/bin:/bin"}, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"TRIAGEDESK_HOME": str(home), "PATH": "/usr/bin:/bin"},
+        check=True,
+    )
     assert out.stdout.strip() == "ok"
     assert not home.exists()
