@@ -78,6 +78,85 @@ def store_md(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def targets() -> str:
+    """One table of every target the issues set, against what this run measured."""
+    rows = ["| target | measured | met |", "|---|---|---|"]
+
+    def add(target: str, measured: str, met: bool | None) -> None:
+        rows.append(
+            f"| {target} | {measured} | {'yes' if met else ('no' if met is False else '-')} |"
+        )
+
+    routing = RESULTS / "routing_overhead.json"
+    if routing.exists():
+        import statistics
+
+        data = json.loads(routing.read_text())
+        ratios: dict[str, list[float]] = {"openai-sdk": [], "litellm": []}
+        for mode, c in {(r["mode"], r["concurrency"]) for r in data}:
+
+            def rate(client: str, mode: str = mode, c: int = c) -> float | None:
+                runs = [
+                    r["per_s"]
+                    for r in data
+                    if (r["mode"], r["concurrency"], r["client"]) == (mode, c, client)
+                ]
+                return statistics.median(runs) if runs else None
+
+            td = rate("triagedesk")
+            for peer in ratios:
+                other = rate(peer)
+                if td and other:
+                    ratios[peer].append(td / other)
+        for peer, goal in (("openai-sdk", 1.5), ("litellm", 5.0)):
+            if ratios[peer]:
+                low, high = min(ratios[peer]), max(ratios[peer])
+                add(
+                    f"routing throughput ≥ {goal}× {peer}, persisting every decision",
+                    f"{low:.1f}×-{high:.1f}× over all modes and concurrencies",
+                    low >= goal,
+                )
+    store = RESULTS / "store_scale.json"
+    if store.exists():
+        data = json.loads(store.read_text())
+        q = data["queries_ms"]
+        pages = max(v for k, v in q.items() if "page" in k)
+        add("import 1M tickets ≤ 30 s", f"{data['import_s']:.1f} s", data["import_s"] <= 30)
+        add("inbox page and filters at 1M ≤ 50 ms", f"slowest {pages:.1f} ms", pages <= 50)
+        add(
+            "per-backend stats at 1M ≤ 200 ms",
+            f"{q['backend stats']:.1f} ms",
+            q["backend stats"] <= 200,
+        )
+    tui = RESULTS / "tui_scale.json"
+    if tui.exists():
+        import statistics
+
+        data = json.loads(tui.read_text())
+        runs = data["opens"]["1M tickets"]
+        start = statistics.median(r["first_paint_s"] for r in runs)
+        after = statistics.median(r.get("first_paint_after_imports_s", start) for r in runs)
+        rss = max(r["peak_rss_mb"] for r in runs)
+        add(
+            "TUI first painted inbox at 1M ≤ 1 s",
+            f"{start:.2f} s from process start, {after:.2f} s after imports",
+            start <= 1.0,
+        )
+        add("TUI peak RSS at 1M ≤ 250 MB", f"{rss:.0f} MB", rss <= 250)
+    spec = RESULTS / "specialists.json"
+    if spec.exists():
+        data = json.loads(spec.read_text())
+        fast = [k for k in data.get("rows", []) if (k.get("tickets_per_s") or 0) >= 1000]
+        best = max(fast, key=lambda k: k["accuracy"], default=None)
+        if best:
+            add(
+                "specialist ≥ 94.5 % Banking77 at ≥ 1,000 tickets/s",
+                f"{best['accuracy']:.1%} at {best['tickets_per_s']:,.0f}/s ({best.get('kind', '?')})",
+                best["accuracy"] >= 0.945,
+            )
+    return "## Targets\n\n" + "\n".join(rows) + "\n"
+
+
 def section(title: str, command: str, body: str) -> str:
     return f"## {title}\n\n```\n{command}\n```\n\n{body}\n"
 
@@ -122,17 +201,30 @@ def main() -> None:
         log: list[str] = []
         ok = run(cmd, log)
         commands[name] = [*log, "" if ok else "(failed; see its output)"]
+    # Benchmarks skipped in this invocation keep the command and context of their last run.
+    saved = RESULTS / "commands.json"
+    previous = json.loads(saved.read_text()) if saved.exists() else {}
+    ran_all = not args.skip
+    context = {
+        "started": started if ran_all else previous.get("started", started),
+        "machine": header if ran_all else previous.get("machine", header),
+        "argv": sys.argv[1:] if ran_all else previous.get("argv", sys.argv[1:]),
+        "commands": {**previous.get("commands", {}), **commands},
+    }
+    saved.write_text(json.dumps(context, indent=1))
+    commands = context["commands"]
     parts = [
         "# Benchmark results",
         "",
-        f"Run {started} on {header}. Every comparison ran side by side in one process tree;"
-        " ratios are medians over repeats (min-max in brackets). Entry point:",
+        f"Run {context['started']} on {context['machine']}. Every comparison ran side by side in"
+        " one process tree; ratios are medians over repeats (min-max in brackets). Entry point:",
         "",
         "```",
-        "uv run --group bench python -m benchmarks.run_all" + (" --quick" if args.quick else ""),
+        "uv run --group bench python -m benchmarks.run_all " + " ".join(context["argv"]),
         "```",
         "",
     ]
+    parts.append(targets())
     routing = RESULTS / "routing_overhead.json"
     if routing.exists():
         from benchmarks.routing_overhead import report

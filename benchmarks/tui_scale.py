@@ -144,7 +144,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--child-db")
     parser.add_argument("--port", type=int)
+    parser.add_argument("--report", action="store_true", help="rebuild the markdown from the JSON")
     args = parser.parse_args()
+    if args.report:
+        text = report(json.loads((RESULTS / "tui_scale.json").read_text()))
+        (RESULTS / "tui_scale.md").write_text(text)
+        print(text)
+        return
     if args.child_db:
         child(args)
         return
@@ -210,35 +216,47 @@ def main() -> None:
 
     with Store(big) as store:
         tickets = store.ticket_count()
+    data = {"opens": opens, "loaded": loaded, "tickets": tickets, "presses": args.presses}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "tui_scale.json").write_text(json.dumps(data, indent=1))
+    text = report(data)
+    (RESULTS / "tui_scale.md").write_text(text)
+    print(text)
+
+
+def report(data: dict[str, Any]) -> str:
+    """Markdown of the figures, also rebuilt from tui_scale.json (`--report`)."""
+    tickets = data.get("tickets", 1_000_000)
     lines = [
-        "| database | time to first painted inbox (median, min-max) | peak RSS MB | target |",
-        "|---|---|---|---|",
+        "| database | first painted inbox from process start (median, min-max) |"
+        " of which after imports | peak RSS MB | target |",
+        "|---|---|---|---|---|",
     ]
-    for name, runs in opens.items():
+    for name, runs in data["opens"].items():
         times = [r["first_paint_s"] for r in runs]
+        after = [r.get("first_paint_after_imports_s", float("nan")) for r in runs]
         rss = statistics.median(r["peak_rss_mb"] for r in runs)
         label = f"{tickets:,} tickets" if name == "1M tickets" else name
         lines.append(
             f"| {label} | {statistics.median(times):.2f} s ({min(times):.2f}-{max(times):.2f}) |"
-            f" {rss:.0f} | ≤ 1 s, ≤ 250 MB |"
+            f" {statistics.median(after):.2f} s | {rss:.0f} | ≤ 1 s, ≤ 250 MB |"
         )
+    loaded = data["loaded"]
     k = loaded["key_to_screen_ms"]
     lines += [
         "",
         f"While {loaded['in_flight_at_start']} tickets were in flight (between"
         f" {loaded['in_flight_during_presses']['min']} and {loaded['in_flight_during_presses']['max']}"
-        f" during the presses) on a backend answering in 500 ms, {args.presses} cursor moves took"
-        f" p50 {k['p50']:.1f} ms, p95 {k['p95']:.1f} ms, max {k['max']:.1f} ms from key press to the"
-        f" repainted screen (Pilot, 120×40). Peak RSS of that session {loaded['peak_rss_mb']:.0f} MB.",
+        f" during the presses) on a backend answering in 500 ms, {data.get('presses', 60)} cursor"
+        f" moves took p50 {k['p50']:.1f} ms, p95 {k['p95']:.1f} ms, max {k['max']:.1f} ms from key"
+        " press to the repainted screen (Pilot, 120×40). Peak RSS of that session"
+        f" {loaded['peak_rss_mb']:.0f} MB.",
         "",
-        "Times are from process start (imports included) to the first painted rows.",
+        "From process start the time includes starting Python and importing Textual and the app,"
+        " the same for any database; after imports it is opening the store, the first page query"
+        " and the first paint.",
     ]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "tui_scale.md").write_text("\n".join(lines) + "\n")
-    (RESULTS / "tui_scale.json").write_text(
-        json.dumps({"opens": opens, "loaded": loaded}, indent=1)
-    )
-    print("\n".join(lines))
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
