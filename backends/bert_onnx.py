@@ -201,12 +201,11 @@ def reference_forward(
     def ln(x: np.ndarray, prefix: str) -> np.ndarray:
         mean = x.mean(-1, keepdims=True)
         var = ((x - mean) ** 2).mean(-1, keepdims=True)
-        return (x - mean) / np.sqrt(var + shape.eps) * get(prefix + ".weight") + get(
-            prefix + ".bias"
-        )
+        normed: np.ndarray = (x - mean) / np.sqrt(var + shape.eps)
+        return np.asarray(normed * get(prefix + ".weight") + get(prefix + ".bias"))
 
     def lin(x: np.ndarray, prefix: str) -> np.ndarray:
-        return x @ get(prefix + ".weight").T + get(prefix + ".bias")
+        return np.asarray(x @ get(prefix + ".weight").T + get(prefix + ".bias"))
 
     batch, tokens = input_ids.shape
     hd = shape.hidden // shape.heads

@@ -79,7 +79,7 @@ def _torch_model(weights: Mapping[str, np.ndarray], shape: BertShape, classes: i
     import torch.nn.functional as F
     from torch import nn
 
-    class FunctionalBert(nn.Module):
+    class FunctionalBert(nn.Module):  # type: ignore[misc]
         """BERT over a flat dict of Hugging Face-named parameters, with a linear head."""
 
         def __init__(self) -> None:

