@@ -333,6 +333,45 @@ def eval_report(backend: str, decisions: Sequence[Any], truth: dict[str, str]) -
     }
 
 
+def _route_passes(
+    ctx: Context,
+    router: Router,
+    tickets: Sequence[Any],
+    passes: Sequence[tuple[str, int]],
+    *,
+    description: str,
+    run_prefix: str,
+    on_decision: Callable[[Any], None],
+) -> None:
+    """Route the same tickets through each (backend, concurrency) in turn under one progress
+    bar, then close the router. Decisions are stored only when the router has a store."""
+    progress = ctx.progress()
+    progress.start(len(tickets) * len(passes), description)
+
+    def collect(decision: Any) -> None:
+        on_decision(decision)
+        progress.advance()
+
+    async def go() -> None:
+        try:
+            for name, concurrency in passes:
+                await router.run(
+                    tickets,
+                    run_id=f"{run_prefix}-{name}",
+                    backend=name,
+                    concurrency=concurrency,
+                    on_decision=collect,
+                    store=router.store is not None,
+                )
+        finally:
+            await router.aclose()
+
+    try:
+        asyncio.run(go())
+    finally:
+        progress.stop()
+
+
 def cmd_eval(ctx: Context, args: argparse.Namespace) -> int:
     from tui.models import Taxonomy
 
@@ -345,32 +384,18 @@ def cmd_eval(ctx: Context, args: argparse.Namespace) -> int:
     if store is not None:
         kept = {t.id: labels[t.id] for t in tickets}  # --limit: only the routed tickets' labels
         store.import_tickets(tickets, kept, source=str(args.data))
-    router = Router(ctx.settings, taxonomy, store)
     decisions: list[Any] = []
-    progress = ctx.progress()
-    progress.start(len(tickets), f"evaluating {backend}")
-
-    def collect(decision: Any) -> None:
-        decisions.append(decision)
-        progress.advance()
-
-    async def go() -> None:
-        try:
-            await router.run(
-                tickets,
-                run_id=f"eval-{backend}",
-                backend=backend,
-                concurrency=args.concurrency or config.max_concurrency,
-                on_decision=collect,
-                store=store is not None,
-            )
-        finally:
-            await router.aclose()
-
     try:
-        asyncio.run(go())
+        _route_passes(
+            ctx,
+            Router(ctx.settings, taxonomy, store),
+            tickets,
+            [(backend, args.concurrency or config.max_concurrency)],
+            description=f"evaluating {backend}",
+            run_prefix="eval",
+            on_decision=decisions.append,
+        )
     finally:
-        progress.stop()
         if store is not None:
             store.close()
     report = eval_report(backend, decisions, labels)
@@ -515,33 +540,20 @@ def cmd_tune_cascade(ctx: Context, args: argparse.Namespace) -> int:
     for name in (args.first, args.then):
         ctx.settings.backend(name)
     tickets, labels, taxonomy = _tuning_data(ctx, args)
-    router = Router(ctx.settings, taxonomy, None)
     answers: dict[str, dict[str, Any]] = {args.first: {}, args.then: {}}
-    progress = ctx.progress()
-    progress.start(2 * len(tickets), f"routing through {args.first} and {args.then}")
 
     def collect(decision: Any) -> None:
         answers[decision.backend][decision.ticket_id] = decision
-        progress.advance()
 
-    async def go() -> None:
-        try:
-            for name in (args.first, args.then):
-                await router.run(
-                    tickets,
-                    run_id=f"tune-{name}",
-                    backend=name,
-                    concurrency=ctx.settings.backend(name).max_concurrency,
-                    on_decision=collect,
-                    store=False,
-                )
-        finally:
-            await router.aclose()
-
-    try:
-        asyncio.run(go())
-    finally:
-        progress.stop()
+    _route_passes(
+        ctx,
+        Router(ctx.settings, taxonomy, None),
+        tickets,
+        [(name, ctx.settings.backend(name).max_concurrency) for name in (args.first, args.then)],
+        description=f"routing through {args.first} and {args.then}",
+        run_prefix="tune",
+        on_decision=collect,
+    )
     ids = [t.id for t in tickets]
     first = [answers[args.first][i] for i in ids]
     then = [answers[args.then][i] for i in ids]
