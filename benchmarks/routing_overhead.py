@@ -39,7 +39,7 @@ CLIENTS = (
 """triagedesk-httpx is triagedesk with `http_transport = "httpx"`: what the aiohttp transport buys."""
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -338,7 +338,7 @@ def main() -> None:
     data.write_text(
         "\n".join(json.dumps({"text": d.ticket.text}) for d in generate_inbox(args.n, seed=1))
     )
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.fast_openai_server", str(port)],
         stdout=subprocess.PIPE,

@@ -14,7 +14,6 @@ import asyncio
 import json
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,12 +24,6 @@ from typing import Any
 
 STARTED = time.perf_counter()
 RESULTS = Path(__file__).parent / "results"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def measure(db: Path, port: int | None, presses: int) -> dict[str, Any]:
@@ -197,7 +190,9 @@ def main() -> None:
     for _ in range(args.repeats):
         opens["100 tickets"].append(run_child(small, None))
         opens["1M tickets"].append(run_child(big, None))
-    port = _free_port()
+    from benchmarks.routing_overhead import free_port
+
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.fast_openai_server", str(port), "500"],
         stdout=subprocess.PIPE,

@@ -48,19 +48,8 @@ class RichProgress:
 
 
 def _open_tui(args: Any, settings: Any, db_path: Any) -> int:
-    try:
-        from tui.app import run_app
-    except ImportError:
-        from tui.store import Store
+    from tui.app import run_app
 
-        with Store(db_path) as store:
-            for row in store.inbox_page("all", limit=25):
-                conf = "-" if row.confidence is None else f"{row.confidence:.2f}"
-                print(
-                    f"{row.ticket_id:<14}{row.predicted_label or '-':<20}{conf:>6}"
-                    f"  {row.subject[:60]}"
-                )
-        return 0
     return run_app(settings, db_path, watch=args.watch)
 
 

@@ -16,16 +16,6 @@ from tui.models import Label, Taxonomy
 DEFAULT_CPU_USD_PER_HOUR = 0.04
 """A small cloud vCPU hour (on-demand general-purpose instances list $0.03-0.05 per vCPU)."""
 
-BUILTIN_TYPES = (
-    "specialist",
-    "openai",
-    "anthropic",
-    "ollama",
-    "llamacpp",
-    "llamacpp-local",
-    "cascade",
-)
-
 
 class ConfigError(Exception):
     """The config file is unreadable or invalid; the message names the file and the key."""

@@ -17,12 +17,12 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 from tui.models import (
     BackendStats,
@@ -48,8 +48,6 @@ INBOX_FILTERS: tuple[InboxFilter, ...] = (
     "errors",
     "unrouted",
 )
-
-T = TypeVar("T")
 
 
 class StoreError(Exception):
@@ -930,9 +928,6 @@ class Store:
 
     # Statistics ---------------------------------------------------------------------------
 
-    def backend_names(self) -> list[str]:
-        return [r[0] for r in self._read("SELECT backend FROM backend_totals ORDER BY 1")]
-
     def latency_percentiles(self, backend: str) -> dict[str, float | None]:
         """p50/p95 of successful decisions from the latency histogram (within 1 %)."""
         buckets = self._read(
@@ -1028,14 +1023,3 @@ class Store:
 
     def integrity_ok(self) -> bool:
         return bool(self._read("PRAGMA integrity_check")[0][0] == "ok")
-
-
-def in_batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    batch: list[T] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
