@@ -140,7 +140,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"{full['train_seconds']:.0f} s for {gpu['config']['epochs']} epochs; accuracy on the "
             f"same 20 %: torch {full['torch_accuracy']:.2%}, ONNX fp32 "
             f"{full['onnx_fp32']['accuracy']:.2%}, ONNX int8 {full['onnx_int8']['accuracy']:.2%} "
-            f"({full['onnx_int8']['size_bytes'] / 1e6:.0f} MB). `finetuned` and `ensemble` "
+            f"({full['onnx_int8']['size_bytes'] / 1e6:.0f} MB; that run quantised per tensor, "
+            "the rows above per output channel). `finetuned` and `ensemble` "
             "above reuse that encoder, so their train s is the CPU part only.",
         ]
     for note in report.get("notes", []):
