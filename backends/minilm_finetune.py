@@ -37,6 +37,8 @@ class FinetuneConfig:
     dropout: float = 0.1
     max_length: int = 128
     seed: int = 0
+    distill_weight: float = 0.5
+    """Share of the loss given to soft targets, when `finetune` is handed any."""
 
 
 def load_base(model_dir: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -175,8 +177,14 @@ def finetune(
     config: FinetuneConfig | None = None,
     device: str | None = None,
     log: Callable[[str], None] | None = None,
+    soft_targets: np.ndarray | None = None,
 ) -> Finetuned:
-    """Fine-tune the whole encoder and a linear head with cross-entropy (label smoothing)."""
+    """Fine-tune the whole encoder and a linear head with cross-entropy (label smoothing).
+
+    `soft_targets` (texts x classes probabilities, columns in sorted label order) turns this
+    into distillation: the loss mixes the hard labels with the teacher's distribution, which
+    carries which intents a ticket could also be, something a one-hot label cannot say.
+    """
     import torch
     from tokenizers import Tokenizer
 
@@ -216,6 +224,9 @@ def finetune(
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    if soft_targets is not None and soft_targets.shape != (len(ids), len(classes)):
+        raise ValueError(f"soft targets {soft_targets.shape} != {(len(ids), len(classes))}")
+    soft = None if soft_targets is None else np.asarray(soft_targets, dtype=np.float32)
     use_bf16 = device.startswith("cuda")
     history: list[dict[str, float]] = []
     step = 0
@@ -232,6 +243,11 @@ def finetune(
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_bf16):
                 _, logits = model(t_ids, t_mask)
                 loss = loss_fn(logits.float(), target)
+                if soft is not None:
+                    teacher = torch.from_numpy(soft[chosen]).to(device)
+                    soft_loss = -(teacher * torch.log_softmax(logits.float(), dim=-1)).sum(-1)
+                    w = cfg.distill_weight
+                    loss = (1 - w) * loss + w * soft_loss.mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -50,7 +50,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--limit", type=int, default=0, help="rows to use (quick local checks)")
     parser.add_argument("--epochs", type=int, default=FinetuneConfig.epochs)
-    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--folds", type=int, default=5, help="0: no out-of-fold runs")
+    parser.add_argument("--seed", type=int, default=FinetuneConfig.seed)
     parser.add_argument("--budget-s", type=float, default=380.0, help="start no fold after this")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -67,7 +68,7 @@ def main() -> None:
     train, test = split(rows)
     if args.limit:
         train, test = train[: args.limit], test[: max(50, args.limit // 4)]
-    cfg = FinetuneConfig(epochs=args.epochs)
+    cfg = FinetuneConfig(epochs=args.epochs, seed=args.seed)
     results: dict[str, Any] = {"config": cfg.__dict__, "n_train": len(train), "n_test": len(test)}
     try:
         import torch
@@ -133,6 +134,11 @@ def main() -> None:
             log(f"onnx {tag}: {results['full'][f'onnx_{tag}']}")
             save()
 
+    if args.folds < 2:
+        results["total_seconds"] = round(time.perf_counter() - started, 1)
+        save()
+        log("done (no folds)")
+        return
     from sklearn.model_selection import StratifiedKFold
 
     oof = np.full((len(train), len(classes)), np.nan, dtype=np.float32)
