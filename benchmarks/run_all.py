@@ -151,13 +151,21 @@ def targets() -> str:
         if best:
             add(
                 "specialist ≥ 94.5 % Banking77 at ≥ 1,000 tickets/s",
-                f"{best['accuracy']:.1%} at {best['tickets_per_s']:,.0f}/s ({best.get('kind', '?')})",
+                f"{best['accuracy']:.2%} at {best['tickets_per_s']:,.0f}/s ({best.get('kind', '?')})"
+                + (
+                    "; what more compute buys: section 4b"
+                    if (RESULTS / "ceiling.md").exists()
+                    else ""
+                ),
                 best["accuracy"] >= 0.945,
             )
     return "## Targets\n\n" + "\n".join(rows) + "\n"
 
 
 def section(title: str, command: str, body: str) -> str:
+    """A results section; without a command of this run, the body's own first line says it."""
+    if not command:
+        return f"## {title}\n\n{body}\n"
     return f"## {title}\n\n```\n{command}\n```\n\n{body}\n"
 
 
@@ -248,6 +256,7 @@ def main() -> None:
     for title, name, key in (
         ("3. TUI at scale", "tui_scale.md", "tui"),
         ("4. Specialists", "specialists.md", "specialists"),
+        ("4b. How far more compute goes on the same split", "ceiling.md", "ceiling"),
         ("5. The business case", "business_case.md", "business"),
         ("6. Local GPU model (H200)", "gpu_llamacpp.md", "gpu"),
     ):
@@ -256,7 +265,7 @@ def main() -> None:
             parts.append(
                 section(
                     title,
-                    " ".join(commands.get(key, ["(earlier run; see the file)"])[:1]),
+                    " ".join(commands.get(key, [""])[:1]),
                     path.read_text(),
                 )
             )
