@@ -19,7 +19,7 @@ from backends.base import (
     NotTrained,
     RouteResult,
 )
-from backends.specialist_model import SpecialistModel
+from backends.specialist_model import SpecialistModel, TrainingError
 
 if TYPE_CHECKING:
     from tui.config import BackendConfig
@@ -78,14 +78,15 @@ class SpecialistBackend:
     ) -> list[RouteResult | BackendError]:
         started = time.perf_counter()
         cpu_started = time.thread_time()
-        predictions = model.predict(texts)
+        allowed = set(taxonomy.names) if len(taxonomy) else None
+        try:
+            predictions = model.predict(texts, allowed)
+        except TrainingError as exc:
+            return [LabelNotInTaxonomy(str(exc)) for _ in texts]
         cpu_each = (time.thread_time() - cpu_started) / max(1, len(texts))
         wall_each = (time.perf_counter() - started) * 1000 / max(1, len(texts))
         out: list[RouteResult | BackendError] = []
         for label, probability in predictions:
-            if len(taxonomy) and label not in taxonomy:
-                out.append(LabelNotInTaxonomy(f"specialist predicted {label!r}, not in taxonomy"))
-                continue
             out.append(
                 RouteResult(
                     label=label,

@@ -11,7 +11,7 @@ import json
 import shutil
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,9 +135,29 @@ class SpecialistModel:
         )
         return cls(pipeline, info)
 
-    def predict(self, texts: Sequence[str]) -> list[tuple[str, float]]:
-        """Best label and its probability for each text."""
+    def predict(
+        self, texts: Sequence[str], allowed: Collection[str] | None = None
+    ) -> list[tuple[str, float]]:
+        """Best label and its probability for each text.
+
+        `allowed` restricts the answer to those labels (the taxonomy being routed against):
+        a model trained on more intents than an eval file or a narrowed taxonomy uses still
+        answers from the closed set, as the LLM backends must, instead of failing the ticket.
+        The probability stays the model's own (not renormalised), so a cascade still sees how
+        unsure it was.
+
+        Raises:
+            TrainingError: When the model knows none of the allowed labels.
+        """
         proba = np.asarray(self.pipeline.predict_proba(list(texts)))
+        if allowed is not None:
+            keep = np.array([c in allowed for c in self.classes], dtype=bool)
+            if not keep.any():
+                raise TrainingError(
+                    "the specialist knows none of the taxonomy's labels; retrain it on them"
+                )
+            if not keep.all():
+                proba = np.where(keep[None, :], proba, -1.0)
         best = proba.argmax(axis=1)
         return [(self.classes[i], float(proba[row, i])) for row, i in enumerate(best)]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from backends.base import NotTrained
+from backends.base import LabelNotInTaxonomy, NotTrained
 from backends.specialist import SpecialistBackend
 from backends.specialist_model import SpecialistModel, TrainingError
 from tests.conftest import dataset
@@ -78,6 +78,25 @@ async def test_backend_routes_lazily_with_probabilities(tmp_path: Path) -> None:
     )
     assert all(r.label == "billing" for r in batch)  # type: ignore[union-attr]
     assert (await backend.check()).ok
+
+
+async def test_backend_answers_from_a_narrower_taxonomy(tmp_path: Path) -> None:
+    """A model trained on more labels than the taxonomy routes within it; none in common is
+    a clear per-ticket error, not a crash."""
+    path = tmp_path / "m.joblib"
+    texts = [t for ts in TEXTS.values() for t in ts] + ["close my account", "delete my account"]
+    labels = [label for label, ts in TEXTS.items() for _ in ts] + ["account", "account"]
+    SpecialistModel.train(texts, labels).save(path)
+    backend = SpecialistBackend(BackendConfig(name="specialist", type="specialist", path=str(path)))
+    ticket = Ticket(id="1", text="close my account please")
+    full = await backend.route(ticket, Taxonomy.from_names(["account", "billing", "shipping"]))
+    assert full.label == "account"
+    narrow = await backend.route(ticket, Taxonomy.from_names(["billing", "shipping"]))
+    assert narrow.label in {"billing", "shipping"}
+    assert narrow.confidence is not None and narrow.confidence < full.confidence  # type: ignore[operator]
+    (result,) = await backend.route_batch([ticket], Taxonomy.from_names(["returns"]))
+    assert isinstance(result, LabelNotInTaxonomy)
+    assert "knows none of the taxonomy's labels" in str(result)
 
 
 def test_banking77_holdout_accuracy() -> None:
