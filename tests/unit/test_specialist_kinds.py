@@ -179,6 +179,49 @@ async def test_ensemble_cascade_routes_through_the_backend(
     assert backend.model == "ensemble:60ex"
 
 
+def noisy_data(n: int, seed: int) -> tuple[list[str], list[str]]:
+    """Tickets whose words come partly from the other label: some are easy, some unsure."""
+    rng = np.random.default_rng(seed)
+    texts, labels = [], []
+    for i in range(n):
+        label, other = sorted(WORDS)[i % 2], sorted(WORDS)[1 - i % 2]
+        k = int(rng.integers(0, 3))
+        words = list(rng.choice(WORDS[label], 3)) + list(rng.choice(WORDS[other], k))
+        words += list(rng.choice(FILLER, 2))
+        rng.shuffle(words)
+        texts.append(" ".join(words))
+        labels.append(label)
+    return texts, labels
+
+
+@pytest.mark.parametrize("share", [0.2, 0.6])
+def test_ensemble_escalates_the_configured_share_of_new_tickets(
+    share: float, encoder_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The threshold comes from out-of-fold confidences on the training data, so on new
+    tickets of the same kind about `escalate_share` of them reach MiniLM."""
+    from collections import Counter
+
+    monkeypatch.setenv(ENCODER_ENV, str(encoder_dir))
+    texts, labels = noisy_data(300, seed=3)
+    ensemble = CascadeEnsemble(Counter(labels), escalate_share=share).fit(texts, labels)
+    assert ensemble.threshold is not None and 0 < ensemble.threshold < 1
+    fresh, _ = noisy_data(400, seed=4)
+    ensemble.predict(fresh)
+    assert abs(ensemble.last_escalated - share) < 0.12
+
+
+def test_ensemble_with_too_few_labels_falls_back_to_a_fixed_threshold(
+    encoder_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collections import Counter
+
+    monkeypatch.setenv(ENCODER_ENV, str(encoder_dir))
+    texts, labels = make_data(4)
+    ensemble = CascadeEnsemble(Counter(labels)).fit(texts, labels)
+    assert ensemble.threshold == CascadeEnsemble.FALLBACK_THRESHOLD
+
+
 def test_embeddings_kind_with_the_static_model(tmp_path: Path) -> None:
     pytest.importorskip("static_model")
     texts, labels = make_data(40)
