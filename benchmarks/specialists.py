@@ -132,7 +132,17 @@ def markdown(report: dict[str, Any]) -> str:
             f"{row.get('escalated_share', '')} |"
         )
     gpu = report.get("gpu_run")
-    if gpu:
+    if gpu and report.get("distill_run"):
+        full = gpu["full"]
+        lines += [
+            "",
+            f"Plain fine-tuning of MiniLM (no teacher) on {gpu['machine'].get('gpu')}: "
+            f"{full['train_seconds']:.0f} s for {gpu['config']['epochs']} epochs, torch "
+            f"{full['torch_accuracy']:.2%} on the same 20 % (`finetune_device.json`; 5 seeds "
+            "92.35–92.85 %, `ceiling.md`). `finetuned` and `ensemble` reuse the GPU-trained "
+            "encoder, so their train s is the CPU part only.",
+        ]
+    elif gpu:
         full = gpu["full"]
         lines += [
             "",
@@ -144,6 +154,21 @@ def markdown(report: dict[str, Any]) -> str:
             "the rows above per output channel). `finetuned` and `ensemble` "
             "above reuse that encoder, so their train s is the CPU part only.",
         ]
+    distilled = report.get("distill_run")
+    if distilled:
+        teachers = ", ".join(f"{r['accuracy']:.2%}" for r in distilled["teacher"]["runs"])
+        students = ", ".join(f"{r['accuracy']:.2%}" for r in distilled["students"]["students"])
+        lines += [
+            "",
+            "The MiniLM that `finetuned` and `ensemble` serve here is a student distilled on the "
+            f"H200 from {len(distilled['teacher']['runs'])} fine-tuned mpnet-base teachers "
+            f"(each {teachers} on this 20 %): trained on the 80 % plus "
+            f"{distilled['students']['copies']} perturbed copies of each ticket, targets "
+            f"{distilled['students']['distill_weight']:.0%} the teachers' mean distribution at "
+            f"temperature 2 and the rest the hard label, {distilled['students']['epochs']} "
+            f"epochs; torch accuracy of the two student seeds {students} "
+            "(`benchmarks/results/distill_device.json`, `benchmarks/distill_device.py`).",
+        ]
     for note in report.get("notes", []):
         lines += ["", note]
     return "\n".join(lines) + "\n"
@@ -152,7 +177,7 @@ def markdown(report: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT)
-    parser.add_argument("--finetuned", type=Path, default=Path(".minilm-carry/ft"))
+    parser.add_argument("--finetuned", type=Path, default=Path(".minilm-carry/distilled"))
     parser.add_argument("--kinds", default="tfidf,embeddings,finetuned,ensemble")
     parser.add_argument("--out", type=Path, default=RESULTS / "specialists")
     args = parser.parse_args(argv)
@@ -171,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     gpu_json = RESULTS / "finetune_device.json"
     if gpu_json.exists():
         report["gpu_run"] = json.loads(gpu_json.read_text())
+    if (args.finetuned / "distill.json").exists():
+        report["distill_run"] = json.loads((RESULTS / "distill_device.json").read_text())
     with tempfile.TemporaryDirectory() as tmp:
         for kind in args.kinds.split(","):
             if kind in ("finetuned", "ensemble"):

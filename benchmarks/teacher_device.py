@@ -106,19 +106,29 @@ def _train(spec: dict[str, Any]) -> dict[str, Any]:
             optimizer.step()
             scheduler.step()
     encoder.eval()
-    out = []
-    with torch.no_grad():
-        test_texts = [r["text"] for r in test]
-        for start in range(0, len(test_texts), 256):
-            out.append(forward(test_texts[start : start + 256]).float().cpu().numpy())
-    logits = np.concatenate(out)
+
+    def predict(batch_texts: list[str]) -> np.ndarray:
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(batch_texts), 256):
+                out.append(forward(batch_texts[start : start + 256]).float().cpu().numpy())
+        return np.concatenate(out)
+
+    logits = predict([r["text"] for r in test])
     accuracy = float((np.array(classes)[logits.argmax(1)] == [r["label"] for r in test]).mean())
-    return {
+    done: dict[str, Any] = {
         "seed": spec["seed"],
         "logits": logits,
         "accuracy": accuracy,
         "seconds": time.perf_counter() - started,
     }
+    if spec.get("transfer"):
+        # What the student learns from: the teacher's view of the training texts and of
+        # their perturbed copies (benchmarks/distill_device.py).
+        lines = Path(spec["transfer"]).read_text().splitlines()
+        extra = [json.loads(line)["text"] for line in lines if line.strip()]
+        done["transfer_logits"] = predict(texts + extra)
+    return done
 
 
 def main() -> None:
@@ -130,6 +140,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--lr", type=float, default=4e-5)
     parser.add_argument("--limit", type=int, default=0)
+    parser.add_argument("--transfer", type=Path, help="JSONL of extra texts to label as well")
+    parser.add_argument("--temperature", type=float, default=2.0)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -141,16 +153,28 @@ def main() -> None:
             "epochs": args.epochs,
             "lr": args.lr,
             "limit": args.limit,
+            "transfer": str(args.transfer) if args.transfer else "",
         }
         for s in range(args.seeds)
     ]
     results: dict[str, Any] = {"epochs": args.epochs, "lr": args.lr, "runs": []}
     logits = {}
+    transfer = []
     with ProcessPoolExecutor(args.seeds, mp_context=mp.get_context("spawn")) as pool:
         for done in pool.map(_train, specs):
             logits[f"seed{done['seed']}"] = done.pop("logits")
+            if "transfer_logits" in done:
+                transfer.append(done.pop("transfer_logits"))
             results["runs"].append(done)
             print(f"[{time.perf_counter() - started:6.1f}s] {done}", flush=True)
+    if transfer:
+        # Soft targets: the seeds' mean distribution at temperature T (Hinton et al.).
+        probs = []
+        for t in transfer:
+            z = t / args.temperature
+            e = np.exp(z - z.max(axis=1, keepdims=True))
+            probs.append(e / e.sum(axis=1, keepdims=True))
+        np.save(args.out / "soft.npy", np.mean(probs, axis=0).astype(np.float32))
     np.savez_compressed(args.out / "teacher_logits.npz", **logits)
     (args.out / "teacher.json").write_text(json.dumps(results, indent=2))
 
