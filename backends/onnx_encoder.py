@@ -54,6 +54,50 @@ def export_encoder(
     return out_dir
 
 
+WEIGHTS_FILES = ("finetuned.json", "finetuned.safetensors")
+"""What a GPU fine-tuning run returns (benchmarks/finetune_device.py, distill_device.py)."""
+
+
+def is_weights_dir(directory: Path) -> bool:
+    """A GPU run's folder: fp16 weights (whole or in parts) and their finetuned.json."""
+    directory = Path(directory)
+    has_weights = (directory / "finetuned.safetensors").exists() or any(
+        directory.glob("finetuned.safetensors.part*")
+    )
+    return (directory / "finetuned.json").exists() and has_weights
+
+
+def encoder_from_weights_dir(folder: Path, out: Path, *, tokenizer: Path | None = None) -> Path:
+    """The int8 ONNX encoder directory from a GPU run's fine-tuned weights.
+
+    The run returns fp16 safetensors, possibly cut into `.partNN` files (the device tool
+    returns files of at most 16 MiB); the parts are joined in memory here.
+    """
+    from safetensors.numpy import load
+
+    folder = Path(folder)
+    meta = json.loads((folder / "finetuned.json").read_text())
+    whole = folder / "finetuned.safetensors"
+    if whole.exists():
+        blob = whole.read_bytes()
+    else:
+        blob = b"".join(p.read_bytes() for p in sorted(folder.glob("finetuned.safetensors.part*")))
+    weights = {k: v.astype(np.float32) for k, v in load(blob).items()}
+    head = (weights.pop("classifier.weight"), weights.pop("classifier.bias"))
+    tokenizer = tokenizer or folder / "tokenizer.json"
+    if not tokenizer.exists():
+        raise FileNotFoundError(f"{folder}: no tokenizer.json (copy the base model's beside it)")
+    return export_encoder(
+        weights,
+        meta["bert"],
+        tokenizer,
+        out,
+        head=head,
+        classes=meta["classes"],
+        max_length=int(meta.get("finetune", {}).get("max_length", 128)),
+    )
+
+
 class OnnxEncoder:
     """Embeddings (and head logits) for texts; the session loads on first use and is not
     pickled, so a model holding an encoder saves as a small joblib plus this directory."""

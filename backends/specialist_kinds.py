@@ -188,9 +188,20 @@ class FinetunedClassifier(ArtifactsMixin):
         reuse = os.environ.get(ENCODER_ENV)
         if reuse:
             require("onnxruntime", "tokenizers")
-            from backends.onnx_encoder import OnnxEncoder
+            from backends.onnx_encoder import OnnxEncoder, encoder_from_weights_dir, is_weights_dir
 
-            found = OnnxEncoder(Path(reuse).expanduser())
+            directory = Path(reuse).expanduser()
+            if is_weights_dir(directory):
+                # Straight from a GPU run (weights + finetuned.json): export int8 ONNX here.
+                require("onnx", "safetensors")
+                self._tmp = tempfile.TemporaryDirectory(prefix="triagedesk-encoder-")
+                tokenizer = directory / "tokenizer.json"
+                directory = encoder_from_weights_dir(
+                    directory,
+                    Path(self._tmp.name),
+                    tokenizer=tokenizer if tokenizer.exists() else minilm_dir() / "tokenizer.json",
+                )
+            found = OnnxEncoder(directory)
             if found.classes != classes:
                 raise TrainingError(
                     f"{ENCODER_ENV}={reuse} was trained on other labels "

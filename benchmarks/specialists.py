@@ -24,8 +24,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from benchmarks.banking77 import DEFAULT, load_rows, split
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -51,28 +49,12 @@ def machine() -> dict[str, Any]:
 
 def build_finetuned_encoder(folder: Path, out: Path) -> Path:
     """The int8 ONNX encoder directory from the fine-tuned weights the GPU run returned."""
-    from safetensors.numpy import load_file
+    from backends.onnx_encoder import encoder_from_weights_dir
+    from backends.specialist_kinds import minilm_dir
 
-    from backends.onnx_encoder import export_encoder
-
-    meta = json.loads((folder / "finetuned.json").read_text())
-    weights = {
-        k: v.astype(np.float32) for k, v in load_file(folder / "finetuned.safetensors").items()
-    }
-    head = (weights.pop("classifier.weight"), weights.pop("classifier.bias"))
     tokenizer = folder / "tokenizer.json"
-    if not tokenizer.exists():
-        from backends.specialist_kinds import minilm_dir
-
-        tokenizer = minilm_dir() / "tokenizer.json"
-    return export_encoder(
-        weights,
-        meta["bert"],
-        tokenizer,
-        out,
-        head=head,
-        classes=meta["classes"],
-        max_length=int(meta["finetune"]["max_length"]),
+    return encoder_from_weights_dir(
+        folder, out, tokenizer=tokenizer if tokenizer.exists() else minilm_dir() / "tokenizer.json"
     )
 
 

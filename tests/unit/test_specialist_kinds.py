@@ -146,6 +146,49 @@ def test_finetuned_kind_trains_saves_and_loads(
     assert SpecialistModel.load(path).predict(["invoice payment"])[0][0] == "billing"
 
 
+def test_finetuned_kind_takes_a_gpu_runs_weights_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What benchmarks/finetune_device.py returns (fp16 parts, finetuned.json, tokenizer)
+    is usable as is: the int8 graph is exported at training time and predicts like the
+    same weights exported directly."""
+    from safetensors.numpy import save
+
+    config = {"hidden_size": 16, "num_attention_heads": 2, "num_hidden_layers": 2}
+    weights = random_bert(SHAPE, vocab=len(VOCAB), positions=32, seed=5)
+    rng = np.random.default_rng(5)
+    head = (rng.standard_normal((2, 16)).astype(np.float32), np.zeros(2, np.float32))
+    run = tmp_path / "run"
+    run.mkdir()
+    blob = save(
+        {
+            **{k: v.astype(np.float16) for k, v in weights.items()},
+            "classifier.weight": head[0].astype(np.float16),
+            "classifier.bias": head[1].astype(np.float16),
+        }
+    )
+    half = len(blob) // 2
+    (run / "finetuned.safetensors.part00").write_bytes(blob[:half])
+    (run / "finetuned.safetensors.part01").write_bytes(blob[half:])
+    classes = sorted(WORDS)
+    (run / "finetuned.json").write_text(json.dumps({"classes": classes, "bert": config}))
+    tiny_tokenizer(run / "tokenizer.json")
+    direct = export_encoder(
+        {k: v.astype(np.float16).astype(np.float32) for k, v in weights.items()},
+        config,
+        run / "tokenizer.json",
+        tmp_path / "direct",
+        head=(head[0].astype(np.float16).astype(np.float32), head[1]),
+        classes=classes,
+    )
+    monkeypatch.setenv(ENCODER_ENV, str(run))
+    texts, labels = make_data(20)
+    model = SpecialistModel.train(texts, labels, kind="finetuned")
+    expected = OnnxEncoder(direct).run(texts)["logits"]
+    assert np.allclose(model.pipeline.logits(texts), expected, atol=1e-4)
+    assert model.pipeline.trained_on == f"reused {run}"
+
+
 def test_finetuned_kind_rejects_an_encoder_of_other_labels(
     encoder_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
