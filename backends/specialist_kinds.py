@@ -5,8 +5,8 @@
   linear SVM. Fast: the static model encodes tens of thousands of sentences a second.
 - `finetuned`: all-MiniLM-L6-v2 fine-tuned end to end with a linear head (torch, on a GPU when
   there is one), exported to an int8 ONNX graph, served by onnxruntime without torch.
-- `ensemble`: a cascade. The TF-IDF model answers the tickets it is sure of; only the unsure
-  ones also go through the fine-tuned MiniLM, whose probabilities are mixed in.
+- `ensemble`: a cascade. The TF-IDF model answers the tickets it is surest of; the share it
+  is least sure of goes to the fine-tuned MiniLM, which decides those.
 
 Every kind is an sklearn-style estimator (`fit`, `predict_proba`, `classes_`) that pickles
 without its ONNX session; a kind with files of its own writes them in `save_artifacts(dir)`
