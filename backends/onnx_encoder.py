@@ -54,10 +54,6 @@ def export_encoder(
     return out_dir
 
 
-WEIGHTS_FILES = ("finetuned.json", "finetuned.safetensors")
-"""What a GPU fine-tuning run returns (benchmarks/finetune_device.py, distill_device.py)."""
-
-
 def is_weights_dir(directory: Path) -> bool:
     """A GPU run's folder: fp16 weights (whole or in parts) and their finetuned.json."""
     directory = Path(directory)
@@ -82,7 +78,11 @@ def encoder_from_weights_dir(folder: Path, out: Path, *, tokenizer: Path | None 
         blob = whole.read_bytes()
     else:
         blob = b"".join(p.read_bytes() for p in sorted(folder.glob("finetuned.safetensors.part*")))
-    weights = {k: v.astype(np.float32) for k, v in load(blob).items()}
+    try:
+        loaded = load(blob)
+    except Exception as exc:  # safetensors' own error type: a truncated or missing part
+        raise ValueError(f"{folder}: damaged weights ({exc})") from None
+    weights = {k: v.astype(np.float32) for k, v in loaded.items()}
     head = (weights.pop("classifier.weight"), weights.pop("classifier.bias"))
     tokenizer = tokenizer or folder / "tokenizer.json"
     if not tokenizer.exists():

@@ -196,11 +196,16 @@ class FinetunedClassifier(ArtifactsMixin):
                 require("onnx", "safetensors")
                 self._tmp = tempfile.TemporaryDirectory(prefix="triagedesk-encoder-")
                 tokenizer = directory / "tokenizer.json"
-                directory = encoder_from_weights_dir(
-                    directory,
-                    Path(self._tmp.name),
-                    tokenizer=tokenizer if tokenizer.exists() else minilm_dir() / "tokenizer.json",
-                )
+                try:
+                    directory = encoder_from_weights_dir(
+                        directory,
+                        Path(self._tmp.name),
+                        tokenizer=tokenizer
+                        if tokenizer.exists()
+                        else minilm_dir() / "tokenizer.json",
+                    )
+                except (OSError, KeyError, ValueError) as exc:  # a damaged or partial folder
+                    raise TrainingError(f"{ENCODER_ENV}={reuse}: cannot export: {exc}") from None
             found = OnnxEncoder(directory)
             if found.classes != classes:
                 raise TrainingError(

@@ -187,6 +187,9 @@ def test_finetuned_kind_takes_a_gpu_runs_weights_folder(
     expected = OnnxEncoder(direct).run(texts)["logits"]
     assert np.allclose(model.pipeline.logits(texts), expected, atol=1e-4)
     assert model.pipeline.trained_on == f"reused {run}"
+    (run / "finetuned.safetensors.part01").write_bytes(b"truncated")
+    with pytest.raises(TrainingError, match="cannot export"):
+        SpecialistModel.train(texts, labels, kind="finetuned")
 
 
 def test_finetuned_kind_rejects_an_encoder_of_other_labels(
