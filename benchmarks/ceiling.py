@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from backends.specialist_kinds import softmax
 from benchmarks.banking77 import DEFAULT, load_rows, split
 from benchmarks.specialists import RESULTS, machine
 
@@ -36,20 +37,14 @@ MPNET_FLOPS_RATIO = (12 * 768**2) / (6 * 384**2)
 """Per-token matmul work of mpnet-base (12 layers x 768) over MiniLM-L6 (6 x 384): 8x."""
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return np.asarray(e / e.sum(axis=1, keepdims=True))
-
-
 def reference_recipe(train: list[dict[str, str]], test: list[dict[str, str]]) -> dict[str, float]:
     """TF-IDF alone, and TF-IDF + frozen MiniLM embeddings x2 under one LinearSVC."""
     from scipy.sparse import csr_matrix, hstack
     from sklearn.svm import LinearSVC
 
     from backends.minilm_finetune import load_base
-    from backends.onnx_encoder import OnnxEncoder, export_encoder
-    from backends.specialist_kinds import minilm_dir
+    from backends.onnx_encoder import export_encoder
+    from backends.specialist_kinds import StaticEmbeddingFeatures, minilm_dir
     from backends.specialist_model import _features
 
     texts = [r["text"] for r in train]
@@ -62,16 +57,15 @@ def reference_recipe(train: list[dict[str, str]], test: list[dict[str, str]]) ->
     base = minilm_dir()
     weights, config = load_base(base)
     with tempfile.TemporaryDirectory() as tmp:
-        encoder = OnnxEncoder(
-            export_encoder(weights, config, base / "tokenizer.json", Path(tmp), int8=False)
+        # The `embeddings` kind's own feature: unit-length embeddings, weighted x2.
+        frozen = StaticEmbeddingFeatures(
+            str(export_encoder(weights, config, base / "tokenizer.json", Path(tmp), int8=False)),
+            weight=2.0,
         )
-        e_train, e_test = encoder.embed(texts), encoder.embed(test_texts)
-
-    def unit(e: np.ndarray) -> Any:
-        return csr_matrix(2 * e / np.linalg.norm(e, axis=1, keepdims=True))
-
-    model = LinearSVC().fit(hstack([a, unit(e_train)]).tocsr(), y)
-    predicted = model.predict(hstack([b, unit(e_test)]).tocsr())
+        e_train = csr_matrix(frozen.transform(texts))
+        e_test = csr_matrix(frozen.transform(test_texts))
+    model = LinearSVC().fit(hstack([a, e_train]).tocsr(), y)
+    predicted = model.predict(hstack([b, e_test]).tocsr())
     out["tfidf_frozen_minilm_x2_svm"] = float((predicted == truth).mean())
     return out
 

@@ -60,7 +60,7 @@ def _student(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from backends.minilm_finetune import FinetuneConfig, finetune, predict_logits
-    from benchmarks.finetune_device import write_parts
+    from benchmarks.finetune_device import write_run
 
     train, test = split(load_rows(Path(spec["data"])))
     extra = [json.loads(line) for line in Path(spec["transfer"]).read_text().splitlines() if line]
@@ -79,18 +79,7 @@ def _student(spec: dict[str, Any]) -> dict[str, Any]:
         (np.array(result.classes)[logits.argmax(1)] == [r["label"] for r in test]).mean()
     )
     if spec.get("keep"):
-        weights = dict(result.weights)
-        weights["classifier.weight"], weights["classifier.bias"] = result.head
-        write_parts(weights, Path(spec["out"]), "finetuned.safetensors")
-        (Path(spec["out"]) / "finetuned.json").write_text(
-            json.dumps(
-                {
-                    "classes": result.classes,
-                    "bert": result.config["bert"],
-                    "finetune": result.config["finetune"],
-                }
-            )
-        )
+        write_run(result, Path(spec["out"]))
     return {
         "seed": spec["seed"],
         "accuracy": accuracy,

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from backends.specialist_kinds import softmax
 from benchmarks.banking77 import load_rows, split
 
 FOLDS = 5
@@ -36,7 +37,7 @@ def _job(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from backends.minilm_finetune import FinetuneConfig, finetune, predict_logits
-    from benchmarks.finetune_device import write_parts
+    from benchmarks.finetune_device import write_run
 
     rows = load_rows(Path(spec["data"]))
     train, test = split(rows)
@@ -67,13 +68,7 @@ def _job(spec: dict[str, Any]) -> dict[str, Any]:
         out["held"] = predict_logits(result, base, held, device=device).astype(np.float32)
         out["held_idx"] = spec["held_idx"]
     if spec.get("keep"):
-        target = Path(spec["out"])
-        weights = dict(result.weights)
-        weights["classifier.weight"], weights["classifier.bias"] = result.head
-        write_parts(weights, target, f"{spec['name']}.safetensors")
-        (target / f"{spec['name']}.json").write_text(
-            json.dumps({"classes": result.classes, "bert": result.config["bert"]})
-        )
+        write_run(result, Path(spec["out"]), spec["name"])
     del torch
     return out
 
@@ -151,8 +146,7 @@ def main() -> None:
         teachers = [oof[s] for s in args.oof_seeds]
         if args.oof_seed0 and args.oof_seed0.exists():
             teachers.append(np.load(args.oof_seed0))
-        probs = [np.exp(t - t.max(1, keepdims=True)) for t in teachers]
-        soft = np.mean([p / p.sum(1, keepdims=True) for p in probs], axis=0)
+        soft = np.mean([softmax(t) for t in teachers], axis=0)
         results["teacher_oof_accuracy"] = float((classes[soft.argmax(1)] == labels).mean())
         log(
             f"teacher (mean of {len(teachers)} OOF) accuracy on the 80 %: "

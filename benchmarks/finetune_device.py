@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.minilm_finetune import FinetuneConfig, finetune, predict_logits
+from backends.minilm_finetune import FinetuneConfig, Finetuned, finetune, predict_logits
 from backends.onnx_encoder import OnnxEncoder, export_encoder
 from benchmarks.banking77 import load_rows, split
 
@@ -41,6 +41,22 @@ def write_parts(weights: dict[str, np.ndarray], out: Path, stem: str) -> list[st
         (out / name).write_bytes(blob[start : start + PART])
         names.append(name)
     return names
+
+
+def write_run(result: Finetuned, out: Path, stem: str = "finetuned") -> list[str]:
+    """A fine-tune as the GPU run returns it: `{stem}.safetensors.partNN` (encoder and
+    classifier head, fp16) and `{stem}.json` (labels, BERT config, hyper-parameters) — the
+    folder `TRIAGEDESK_FINETUNED_ENCODER` and `benchmarks.specialists --finetuned` read."""
+    weights = dict(result.weights)
+    weights["classifier.weight"], weights["classifier.bias"] = result.head
+    parts = write_parts(weights, out, f"{stem}.safetensors")
+    meta = {
+        "classes": result.classes,
+        "bert": result.config["bert"],
+        "finetune": result.config["finetune"],
+    }
+    (out / f"{stem}.json").write_text(json.dumps(meta))
+    return parts
 
 
 def main() -> None:
@@ -100,13 +116,8 @@ def main() -> None:
     }
     log(f"torch accuracy {results['full']['torch_accuracy']:.4f} in {full.seconds:.1f}s")
     np.save(args.out / "test_logits.npy", torch_logits.astype(np.float32))
-    weights = dict(full.weights)
-    weights["classifier.weight"], weights["classifier.bias"] = full.head
-    results["full"]["weight_parts"] = write_parts(weights, args.out, "finetuned.safetensors")
+    results["full"]["weight_parts"] = write_run(full, args.out)
     shutil.copyfile(args.base / "tokenizer.json", args.out / "tokenizer.json")
-    (args.out / "finetuned.json").write_text(
-        json.dumps({"classes": full.classes, "bert": full.config["bert"], "finetune": cfg.__dict__})
-    )
     save()
     with tempfile.TemporaryDirectory() as tmp:
         for int8 in (False, True):

@@ -47,17 +47,6 @@ def machine() -> dict[str, Any]:
     }
 
 
-def build_finetuned_encoder(folder: Path, out: Path) -> Path:
-    """The int8 ONNX encoder directory from the fine-tuned weights the GPU run returned."""
-    from backends.onnx_encoder import encoder_from_weights_dir
-    from backends.specialist_kinds import minilm_dir
-
-    tokenizer = folder / "tokenizer.json"
-    return encoder_from_weights_dir(
-        folder, out, tokenizer=tokenizer if tokenizer.exists() else minilm_dir() / "tokenizer.json"
-    )
-
-
 def evaluate(kind: str, train: list[dict[str, str]], test: list[dict[str, str]]) -> dict[str, Any]:
     from sklearn.metrics import accuracy_score, f1_score
 
@@ -183,14 +172,17 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for kind in args.kinds.split(","):
             if kind in ("finetuned", "ensemble"):
-                if not (args.finetuned / "finetuned.safetensors").exists():
+                from backends.onnx_encoder import is_weights_dir
+                from backends.specialist_kinds import encoder_from_gpu_run
+
+                if not is_weights_dir(args.finetuned):
                     report["notes"].append(
                         f"{kind}: skipped, no fine-tuned weights in {args.finetuned}"
                     )
                     continue
                 encoder = Path(tmp) / "encoder"
                 if not encoder.exists():
-                    build_finetuned_encoder(args.finetuned, encoder)
+                    encoder_from_gpu_run(args.finetuned, encoder)
                 os.environ["TRIAGEDESK_FINETUNED_ENCODER"] = str(encoder)
             row = evaluate(kind, train, test)
             print(json.dumps(row), flush=True)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from backends.specialist_kinds import softmax
 from benchmarks.banking77 import load_rows, split
 
 
@@ -32,6 +33,8 @@ def _train(spec: dict[str, Any]) -> dict[str, Any]:
     from safetensors.torch import load_file
     from tokenizers import Tokenizer
     from transformers import AutoConfig, AutoModel
+
+    from backends.minilm_finetune import pad, warmup_then_linear
 
     torch.manual_seed(spec["seed"])
     rng = np.random.default_rng(spec["seed"])
@@ -57,13 +60,7 @@ def _train(spec: dict[str, Any]) -> dict[str, Any]:
     pad_id = int(config.pad_token_id or 0)
 
     def batch(texts: list[str]) -> tuple[Any, Any]:
-        ids = [e.ids for e in tokenizer.encode_batch(texts)]
-        width = max(len(i) for i in ids)
-        out = np.full((len(ids), width), pad_id, dtype=np.int64)
-        mask = np.zeros((len(ids), width), dtype=np.int64)
-        for row, seq in enumerate(ids):
-            out[row, : len(seq)] = seq
-            mask[row, : len(seq)] = 1
+        out, mask = pad([e.ids for e in tokenizer.encode_batch(texts)], pad_id)
         return torch.from_numpy(out).to(device), torch.from_numpy(mask).to(device)
 
     def forward(texts: list[str]) -> Any:
@@ -85,8 +82,7 @@ def _train(spec: dict[str, Any]) -> dict[str, Any]:
     total = epochs * math.ceil(len(texts) / batch_size)
     warmup = max(1, total // 10)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda s: (s + 1) / warmup if s < warmup else max(0.0, (total - s) / (total - warmup)),
+        optimizer, lambda step: warmup_then_linear(step, total, warmup)
     )
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
     started = time.perf_counter()
@@ -169,12 +165,8 @@ def main() -> None:
             print(f"[{time.perf_counter() - started:6.1f}s] {done}", flush=True)
     if transfer:
         # Soft targets: the seeds' mean distribution at temperature T (Hinton et al.).
-        probs = []
-        for t in transfer:
-            z = t / args.temperature
-            e = np.exp(z - z.max(axis=1, keepdims=True))
-            probs.append(e / e.sum(axis=1, keepdims=True))
-        np.save(args.out / "soft.npy", np.mean(probs, axis=0).astype(np.float32))
+        soft = np.mean([softmax(t, args.temperature) for t in transfer], axis=0)
+        np.save(args.out / "soft.npy", soft.astype(np.float32))
     np.savez_compressed(args.out / "teacher_logits.npz", **logits)
     (args.out / "teacher.json").write_text(json.dumps(results, indent=2))
 
