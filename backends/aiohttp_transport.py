@@ -1,35 +1,68 @@
 """httpx over aiohttp, with the precise httpx exceptions our error mapping relies on.
 
 httpx-aiohttp reports every aiohttp connection error as `httpx.ConnectTimeout`, a refused
-connection and a reset mid-reply included. Backends tell ConnectionFailed from Timeout by the
-httpx class, so this transport re-raises with the class that says what happened.
+connection and a reset mid-reply included, and lets the errors it has no entry for escape
+raw: a broken chunked encoding arrived as aiohttp's `ClientResponseError` and was stored as
+an InternalError instead of a retryable ConnectionFailed. Backends tell ConnectionFailed from
+Timeout by the httpx class, so this transport re-raises every aiohttp failure, raw or
+wrapped, with the httpx class that says what happened.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import NoReturn
 
 import aiohttp
 import httpx
+from aiohttp.http_exceptions import HttpProcessingError
 from httpx_aiohttp import AiohttpTransport
 
+_AIOHTTP_ERRORS = (aiohttp.ClientError, HttpProcessingError)
+_CAUGHT = (httpx.TransportError, *_AIOHTTP_ERRORS)
 
-def precise(exc: httpx.TransportError) -> httpx.TransportError:
-    """The httpx exception matching the aiohttp error behind `exc`."""
-    cause = exc.__cause__
-    if not isinstance(cause, aiohttp.ClientError) or isinstance(
-        cause, aiohttp.ServerTimeoutError | asyncio.TimeoutError
-    ):
+
+def precise(exc: BaseException) -> BaseException:
+    """The httpx exception matching the aiohttp error behind (or in) `exc`.
+
+    Timeouts keep httpx's timeout classes; a malformed reply (bad chunk framing, a cut
+    body, an unparsable status line) is a `RemoteProtocolError`, so it is retried as a
+    dropped connection.
+    """
+    cause = exc if isinstance(exc, _AIOHTTP_ERRORS) else exc.__cause__
+    if not isinstance(cause, _AIOHTTP_ERRORS):
         return exc
+    if isinstance(cause, aiohttp.ServerTimeoutError | asyncio.TimeoutError):
+        if isinstance(exc, httpx.TimeoutException):
+            return exc
+        if isinstance(cause, aiohttp.ConnectionTimeoutError):
+            return httpx.ConnectTimeout(str(cause) or type(cause).__name__)
+        return httpx.ReadTimeout(str(cause) or type(cause).__name__)
     message = str(cause) or type(cause).__name__
     if isinstance(cause, aiohttp.ClientConnectorError):
         return httpx.ConnectError(message)
-    if isinstance(cause, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+    if isinstance(
+        cause,
+        aiohttp.ServerDisconnectedError
+        | aiohttp.ClientPayloadError
+        | aiohttp.ClientResponseError
+        | HttpProcessingError,
+    ):
         return httpx.RemoteProtocolError(message)
     if isinstance(cause, aiohttp.ClientConnectionError):
         return httpx.ReadError(message)
-    return exc
+    if isinstance(exc, httpx.TransportError):
+        return exc
+    return httpx.ReadError(message)  # any other aiohttp failure: the exchange broke
+
+
+def _raise_precise(exc: BaseException) -> NoReturn:
+    mapped = precise(exc)
+    cause = exc if isinstance(exc, _AIOHTTP_ERRORS) else exc.__cause__
+    if mapped is exc:
+        raise exc
+    raise mapped from cause
 
 
 class _PreciseStream(httpx.AsyncByteStream):
@@ -40,11 +73,14 @@ class _PreciseStream(httpx.AsyncByteStream):
         try:
             async for chunk in self.inner:
                 yield chunk
-        except httpx.TransportError as exc:
-            raise precise(exc) from exc.__cause__
+        except _CAUGHT as exc:
+            _raise_precise(exc)
 
     async def aclose(self) -> None:
-        await self.inner.aclose()
+        try:
+            await self.inner.aclose()
+        except _CAUGHT as exc:
+            _raise_precise(exc)
 
 
 class PreciseAiohttpTransport(AiohttpTransport):
@@ -53,8 +89,8 @@ class PreciseAiohttpTransport(AiohttpTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:
             response = await super().handle_async_request(request)
-        except httpx.TransportError as exc:
-            raise precise(exc) from exc.__cause__
+        except _CAUGHT as exc:
+            _raise_precise(exc)
         assert isinstance(response.stream, httpx.AsyncByteStream)
         response.stream = _PreciseStream(response.stream)
         return response

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from backends import retry
+from backends import numbers, retry
 from backends.base import (
     AuthenticationFailed,
     BackendError,
@@ -25,14 +25,20 @@ from backends.base import (
     RouteResult,
     ServerError,
     Stopwatch,
+    Timeout,
 )
 from backends.http_common import (
+    FirstLine,
     error_for_status,
+    get_capped,
     iter_lines,
     iter_sse,
     join_url,
     load_json_object,
+    looks_like_html,
     make_client,
+    not_the_protocol,
+    noting_first,
     quote_server,
     read_capped,
     read_error_text,
@@ -54,6 +60,8 @@ DEFAULT_KEY_ENV = "ANTHROPIC_API_KEY"
 API_VERSION = "2023-06-01"
 MAX_TOKENS = 200
 """A forced tool call with a label and a confidence takes ~40 tokens; this bounds a runaway."""
+EXPECTED = "an Anthropic Messages API reply"
+"""How errors name what a 200 should have carried (an HTML page is not it)."""
 TOOL_NAME = "route_ticket"
 TOOL_DESCRIPTION = "Record the one label of the list that fits the ticket, with your confidence."
 SERVER_SIDE_ERRORS = ("overloaded_error", "api_error", "internal_server_error", "timeout_error")
@@ -78,10 +86,6 @@ class Reply:
         if self.input_tokens is None:
             return None
         return self.input_tokens + (self.cache_read or 0) + (self.cache_write or 0)
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 class AnthropicBackend:
@@ -235,12 +239,17 @@ class AnthropicBackend:
         key: SecretStr | None,
         watch: Stopwatch,
     ) -> Reply:
+        """One request, bounded as a whole by `timeout_s` (httpx's own timeout is per read: a
+        trickling server or endless `ping` events would hold the ticket forever)."""
         url = join_url(self._base_url, "v1/messages")
         body = self._body(system, messages, taxonomy)
         try:
-            async with self._client_now().stream(
-                "POST", url, json=body, headers=self._headers(key)
-            ) as response:
+            async with (
+                asyncio.timeout(self.config.timeout_s),
+                self._client_now().stream(
+                    "POST", url, json=body, headers=self._headers(key)
+                ) as response,
+            ):
                 if response.status_code != 200:
                     text = await read_error_text(response)
                     raise error_for_status(
@@ -250,11 +259,19 @@ class AnthropicBackend:
                         key=key,
                         model=self.config.model,
                     )
-                if self.config.stream and "json" not in response.headers.get("content-type", ""):
+                content_type = response.headers.get("content-type", "").lower()
+                if "html" in content_type:
+                    raise not_the_protocol(await read_error_text(response), EXPECTED, key)
+                if self.config.stream and "json" not in content_type:
                     return await self._read_stream(response, key, watch)
-                return _read_message(load_json_object(await read_capped(response)), key)
+                payload = load_json_object(await read_capped(response), expected=EXPECTED, key=key)
+                return _read_message(payload, key)
         except httpx.HTTPError as exc:
             raise transport_error(exc, key) from None
+        except TimeoutError:
+            raise Timeout(
+                f"no complete answer within {self.config.timeout_s:g} s (timeout_s)"
+            ) from None
 
     async def _read_stream(
         self, response: httpx.Response, key: SecretStr | None, watch: Stopwatch
@@ -263,10 +280,11 @@ class AnthropicBackend:
         tool_json: list[str] = []
         text: list[str] = []
         stopped = False
-        async for event in iter_sse(iter_lines(response)):
+        first = FirstLine()
+        async for event in iter_sse(noting_first(iter_lines(response), first)):
             try:
                 data = json.loads(event.data)
-            except json.JSONDecodeError:
+            except ValueError:  # JSONDecodeError, or an integer of over 4,300 digits
                 said = quote_server(event.data, key, limit=80)
                 raise BadResponse(f"stream event is not JSON: {said!r}") from None
             if not isinstance(data, dict):
@@ -298,12 +316,14 @@ class AnthropicBackend:
             elif kind == "error":
                 raise _stream_error(data, key)
         if not stopped:
+            if reply.model is None and first.text is not None and looks_like_html(first.text):
+                raise not_the_protocol(first.text, EXPECTED, key)
             raise BadResponse("truncated stream: it ended without message_stop")
         if reply.tool_id is not None:
             reply.raw = "".join(tool_json)
             try:
                 parsed = json.loads(reply.raw)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):
                 parsed = None
             reply.tool_input = parsed if isinstance(parsed, dict) else None
         else:
@@ -320,29 +340,45 @@ class AnthropicBackend:
             return Health(False, str(err))
         url = join_url(self._base_url, "v1/models")
         try:
-            response = await self._client_now().get(url, headers=self._headers(key))
+            reply = await get_capped(
+                self._client_now(), url, headers=self._headers(key), timeout_s=self.config.timeout_s
+            )
         except httpx.ConnectError as exc:
             return Health(False, f"connection refused ({quote_server(str(exc), key, limit=80)})")
-        except httpx.TimeoutException:
-            return Health(False, "timed out")
+        except (httpx.TimeoutException, TimeoutError):
+            return Health(
+                False, f"timed out (no complete answer within {self.config.timeout_s:g} s)"
+            )
         except Exception as exc:  # check() must answer, whatever the URL or server did
             return Health(False, quote_server(f"{type(exc).__name__}: {exc}", key))
-        status = response.status_code
+        status = reply.status
         if status in (401, 403):
             return Health(False, f"key rejected (HTTP {status})")
         if status == 404:
             return Health(True, "reachable (the server lists no models)")
         if status != 200:
             return Health(
-                False,
-                str(error_for_status(status, response.text[:4000], response.headers, key=key)),
+                False, str(error_for_status(status, reply.text[:4000], reply.headers, key=key))
+            )
+        if not reply.complete:
+            return Health(
+                True, f"reachable; the model list is over the 1 MB cap, {self.model} not looked up"
             )
         try:
-            data = response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            data = json.loads(reply.body)
+        except (ValueError, RecursionError):
+            if looks_like_html(reply.body):
+                return Health(
+                    False,
+                    f"reachable, but /v1/models is {not_the_protocol(reply.body, EXPECTED, key)}",
+                )
             return Health(False, "reachable, but /v1/models did not answer JSON")
         items = data.get("data") if isinstance(data, dict) else None
-        ids = [str(item.get("id")) for item in items or [] if isinstance(item, dict)]
+        ids = [
+            str(item.get("id"))
+            for item in (items if isinstance(items, list) else [])
+            if isinstance(item, dict)
+        ]
         if self.model in ids:
             return Health(True, f"reachable, model {self.model} listed")
         if not ids or self.model.endswith("-latest") or any(i.startswith(self.model) for i in ids):
@@ -360,7 +396,11 @@ class AnthropicBackend:
 
 
 def _take_usage(usage: Any, reply: Reply) -> None:
-    """Usage arrives in message_start (input side) and message_delta (output, cumulative)."""
+    """Usage arrives in message_start (input side) and message_delta (output, cumulative).
+
+    Raises:
+        BadResponse: A count that is not a whole number within 0..10**9, naming its field.
+    """
     if not isinstance(usage, dict):
         return
     for field_name, attr in (
@@ -369,7 +409,7 @@ def _take_usage(usage: Any, reply: Reply) -> None:
         ("cache_read_input_tokens", "cache_read"),
         ("cache_creation_input_tokens", "cache_write"),
     ):
-        value = _int(usage.get(field_name))
+        value = numbers.count(usage.get(field_name), f"usage.{field_name}")
         if value is not None:
             setattr(reply, attr, value)
 

@@ -8,10 +8,13 @@ knows a vendor's payloads beyond the common `{"error": {"message": ...}}` shapes
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import json
+import re
 import time
-from collections.abc import AsyncIterator, Iterable
+import zlib
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
@@ -43,6 +46,10 @@ MAX_ERROR_BYTES = 64_000
 """Most bytes read from an error body: enough for any server's explanation."""
 SERVER_TEXT_CHARS = 200
 """How much server text an error message quotes."""
+ACCEPT_ENCODING = "gzip, deflate"
+"""The codings asked for, and the only ones read: each is inflated in bounded steps."""
+INFLATE_STEP = 65_536
+"""Most bytes one decompression step may produce, so a gzip bomb never inflates at once."""
 
 
 def make_client(
@@ -72,7 +79,7 @@ def make_client(
         limits=limits,
         transport=transport,
         follow_redirects=False,
-        headers=headers,
+        headers={"Accept-Encoding": ACCEPT_ENCODING, **(headers or {})},
     )
 
 
@@ -180,46 +187,225 @@ def transport_error(exc: httpx.HTTPError, key: SecretStr | None) -> BackendError
     return ConnectionFailed(f"HTTP failure ({detail})")
 
 
-async def read_capped(response: httpx.Response, limit: int = MAX_RESPONSE_BYTES) -> bytes:
-    """The streamed reply's body, refusing to hold more than `limit` bytes.
+class _Inflater:
+    """gzip/deflate decoding that never produces more than `INFLATE_STEP` bytes per step.
+
+    httpx inflates each received chunk whole, so 16 KB of a gzip bomb becomes 16 MB before
+    any cap can look at it. Reading `aiter_raw` through this keeps memory at the cap.
+    """
+
+    def __init__(self, coding: str) -> None:
+        self.coding = coding
+        self._wbits = 16 + zlib.MAX_WBITS if coding in ("gzip", "x-gzip") else zlib.MAX_WBITS
+        self._inflate = zlib.decompressobj(self._wbits)
+        self._started = False
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        pending = data
+        while True:
+            try:
+                out = self._inflate.decompress(pending, INFLATE_STEP)
+            except zlib.error:
+                if self.coding == "deflate" and not self._started:
+                    # "deflate" is sent both with and without the zlib header
+                    self._wbits = -zlib.MAX_WBITS
+                    self._inflate = zlib.decompressobj(self._wbits)
+                    self._started = True
+                    continue
+                raise BadResponse(f"reply is not valid {self.coding} data") from None
+            self._started = True
+            if out:
+                yield out
+            pending = self._inflate.unconsumed_tail
+            if self._inflate.eof and self._inflate.unused_data:  # concatenated gzip members
+                pending = self._inflate.unused_data
+                self._inflate = zlib.decompressobj(self._wbits)
+                continue
+            if not pending and len(out) < INFLATE_STEP:
+                return
+
+
+def _inflater(headers: httpx.Headers) -> _Inflater | None:
+    """The decoder for a reply's Content-Encoding; None when it is not encoded.
 
     Raises:
-        BadResponse: The reply is larger than `limit`.
+        BadResponse: An encoding other than one gzip or deflate (which were all we asked for).
+    """
+    codings = [
+        c.strip().lower()
+        for c in headers.get("content-encoding", "").split(",")
+        if c.strip().lower() not in ("", "identity")
+    ]
+    if not codings:
+        return None
+    if len(codings) > 1 or codings[0] not in ("gzip", "x-gzip", "deflate"):
+        said = quote_server(", ".join(codings), None, limit=40)
+        raise BadResponse(f"reply uses content-encoding {said!r}, which is not read")
+    return _Inflater(codings[0])
+
+
+class _OverCap(Exception):
+    """More decoded bytes arrived than the caller's limit."""
+
+
+async def _decoded(response: httpx.Response, limit: int) -> AsyncIterator[bytes]:
+    """The reply's decoded bytes, piece by piece, raising `_OverCap` past `limit` of them.
+
+    Decompressed bytes are what is counted, so a small gzip bomb is stopped at the cap.
+    """
+    try:
+        content = response.content  # a reply already read whole (built in memory): decoded
+    except httpx.ResponseNotRead:
+        pass
+    else:
+        if len(content) > limit:
+            yield content[:limit]
+            raise _OverCap
+        yield content
+        return
+    inflater = _inflater(response.headers)
+    size = 0
+    async for raw in response.aiter_raw():
+        pieces = inflater.feed(raw) if inflater is not None else iter((raw,))
+        for piece in pieces:
+            size += len(piece)
+            if size > limit:
+                keep = len(piece) - (size - limit)
+                if keep > 0:
+                    yield piece[:keep]
+                raise _OverCap
+            yield piece
+
+
+async def read_capped(response: httpx.Response, limit: int = MAX_RESPONSE_BYTES) -> bytes:
+    """The streamed reply's body, refusing to hold more than `limit` (decoded) bytes.
+
+    Raises:
+        BadResponse: The reply is larger than `limit`, or its encoding is unreadable.
     """
     declared = response.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise BadResponse(f"reply of {int(declared)} bytes exceeds the {limit}-byte cap")
     chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
-            raise BadResponse(f"reply exceeds the {limit}-byte cap")
-        chunks.append(chunk)
+    try:
+        async for piece in _decoded(response, limit):
+            chunks.append(piece)
+    except _OverCap:
+        raise BadResponse(f"reply exceeds the {limit}-byte cap") from None
     return b"".join(chunks)
+
+
+async def read_truncated(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+    """At most `limit` decoded bytes of the body, and whether that was all of it."""
+    chunks: list[bytes] = []
+    try:
+        async for piece in _decoded(response, limit):
+            chunks.append(piece)
+    except _OverCap:
+        return b"".join(chunks), False
+    return b"".join(chunks), True
 
 
 async def read_error_text(response: httpx.Response) -> str:
     """An error reply's body as text, truncated rather than failing when it is huge."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= MAX_ERROR_BYTES:
-            break
-    return b"".join(chunks)[:MAX_ERROR_BYTES].decode("utf-8", errors="replace")
+    try:
+        body, _ = await read_truncated(response, MAX_ERROR_BYTES)
+    except BadResponse as error:  # an unreadable encoding: the status still says enough
+        return str(error)
+    return body.decode("utf-8", errors="replace")
 
 
-def load_json_object(body: bytes, what: str = "reply") -> dict[str, Any]:
-    """Decode a JSON object body.
+@dataclass(frozen=True, slots=True)
+class CappedReply:
+    """A GET's status, headers and at most `limit` decoded bytes of its body."""
+
+    status: int
+    headers: httpx.Headers
+    body: bytes
+    complete: bool
+    """False when the body was longer than the cap and was cut there."""
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+
+async def get_capped(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    headers: dict[str, str] | None = None,
+    timeout_s: float,
+    limit: int = MAX_RESPONSE_BYTES,
+) -> CappedReply:
+    """GET for the health checks: the whole exchange within `timeout_s`, the body capped.
+
+    A plain `client.get` reads (and inflates) the whole body: a `/models` that was a gzip
+    bomb or a 300 MB list took 1-2 GB of memory.
 
     Raises:
-        BadResponse: Not JSON, or not an object.
+        TimeoutError: No complete reply within `timeout_s`.
+        httpx.HTTPError: Transport failures.
+        BadResponse: An encoding that is not read.
+    """
+    async with (
+        asyncio.timeout(timeout_s),
+        client.stream(
+            "GET", url, headers={"Accept-Encoding": ACCEPT_ENCODING, **(headers or {})}
+        ) as response,
+    ):
+        body, complete = await read_truncated(response, limit)
+        return CappedReply(response.status_code, response.headers, body, complete)
+
+
+_HTML_TITLE = re.compile(rb"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
+
+
+def looks_like_html(body: bytes | str) -> bool:
+    """Whether a body is markup (a login page, a proxy's error page) rather than JSON/SSE."""
+    head = (body.encode("utf-8", "replace") if isinstance(body, str) else body)[:1024]
+    return head.lstrip().startswith(b"<")
+
+
+def not_the_protocol(body: bytes | str, reply: str, key: SecretStr | None) -> BadResponse:
+    """The error for a 200 whose body is HTML, naming what was expected (`reply`).
+
+    Args:
+        body: The (capped) body, or its first line.
+        reply: What was expected, with its article: "an OpenAI-compatible reply".
+        key: The API key, removed from anything quoted.
+    """
+    data = body.encode("utf-8", "replace") if isinstance(body, str) else body
+    found = _HTML_TITLE.search(data[:MAX_ERROR_BYTES])
+    title = quote_server(found.group(1).decode("utf-8", "replace"), key, limit=80) if found else ""
+    detail = f": page title {title!r}" if title else ""
+    return BadResponse(f"not {reply} (HTML){detail}", raw_output=None)
+
+
+def load_json_object(
+    body: bytes,
+    what: str = "reply",
+    *,
+    expected: str | None = None,
+    key: SecretStr | None = None,
+) -> dict[str, Any]:
+    """Decode a JSON object body.
+
+    Args:
+        body: The capped body.
+        what: How error messages name it.
+        expected: The protocol's reply with its article ("an OpenAI-compatible reply"), for
+            the message when the body is an HTML page.
+        key: The API key, removed from anything quoted.
+
+    Raises:
+        BadResponse: Not JSON (HTML said as such), or not an object.
     """
     try:
         data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # ValueError: JSONDecodeError, or a 4,300+ digit int
+        if expected is not None and looks_like_html(body):
+            raise not_the_protocol(body, expected, key) from None
         raise BadResponse(f"{what} is not JSON: {body[:80]!r}") from None
     if not isinstance(data, dict):
         raise BadResponse(f"{what} is JSON but not an object")
@@ -231,25 +417,40 @@ async def iter_lines(
 ) -> AsyncIterator[str]:
     """Lines of a streamed reply, counting bytes so that no line or stream outgrows `limit`.
 
-    httpx's `aiter_lines` would buffer an endless line whole; this splits raw chunks itself.
+    httpx's `aiter_lines` would buffer an endless line whole; this splits decoded pieces
+    itself, and counts decompressed bytes.
 
     Raises:
         BadResponse: More than `limit` bytes arrived.
     """
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     pending = ""
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
-            raise BadResponse(f"streamed reply exceeds the {limit}-byte cap")
-        pending += decoder.decode(chunk)
-        *complete, pending = pending.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-        for line in complete:
-            yield line
+    try:
+        async for chunk in _decoded(response, limit):
+            pending += decoder.decode(chunk)
+            *complete, pending = pending.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+            for line in complete:
+                yield line
+    except _OverCap:
+        raise BadResponse(f"streamed reply exceeds the {limit}-byte cap") from None
     pending += decoder.decode(b"", final=True)
     if pending:
         yield pending
+
+
+@dataclass(slots=True)
+class FirstLine:
+    """The first non-blank line a stream carried, to tell an HTML page from a cut stream."""
+
+    text: str | None = None
+
+
+async def noting_first(lines: AsyncIterator[str], first: FirstLine) -> AsyncIterator[str]:
+    """Pass `lines` through, keeping the first non-blank one in `first`."""
+    async for line in lines:
+        if first.text is None and line.strip():
+            first.text = line.strip()[:MAX_ERROR_BYTES]
+        yield line
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from backends import numbers
 from backends.base import (
     BackendError,
     BadResponse,
@@ -25,12 +26,18 @@ from backends.base import (
     Timeout,
 )
 from backends.http_common import (
+    MAX_ERROR_BYTES,
+    FirstLine,
     error_for_status,
+    get_capped,
     iter_lines,
     iter_sse,
     join_url,
     load_json_object,
+    looks_like_html,
     make_client,
+    not_the_protocol,
+    noting_first,
     quote_server,
     read_capped,
     read_error_text,
@@ -48,6 +55,8 @@ if TYPE_CHECKING:
     from tui.config import BackendConfig
     from tui.models import ConfidenceSource, Taxonomy, Ticket
 
+EXPECTED = "a llama.cpp server reply"
+"""How errors name what a 200 should have carried (an HTML page is not it)."""
 N_PREDICT = 200
 """Most tokens generated; an answer takes about 20."""
 N_PROBS = 5
@@ -91,14 +100,22 @@ class Completion:
     probs_source: ConfidenceSource | None = None
 
     def take_final(self, data: dict[str, Any]) -> None:
-        """Read usage and timings from the last (or only) object of a completion."""
+        """Read usage and timings from the last (or only) object of a completion.
+
+        Raises:
+            BadResponse: A count or timing out of bounds (`backends.numbers`), naming it.
+        """
         found = data.get("timings")
         timings: dict[str, Any] = found if isinstance(found, dict) else {}
-        self.input_tokens = _int(data.get("tokens_evaluated")) or _int(timings.get("prompt_n"))
-        self.output_tokens = _int(data.get("tokens_predicted")) or _int(timings.get("predicted_n"))
-        self.cached_tokens = _int(timings.get("cache_n"))
-        self.prompt_ms = _float(timings.get("prompt_ms"))
-        self.gen_ms = _float(timings.get("predicted_ms"))
+        self.input_tokens = numbers.count(
+            data.get("tokens_evaluated"), "tokens_evaluated"
+        ) or numbers.count(timings.get("prompt_n"), "timings.prompt_n")
+        self.output_tokens = numbers.count(
+            data.get("tokens_predicted"), "tokens_predicted"
+        ) or numbers.count(timings.get("predicted_n"), "timings.predicted_n")
+        self.cached_tokens = numbers.count(timings.get("cache_n"), "timings.cache_n")
+        self.prompt_ms = numbers.duration(timings.get("prompt_ms"), "timings.prompt_ms")
+        self.gen_ms = numbers.duration(timings.get("predicted_ms"), "timings.predicted_ms")
         if isinstance(data.get("model"), str):
             self.model = data["model"]
 
@@ -115,14 +132,16 @@ class Completion:
                     self.probs_source = self.probs_source or source
 
 
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def _float(value: Any) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
     return None
+
+
+def _probability(value: Any) -> float | None:
+    """A probability within [0, 1], else unusable (None)."""
+    number = _float(value)
+    return number if number is not None and 0.0 <= number <= 1.0 else None
 
 
 def _sampled_probability(entry: dict[str, Any]) -> tuple[str, float, ConfidenceSource] | None:
@@ -136,13 +155,14 @@ def _sampled_probability(entry: dict[str, Any]) -> tuple[str, float, ConfidenceS
         return None
     logprob = _float(entry.get("logprob"))
     if logprob is not None:
-        return token, math.exp(logprob), "logprob"
-    prob = _float(entry.get("prob"))
+        return token, math.exp(min(logprob, 0.0)), "logprob"
+    prob = _probability(entry.get("prob"))
     if prob is not None:
         return token, prob, "probability"
-    for candidate in entry.get("probs") or ():
+    candidates = entry.get("probs")
+    for candidate in candidates if isinstance(candidates, list) else ():
         if isinstance(candidate, dict) and candidate.get("tok_str") == token:
-            prob = _float(candidate.get("prob"))
+            prob = _probability(candidate.get("prob"))
             if prob is not None:
                 return token, prob, "probability"
     return None
@@ -281,9 +301,13 @@ class LlamaCppServerBackend:
                     raise error_for_status(
                         response.status_code, said, response.headers, key=key, model=None
                     )
+                if "html" in response.headers.get("content-type", "").lower():
+                    raise not_the_protocol(await read_error_text(response), EXPECTED, key)
                 if self.config.stream:
                     return await self._read_stream(response, watch, key)
-                payload = load_json_object(await read_capped(response), "completion")
+                payload = load_json_object(
+                    await read_capped(response), "completion", expected=EXPECTED, key=key
+                )
                 watch.mark_first()
                 return self._read_payload(payload)
         except BackendError:
@@ -310,7 +334,10 @@ class LlamaCppServerBackend:
         """Server-sent events: `data: {content, completion_probabilities}` then `stop: true`."""
         completion = Completion()
         pieces: list[str] = []
-        async for event in iter_sse(iter_lines(response)):
+        first = FirstLine()
+        seen = False
+        async for event in iter_sse(noting_first(iter_lines(response), first)):
+            seen = True
             chunk = load_json_object(event.data.encode(), "stream event")
             if "error" in chunk:
                 error = chunk["error"]
@@ -328,6 +355,8 @@ class LlamaCppServerBackend:
                 completion.take_final(chunk)
                 completion.text = "".join(pieces)
                 return completion
+        if not seen and first.text is not None and looks_like_html(first.text):
+            raise not_the_protocol(first.text, EXPECTED, key)
         raise BadResponse("the stream ended without its final 'stop' event")
 
     async def check(self) -> Health:
@@ -335,17 +364,24 @@ class LlamaCppServerBackend:
         key = api_key(self.config)
         url = join_url(self.base_url, "health")
         try:
-            async with asyncio.timeout(self.config.timeout_s):
-                response = await self._client_now().get(url, headers=self._headers(key))
+            reply = await get_capped(
+                self._client_now(),
+                url,
+                headers=self._headers(key),
+                timeout_s=self.config.timeout_s,
+                limit=MAX_ERROR_BYTES,  # only the status counts; the text is quoted, shortened
+            )
         except httpx.HTTPError as exc:
             error = transport_error(exc, key)
             return Health(False, f"{error.error_class}: {error}")
         except TimeoutError:
             return Health(False, f"Timeout: no answer from {url} in {self.config.timeout_s:g} s")
-        said = quote_server(server_message(response.text), key)
-        if response.status_code == 200:
+        except BackendError as error:
+            return Health(False, f"{error.error_class}: {quote_server(str(error), key)}")
+        said = quote_server(server_message(reply.text), key)
+        if reply.status == 200:
             return Health(True, f"{self.base_url} is up ({said or 'ok'})")
-        return Health(False, f"{self.base_url}/health answered HTTP {response.status_code}: {said}")
+        return Health(False, f"{self.base_url}/health answered HTTP {reply.status}: {said}")
 
     async def aclose(self) -> None:
         """Close the HTTP client; a later route opens a new one."""

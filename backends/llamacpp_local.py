@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from backends import numbers
 from backends.base import (
     BackendError,
     BackendUnavailable,
@@ -314,13 +315,14 @@ def _read_result(result: Any, perf: tuple[float | None, float | None]) -> _Gener
         text = result["choices"][0]["message"]["content"]
     except (KeyError, IndexError, TypeError):
         raise BadResponse(f"unexpected completion shape: {json.dumps(result)[:120]}") from None
-    usage = result.get("usage") or {}
+    found = result.get("usage")
+    usage: dict[str, Any] = found if isinstance(found, dict) else {}
     return _Generation(
         text=text if isinstance(text, str) else "",
-        input_tokens=usage.get("prompt_tokens"),
-        output_tokens=usage.get("completion_tokens"),
-        prompt_ms=perf[0],
-        gen_ms=perf[1],
+        input_tokens=numbers.count(usage.get("prompt_tokens"), "usage.prompt_tokens"),
+        output_tokens=numbers.count(usage.get("completion_tokens"), "usage.completion_tokens"),
+        prompt_ms=numbers.duration(perf[0], "llama_perf_context.t_p_eval_ms"),
+        gen_ms=numbers.duration(perf[1], "llama_perf_context.t_eval_ms"),
     )
 
 

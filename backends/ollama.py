@@ -15,6 +15,7 @@ import httpx
 import ollama
 from pydantic import ValidationError
 
+from backends import numbers
 from backends.base import (
     AuthenticationFailed,
     BackendError,
@@ -29,7 +30,7 @@ from backends.base import (
     Stopwatch,
     Timeout,
 )
-from backends.http_common import MAX_RESPONSE_BYTES
+from backends.http_common import MAX_RESPONSE_BYTES, get_capped, quote_server, server_message
 from backends.prompt import answer_schema, build_prompt, parse_answer, repair_message
 from backends.retry import BASE_DELAY_S, with_retries
 
@@ -43,9 +44,13 @@ MAX_ANSWER_TOKENS = 200
 """An answer is one short JSON object; the cap stops a rambling model early."""
 
 
-def ns_to_ms(value: int | None) -> float | None:
-    """Ollama durations are nanoseconds; everything stored is milliseconds."""
-    return None if value is None else value / 1_000_000
+def ns_to_ms(value: int | None, field: str = "duration") -> float | None:
+    """Ollama durations are nanoseconds; everything stored is milliseconds.
+
+    Raises:
+        BadResponse: Negative, or longer than a day (`backends.numbers`), naming `field`.
+    """
+    return numbers.duration(value, field, per_ms=numbers.NS_PER_MS)
 
 
 def _add(total: float | int | None, value: float | int | None) -> Any:
@@ -203,13 +208,14 @@ class OllamaBackend:
         return self._call_from("".join(pieces), final)
 
     def _call_from(self, text: str, response: ollama.ChatResponse) -> _Call:
+        """Counts and timings of the final message, each validated (`backends.numbers`)."""
         return _Call(
             text=text,
-            input_tokens=response.prompt_eval_count,
-            output_tokens=response.eval_count,
-            load_ms=ns_to_ms(response.load_duration),
-            prompt_ms=ns_to_ms(response.prompt_eval_duration),
-            gen_ms=ns_to_ms(response.eval_duration),
+            input_tokens=numbers.count(response.prompt_eval_count, "prompt_eval_count"),
+            output_tokens=numbers.count(response.eval_count, "eval_count"),
+            load_ms=ns_to_ms(response.load_duration, "load_duration"),
+            prompt_ms=ns_to_ms(response.prompt_eval_duration, "prompt_eval_duration"),
+            gen_ms=ns_to_ms(response.eval_duration, "eval_duration"),
         )
 
     def _map_error(self, exc: BaseException) -> BackendError:
@@ -220,6 +226,8 @@ class OllamaBackend:
             return Timeout(f"no answer from {self.host} within {self.config.timeout_s:g} s")
         if isinstance(exc, ConnectionError | httpx.TransportError):
             return ConnectionFailed(f"cannot reach Ollama at {self.host}: {type(exc).__name__}")
+        if isinstance(exc, json.JSONDecodeError) and exc.doc.lstrip().startswith("<"):
+            return BadResponse("not an Ollama reply (HTML): is the host an Ollama server?")
         if isinstance(exc, json.JSONDecodeError | ValidationError | ValueError | KeyError):
             return BadResponse(f"Ollama sent a malformed response: {str(exc)[:120]}")
         if isinstance(exc, httpx.HTTPError):
@@ -247,16 +255,40 @@ class OllamaBackend:
     async def check(self) -> Health:
         """Reachable, and the model pulled (`GET /api/tags`), without loading the model."""
         try:
-            async with asyncio.timeout(self.config.timeout_s):
-                listing = await self._get_client().list()
+            listing = await self._list_models()
         except Exception as exc:
-            error = self._map_error(exc)
+            error = exc if isinstance(exc, BackendError) else self._map_error(exc)
             return Health(False, f"{error.error_class}: {error}")
+        if listing is None:
+            return Health(True, f"{self.host} is up; its model list is over the 1 MB cap, not read")
         names = {entry.model for entry in listing.models if entry.model}
         wanted = self.config.model or ""
         if wanted in names or (":" not in wanted and f"{wanted}:latest" in names):
             return Health(True, f"{self.host} has {wanted}")
         return Health(False, f"{self.host} is up but has no {wanted!r}: run `ollama pull {wanted}`")
+
+    async def _list_models(self) -> ollama.ListResponse | None:
+        """`GET /api/tags` within the timeout, read through the 1 MB cap (None: over it).
+
+        The client's own `list()` reads and inflates the whole body: a gzip bomb or a 300 MB
+        list took gigabytes. Its httpx client (host, headers) is reused for the capped read.
+
+        Raises:
+            BackendError: The server's answer is an HTTP error or not a model list.
+            Exception: Transport failures and timeouts, for `_map_error`.
+        """
+        client = self._get_client()
+        inner = getattr(client, "_client", None)
+        if not isinstance(inner, httpx.AsyncClient):  # another client version: its own read
+            async with asyncio.timeout(self.config.timeout_s):
+                return await client.list()
+        reply = await get_capped(inner, "/api/tags", timeout_s=self.config.timeout_s)
+        if reply.status != 200:
+            said = quote_server(server_message(reply.text), None)
+            raise self._map_response_error(ollama.ResponseError(said, reply.status))
+        if not reply.complete:
+            return None
+        return ollama.ListResponse.model_validate_json(reply.body)
 
     async def aclose(self) -> None:
         """Close the HTTP client; a later route opens a new one."""

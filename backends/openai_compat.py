@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
-from backends import retry
+from backends import numbers, retry
 from backends.base import (
     AuthenticationFailed,
     BackendError,
@@ -25,15 +25,22 @@ from backends.base import (
     RouteResult,
     ServerError,
     Stopwatch,
+    Timeout,
 )
 from backends.http_common import (
+    CappedReply,
+    FirstLine,
     error_for_status,
+    get_capped,
     iter_lines,
     iter_sse,
     join_url,
     load_json_object,
+    looks_like_html,
     make_client,
     mentions,
+    not_the_protocol,
+    noting_first,
     quote_server,
     read_capped,
     read_error_text,
@@ -52,12 +59,19 @@ if TYPE_CHECKING:
 
 FormatMode = Literal["json_schema", "json_object", "none"]
 
+EXPECTED = "an OpenAI-compatible reply"
+"""How errors name what a 200 should have carried (an HTML login page is not it)."""
+MAX_LIST_TEXT = "1 MB"
+"""The health check reads /models up to `http_common.MAX_RESPONSE_BYTES`, as routing does."""
 MAX_TOKENS = 200
 """A label and a confidence take ~20 tokens; the cap bounds cost and time of a runaway answer."""
 
 FORMAT_REJECTION = ("response_format", "json_schema", "input should be 'text' or 'json_object'")
 """Phrases with which servers refuse a structured-output mode (llama-cpp-python says the last,
 with HTTP 500)."""
+
+LOGPROB_SLACK = 1e-6
+"""Logprobs a hair above 0 are rounding; anything larger is not a log-probability."""
 
 _NEXT_FORMAT: dict[FormatMode, FormatMode] = {"json_schema": "json_object", "json_object": "none"}
 _LABEL_VALUE = re.compile(r'"label"\s*:\s*"((?:[^"\\]|\\.)*)"')
@@ -77,13 +91,10 @@ class Completion:
     gen_ms: float | None = None
 
 
-def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _float_or_none(value: Any) -> float | None:
+def _logprob_or_none(value: Any) -> float | None:
+    """A token's logprob: finite and at most 0 (a probability ≤ 1), else unusable (None)."""
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
+        return min(float(value), 0.0) if value <= LOGPROB_SLACK else None
     return None
 
 
@@ -115,7 +126,7 @@ def label_logprob_confidence(tokens: list[tuple[str, float]]) -> float | None:
         position = token_end
     if not covered or not math.isfinite(total):
         return None
-    return min(max(math.exp(total), 0.0), 1.0)
+    return min(max(math.exp(min(total, 0.0)), 0.0), 1.0)
 
 
 class OpenAIBackend:
@@ -297,12 +308,18 @@ class OpenAIBackend:
         key: SecretStr | None,
         watch: Stopwatch,
     ) -> Completion:
+        """One request, bounded as a whole by `timeout_s`: httpx's timeout is per read, so a
+        server trickling a byte a second, or sending SSE keep-alive comments forever, held a
+        ticket for as long as it liked."""
         url = join_url(self.config.base_url or "", "chat/completions")
         body = self._body(messages, taxonomy)
         try:
-            async with self._client_now().stream(
-                "POST", url, json=body, headers=self._headers(key)
-            ) as response:
+            async with (
+                asyncio.timeout(self.config.timeout_s),
+                self._client_now().stream(
+                    "POST", url, json=body, headers=self._headers(key)
+                ) as response,
+            ):
                 if response.status_code != 200:
                     text = await read_error_text(response)
                     self._raise_if_refused(response.status_code, text)
@@ -313,12 +330,19 @@ class OpenAIBackend:
                         key=key,
                         model=self.config.model,
                     )
-                if self.config.stream and "json" not in response.headers.get("content-type", ""):
+                content_type = response.headers.get("content-type", "").lower()
+                if "html" in content_type:
+                    raise not_the_protocol(await read_error_text(response), EXPECTED, key)
+                if self.config.stream and "json" not in content_type:
                     return await self._read_stream(response, key, watch)
-                payload = load_json_object(await read_capped(response))
+                payload = load_json_object(await read_capped(response), expected=EXPECTED, key=key)
                 return self._read_message(payload, key)
         except httpx.HTTPError as exc:
             raise transport_error(exc, key) from None
+        except TimeoutError:
+            raise Timeout(
+                f"no complete answer within {self.config.timeout_s:g} s (timeout_s)"
+            ) from None
 
     def _raise_if_refused(self, status: int, text: str) -> None:
         """Recognise a server refusing a feature we may drop, rather than the request itself."""
@@ -355,8 +379,11 @@ class OpenAIBackend:
         parts: list[str] = []
         completion = Completion(content="")
         saw_choices = False
+        saw_event = False
         done = False
-        async for event in iter_sse(iter_lines(response)):
+        first = FirstLine()
+        async for event in iter_sse(noting_first(iter_lines(response), first)):
+            saw_event = True
             if event.data.strip() == "[DONE]":
                 done = True
                 break
@@ -384,6 +411,8 @@ class OpenAIBackend:
             _take_usage(chunk.get("usage"), completion)
             _take_timings(chunk.get("timings"), completion)
         if not done:
+            if not saw_event and first.text is not None and looks_like_html(first.text):
+                raise not_the_protocol(first.text, EXPECTED, key)
             raise BadResponse(
                 "truncated stream: it ended without [DONE]", raw_output="".join(parts)
             )
@@ -402,12 +431,18 @@ class OpenAIBackend:
             return Health(False, str(err))
         url = join_url(self.config.base_url or "", "models")
         try:
-            response = await self._client_now().get(url, headers=self._headers(key))
+            reply = await get_capped(
+                self._client_now(), url, headers=self._headers(key), timeout_s=self.config.timeout_s
+            )
         except httpx.HTTPError as exc:
             return Health(False, _health_transport(exc, key))
+        except TimeoutError:
+            return Health(
+                False, f"timed out (no complete answer within {self.config.timeout_s:g} s)"
+            )
         except Exception as exc:  # check() must answer, whatever the URL or server did
             return Health(False, quote_server(f"{type(exc).__name__}: {exc}", key))
-        return _health_from_models(response, self.model, key)
+        return _health_from_models(reply, self.model, key)
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -432,26 +467,41 @@ def _take_logprobs(logprobs: Any, completion: Completion) -> None:
         return
     for item in logprobs.get("content") or []:
         if isinstance(item, dict) and isinstance(item.get("token"), str):
-            value = _float_or_none(item.get("logprob"))
+            value = _logprob_or_none(item.get("logprob"))
             if value is not None:
                 completion.token_logprobs.append((item["token"], value))
 
 
 def _take_usage(usage: Any, completion: Completion) -> None:
+    """Token counts, each validated (`backends.numbers`): a bad one fails the ticket.
+
+    Raises:
+        BadResponse: A count that is not a whole number within 0..10**9, naming its field.
+    """
     if not isinstance(usage, dict):
         return
-    completion.input_tokens = _int_or_none(usage.get("prompt_tokens"))
-    completion.output_tokens = _int_or_none(usage.get("completion_tokens"))
+    completion.input_tokens = numbers.count(usage.get("prompt_tokens"), "usage.prompt_tokens")
+    completion.output_tokens = numbers.count(
+        usage.get("completion_tokens"), "usage.completion_tokens"
+    )
     details = usage.get("prompt_tokens_details")
-    cached = _int_or_none(details.get("cached_tokens")) if isinstance(details, dict) else None
+    cached = (
+        numbers.count(details.get("cached_tokens"), "usage.prompt_tokens_details.cached_tokens")
+        if isinstance(details, dict)
+        else None
+    )
     completion.cached_tokens = cached if cached is not None else 0
 
 
 def _take_timings(timings: Any, completion: Completion) -> None:
-    """llama.cpp's server adds `timings` (prompt_ms, predicted_ms) to OpenAI-style replies."""
+    """llama.cpp's server adds `timings` (prompt_ms, predicted_ms) to OpenAI-style replies.
+
+    Raises:
+        BadResponse: A timing that is not a finite duration within a day, naming its field.
+    """
     if isinstance(timings, dict):
-        completion.prompt_ms = _float_or_none(timings.get("prompt_ms"))
-        completion.gen_ms = _float_or_none(timings.get("predicted_ms"))
+        completion.prompt_ms = numbers.duration(timings.get("prompt_ms"), "timings.prompt_ms")
+        completion.gen_ms = numbers.duration(timings.get("predicted_ms"), "timings.predicted_ms")
 
 
 def _health_transport(exc: httpx.HTTPError, key: SecretStr | None) -> str:
@@ -462,21 +512,34 @@ def _health_transport(exc: httpx.HTTPError, key: SecretStr | None) -> str:
     return str(transport_error(exc, key))
 
 
-def _health_from_models(response: httpx.Response, model: str, key: SecretStr | None) -> Health:
-    status = response.status_code
+def _health_from_models(reply: CappedReply, model: str, key: SecretStr | None) -> Health:
+    status = reply.status
     if status in (401, 403):
         return Health(False, f"key rejected (HTTP {status})")
     if status in (404, 405, 501):
         return Health(True, "reachable (the server lists no models)")
     if status != 200:
-        error = error_for_status(status, response.text[:4000], response.headers, key=key)
+        error = error_for_status(status, reply.text[:4000], reply.headers, key=key)
         return Health(False, str(error))
+    if not reply.complete:
+        return Health(
+            True,
+            f"reachable; the model list is over the {MAX_LIST_TEXT} cap, {model} not looked up",
+        )
     try:
-        data = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        data = json.loads(reply.body)
+    except (ValueError, RecursionError):
+        if looks_like_html(reply.body):
+            return Health(
+                False, f"reachable, but /models is {not_the_protocol(reply.body, EXPECTED, key)}"
+            )
         return Health(False, "reachable, but /models did not answer JSON")
     items = data.get("data") if isinstance(data, dict) else None
-    ids = [item.get("id") for item in items or [] if isinstance(item, dict)]
+    ids = [
+        item.get("id")
+        for item in (items if isinstance(items, list) else [])
+        if isinstance(item, dict)
+    ]
     if not ids:
         return Health(True, "reachable (empty model list)")
     if model in ids:

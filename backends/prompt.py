@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from backends.base import BadResponse, InvalidConfidence, LabelNotInTaxonomy
+from backends.numbers import shown
 
 if TYPE_CHECKING:
     from tui.models import Taxonomy, Ticket
@@ -44,12 +45,18 @@ the list."""
 
 TRUNCATION_MARKER = "\n[... {omitted} characters omitted ...]\n"
 
-# Fence look-alikes a model may read as the real tags: spaces anywhere, any case, and the
-# fullwidth / small-form brackets, slash and letters that NFKC folds to ASCII.
-_LT, _GT, _SLASH = "[<\uff1c\ufe64]", "[>\uff1e\ufe65]", "[/\uff0f]"
-_TICKET = "[t\uff54][i\uff49][c\uff43][k\uff4b][e\uff45][t\uff54]"
-_FENCE_CLOSE = re.compile(rf"{_LT}\s*{_SLASH}\s*{_TICKET}\s*{_GT}", re.IGNORECASE)
-_FENCE_OPEN = re.compile(rf"{_LT}\s*{_TICKET}\s*{_GT}", re.IGNORECASE)
+# Fence look-alikes a model may read as the real tags: spaces and invisible characters
+# anywhere, any case, the fullwidth / small-form brackets, slash and letters that NFKC folds
+# to ASCII, and whatever follows the name: `</ticket foo>`, `<ticket id=2>`, `</ticket` with
+# no bracket at all. A tag is recognised by its start, `<`, an optional `/` and the name
+# `ticket` ending at a non-letter, so no attribute text has to be scanned (linear time on a
+# 100k-character ticket) and no trailing text can make a tag escape.
+_LT, _SLASH = "[<\uff1c\ufe64]", "[/\uff0f]"
+_INVISIBLE = "[\\s\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]*"
+_TICKET = _INVISIBLE.join(f"[{c}{chr(ord(c) + 0xFEE0)}]" for c in "ticket")
+_FENCE_TAG = re.compile(
+    rf"{_LT}{_INVISIBLE}(?:{_SLASH}{_INVISIBLE})?{_TICKET}(?!\w)", re.IGNORECASE
+)
 _CODE_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 
 
@@ -84,8 +91,7 @@ def fence(text: str, max_chars: int) -> str:
 
     The head and the tail are kept: greetings sit at the start, the question often at the end.
     """
-    text = _FENCE_CLOSE.sub(_break_tag, text)
-    text = _FENCE_OPEN.sub(_break_tag, text)
+    text = _FENCE_TAG.sub(_break_tag, text)
     if len(text) <= max_chars:
         return text
     head = int(max_chars * 0.75)
@@ -95,9 +101,9 @@ def fence(text: str, max_chars: int) -> str:
 
 
 def _break_tag(match: re.Match[str]) -> str:
-    """A zero-width space before the closing bracket: the tag reads the same, parses as text."""
-    tag = match.group(0)
-    return tag[:-1] + "\u200b" + tag[-1]
+    """A zero-width space right after the tag's name: `</ticket>` becomes `</ticket\u200b>`,
+    `<ticket id=2>` becomes `<ticket\u200b id=2>`; the tag reads the same, parses as text."""
+    return match.group(0) + "\u200b"
 
 
 def prompt_version(taxonomy: Taxonomy) -> str:
@@ -155,11 +161,11 @@ def check_confidence(value: Any) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidConfidence(f"confidence is not a number: {str(value)[:40]!r}")
-    number = float(value)
-    if not math.isfinite(number) or not 0.0 <= number <= 1.0:
-        raise InvalidConfidence(f"confidence {number!r} is outside [0, 1]")
-    return number
+        raise InvalidConfidence(f"confidence is not a number: {shown(value)}")
+    if isinstance(value, float) and not math.isfinite(value) or not 0 <= value <= 1:
+        # compared before float(): a 400-digit integer would overflow the conversion
+        raise InvalidConfidence(f"confidence {shown(value)} is outside [0, 1]")
+    return float(value)
 
 
 def parse_answer(raw: str, taxonomy: Taxonomy) -> Answer:
@@ -176,7 +182,7 @@ def parse_answer(raw: str, taxonomy: Taxonomy) -> Answer:
         text = fenced.group(1)
     try:
         data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # ValueError: JSONDecodeError, or an int over 4,300 digits
         raise BadResponse(f"answer is not valid JSON: {raw[:80]!r}", raw_output=raw) from None
     if not isinstance(data, dict):
         raise BadResponse("answer is JSON but not an object", raw_output=raw)

@@ -165,30 +165,39 @@ class SpecialistModel:
         return np.asarray(self.pipeline.predict_proba(list(texts)))
 
     def save(self, path: Path) -> None:
-        """Write atomically: a crash mid-save never leaves a half-written model in place."""
+        """Write atomically and privately (0600 files, 0700 new folders: a model holds
+        fragments of ticket text): a failed save leaves the old model and no temp file.
+
+        Raises:
+            OSError: The model could not be written; nothing new is left behind.
+        """
         import joblib
 
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from tui.safe_files import atomic_writer, make_tree_private, private_dir, write_private
+
+        private_dir(path.parent)
         artifacts = None
-        if hasattr(self.pipeline, "save_artifacts"):
-            # Kinds with files of their own (ONNX encoders) write a fresh folder beside the
-            # model; the joblib names it, so swapping the joblib swaps both at once.
-            artifacts = path.with_name(f"{path.stem}.artifacts-{time.time_ns():x}")
-            self.pipeline.save_artifacts(artifacts)
-        tmp = path.with_name(path.name + ".tmp")
-        payload = {"pipeline": self.pipeline, "info": asdict(self.info)}
-        if artifacts is not None:
-            payload["artifacts"] = artifacts.name
-        joblib.dump(payload, tmp, compress=3)
-        tmp.replace(path)
+        try:
+            if hasattr(self.pipeline, "save_artifacts"):
+                # Kinds with files of their own (ONNX encoders) write a fresh folder beside the
+                # model; the joblib names it, so swapping the joblib swaps both at once.
+                artifacts = private_dir(path.with_name(f"{path.stem}.artifacts-{time.time_ns():x}"))
+                self.pipeline.save_artifacts(artifacts)
+                make_tree_private(artifacts)
+            payload = {"pipeline": self.pipeline, "info": asdict(self.info)}
+            if artifacts is not None:
+                payload["artifacts"] = artifacts.name
+            with atomic_writer(path) as pending:
+                joblib.dump(payload, pending.file, compress=3)
+        except BaseException:
+            if artifacts is not None:
+                shutil.rmtree(artifacts, ignore_errors=True)
+            raise
         if artifacts is not None:
             for old in path.parent.glob(f"{path.stem}.artifacts-*"):
                 if old != artifacts and old.is_dir():
                     shutil.rmtree(old, ignore_errors=True)
-        info_path = path.with_suffix(".json")
-        info_tmp = info_path.with_name(info_path.name + ".tmp")
-        info_tmp.write_text(json.dumps(asdict(self.info), indent=2))
-        info_tmp.replace(info_path)
+        write_private(path.with_suffix(".json"), json.dumps(asdict(self.info), indent=2))
 
     @classmethod
     def load(cls, path: Path) -> SpecialistModel:

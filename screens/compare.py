@@ -17,6 +17,7 @@ from textual.widgets import DataTable, Label
 
 from screens import format as fmt
 from screens.messages import CompareAnswered
+from screens.routing_actions import wait_notifier
 from tui.models import Decision, Ticket
 from tui.routing import Router
 from tui.store import Store
@@ -80,7 +81,12 @@ class CompareModal(ModalScreen[bool]):
 
     @work(group="routing", exit_on_error=False)
     async def compare(self) -> None:
+        """Route on every backend at once. Each backend's `timeout_s` bounds each of its
+        attempts (a trickling server once kept this screen spinning forever), so every row
+        ends as an answer or an error, and retry waits are shown as notifications."""
         names = list(self.router.settings.backends)
+        if self.router.on_wait is None:
+            self.router.on_wait = wait_notifier(self.app.notify)
 
         async def one(name: str) -> Decision:
             decision = await self.router.route_one(
@@ -92,7 +98,13 @@ class CompareModal(ModalScreen[bool]):
         decisions = await asyncio.gather(*(one(name) for name in names))
         active = self.router.active
         ordered = sorted(decisions, key=lambda d: (d.backend == active, d.ok))
-        await asyncio.to_thread(self.store.record_decisions, ordered)
+        try:
+            await asyncio.to_thread(self.store.record_decisions, ordered)
+        except Exception as exc:  # the answers stay on screen; say why they were not kept
+            self.query_one("#compare-help", Label).update(
+                Content(f"Not stored ({type(exc).__name__}: {exc}); escape to close")
+            )
+            return
         self.stored = True
         self.post_message(CompareAnswered(decisions[0]))
 

@@ -1,8 +1,12 @@
-"""Number formatting shared by the screens, so a cost reads the same everywhere."""
+"""Formatting shared by the screens, so a cost reads the same everywhere and user text is
+always shown as plain text."""
 
 from __future__ import annotations
 
 from datetime import datetime
+
+from textual.content import Content
+from textual.fuzzy import Matcher
 
 
 def usd(value: float | None) -> str:
@@ -52,3 +56,16 @@ def tokens(inp: int | None, out: int | None, estimated: bool = False) -> str:
         return "–"
     mark = "~" if estimated else ""
     return f"{mark}{count(inp)} / {count(out)}"
+
+
+def highlight_plain(matcher: Matcher, candidate: str) -> Content:
+    """`Matcher.highlight` for user text: Textual's parses the candidate as markup, so a label
+    or backend name such as `a [/]` would crash the picker; this styles plain content."""
+    content = Content(candidate)
+    score, offsets = matcher.fuzzy_search.match(matcher.query, candidate)
+    if not score:
+        return content
+    for offset in offsets:
+        if not candidate[offset].isspace():
+            content = content.stylize(matcher.match_style, offset, offset + 1)
+    return content

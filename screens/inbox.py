@@ -267,9 +267,9 @@ class InboxScreen(LabelingActions, RoutingActions, Screen[None]):
     @on(TicketsImported)
     def tickets_imported(self, message: TicketsImported) -> None:
         if message.error:
-            self.notify(f"{message.path} rejected: {message.error}", severity="error")
+            self.notify(f"{message.path}: {message.error}", severity="error", markup=False)
         else:
-            self.notify(f"{message.path}: imported {message.inserted} tickets")
+            self.notify(f"{message.path}: imported {message.inserted} tickets", markup=False)
 
     @on(AutoRouteToggle.Toggled)
     async def auto_route_clicked(self) -> None:

@@ -13,6 +13,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList
 from textual.widgets.option_list import Option
 
+from screens.format import highlight_plain
+
 
 def ranked(query: str, choices: tuple[tuple[str, str], ...]) -> list[tuple[str, str, Content]]:
     """Choices matching `query`, best first; a name match beats a description match."""
@@ -22,7 +24,7 @@ def ranked(query: str, choices: tuple[tuple[str, str], ...]) -> list[tuple[str, 
     scored: list[tuple[float, str, str, Content]] = []
     for name, desc in choices:
         score = matcher.match(name)
-        prompt = matcher.highlight(name) if score else Content(name)
+        prompt = highlight_plain(matcher, name) if score else Content(name)
         if not score and desc:
             score = matcher.match(desc) * 0.5
         if score > 0:

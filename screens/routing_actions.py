@@ -2,7 +2,9 @@
 
 Runs go through `Router.run` with `backend=None`, so a hot swap applies from the next ticket
 dispatched while in-flight ones finish on the old backend. Decisions come back to the UI
-in batches at most ten times a second.
+in batches at most ten times a second. Every run claims its tickets (`RunClaims`), like a
+headless `route`: a ticket another run is routing, in this process or another, is skipped and
+said so, never routed twice at once.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from typing import TYPE_CHECKING
 
 from textual import work
 
+from backends.retry import RetryWait, WaitAnnouncer
 from screens.messages import RoutingFailed, RoutingFinished, TicketsRouted
 from tui.models import Decision, InboxRow, Ticket
-from tui.routing import Router, page_pending
+from tui.routing import Router, RunClaims, page_pending
 from tui.store import Cursor, Store
 
 if TYPE_CHECKING:
@@ -26,6 +29,26 @@ COALESCE_S = 0.1
 """Decisions are handed to the UI at most this often (10 Hz)."""
 MAX_CONCURRENCY = 256
 """Upper bound on tickets in flight in one batch, whatever the backends allow."""
+
+
+def wait_notifier(notify: Callable[..., None]) -> Callable[[str, RetryWait], None]:
+    """A `Router.on_wait` that shows retry waits as notifications: what the run waits for and
+    until when (a run rate-limited for an hour once sat at 0 with no word). One per backend
+    and reason every few seconds (`WaitAnnouncer`), so 32 workers make one toast."""
+    announcer = WaitAnnouncer()
+
+    def show(backend: str, wait: RetryWait) -> None:
+        line = announcer.line(backend, wait)
+        if line is not None:
+            notify(
+                line,
+                title="Rate limited" if wait.giving_up else "Waiting to retry",
+                severity="warning",
+                timeout=max(5.0, min(wait.delay_s, 30.0)),
+                markup=False,  # the backend name comes from the config: never markup
+            )
+
+    return show
 
 
 def batch_concurrency(router: Router) -> int:
@@ -57,6 +80,9 @@ class RoutingActions:
 
     def on_routing_finished(self: InboxScreen, message: RoutingFinished) -> None:
         summary = message.summary
+        skipped = summary.skipped_line
+        if skipped:
+            self.notify(skipped[0].upper() + skipped[1:], severity="warning")
         if summary.routed > 1 or summary.errors:
             failed = f", {summary.errors} failed" if summary.errors else ""
             tickets = "ticket" if summary.routed == 1 else "tickets"
@@ -90,9 +116,14 @@ class RoutingActions:
         return collect, flush
 
     async def _route(
-        self: InboxScreen, tickets: AsyncIterator[Ticket] | list[Ticket], run_id: str
+        self: InboxScreen,
+        tickets: AsyncIterator[Ticket] | list[Ticket],
+        run_id: str,
+        claims: RunClaims,
     ) -> None:
         collect, flush = self._collector()
+        if self.router.on_wait is None:
+            self.router.on_wait = wait_notifier(self.notify)
         try:
             summary = await self.router.run(
                 tickets,
@@ -100,6 +131,7 @@ class RoutingActions:
                 backend=None,
                 concurrency=batch_concurrency(self.router),
                 on_decision=collect,
+                claims=claims,
             )
         except Exception as exc:  # the store or the engine failed: report, keep the app up
             flush()
@@ -117,11 +149,17 @@ class RoutingActions:
 
     @work(group="routing", exit_on_error=False)
     async def route_ticket(self: InboxScreen, ticket_id: str) -> None:
-        ticket = await asyncio.to_thread(self.store.get_ticket, ticket_id)
-        if ticket is None:
+        run_id = self.new_run_id()
+        claims = RunClaims(self.store, run_id)
+        try:
+            taken = await claims.take([ticket_id])
+        except Exception as exc:  # the store failed: report, keep the app up
+            self.post_message(RoutingFailed(f"Routing stopped: {type(exc).__name__}: {exc}"))
+            return
+        if not taken and not claims.skipped:
             self.post_message(RoutingFailed(f"Ticket {ticket_id} is gone"))
             return
-        await self._route([ticket], self.new_run_id())
+        await self._route(taken, run_id, claims)  # an empty run still reports the skip
 
     def action_route_unrouted(self: InboxScreen, quiet: bool = False) -> None:
         if self.batch_running:
@@ -135,7 +173,9 @@ class RoutingActions:
     async def route_unrouted(self: InboxScreen) -> None:
         try:
             run_id = self.new_run_id()
-            await self._route(page_pending(self.store, run_id, unrouted_only=True), run_id)
+            claims = RunClaims(self.store, run_id)
+            tickets = page_pending(self.store, run_id, unrouted_only=True, claims=claims)
+            await self._route(tickets, run_id, claims)
         finally:
             self.batch_running = False
 
@@ -144,6 +184,9 @@ class RoutingActions:
 
     @work(group="routing", exit_on_error=False)
     async def retry_errors(self: InboxScreen) -> None:
+        run_id = self.new_run_id()
+        claims = RunClaims(self.store, run_id)
+
         async def failed() -> AsyncIterator[Ticket]:
             after: Cursor | None = None
             while True:
@@ -151,11 +194,10 @@ class RoutingActions:
                 if not rows:
                     return
                 after = Store.cursor_of(rows[-1])
-                ids = [r.ticket_id for r in rows]
-                for ticket in await asyncio.to_thread(self.store.get_tickets, ids):
+                for ticket in await claims.take([r.ticket_id for r in rows]):
                     yield ticket
 
-        await self._route(failed(), self.new_run_id())
+        await self._route(failed(), run_id, claims)
 
 
 def row_with_decision(row: InboxRow, decision: Decision) -> InboxRow:

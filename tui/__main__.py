@@ -47,16 +47,17 @@ class RichProgress:
             self._progress = None
 
 
-def _open_tui(args: Any, settings: Any, db_path: Any) -> int:
+def _open_tui(args: Any, settings: Any, db_path: Any, *, make_folder: bool = False) -> int:
     from tui.app import run_app
 
-    return run_app(settings, db_path, watch=args.watch)
+    return run_app(settings, db_path, watch=args.watch, make_folder=make_folder)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from tui import paths
     from tui.cli import build_parser, run_command
     from tui.config import ConfigError, load_settings
+    from tui.store import StoreError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -64,9 +65,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_command(args, progress=RichProgress)
     try:
         if args.command == "demo":
-            from tui.demo_build import build_demo, demo_paths
+            from tui.demo_build import DemoRefused, build_demo, demo_paths
 
-            target = demo_paths(args.db, args.config)
+            try:
+                target = demo_paths(args.db, args.config)  # only the demo's own files
+            except DemoRefused as exc:
+                print(f"triagedesk: error: {exc}", file=sys.stderr)
+                return 2
+            if args.db is None:  # the demo's database sits in our own data dir: make it
+                from tui.safe_files import private_dir
+
+                private_dir(target.db.parent)
             bar = RichProgress()
             bar.start(None, "routing the demo inbox")
             try:
@@ -88,10 +97,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 return cmd_stats(ctx, args)
             return _open_tui(args, settings, target.db)
-        config_path = args.config or paths.default_config_path()
-        settings = load_settings(config_path, required=args.config is not None)
-        return _open_tui(args, settings, args.db or paths.default_db_path())
-    except ConfigError as exc:
+        # A config the user named must exist; the TUI writes (labels, routes, --watch
+        # imports), so it may create the database: in our own default data dir (made
+        # 0700), or in a folder that already exists for a path the user named.
+        config = paths.choose_config_path(args.config)
+        settings = load_settings(config.path, required=config.explicit, origin=config.origin)
+        db = paths.choose_db_path(args.db)
+        return _open_tui(args, settings, db.path, make_folder=not db.explicit)
+    except (ConfigError, StoreError) as exc:
         print(f"triagedesk: error: {exc}", file=sys.stderr)
         return 2
 

@@ -7,8 +7,10 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.screen import Screen
 
@@ -18,7 +20,7 @@ from screens.messages import BackendSwapped
 from tui.config import ConfigError, Settings
 from tui.models import Taxonomy
 from tui.routing import NoTaxonomy, Router, resolve_taxonomy
-from tui.store import Store, StoreError
+from tui.store import Store, StoreError, describe_unusable_labels
 
 
 class TriageApp(App[int]):
@@ -59,9 +61,34 @@ class TriageApp(App[int]):
                 severity="warning",
                 timeout=10,
             )
+        self._warn_unusable_labels()
+
+    @work(thread=True, exit_on_error=False)
+    def _warn_unusable_labels(self) -> None:
+        """Say which labels an older version stored that today's rules skip (the headless
+        commands print the same line), so the agent can relabel those tickets."""
+        found = self.store.unusable_labels()
+        if found:
+            self.call_from_thread(
+                self.notify, describe_unusable_labels(found), severity="warning", timeout=15
+            )
 
     async def on_unmount(self) -> None:
         await self.router.aclose()
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Every toast is plain text, whatever the caller asks: toasts carry file names, CSV
+        headers, labels and server replies, and `[/]` in any of them would crash the app."""
+        del markup
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -97,13 +124,19 @@ def make_app(
     return TriageApp(settings, store, router, watch=watch)
 
 
-def run_app(settings: Settings, db_path: Path, watch: Path | None = None) -> int:
-    """Open the TUI on a database; returns the process exit code."""
+def run_app(
+    settings: Settings, db_path: Path, watch: Path | None = None, *, make_folder: bool = False
+) -> int:
+    """Open the TUI on a database; returns the process exit code.
+
+    The database is created when missing (the app writes labels, decisions and imports),
+    but its folder only with `make_folder` (our own default data dir): a folder the user
+    named must exist. A database that cannot be opened is bad input: exit status 2."""
     try:
-        store = Store(db_path)
+        store = Store(db_path, create=True, make_folder=make_folder)
     except StoreError as exc:
         print(f"triagedesk: error: {exc}", file=sys.stderr)
-        return 1
+        return 2
     if watch is not None and not Path(watch).is_dir():
         print(f"triagedesk: error: --watch {watch}: not a folder", file=sys.stderr)
         store.close()

@@ -10,16 +10,35 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TextIO
 
 from tui import paths
+from tui.claims import claim_lease_s
 from tui.config import ConfigError, Settings, load_settings
-from tui.routing import NoTaxonomy, Router, RunSummary, page_pending, resolve_taxonomy
-from tui.store import Store, StoreError
+from tui.routing import (
+    MAX_CONCURRENCY,
+    NoTaxonomy,
+    Router,
+    RunClaims,
+    RunSummary,
+    page_pending,
+    resolve_taxonomy,
+)
+from tui.store import (
+    ImportRejected,
+    Store,
+    StoreError,
+    describe_owner,
+    describe_unusable_labels,
+)
+
+if TYPE_CHECKING:
+    from tui.ingest import ParsedFile
 
 
 class BadInput(Exception):
@@ -53,13 +72,88 @@ class Context:
     out: TextIO
     err: TextIO
     progress: Callable[[], Progress]
+    db_origin: str | None = None
+    """Who named the database (`--db`, `TRIAGEDESK_DB`), or None for our default path."""
+    creates_db: bool = False
+    """The command writes, so it may create a missing database (`creates_database`)."""
 
     def store(self) -> Store:
-        return Store(self.db_path)
+        """The command's database. Only a command that writes creates a missing one, and
+        only in a folder that exists, except our own default data dir (made 0700)."""
+        try:
+            return Store(
+                self.db_path,
+                create=self.creates_db,
+                make_folder=self.creates_db and self.db_origin is None,
+            )
+        except StoreError as exc:
+            if self.db_origin == "TRIAGEDESK_DB":  # a stale variable is easy to miss
+                raise StoreError(f"{exc} (from TRIAGEDESK_DB)") from None
+            raise
+
+
+def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse `type`: a whole number from `low` (to `high`). Out of range is bad usage,
+    caught at parse time with one line naming the option (`--limit -1` used to mean "all
+    but the last ticket", `--limit 0` "no limit" in one place and "nothing" in another)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a whole number, got {text[:40]!r}"
+            ) from None
+        if value < low or (high is not None and value > high):
+            span = f"at least {low}" if high is None else f"from {low} to {high}"
+            raise argparse.ArgumentTypeError(f"must be {span}, got {value}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+def share(*, below_one: bool = False) -> Callable[[str], float]:
+    """An argparse `type`: a finite number within [0, 1] (or [0, 1) with `below_one`)."""
+    span = "[0, 1)" if below_one else "[0, 1]"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text[:40]!r}") from None
+        top_ok = value < 1.0 if below_one else value <= 1.0
+        if not (math.isfinite(value) and value >= 0.0 and top_ok):
+            raise argparse.ArgumentTypeError(f"must be within {span}, got {text[:40]!r}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def id_list(text: str) -> list[str]:
+    """`--ids`: comma-separated ticket ids, each stripped, repeats dropped (first order kept).
+    A list that names no id (`--ids ","`, `--ids ""`) is bad usage: it used to fall back to
+    routing every unrouted ticket."""
+    ids = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    if not ids:
+        raise argparse.ArgumentTypeError(f"expected comma-separated ticket ids, got {text!r}")
+    return ids
+
+
+id_list.__name__ = "ticket ids"
+
+
+class UsageParser(argparse.ArgumentParser):
+    """argparse, with bad usage as one line on stderr and exit status 2 (SPEC "Command line"):
+    the message names the option, and points at `--help` instead of printing the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = UsageParser(
         prog="triagedesk",
         description="Route support tickets through LLM APIs, local models or your own specialist.",
     )
@@ -71,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="build the offline demo inbox and open it")
     demo.add_argument("--fresh", action="store_true", help="rebuild the demo database")
     demo.add_argument("--no-tui", action="store_true", help="print the inbox instead")
-    demo.add_argument("--size", type=int, default=3000, help=argparse.SUPPRESS)
+    demo.add_argument(
+        "--size", type=whole_number(100, 1_000_000), default=3000, help=argparse.SUPPRESS
+    )
 
     imp = sub.add_parser("import", help="add tickets from JSONL, CSV, .eml or mbox files")
     imp.add_argument("files", nargs="+", type=Path, metavar="FILE")
@@ -82,9 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
     which = route.add_mutually_exclusive_group()
     which.add_argument("--unrouted", action="store_true", help="tickets never routed (default)")
     which.add_argument("--all", action="store_true", help="every ticket")
-    which.add_argument("--ids", help="comma-separated ticket ids")
-    route.add_argument("--concurrency", type=int, default=None)
-    route.add_argument("--limit", type=int, default=None)
+    which.add_argument("--ids", type=id_list, help="comma-separated ticket ids")
+    route.add_argument(
+        "--concurrency",
+        type=whole_number(1, MAX_CONCURRENCY),
+        default=None,
+        help=f"tickets in flight, 1 to {MAX_CONCURRENCY} (default: the backend's max_concurrency)",
+    )
+    route.add_argument("--limit", type=whole_number(1), default=None)
 
     label = sub.add_parser("label", help="record an agent's label")
     label.add_argument("ticket_id")
@@ -99,8 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="score a backend on a labelled file")
     ev.add_argument("--backend", required=True)
     ev.add_argument("--data", type=Path, required=True)
-    ev.add_argument("--limit", type=int)
-    ev.add_argument("--concurrency", type=int, default=None)
+    ev.add_argument("--limit", type=whole_number(1))
+    ev.add_argument(
+        "--concurrency",
+        type=whole_number(1, MAX_CONCURRENCY),
+        default=None,
+        help=f"tickets in flight, 1 to {MAX_CONCURRENCY} (default: the backend's max_concurrency)",
+    )
     ev.add_argument("--json", action="store_true")
     ev.add_argument("--store", action="store_true", help="also store the decisions")
     ev.add_argument("--curve", action="store_true", help="also the specialist's learning curve")
@@ -111,14 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--first", required=True, help="backend that answers first")
     tune.add_argument("--then", required=True, help="backend for low-confidence tickets")
     tune.add_argument("--data", type=Path, help="labelled JSONL/CSV instead of the database")
-    tune.add_argument("--target-accuracy", type=float, default=0.9)
+    tune.add_argument("--target-accuracy", type=share(), default=0.9)
     tune.add_argument("--write", action="store_true", help="save it in [backends.cascade]")
     tune.add_argument("--json", action="store_true")
 
     exp = sub.add_parser("export", help="write retraining data from agent labels")
     exp.add_argument("--format", choices=["openai", "hf", "csv"], required=True)
     exp.add_argument("--out", type=Path, required=True)
-    exp.add_argument("--val-fraction", type=float, default=0.2)
+    exp.add_argument("--val-fraction", type=share(below_one=True), default=0.2)
     exp.add_argument("--seed", type=int, default=13)
     exp.add_argument("--scrub-pii", action="store_true")
     exp.add_argument("--include-predictions", action="store_true", help=argparse.SUPPRESS)
@@ -132,18 +238,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def creates_database(args: argparse.Namespace) -> bool:
+    """Whether the command may create a missing database: only commands that store something
+    new without needing anything stored already.
+
+    - `import`, `eval --store`: yes, they bring their own tickets.
+    - `route`, `label`, `train`, `export`, `tune-cascade`, `stats`, `eval --curve`: no, they
+      read or change what is stored; on a missing database they say "no database at PATH"
+      (exit 2) instead of leaving an empty file (and folders) behind a typo.
+    - `backends`, and `train`/`tune-cascade`/`eval` with `--data`: never open the database.
+    """
+    if args.command == "import":
+        return True
+    return args.command == "eval" and bool(getattr(args, "store", False))
+
+
 def make_context(args: argparse.Namespace, out: TextIO, err: TextIO, progress: Any) -> Context:
-    config_path = args.config or paths.default_config_path()
-    settings = load_settings(config_path, required=args.config is not None)
-    db_path = args.db or paths.default_db_path()
-    return Context(settings, db_path, config_path, out, err, progress)
+    """Settings and paths for a command. A config the user named (`--config`,
+    `TRIAGEDESK_CONFIG`) must exist; only our own default may be absent."""
+    config = paths.choose_config_path(args.config)
+    settings = load_settings(config.path, required=config.explicit, origin=config.origin)
+    db = paths.choose_db_path(args.db)
+    return Context(
+        settings,
+        db.path,
+        config.path,
+        out,
+        err,
+        progress,
+        db_origin=db.origin,
+        creates_db=creates_database(args),
+    )
 
 
 def _print(ctx: Context, text: str = "") -> None:
     print(text, file=ctx.out)
 
 
+def _warn_unusable_labels(ctx: Context, store: Store) -> None:
+    """Say which stored labels are skipped (empty or with control characters, as older
+    versions wrote them): the command goes on without them instead of failing."""
+    found = store.unusable_labels()
+    if found:
+        print(f"triagedesk: warning: {describe_unusable_labels(found)}", file=ctx.err)
+
+
 def _ensure_labels_known(ctx: Context, store: Store) -> Any:
+    _warn_unusable_labels(ctx, store)
     try:
         return resolve_taxonomy(ctx.settings, store)
     except NoTaxonomy as exc:
@@ -162,20 +303,27 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
                 print(f"triagedesk: error: {exc}", file=ctx.err)
                 failed += 1
                 continue
-            if parsed.errors:
+            errors = parsed.errors
+            if not errors:
+                try:
+                    result = store.import_tickets(
+                        parsed.tickets, parsed.labels, source=str(path), lines=parsed.lines
+                    )
+                except ImportRejected as exc:  # ids imported before with other content
+                    errors = exc.errors
+            if errors:
                 failed += 1
-                shown = parsed.errors[:20]
+                shown = errors[:20]
                 for row in shown:
                     print(f"{path}:{row.line}: {row.reason}", file=ctx.err)
-                more = len(parsed.errors) - len(shown)
+                more = len(errors) - len(shown)
                 suffix = f" (and {more} more)" if more else ""
                 print(
-                    f"triagedesk: error: {path}: {len(parsed.errors)} bad rows{suffix};"
+                    f"triagedesk: error: {path}: {len(errors)} bad rows{suffix};"
                     " nothing imported from this file",
                     file=ctx.err,
                 )
                 continue
-            result = store.import_tickets(parsed.tickets, parsed.labels, source=str(path))
             _print(
                 ctx,
                 f"{path}: imported {result.inserted} tickets"
@@ -184,19 +332,41 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
     return 2 if failed else 0
 
 
+def wait_printer(ctx: Context) -> Callable[[str, Any], None]:
+    """A `Router.on_wait` that prints retry waits on stderr, one line per backend and reason
+    every few seconds (`backends.retry.WaitAnnouncer`), e.g. `gpt-4o-mini: rate limited
+    (HTTP 429), waiting 20 s until 22:41:07 UTC (retry 2 of 3)`: a run held by a rate limit
+    once showed a progress bar at 0 for hours with no word."""
+    from backends.retry import WaitAnnouncer
+
+    announcer = WaitAnnouncer()
+
+    def show(backend: str, wait: Any) -> None:
+        line = announcer.line(backend, wait)
+        if line is not None:
+            # the progress bar redirects sys.stderr while it draws: print above it
+            stream = sys.stderr if ctx.err is sys.__stderr__ else ctx.err
+            print(line, file=stream, flush=True)
+
+    return show
+
+
 async def _route(ctx: Context, args: argparse.Namespace, store: Store) -> RunSummary:
     taxonomy = _ensure_labels_known(ctx, store)
     router = Router(ctx.settings, taxonomy, store)
+    router.on_wait = wait_printer(ctx)
     backend = args.backend or ctx.settings.routing.backend
     config = ctx.settings.backend(backend)
     concurrency = args.concurrency or config.max_concurrency
-    ids = [i.strip() for i in args.ids.split(",") if i.strip()] if args.ids else None
+    ids: list[str] | None = args.ids  # parsed by `id_list`: never empty, no repeats
     if ids is not None:
         missing = [i for i in ids if store.get_ticket(i) is None]
         if missing:
             raise BadInput(f"--ids: no ticket with id {missing[0]!r}")
-    selection = "all" if args.all else ("ids:" + ",".join(ids) if ids else "unrouted")
+    selection = "all" if args.all else ("ids:" + ",".join(ids) if ids is not None else "unrouted")
+    lease_s = claim_lease_s()  # a bad TRIAGEDESK_CLAIM_LEASE_S is refused before any write
     run = store.open_run(backend, selection)
+    claims = RunClaims(store, run.id, lease_s=lease_s)
     if ids is not None:
         total: int | None = len(store.pending_in_run(run.id, ids=ids, limit=len(ids)))
     elif args.all:
@@ -206,25 +376,38 @@ async def _route(ctx: Context, args: argparse.Namespace, store: Store) -> RunSum
     if args.limit is not None and total is not None:
         total = min(total, args.limit)
     if run.resumed:
-        print(f"resuming {run.id}", file=ctx.err)
+        holders = store.claim_holders(run.id)
+        if holders:
+            who = ", ".join(describe_owner(owner) for owner in holders)
+            print(f"joining {run.id}, which another run ({who}) is routing", file=ctx.err)
+        else:
+            print(f"resuming {run.id}", file=ctx.err)
     progress = ctx.progress()
     progress.start(total, f"routing with {backend}")
     try:
         summary = await router.run(
             page_pending(
-                store, run.id, ids=ids, unrouted_only=selection == "unrouted", limit=args.limit
+                store,
+                run.id,
+                ids=ids,
+                unrouted_only=selection == "unrouted",
+                limit=args.limit,
+                claims=claims,
             ),
             run_id=run.id,
             backend=backend,
             concurrency=concurrency,
             on_decision=lambda _d: progress.advance(),
+            claims=claims,
         )
     finally:
         progress.stop()
         await router.aclose()
     complete = args.limit is None or summary.routed < args.limit
     if complete:
-        store.finish_run(run.id)
+        store.finish_run(run.id)  # left running while another run still holds its tickets
+    if summary.skipped_line:
+        print(f"triagedesk: {summary.skipped_line}", file=ctx.err)
     return summary
 
 
@@ -239,17 +422,25 @@ def cmd_route(ctx: Context, args: argparse.Namespace) -> int:
     )
     if summary.error_classes:
         line += " (" + ", ".join(f"{k}: {v}" for k, v in summary.error_classes.most_common()) + ")"
+    if summary.skipped_line:
+        line += f"; {summary.skipped_line}"
     _print(ctx, line)
     return 0
 
 
 def cmd_label(ctx: Context, args: argparse.Namespace) -> int:
+    from tui.models import check_label_name
+
+    try:
+        label = check_label_name(args.label)
+    except ValueError as exc:
+        raise BadInput(f"label {args.label[:40]!r}: {exc}") from None
     taxonomy = ctx.settings.taxonomy()
-    if taxonomy is not None and args.label not in taxonomy:
-        raise BadInput(f"label {args.label!r} is not in the config's [labels]")
+    if taxonomy is not None and label not in taxonomy:
+        raise BadInput(f"label {label!r} is not in the config's [labels]")
     with ctx.store() as store:
         try:
-            event = store.add_label(args.ticket_id, args.label, agent=args.agent, source="cli")
+            event = store.add_label(args.ticket_id, label, agent=args.agent, source="cli")
         except StoreError as exc:
             raise BadInput(str(exc)) from None
     _print(ctx, f"{event.ticket_id}: labelled {event.label} by {event.agent}")
@@ -257,6 +448,12 @@ def cmd_label(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _labelled_file(path: Path) -> tuple[list[Any], dict[str, str]]:
+    parsed = _labelled_parsed(path)
+    return parsed.tickets, parsed.labels
+
+
+def _labelled_parsed(path: Path) -> ParsedFile:
+    """A labelled JSONL/CSV file as a ParsedFile (its lines name rows in later errors)."""
     from tui.ingest import IngestError, parse_file
 
     try:
@@ -268,12 +465,19 @@ def _labelled_file(path: Path) -> tuple[list[Any], dict[str, str]]:
         raise BadInput(f"{path}:{first.line}: {first.reason} ({len(parsed.errors)} bad rows)")
     if not parsed.labels:
         raise BadInput(f"{path}: no row carries a label")
-    return parsed.tickets, parsed.labels
+    return parsed
 
 
 def cmd_train(ctx: Context, args: argparse.Namespace) -> int:
     from backends.specialist_model import SpecialistModel, TrainingError
+    from tui.safe_files import UnwritablePath, check_writable_file
+    from tui.training import specialist_file
 
+    out = args.out or specialist_file(ctx.settings)
+    try:  # before training: minutes of work must not end in "cannot write there"
+        check_writable_file(out)
+    except UnwritablePath as exc:
+        raise BadInput(f"--out {exc}" if args.out else str(exc)) from None
     if args.data:
         tickets, labels = _labelled_file(args.data)
         texts = [t.text for t in tickets if t.id in labels]
@@ -281,6 +485,7 @@ def cmd_train(ctx: Context, args: argparse.Namespace) -> int:
         source = str(args.data)
     else:
         with ctx.store() as store:
+            _warn_unusable_labels(ctx, store)
             examples = store.labelled_examples()
         texts = [text for text, _ in examples]
         targets = [label for _, label in examples]
@@ -291,10 +496,10 @@ def cmd_train(ctx: Context, args: argparse.Namespace) -> int:
         raise BadInput(str(exc)) from None
     except ImportError as exc:
         raise BadInput(f"--kind {args.kind}: {exc}") from None
-    from tui.training import specialist_file
-
-    out = args.out or specialist_file(ctx.settings)
-    model.save(out)
+    try:
+        model.save(out)
+    except OSError as exc:  # the disk filled up or went read-only while training
+        raise BadInput(f"{out}: cannot save the model ({exc.strerror or exc})") from None
     info = model.info
     _print(
         ctx,
@@ -345,6 +550,7 @@ def _route_passes(
 ) -> None:
     """Route the same tickets through each (backend, concurrency) in turn under one progress
     bar, then close the router. Decisions are stored only when the router has a store."""
+    router.on_wait = wait_printer(ctx)
     progress = ctx.progress()
     progress.start(len(tickets) * len(passes), description)
 
@@ -377,13 +583,14 @@ def cmd_eval(ctx: Context, args: argparse.Namespace) -> int:
 
     backend = args.backend
     config = ctx.settings.backend(backend)
-    tickets, labels = _labelled_file(args.data)
-    tickets = [t for t in tickets if t.id in labels][: args.limit]
+    parsed = _labelled_parsed(args.data)
+    labels = parsed.labels
+    tickets = [t for t in parsed.tickets if t.id in labels][: args.limit]
     taxonomy = ctx.settings.taxonomy() or Taxonomy.from_names(set(labels.values()))
     store = ctx.store() if args.store else None
     if store is not None:
         kept = {t.id: labels[t.id] for t in tickets}  # --limit: only the routed tickets' labels
-        store.import_tickets(tickets, kept, source=str(args.data))
+        store.import_tickets(tickets, kept, source=str(args.data), lines=parsed.lines)
     decisions: list[Any] = []
     try:
         _route_passes(
@@ -485,7 +692,7 @@ def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
 
 def _tuning_data(ctx: Context, args: argparse.Namespace) -> tuple[list[Any], dict[str, str], Any]:
     """Labelled tickets for tune-cascade: --data, else the database's agent labels."""
-    from tui.models import Taxonomy, Ticket
+    from tui.models import STORED, Taxonomy, Ticket
 
     if args.data:
         tickets, labels = _labelled_file(args.data)
@@ -496,20 +703,26 @@ def _tuning_data(ctx: Context, args: argparse.Namespace) -> tuple[list[Any], dic
         if not rows:
             raise BadInput(f"{ctx.db_path}: no agent-labelled tickets; label some or pass --data")
         taxonomy = _ensure_labels_known(ctx, store)
-    tickets = [Ticket(id=tid, text=text) for tid, text, _, _ in rows]
+    tickets = [  # stored rows: an id an older version accepted must still load
+        Ticket.model_validate({"id": tid, "text": text}, context=STORED) for tid, text, _, _ in rows
+    ]
     return tickets, {tid: label for tid, _, label, _ in rows}, taxonomy
 
 
 def _write_cascade(ctx: Context, first: str, then: str, threshold: float) -> Path:
-    """Save the tuned threshold in the config's [backends.cascade], validated, atomically."""
-    import os
+    """Save the tuned threshold in the config's [backends.cascade], validated, atomically.
+
+    The file keeps its permission bits (a new one is 0600: configs can name key sources),
+    and a config that is a link (dotfiles) stays one: the file it points to is rewritten.
+    """
     import tomllib
 
     from tui.cascade_tuning import update_cascade_block
-    from tui.config import DEFAULT_BACKENDS
+    from tui.config import DEFAULT_BACKENDS, read_config_text
+    from tui.safe_files import atomic_writer, private_dir
 
     path = ctx.config_path
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    text = read_config_text(path) if path.exists() else ""  # as load_settings reads it (BOM)
     # A file without [backends] runs on the built-in ones; keep them once it gains a table.
     extra = (
         {}
@@ -518,15 +731,15 @@ def _write_cascade(ctx: Context, first: str, then: str, threshold: float) -> Pat
     )
     values = {"type": "cascade", "first": first, "then": then, "threshold": threshold}
     updated = update_cascade_block(text, values, extra)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(updated, encoding="utf-8")
-    try:
-        load_settings(tmp, required=True)
-    except ConfigError as exc:
-        tmp.unlink()
-        raise BadInput(f"{path}: not updated, the result would be invalid: {exc}") from None
-    os.replace(tmp, path)
+    target = path.resolve() if path.is_symlink() else path
+    private_dir(target.parent)
+    with atomic_writer(target, keep_mode=True) as pending:
+        pending.write(updated)
+        pending.file.flush()
+        try:
+            load_settings(Path(pending.temp_path), required=True)
+        except ConfigError as exc:  # leaving the block drops the temp file, keeps the config
+            raise BadInput(f"{path}: not updated, the result would be invalid: {exc}") from None
     return path
 
 

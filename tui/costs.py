@@ -6,6 +6,7 @@ All arithmetic lives here so the screens and the CLI show the same figures.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,19 @@ from tui.config import DEFAULT_CPU_USD_PER_HOUR
 if TYPE_CHECKING:
     from backends.base import RouteResult
     from tui.config import BackendConfig
+
+
+class PricingError(ValueError):
+    """A price came out infinite, NaN or negative; the engine makes it this ticket's error."""
+
+
+def _finite(value: float | None, config: BackendConfig) -> float | None:
+    """`value` if it is a usable amount of USD; an infinite or negative cost is refused so it
+    can never reach the store, the statistics or `stats --json` (which printed `Infinity`)."""
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise PricingError(f"cost {value!r} USD for backends.{config.name}: check its prices")
+    return value
+
 
 HOURS_PER_MONTH = 730.0
 """Average hours in a month (8,760 / 12), the unit cloud providers bill monthly GPUs in."""
@@ -36,11 +50,15 @@ def token_cost(
         if config.cached_input_usd_per_mtok is not None
         else config.input_usd_per_mtok or 0.0
     )
-    return (
-        fresh * (config.input_usd_per_mtok or 0.0)
-        + cached * cached_price
-        + (output_tokens or 0) * (config.output_usd_per_mtok or 0.0)
-    ) / 1_000_000
+    return _finite(
+        (
+            fresh * (config.input_usd_per_mtok or 0.0)
+            + cached * cached_price
+            + (output_tokens or 0) * (config.output_usd_per_mtok or 0.0)
+        )
+        / 1_000_000,
+        config,
+    )
 
 
 def gpu_cost(config: BackendConfig, total_ms: float | None) -> float | None:
@@ -60,7 +78,16 @@ def cpu_cost(config: BackendConfig, cpu_seconds: float | None) -> float | None:
 
 
 def price_result(config: BackendConfig, result: RouteResult) -> float | None:
-    """Cost of one routing call in USD, by whichever pricing the backend's config has."""
+    """Cost of one routing call in USD, by whichever pricing the backend's config has.
+
+    Raises:
+        PricingError: The cost is infinite, NaN or negative (prices the config should have
+            refused, or numbers a backend should have): the ticket's decision is an error.
+    """
+    return _finite(_price(config, result), config)
+
+
+def _price(config: BackendConfig, result: RouteResult) -> float | None:
     if result.cost_usd is not None:
         return result.cost_usd
     if config.gpu_usd_per_hour is not None:

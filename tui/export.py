@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Literal
 from backends.prompt import build_prompt
 from tui import dedup
 from tui.pii import PII_TYPES, scrub
+from tui.safe_files import create_private_temp, private_dir
 
 if TYPE_CHECKING:
     from tui.models import Taxonomy
@@ -198,7 +199,7 @@ def write_atomically(out: Path, files: dict[str, str]) -> None:
     """
     created_dir = not out.exists()
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        private_dir(out)
     except OSError as exc:
         raise ExportError(f"{out}: cannot create the folder: {exc.strerror}") from None
     temps: dict[str, str] = {}
@@ -206,11 +207,11 @@ def write_atomically(out: Path, files: dict[str, str]) -> None:
     placed: list[Path] = []
     try:
         for name, content in files.items():
-            # open(..., "x") rather than mkstemp: the files get the umask's usual permissions
-            tmp = str(out / f".{name}.{uuid.uuid4().hex}.tmp")
-            with open(tmp, "x", encoding="utf-8", newline="") as handle:
+            # 0600 whatever the umask, O_EXCL|O_NOFOLLOW: the files hold customer text
+            handle, tmp = create_private_temp(out, name)
+            with handle:
                 temps[name] = tmp
-                handle.write(content)
+                handle.write(content.encode("utf-8"))
                 handle.flush()
                 os.fsync(handle.fileno())
         for name, tmp in temps.items():

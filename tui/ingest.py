@@ -23,9 +23,10 @@ from email.header import decode_header, make_header
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, field_validator
 
-from tui.models import Ticket
+from tui.models import MAX_ID_CHARS, Ticket, check_label_name, check_ticket_id
+from tui.safe_text import excerpt, printable
 
 Format = Literal["jsonl", "csv", "eml", "mbox"]
 
@@ -44,12 +45,18 @@ _ALIASES = {
 }
 KNOWN_FIELDS = ("id", "text", "subject", "body", "label", "created_at", "customer", "channel")
 """Fields a record maps onto `Ticket`; every other field goes to `Ticket.meta` verbatim."""
-MAX_ID_CHARS = 512
 _CSV_DELIMITERS = (",", ";", "\t", "|")
 
 
 class IngestError(Exception):
-    """The whole file is unusable (unreadable, not UTF-8, unknown format); the message names it."""
+    """The whole file is unusable (unreadable, not UTF-8, unknown format); the message names it.
+
+    The message is escaped and capped here, once for every caller: it is printed, written to
+    reports and shown in the TUI, and may carry a file's name or a piece of its content.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(printable(message, 500))
 
 
 class RowError(BaseModel):
@@ -58,6 +65,12 @@ class RowError(BaseModel):
     line: int
     """1-based physical line where the record starts (eml: 1; mbox: the message's From line)."""
     reason: str
+    """One line; escaped and capped on creation, since reasons quote the file's content."""
+
+    @field_validator("reason")
+    @classmethod
+    def _one_safe_line(cls, reason: str) -> str:
+        return printable(reason)
 
 
 class ParsedFile(BaseModel):
@@ -71,6 +84,9 @@ class ParsedFile(BaseModel):
     errors: list[RowError]
     skipped_duplicates: int = 0
     """Rows whose id repeated an earlier row with identical content."""
+    lines: dict[str, int] = {}
+    """Ticket id -> the line its record starts on, so the store can name the line of a
+    ticket that conflicts with one imported earlier (from another file)."""
 
 
 def detect_format(path: Path, explicit: str | None = None) -> str:
@@ -181,6 +197,11 @@ def ticket_from_record(
 
     label = _optional_str(record, keys, "label")
     label = label.strip() if label is not None else None
+    if label:  # an empty label cell means "unlabelled", as spreadsheets export it
+        try:
+            label = check_label_name(label)
+        except ValueError as exc:
+            raise ValueError(f"field 'label': {exc}") from None
     customer = _scalar_str(record, keys, "customer")
     channel = _scalar_str(record, keys, "channel")
     created_at = _parse_date_field(record.get(keys["created_at"])) if "created_at" in keys else None
@@ -243,7 +264,7 @@ def parse_date(value: str) -> datetime:
             except ValueError:
                 continue
     if parsed is None:
-        raise ValueError(f"cannot parse date {text[:60]!r}")
+        raise ValueError(f"cannot parse date {excerpt(text)}")
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
@@ -300,6 +321,7 @@ class _Collector:
             return
         self.first_seen[ticket.id] = (line, ticket, label)
         self.parsed.tickets.append(ticket)
+        self.parsed.lines[ticket.id] = line
         if label:
             self.parsed.labels[ticket.id] = label
 
@@ -410,8 +432,13 @@ def _csv_header(text: str, path: Path) -> tuple[str, list[str], int]:
         if fields & {"text", "subject", "body"}:
             return delimiter, header, reader.line_num
     assert first is not None
-    shown = ", ".join(repr(cell.strip()) for cell in first[0][:8])
-    raise IngestError(f"{path}: no 'text' column (or 'subject' + 'body'); the header has {shown}")
+    # Only an excerpt: a header row can be anything (a whole file of secrets on one line).
+    cells = first[0]
+    shown = excerpt(",".join(cell.strip() for cell in cells[:4]), 30)
+    raise IngestError(
+        f"{path}: no 'text' column (or 'subject' + 'body'); the header has {len(cells)}"
+        f" column{'s' if len(cells) != 1 else ''}, starting {shown}"
+    )
 
 
 def _header_names(header: list[str], path: Path) -> list[str]:
@@ -423,7 +450,7 @@ def _header_names(header: list[str], path: Path) -> list[str]:
             names.append(f"column_{index}")
             continue
         if name.lower() in seen:
-            raise IngestError(f"{path}: column {name!r} appears twice in the header")
+            raise IngestError(f"{path}: column {excerpt(name)} appears twice in the header")
         seen.add(name.lower())
         names.append(name)
     return names
@@ -487,7 +514,11 @@ def _ticket_from_email(data: bytes, max_field_chars: int) -> Ticket:
             created_at = None
     message_id = _header(msg, "message-id").strip().strip("<>").strip()
     if not message_id or len(message_id) > MAX_ID_CHARS or any(c.isspace() for c in message_id):
-        message_id = content_id(text, customer, created_at)
+        message_id = content_id(text, customer, created_at)  # folded or mangled: not an id
+    try:
+        message_id = check_ticket_id(message_id)
+    except ValueError as exc:  # ESC, bidi overrides, NUL: never a mail client's mistake
+        raise ValueError(f"Message-ID: {exc}") from None
     meta: dict[str, Any] = {}
     if sender_name.strip():
         meta["from_name"] = sender_name.strip()
@@ -677,9 +708,12 @@ def _id_field(record: dict[str, Any], keys: dict[str, str]) -> str | None:
             raise ValueError(f"field 'id' must be a string or an integer, not {value!r}")
         value = int(value)
     text = str(value).strip()
-    if len(text) > MAX_ID_CHARS:
-        raise ValueError(f"field 'id' is {len(text)} characters; the limit is {MAX_ID_CHARS}")
-    return text or None
+    if not text:
+        return None
+    try:
+        return check_ticket_id(text)
+    except ValueError as exc:
+        raise ValueError(f"field 'id': {exc}") from None
 
 
 def _parse_date_field(value: Any) -> datetime | None:

@@ -7,10 +7,18 @@ files, answers from backends. Frozen, so screens can hold them in reactives and 
 from __future__ import annotations
 
 import math
+import unicodedata
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 ConfidenceSource = Literal["probability", "logprob", "self-reported"]
 LabelSource = Literal["accept", "correct", "import", "cli", "undo"]
@@ -21,12 +29,102 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+MAX_ID_CHARS = 512
+"""Longest ticket id: ids come from files and e-mail headers that other people write."""
+MAX_LABEL_CHARS = 100
+"""Longest label name: a queue name, not a paragraph; labels go into every LLM prompt."""
+
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+"""Unicode categories never allowed in an id or a label: C0/C1 controls (newlines, tabs, ESC),
+format characters (bidi overrides and isolates, zero-width characters, BOM), lone surrogates
+and the line/paragraph separators. Labels are written into system prompts and ids into
+terminal output and error files, so a character that breaks a line, starts an escape sequence
+or reorders text on screen would let one imported row forge prompt lines or log lines."""
+
+
+def _forbidden_char(value: str) -> str | None:
+    """The first forbidden character of `value` as an escape (`U+000A`), or None."""
+    for char in value:
+        if unicodedata.category(char) in _FORBIDDEN_CATEGORIES:
+            return f"U+{ord(char):04X}"
+    return None
+
+
+def check_label_name(name: str) -> str:
+    """Validate a label name from any source (import file, CLI, TUI, config) and return it
+    stripped of surrounding whitespace.
+
+    One rule for every door, because a label reaches the system prompt of every LLM request:
+    non-empty after stripping, at most `MAX_LABEL_CHARS` characters, and no control, format
+    (bidi) or line-separator character anywhere.
+
+    Raises:
+        ValueError: With a short reason that does not repeat the offending text.
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"a label must be a string, not {type(name).__name__}")
+    stripped = name.strip()
+    if not stripped:
+        raise ValueError("empty label")
+    if len(stripped) > MAX_LABEL_CHARS:
+        raise ValueError(f"label is {len(stripped)} characters; the limit is {MAX_LABEL_CHARS}")
+    bad = _forbidden_char(stripped)
+    if bad is not None:
+        raise ValueError(f"label contains a control or formatting character ({bad})")
+    return stripped
+
+
+def check_ticket_id(value: str) -> str:
+    """Validate a ticket id and return it stripped of surrounding whitespace.
+
+    Ids are printed in terminals, error files and prompts; the same character rules as
+    labels apply (no controls, bidi overrides or line separators), up to `MAX_ID_CHARS`.
+
+    Raises:
+        ValueError: With a short reason that does not repeat the offending text.
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"a ticket id must be a string, not {type(value).__name__}")
+    stripped = value.strip()
+    if not stripped:
+        raise ValueError("empty id")
+    if len(stripped) > MAX_ID_CHARS:
+        raise ValueError(f"id is {len(stripped)} characters; the limit is {MAX_ID_CHARS}")
+    bad = _forbidden_char(stripped)
+    if bad is not None:
+        raise ValueError(f"id contains a control or formatting character ({bad})")
+    return stripped
+
+
+STORED: Final[dict[str, bool]] = {"stored": True}
+"""Validation context for rows read back from the database: `Model.model_validate(data,
+context=STORED)`. Rows that an older version wrote without today's id and label rules must
+still load (the database must never become unreadable), so the character rules apply only
+where data comes in; the readers that feed prompts, training and exports skip bad labels."""
+
+
+def _stored(info: ValidationInfo) -> bool:
+    return isinstance(info.context, dict) and info.context.get("stored") is True
+
+
+def label_problem(name: object) -> str | None:
+    """Why a stored label is unusable (None when it is fine): the readers' tolerant check for
+    rows that older versions wrote without validation."""
+    if not isinstance(name, str):
+        return "not a string"
+    try:
+        checked = check_label_name(name)
+    except ValueError as exc:
+        return str(exc)
+    return None if checked == name else "surrounding whitespace"
+
+
 class Ticket(BaseModel):
     """One customer request as it arrived, before any routing."""
 
     model_config = ConfigDict(frozen=True)
 
-    id: str = Field(min_length=1, max_length=512)
+    id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
     """Stable id: from the source file, the e-mail's Message-ID, or a content hash."""
     text: str
     """Full text the backends classify (subject and body joined when both exist)."""
@@ -40,6 +138,11 @@ class Ticket(BaseModel):
     meta: dict[str, Any] = Field(default_factory=dict)
     """Every other field of the source row, kept verbatim."""
 
+    @field_validator("id")
+    @classmethod
+    def _valid_id(cls, value: str, info: ValidationInfo) -> str:
+        return value if _stored(info) else check_ticket_id(value)
+
 
 class Label(BaseModel):
     """A queue / department / intent a ticket can be routed to."""
@@ -48,6 +151,13 @@ class Label(BaseModel):
 
     name: str = Field(min_length=1)
     description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        # No STORED escape hatch: a Label goes into prompts, so legacy names are filtered
+        # out before a Label is built (Store.known_labels), never let through.
+        return check_label_name(value)
 
 
 class Taxonomy(BaseModel):
@@ -171,6 +281,13 @@ class LabelEvent(BaseModel):
     agent: str = "agent"
     source: LabelSource
     created_at: datetime = Field(default_factory=utcnow)
+
+    @field_validator("label")
+    @classmethod
+    def _valid_label(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or _stored(info):
+            return value
+        return check_label_name(value)
 
 
 class InboxRow(BaseModel):

@@ -17,13 +17,15 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from backends import create_backend
+from backends import create_backend, numbers, retry
 from backends.base import Backend, BackendError, LabelNotInTaxonomy, RouteResult
 from backends.prompt import build_prompt, check_confidence, estimate_tokens, estimated_answer
 from backends.secrets import api_key, redact
+from tui.claims import RunClaims, describe_skipped
 from tui.config import ConfigError, Settings
 from tui.costs import price_result, token_cost
-from tui.models import Decision, Taxonomy, Ticket
+from tui.models import Decision, Taxonomy, Ticket, label_problem
+from tui.store import PendingQuery
 
 if TYPE_CHECKING:
     from tui.store import Store
@@ -34,6 +36,11 @@ FLUSH_EVERY_S = 0.2
 """Longest a finished decision waits in memory before it is written."""
 
 DecisionCallback = Callable[[Decision], None]
+WaitCallback = Callable[[str, retry.RetryWait], None]
+"""Told (backend name, wait) before a backend's retry loop sleeps or gives up on a wait."""
+MAX_CONCURRENCY = 4096
+"""Most workers one run starts, whatever it is asked for (20,000,000 once took 40 s to
+start); each backend's `max_concurrency` still bounds the calls really in flight."""
 
 
 class NoTaxonomy(Exception):
@@ -41,7 +48,12 @@ class NoTaxonomy(Exception):
 
 
 def resolve_taxonomy(settings: Settings, store: Store | None = None) -> Taxonomy:
-    """The config's `[labels]`, else the labels agents have used, else the specialist's."""
+    """The config's `[labels]`, else the labels tickets carry now, else the specialist's.
+
+    Every source goes through `check_label_name` (the store's and the model's labels are
+    filtered by it), because the taxonomy is written into every LLM request's system prompt:
+    a label with a newline would be a prompt line of the attacker's choosing.
+    """
     configured = settings.taxonomy()
     if configured is not None:
         return configured
@@ -55,8 +67,9 @@ def resolve_taxonomy(settings: Settings, store: Store | None = None) -> Taxonomy
     for config in settings.backends.values():
         if config.type == "specialist":
             info = SpecialistModel.read_info(specialist_path(config))
-            if info is not None:
-                return Taxonomy.from_names(info.labels)
+            usable = [name for name in info.labels if label_problem(name) is None] if info else []
+            if usable:
+                return Taxonomy.from_names(usable)
     raise NoTaxonomy(
         "no labels known: add a [labels] table to the config, or import labelled tickets"
     )
@@ -72,10 +85,17 @@ class RunSummary:
     elapsed_s: float = 0.0
     labels: Counter[str] = field(default_factory=Counter)
     error_classes: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+    """Tickets left because another run held them: claim owner -> how many."""
 
     @property
     def per_second(self) -> float:
         return self.routed / self.elapsed_s if self.elapsed_s else 0.0
+
+    @property
+    def skipped_line(self) -> str | None:
+        """`skipped 40 tickets claimed by another run (pid 1234)`, or None."""
+        return describe_skipped(self.skipped)
 
 
 class Router:
@@ -91,6 +111,8 @@ class Router:
         self._limits: dict[str, asyncio.Semaphore] = {}
         self._secrets = [api_key(c) for c in settings.backends.values()]
         self.in_flight = 0
+        self.on_wait: WaitCallback | None = None
+        """Told of every retry wait (rate limits above all), so a run never waits unseen."""
 
     def backend(self, name: str) -> Backend:
         """The backend instance for a configured name, built once and reused."""
@@ -176,13 +198,17 @@ class Router:
                         for stage in outcome.stages
                     ),
                 )
-            except (ValueError, TypeError) as exc:  # a malformed result field from a buggy backend
+            except Exception as exc:  # a malformed field, or pricing failed: this ticket only
                 outcome = exc
         if isinstance(outcome, BackendError):
             error_class, raw = outcome.error_class, outcome.raw_output
+            raw = raw if isinstance(raw, str) else None
         else:  # a bug in a backend must not take the app down: record it like any failure
             error_class, raw = "InternalError", None
-        message = str(outcome) or type(outcome).__name__
+        try:
+            message = str(outcome) or type(outcome).__name__
+        except Exception:  # an exception whose text cannot be built still names its class
+            message = type(outcome).__name__
         return Decision(
             ticket_id=ticket.id,
             run_id=run_id,
@@ -197,21 +223,74 @@ class Router:
 
     def _checked(self, result: RouteResult) -> RouteResult | BackendError:
         """The result, or the error it is: a plugin or a stale model may answer a label outside
-        the taxonomy or an impossible confidence, which must become an error decision."""
-        if len(self.taxonomy) and result.label not in self.taxonomy:
+        the taxonomy or an impossible confidence, and any backend may relay an absurd number
+        from its server (`prompt_tokens = 10**30` once made the batch's write raise
+        OverflowError and lose the batch): each becomes this ticket's error decision.
+
+        Every numeric field (tokens, timings, CPU seconds, cost, stages) is checked here once
+        by `backends.numbers.check_result`, whichever backend produced it.
+        """
+        raw = result.raw_output if isinstance(result.raw_output, str) else None
+        if not isinstance(result.label, str) or (
+            len(self.taxonomy) and result.label not in self.taxonomy
+        ):
             return LabelNotInTaxonomy(
-                f"backend answered {str(result.label)[:60]!r}, which is not in the taxonomy",
-                raw_output=result.raw_output,
+                f"backend answered {numbers.shown(result.label)}, which is not in the taxonomy",
+                raw_output=raw,
             )
         try:
             check_confidence(result.confidence)
+            numbers.check_result(result)
         except BackendError as error:
-            error.raw_output = result.raw_output
+            error.raw_output = raw
             return error
         return result
 
     def _clean(self, text: str | None) -> str | None:
         return None if text is None else redact(text, *self._secrets)
+
+    def _wait_listener(self, backend_name: str) -> retry.WaitListener | None:
+        """The retry-wait listener for calls on `backend_name`: `on_wait`, told the name."""
+        on_wait = self.on_wait
+        if on_wait is None:
+            return None
+        return lambda wait: on_wait(backend_name, wait)
+
+    def _record(self, batch: list[Decision], owner: str | None) -> list[Decision]:
+        """Store a batch; when it fails, store its decisions one by one, turning one that
+        cannot be stored into an error decision, so one bad decision never loses the batch.
+
+        A failure of the store itself (read-only, disk full) fails again on the error
+        decision and is raised: the run stops, and what was stored before stays.
+        """
+        assert self.store is not None
+        try:
+            return self.store.record_decisions(batch, owner=owner)
+        except Exception:
+            if not batch:
+                raise
+        stored: list[Decision] = []
+        for decision in batch:
+            try:
+                stored += self.store.record_decisions([decision], owner=owner)
+            except Exception as exc:
+                failed = self._unstorable(decision, exc)
+                stored += self.store.record_decisions([failed], owner=owner)
+        return stored
+
+    def _unstorable(self, decision: Decision, exc: Exception) -> Decision:
+        """The error decision that replaces one the store refused."""
+        return Decision(
+            ticket_id=decision.ticket_id,
+            run_id=decision.run_id,
+            backend=decision.backend,
+            backend_type=decision.backend_type,
+            model=decision.model,
+            error_class="InternalError",
+            error_message=self._clean(
+                f"the decision could not be stored ({type(exc).__name__}: {str(exc)[:300]})"
+            ),
+        )
 
     async def _call(
         self, backend_name: str, tickets: Sequence[Ticket]
@@ -221,7 +300,7 @@ class Router:
             backend = self.backend(backend_name)
         except Exception as exc:  # a broken optional backend becomes error decisions
             return [(BackendError(str(exc)), 0.0) for _ in tickets]
-        async with self._limit(backend_name):
+        async with self._limit(backend_name), retry.listening(self._wait_listener(backend_name)):
             self.in_flight += len(tickets)
             started = time.perf_counter()
             try:
@@ -264,6 +343,7 @@ class Router:
         concurrency: int = 8,
         on_decision: DecisionCallback | None = None,
         store: bool = True,
+        claims: RunClaims | None = None,
     ) -> RunSummary:
         """Route a stream of tickets with bounded concurrency, storing decisions in batches.
 
@@ -274,13 +354,16 @@ class Router:
             concurrency: Tickets (or batches, for batch backends) in flight at once.
             on_decision: Called with each decision once it has been stored.
             store: False routes without writing anything (eval without --store).
+            claims: The session's claims on the tickets (taken by `page_pending` or
+                `RunClaims.take`): renewed while this runs, each released in the transaction
+                that stores its decision, the rest released when this returns or fails.
         """
         summary = RunSummary(run_id)
-        queue: asyncio.Queue[Ticket | None] = asyncio.Queue(maxsize=max(256, concurrency * 4))
+        workers_count = max(1, min(concurrency, MAX_CONCURRENCY))
+        queue: asyncio.Queue[Ticket | None] = asyncio.Queue(maxsize=max(256, workers_count * 4))
         pending: list[Decision] = []
         flushed = asyncio.Event()
         started = time.perf_counter()
-        workers_count = max(1, concurrency)
 
         async def produce() -> None:
             try:
@@ -300,7 +383,8 @@ class Router:
             batch = pending[:]
             pending.clear()
             if store and self.store is not None:
-                stored = await asyncio.to_thread(self.store.record_decisions, batch)
+                owner = None if claims is None else claims.owner
+                stored = await asyncio.to_thread(self._record, batch, owner)
             else:
                 stored = batch
             for decision in stored:
@@ -343,14 +427,22 @@ class Router:
 
         flush_task = asyncio.create_task(flusher())
         producer = asyncio.create_task(produce())
+        renewer = None if claims is None else asyncio.create_task(claims.keep_alive())
         try:
             await asyncio.gather(producer, *(work() for _ in range(workers_count)))
         finally:
             producer.cancel()
             flushed.set()
-            await flush_task
-            await flush()  # what was routed before a cancel is still written
-            summary.elapsed_s = time.perf_counter() - started
+            try:
+                await flush_task
+                await flush()  # what was routed before a cancel is still written
+            finally:
+                if claims is not None and renewer is not None:
+                    renewer.cancel()
+                    await claims.release()  # queued, never routed: other runs may take them
+                    await asyncio.gather(renewer, return_exceptions=True)
+                    summary.skipped.update(claims.skipped)
+                summary.elapsed_s = time.perf_counter() - started
         return summary
 
     def backend_or_none(self, name: str) -> Backend | None:
@@ -368,12 +460,28 @@ async def page_pending(
     unrouted_only: bool = False,
     limit: int | None = None,
     page: int = 500,
+    claims: RunClaims | None = None,
 ) -> AsyncIterator[Ticket]:
-    """Tickets still to route in a run, paged from the store in a worker thread."""
+    """Tickets still to route in a run, paged from the store in a worker thread.
+
+    With `claims`, each page is read and claimed in one transaction: tickets another live run
+    holds are skipped (and counted in `claims.skipped`), so two runs never route one ticket
+    at once; pass the same `claims` to `Router.run`, which releases them.
+    """
     after = 0
     yielded = 0
     while limit is None or yielded < limit:
         size = page if limit is None else min(page, limit - yielded)
+        if claims is not None:
+            query = PendingQuery(None if ids is None else tuple(ids), unrouted_only, after, size)
+            claimed = await claims.take_page(query)
+            if claimed.last_seq == after:
+                return
+            after = claimed.last_seq
+            for _, ticket in claimed.tickets:
+                yielded += 1
+                yield ticket
+            continue
         if unrouted_only:
             rows = await asyncio.to_thread(store.unrouted_tickets, after_seq=after, limit=size)
         else:
@@ -400,6 +508,7 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 __all__ = [
     "ConfigError",
     "NoTaxonomy",
+    "RunClaims",
     "Router",
     "RunSummary",
     "page_pending",

@@ -3,7 +3,6 @@ processes' imports, decisions and labels, and dropped files, show up within a se
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from textual import work
@@ -11,36 +10,7 @@ from textual.widget import Widget
 
 from screens.messages import StoreChanged, TicketsImported
 from tui.store import Store
-
-IGNORED_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".errors.txt")
-
-
-def import_dropped_file(store: Store, path: Path, folder: Path) -> TicketsImported:
-    """Import one dropped file all-or-nothing and move it to imported/ or rejected/."""
-    from tui.ingest import IngestError, parse_file
-
-    error: str | None = None
-    lines: list[str] = []
-    inserted = 0
-    try:
-        parsed = parse_file(path)
-        if parsed.errors:
-            lines = [f"{path.name}:{row.line}: {row.reason}" for row in parsed.errors]
-            error = f"{len(parsed.errors)} bad rows; nothing imported"
-        else:
-            result = store.import_tickets(parsed.tickets, parsed.labels, source=str(path))
-            inserted = result.inserted
-    except IngestError as exc:
-        error, lines = str(exc), [str(exc)]
-    target = folder / ("rejected" if error else "imported")
-    target.mkdir(exist_ok=True)
-    moved = target / path.name
-    if moved.exists():
-        moved = target / f"{path.stem}-{int(path.stat().st_mtime_ns)}{path.suffix}"
-    shutil.move(str(path), moved)
-    if error:
-        moved.with_name(moved.name + ".errors.txt").write_text("\n".join(lines) + "\n")
-    return TicketsImported(path.name, inserted, error)
+from tui.watch_folder import WatchFolder
 
 
 class LiveFeed(Widget):
@@ -52,6 +22,9 @@ class LiveFeed(Widget):
         super().__init__()
         self.store = store
         self.watch_dir = watch
+        self.watcher = WatchFolder(watch, store) if watch is not None else None
+        """Imports the dropped files (tui.watch_folder): links, FIFOs and files still being
+        written are never taken."""
         self.interval = interval
         self._seen: tuple[int, int, int] | None = None
         """(max ticket seq, newest decision id, label event count) at the last poll."""
@@ -90,19 +63,8 @@ class LiveFeed(Widget):
 
     @work(thread=True, exclusive=True, group="watch", exit_on_error=False)
     def poll_folder(self) -> None:
-        """Import files dropped into the watched folder, oldest first."""
-        folder = self.watch_dir
-        if folder is None or not folder.is_dir():
+        """Import the files dropped into the watched folder that have stopped changing."""
+        if self.watcher is None:
             return
-        files = sorted(
-            (p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")),
-            key=lambda p: p.stat().st_mtime,
-        )
-        for path in files:
-            if path.name.endswith(IGNORED_SUFFIXES):
-                continue
-            try:
-                message = import_dropped_file(self.store, path, folder)
-            except Exception as exc:  # one bad file must not stop the watcher
-                message = TicketsImported(path.name, 0, f"{type(exc).__name__}: {exc}")
-            self.post_message(message)
+        for outcome in self.watcher.poll():
+            self.post_message(TicketsImported(outcome.name, outcome.inserted, outcome.error))

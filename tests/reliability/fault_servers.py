@@ -4,7 +4,11 @@ They subclass the servers in `tests/servers/` and add what those lack: a *plan* 
 each request's behaviour from the ticket it carries (so retries and concurrency stay
 deterministic), and the faults missing there (a read timeout before any header on a stream,
 a reset, stall or clean cut in the middle of an NDJSON/SSE stream, a body that is not JSON,
-an enormous reply). Tickets are recognised by a `[case-N]` tag in their text.
+an enormous reply, a reply trickled a byte at a time, a stream of keep-alives that never
+ends). Tickets are recognised by a `[case-N]` tag in their text.
+
+The endless faults (`trickle`, `keepalive_forever`) write until the client hangs up or the
+server stops, so a client without a bound on the whole request waits for the test's guard.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ import re
 import socket
 import struct
 import threading
+import zlib
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
 from tests.servers import ollama_server
@@ -49,12 +54,22 @@ FaultName = Literal[
     "negative_confidence",
     "empty_choices",
     "enormous_reply",
+    "trickle",
+    "keepalive_forever",
+    "html_body",
+    "broken_chunked",
+    "absurd_tokens",
+    "negative_tokens",
+    "absurd_timing",
 ]
 
 RETRY_AFTER_S = 0.05
 """Retry-After the 429 fault sends; distinct from the tiny jittered backoff of the tests."""
 STALL_S = 30.0
 """How long a stalled server stays silent (it wakes as soon as the server stops)."""
+TRICKLE_S = 0.05
+"""Pause between the bytes of a trickling reply or the events of an endless keep-alive: far
+shorter than any read timeout, so only a bound on the whole request ends it."""
 ENORMOUS_CHARS = 2_000_000
 """Twice the backends' 1 MB reply cap."""
 NOT_JSON = "Sure! This ticket is clearly about billing."
@@ -91,11 +106,100 @@ class Plan:
         return "ok"
 
 
+class CasePlan(Plan):
+    """A fault for some tickets only, by `[case-N]` number; the others are answered well.
+
+    Lets one ticket of a batch misbehave, to show it does not take the others with it.
+    """
+
+    def __init__(self, faults: dict[int, FaultName]) -> None:
+        super().__init__()
+        self.faults = {str(case): fault for case, fault in faults.items()}
+
+    def next_fault(self, body: Any) -> FaultName:
+        key = case_key(body)
+        with self.lock:
+            self.seen[key] += 1
+        return self.faults.get(key, "ok")
+
+
 def _reset(connection: socket.socket) -> None:
     """Abort a connection with a TCP RST, like a crashed proxy."""
     with contextlib.suppress(OSError):
         connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         connection.close()
+
+
+def endless(
+    handler: BaseHTTPRequestHandler,
+    piece: bytes,
+    stopping: threading.Event,
+    *,
+    content_type: str,
+    chunked: bool,
+) -> None:
+    """A 200 whose body never ends: `piece` every `TRICKLE_S` until the client hangs up or
+    the server stops. Each write resets a per-read timeout; only a whole-request bound ends
+    it. Without `chunked`, the body announces a Content-Length it never reaches."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", content_type)
+    if chunked:
+        handler.send_header("Transfer-Encoding", "chunked")
+    else:
+        handler.send_header("Content-Length", "1000000")
+    handler.end_headers()
+    handler.close_connection = True
+    with contextlib.suppress(OSError, ValueError):
+        handler.wfile.flush()
+        while not stopping.wait(TRICKLE_S):
+            data = f"{len(piece):x}\r\n".encode() + piece + b"\r\n" if chunked else piece
+            handler.wfile.write(data)
+            handler.wfile.flush()
+
+
+ABSURD_TOKENS = 10**30
+"""A token count no model reports: SQLite cannot even store it (OverflowError)."""
+ABSURD_MS = 1e300
+HTML_PAGE = (
+    b"<!DOCTYPE html>\n<html><head><title>Sign in - Corporate SSO</title></head>"
+    b"<body><form action='/login'>user <input name=u></form></body></html>"
+)
+"""What a captive portal or an SSO proxy answers, with HTTP 200, in place of the API."""
+
+
+def html_page(handler: BaseHTTPRequestHandler) -> None:
+    handler.send_response(200)
+    handler.send_header("Content-Type", "text/html; charset=utf-8")
+    handler.send_header("Content-Length", str(len(HTML_PAGE)))
+    handler.end_headers()
+    handler.wfile.write(HTML_PAGE)
+    handler.wfile.flush()
+
+
+def broken_chunks(handler: BaseHTTPRequestHandler, content_type: str, first: bytes) -> None:
+    """A chunked 200 whose second chunk header is not hexadecimal, then a hang-up.
+
+    Status line, headers and both chunks go out in one write, as a proxy relaying a damaged
+    reply sends them. (When the bad chunk arrives in a later packet, aiohttp's C parser
+    swallows the error and the read stalls until `timeout_s`: see
+    `tests/reliability/test_hangs.py::test_broken_chunk_after_the_headers_is_retryable`.)
+    """
+    head = (
+        "HTTP/1.1 200 OK\r\n"
+        f"Content-Type: {content_type}\r\n"
+        "Transfer-Encoding: chunked\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    body = f"{len(first):x}\r\n".encode() + first + b"\r\nZZZ\r\nbroken\r\n"
+    handler.wfile.write(head + body)
+    handler.wfile.flush()
+    handler.close_connection = True
+
+
+KEEPALIVE_SSE = b": keep-alive\n\n"
+"""An SSE comment: what proxies and servers send to keep an idle stream open."""
+ANTHROPIC_PING = b'event: ping\ndata: {"type": "ping"}\n\n'
+"""Anthropic's own keep-alive event."""
 
 
 def _enormous_answer() -> str:
@@ -107,6 +211,10 @@ class _PlannedHTTP:
 
     plan: Plan
     stopping: threading.Event
+    keepalive: bytes = KEEPALIVE_SSE
+    """The keep-alive this server's streams send."""
+    retry_after: str = str(RETRY_AFTER_S)
+    """The Retry-After of the `http_429_retry_after` fault; tests may ask for an hour."""
 
     def planned_reply(self, fault: FaultName) -> Reply | None:
         """The parent server's own Reply for a fault, or None when this class plays it."""
@@ -115,7 +223,7 @@ class _PlannedHTTP:
             "reset_before_reply": Reply(fault="reset_before"),
             "reset_mid_reply": Reply(fault="reset"),
             "http_429": Reply(status=429),
-            "http_429_retry_after": Reply(status=429, headers={"Retry-After": str(RETRY_AFTER_S)}),
+            "http_429_retry_after": Reply(status=429, headers={"Retry-After": self.retry_after}),
             "http_500": Reply(status=500),
             "http_502": Reply(status=502),
             "http_503": Reply(status=503),
@@ -132,6 +240,31 @@ class _PlannedHTTP:
     def play(self, handler: ScriptedHandler, request: Recorded, fault: FaultName) -> bool:
         """Faults the parent servers lack; True when one was played."""
         streamed = isinstance(request.body, dict) and bool(request.body.get("stream"))
+        if fault == "trickle":  # a byte at a time of a reply that never completes
+            content_type = "text/event-stream" if streamed else "application/json"
+            endless(handler, b" ", self.stopping, content_type=content_type, chunked=streamed)
+            return True
+        if fault == "keepalive_forever":
+            if streamed:
+                endless(
+                    handler,
+                    self.keepalive,
+                    self.stopping,
+                    content_type="text/event-stream",
+                    chunked=True,
+                )
+            else:  # whitespace is what keeps a plain JSON reply open
+                endless(
+                    handler, b"\n", self.stopping, content_type="application/json", chunked=False
+                )
+            return True
+        if fault == "html_body":
+            html_page(handler)
+            return True
+        if fault == "broken_chunked":
+            content_type = "text/event-stream" if streamed else "application/json"
+            broken_chunks(handler, content_type, b": ok\n\n" if streamed else b"{")
+            return True
         if fault == "read_timeout":
             self.stopping.wait(STALL_S)
             handler.close_connection = True
@@ -166,15 +299,47 @@ class _PlannedHTTP:
 class FaultyOpenAIServer(_PlannedHTTP, OpenAIServer):
     """OpenAI Chat Completions fake whose requests follow `plan`."""
 
+    NUMBERS: dict[str, tuple[str, Any]] = {
+        "absurd_tokens": ("usage", (ABSURD_TOKENS, 12, 0)),
+        "negative_tokens": ("usage", (120, -5, 0)),
+        "absurd_timing": ("timings", {"prompt_ms": ABSURD_MS, "predicted_ms": 5.0}),
+    }
+    """The absurd-number faults: which reported field gets which value."""
+
     def __init__(self, plan: Plan | None = None) -> None:
+        self._local = threading.local()
         super().__init__()
         self.plan = plan or Plan()
+
+    @property  # type: ignore[override]
+    def usage(self) -> Any:
+        return getattr(self._local, "usage", self._usage_default)
+
+    @usage.setter
+    def usage(self, value: Any) -> None:
+        self._usage_default = value
+
+    @property  # type: ignore[override]
+    def timings(self) -> Any:
+        return getattr(self._local, "timings", self._timings_default)
+
+    @timings.setter
+    def timings(self, value: Any) -> None:
+        self._timings_default = value
 
     def respond(self, handler: ScriptedHandler, request: Recorded, reply: Reply) -> None:
         if request.method != "POST":
             super().respond(handler, request, reply)
             return
         fault = self.plan.next_fault(request.body)
+        if fault in self.NUMBERS:
+            name, value = self.NUMBERS[fault]
+            setattr(self._local, name, value)  # this request's thread only
+            try:
+                super().respond(handler, request, Reply())
+            finally:
+                delattr(self._local, name)
+            return
         if self.play(handler, request, fault):
             return
         native = self.planned_reply(fault)
@@ -189,15 +354,38 @@ class FaultyOpenAIServer(_PlannedHTTP, OpenAIServer):
 class FaultyAnthropicServer(_PlannedHTTP, AnthropicServer):
     """Anthropic Messages fake whose requests follow `plan`."""
 
+    keepalive = ANTHROPIC_PING
+    NUMBERS: dict[str, dict[str, Any]] = {
+        "absurd_tokens": {"input": ABSURD_TOKENS},
+        "negative_tokens": {"output": -5},
+    }
+    """The absurd-number faults, as overrides of `AnthropicServer.usage`."""
+
     def __init__(self, plan: Plan | None = None) -> None:
+        self._local = threading.local()
         super().__init__()
         self.plan = plan or Plan()
+
+    @property  # type: ignore[override]
+    def usage(self) -> Any:
+        return {**self._usage_default, **getattr(self._local, "usage", {})}
+
+    @usage.setter
+    def usage(self, value: Any) -> None:
+        self._usage_default = value
 
     def respond(self, handler: ScriptedHandler, request: Recorded, reply: Reply) -> None:
         if request.method != "POST":
             super().respond(handler, request, reply)
             return
         fault = self.plan.next_fault(request.body)
+        if fault in self.NUMBERS:
+            self._local.usage = self.NUMBERS[fault]  # this request's thread only
+            try:
+                super().respond(handler, request, Reply())
+            finally:
+                del self._local.usage
+            return
         if (
             fault == "body_not_json"
             and isinstance(request.body, dict)
@@ -224,6 +412,12 @@ class _PlannedLocal:
     plan: Plan
     _closing: threading.Event
     endpoint: str
+    keepalive: bytes
+    """What this server's endless stream repeats."""
+    NUMBERS: dict[str, dict[str, Any]] = {}
+    """The absurd-number faults, as `Reply.extra` of an otherwise good answer."""
+    retry_after: str = str(RETRY_AFTER_S)
+    """The Retry-After of the `http_429_retry_after` fault; tests may ask for an hour."""
 
     def _setup(self, plan: Plan | None) -> None:
         self.plan = plan or Plan()
@@ -242,7 +436,7 @@ class _PlannedLocal:
             "reset_before_reply": local.reset(),
             "read_timeout": local.stall(),
             "http_429": self.error(429),
-            "http_429_retry_after": self.error(429, retry_after=str(RETRY_AFTER_S)),
+            "http_429_retry_after": self.error(429, retry_after=self.retry_after),
             "http_500": self.error(500),
             "http_502": self.error(502),
             "http_503": self.error(503),
@@ -251,6 +445,9 @@ class _PlannedLocal:
             "nan_confidence": local.answer(GOOD_LABEL, math.nan),
             "inf_confidence": local.answer(GOOD_LABEL, math.inf),
             "negative_confidence": local.answer(GOOD_LABEL, -0.25),
+            **{
+                name: local.answer(GOOD_LABEL, 0.9, **extra) for name, extra in self.NUMBERS.items()
+            },
         }
         return table.get(fault)
 
@@ -280,6 +477,21 @@ class _PlannedLocal:
             _stream(handler, self.chunks(answer, final=False), "end")
         elif fault == "body_not_json":
             _stream(handler, [b'{"model": "m", "message": {"content": "bil\n'], "end")
+        elif fault == "broken_chunked":
+            broken_chunks(handler, _content_type(handler), self.chunks(answer, final=False)[0])
+        elif fault == "html_body":
+            html_page(handler)
+        elif fault == "trickle":
+            content_type = _content_type(handler)
+            endless(handler, b" ", self._closing, content_type=content_type, chunked=True)
+        elif fault == "keepalive_forever":
+            endless(
+                handler,
+                self.keepalive,
+                self._closing,
+                content_type=_content_type(handler),
+                chunked=True,
+            )
         else:
             raise AssertionError(f"fault {fault} is not playable on {type(self).__name__}")
         return True
@@ -317,6 +529,23 @@ class FaultyOllamaServer(_PlannedLocal, OllamaServer):
     """Ollama fake whose `/api/chat` requests follow `plan`."""
 
     endpoint = "/api/chat"
+    keepalive = (
+        json.dumps(
+            {
+                "model": "llama3.1:8b",
+                "created_at": "2024-07-23T12:00:00Z",
+                "message": {"role": "assistant", "content": ""},
+                "done": False,
+            }
+        ).encode()
+        + b"\n"
+    )
+    """NDJSON has no comments: a model that streams empty parts and never says done."""
+    NUMBERS = {
+        "absurd_tokens": {"prompt_eval_count": ABSURD_TOKENS},
+        "negative_tokens": {"eval_count": -5},
+        "absurd_timing": {"eval_duration": ABSURD_TOKENS},  # nanoseconds
+    }
 
     def __init__(self, plan: Plan | None = None) -> None:
         super().__init__(models=("llama3.1:8b",))
@@ -352,6 +581,12 @@ class FaultyLlamaCppServer(_PlannedLocal, LlamaCppServer):
     """llama-server fake whose `/completion` requests follow `plan`."""
 
     endpoint = "/completion"
+    keepalive = KEEPALIVE_SSE
+    NUMBERS = {
+        "absurd_tokens": {"timings": {"prompt_n": ABSURD_TOKENS}},
+        "negative_tokens": {"timings": {"predicted_n": -5}},
+        "absurd_timing": {"timings": {"prompt_ms": ABSURD_MS}},
+    }
 
     def __init__(self, plan: Plan | None = None) -> None:
         super().__init__()
@@ -385,3 +620,80 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+BOMB_INFLATED_BYTES = 100_000_000
+"""What the gzip bomb inflates to: 100 times the cap, from ~100 KB on the wire."""
+HUGE_LIST_BYTES = 50_000_000
+"""Length of the endless model list: 50 times the cap (the reported one was 300 MB)."""
+
+
+def gzip_bomb() -> bytes:
+    """A gzip body of ~100 KB that inflates to `BOMB_INFLATED_BYTES` of a JSON-looking list."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    parts = [packer.compress(b'{"data": [')]
+    block = b" " * 1_000_000
+    parts += [packer.compress(block) for _ in range(BOMB_INFLATED_BYTES // len(block))]
+    parts.append(packer.compress(b"]}") + packer.flush())
+    return b"".join(parts)
+
+
+class BodyServer:
+    """Answers every GET (`/v1/models`, `/health`, `/api/tags`...) with one oversized 200:
+    a gzip bomb, or a model list of `HUGE_LIST_BYTES` streamed in chunks."""
+
+    def __init__(self, kind: Literal["gzip_bomb", "huge_list"]) -> None:
+        self.kind = kind
+        self.stopping = threading.Event()
+        self.bomb = gzip_bomb() if kind == "gzip_bomb" else b""
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                return
+
+            def do_GET(self) -> None:  # noqa: N802
+                with contextlib.suppress(OSError):
+                    owner.answer(self)
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
+
+    @property
+    def root(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    def start(self) -> BodyServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def answer(self, handler: BaseHTTPRequestHandler) -> None:
+        handler.close_connection = True
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        if self.kind == "gzip_bomb":
+            handler.send_header("Content-Encoding", "gzip")
+            handler.send_header("Content-Length", str(len(self.bomb)))
+            handler.end_headers()
+            handler.wfile.write(self.bomb)
+            return
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        entry = b'{"id": "model-0000000", "object": "model", "owned_by": "someone"}, '
+        piece = b'{"data": [' + entry * (65_536 // len(entry))
+        sent = 0
+        while sent < HUGE_LIST_BYTES and not self.stopping.is_set():
+            handler.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            sent += len(piece)
+            piece = entry * (65_536 // len(entry))
+        handler.wfile.write(b"2\r\n]}\r\n0\r\n\r\n")

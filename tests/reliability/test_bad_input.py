@@ -247,13 +247,18 @@ def test_cli_import_keeps_good_files_and_reports_the_bad_one(tmp_path: Path) -> 
 
 
 def check_config(path: Path) -> Settings | None:
-    """load_settings must return settings or raise ConfigError naming the file; nothing else."""
+    """load_settings must return settings or raise ConfigError naming the file; nothing else.
+
+    Every problem is reported (issue 12, item 18): one line each, every line naming the
+    file; with several, the first line says how many."""
     try:
         return load_settings(path, required=True)
     except ConfigError as exc:
-        message = str(exc)
-        assert message.startswith(f"{path}:"), message
-        assert "\n" not in message.strip(), message
+        lines = str(exc).split("\n")
+        assert all(line.startswith(f"{path}:") for line in lines), str(exc)
+        if len(lines) > 1:
+            assert lines[0] == f"{path}: {len(lines) - 1} problems", str(exc)
+            assert exc.problems == lines[1:]
         return None
 
 

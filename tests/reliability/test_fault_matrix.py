@@ -10,6 +10,7 @@ error decision of the precise class. `FAULTS` is also the source of the README's
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 from collections.abc import Iterator
@@ -61,6 +62,8 @@ TIMEOUT_S = 5.0
 SHORT_TIMEOUT_S = 0.5
 """For the faults that *are* a timeout: each attempt of those cases waits this long."""
 TICKETS = 3
+GUARD_S = 120.0
+"""A case that has not finished by then hangs (it takes seconds): fail it, don't wait."""
 
 Handling = Literal["retry", "repair", "fail"]
 
@@ -138,6 +141,28 @@ FAULTS: tuple[Fault, ...] = (
         "enormous_reply",
         "enormous reply (2 MB, twice the cap)",
         Expect("fail", "BadResponse"),
+    ),
+    Fault(
+        "trickle",
+        "reply trickled a byte at a time, never complete",
+        Expect("retry", "Timeout"),
+        timeout_s=SHORT_TIMEOUT_S,
+    ),
+    Fault(
+        "keepalive_forever",
+        "keep-alives (SSE comments, pings, empty parts) that never end",
+        Expect("retry", "Timeout"),
+        timeout_s=SHORT_TIMEOUT_S,
+    ),
+    Fault("html_body", "HTTP 200 with an HTML page (login, proxy)", Expect("fail", "BadResponse")),
+    Fault("broken_chunked", "broken chunked encoding", RETRY_CONN),
+    Fault("absurd_tokens", "token count 10**30", Expect("fail", "BadResponse")),
+    Fault("negative_tokens", "token count -5", Expect("fail", "BadResponse")),
+    Fault(
+        "absurd_timing",
+        "server timing 1e300 ms (10**30 ns)",
+        Expect("fail", "BadResponse"),
+        backends=("openai-stream", "openai", "ollama", "llamacpp"),
     ),
 )
 FAULTS_BY_NAME = {fault.name: fault for fault in FAULTS}
@@ -298,7 +323,7 @@ async def test_fault_outcome(
             {"under-test": backend_block(backend, root, timeout_s=fault.timeout_s)}, "under-test"
         )
         tickets = make_tickets()
-        rows, sleeps = await route_batch(tmp_path, settings, tickets)
+        rows, sleeps = await asyncio.wait_for(route_batch(tmp_path, settings, tickets), GUARD_S)
     finally:
         server.stop()
 
@@ -417,6 +442,9 @@ class LyingBackend:
             "nan": RouteResult(label=GOOD_LABEL, confidence=math.nan),
             "big": RouteResult(label=GOOD_LABEL, confidence=7.0),
             "tokens": RouteResult(label=GOOD_LABEL, input_tokens="many"),  # type: ignore[arg-type]
+            "huge_tokens": RouteResult(label=GOOD_LABEL, input_tokens=10**30),
+            "negative_ms": RouteResult(label=GOOD_LABEL, total_ms=-5.0),
+            "infinite_cost": RouteResult(label=GOOD_LABEL, cost_usd=math.inf),
             "none": None,
             "ok": RouteResult(label=GOOD_LABEL, confidence=0.5),
         }
@@ -443,7 +471,10 @@ async def test_misbehaving_plugin_results_become_error_decisions(
         "label": "LabelNotInTaxonomy",
         "nan": "InvalidConfidence",
         "big": "InvalidConfidence",
-        "tokens": "InternalError",
+        "tokens": "BadResponse",  # a number field that is not a number names the field
+        "huge_tokens": "BadResponse",  # 10**30 once crashed the batch's write (OverflowError)
+        "negative_ms": "BadResponse",
+        "infinite_cost": "BadResponse",
         "none": "InternalError",
         "raise": "InternalError",
         "ok": None,
@@ -482,3 +513,33 @@ def test_readme_guarantees_name_real_tests() -> None:
     for filename, name in cited:
         source = (ROOT / "tests" / "reliability" / filename).read_text(encoding="utf-8")
         assert re.search(rf"^(async )?def {name}\(", source, re.MULTILINE), (filename, name)
+
+
+HTML_NAMED: dict[BackendKind, str] = {
+    "openai-stream": "not an OpenAI-compatible reply (HTML): page title 'Sign in - Corporate SSO'",
+    "openai": "not an OpenAI-compatible reply (HTML): page title 'Sign in - Corporate SSO'",
+    "anthropic": "not an Anthropic Messages API reply (HTML): page title 'Sign in - Corporate SSO'",
+    "llamacpp": "not a llama.cpp server reply (HTML): page title 'Sign in - Corporate SSO'",
+    "ollama": "not an Ollama reply (HTML)",
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_an_html_page_is_called_html_not_a_truncated_stream(
+    tmp_path: Path, backend: BackendKind
+) -> None:
+    """A captive portal or SSO proxy answering 200 with its login page is named as such."""
+    plan = Plan("html_body")
+    server = server_for(backend, plan).start()
+    try:
+        settings = make_settings(
+            {"under-test": backend_block(backend, server_root(server))}, "under-test"
+        )
+        tickets = make_tickets(1)
+        rows, _ = await asyncio.wait_for(route_batch(tmp_path, settings, tickets), GUARD_S)
+    finally:
+        server.stop()
+    (row,) = rows
+    assert row["error_class"] == "BadResponse", row
+    assert row["error_message"].startswith(HTML_NAMED[backend]), row["error_message"]
+    assert plan.seen["0"] == 1, "an HTML page is not worth a retry"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -131,8 +132,11 @@ type = "openai"
     assert tomllib.loads(extra)["backends"]["my model"] == {"type": "x"}
 
 
-def write_fixture(tmp_path: Path) -> tuple[Path, Path]:
-    """A labelled file, a strong and a weak specialist trained on it, and a config."""
+def write_fixture(tmp_path: Path, *, plugin: bool = True) -> tuple[Path, Path]:
+    """A labelled file, a strong and a weak specialist trained on it, and a config.
+
+    With `plugin` the config also has a `hash` plugin backend: only valid where the test
+    registers that type (an unknown backend type is a config error)."""
     texts = {
         "billing": ["charged twice", "refund my payment", "invoice wrong", "card billed again"],
         "shipping": ["parcel is late", "tracking stuck", "courier lost it", "where is my box"],
@@ -166,18 +170,20 @@ path = "{tmp_path / "weak.joblib"}"
 type = "specialist"
 path = "{tmp_path / "strong.joblib"}"
 cpu_usd_per_hour = 400.0
-
-[backends.hashy]
-type = "hash"
-input_usd_per_mtok = 10000
 """
+        + ('\n[backends.hashy]\ntype = "hash"\ninput_usd_per_mtok = 10000\n' if plugin else "")
     )
     return data, config
 
 
 def run_cli(*argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    code = run_command(build_parser().parse_args(list(argv)), out=out, err=err)
+    try:
+        with contextlib.redirect_stderr(err):
+            args = build_parser().parse_args(list(argv))
+    except SystemExit as exc:  # bad usage the parser itself refuses (a number out of range)
+        return int(exc.code or 0), out.getvalue(), err.getvalue()
+    code = run_command(args, out=out, err=err)
     return code, out.getvalue(), err.getvalue()
 
 
@@ -220,7 +226,7 @@ def test_cli_in_process_with_a_plugin_backend(
     ],
 )
 def test_cli_bad_input_exits_2(tmp_path: Path, extra: list[str], needle: str) -> None:
-    data, config = write_fixture(tmp_path)
+    data, config = write_fixture(tmp_path, plugin=False)
     code, _, err = run_cli("--config", str(config), "tune-cascade", "--data", str(data), *extra)
     assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
 
@@ -228,7 +234,7 @@ def test_cli_bad_input_exits_2(tmp_path: Path, extra: list[str], needle: str) ->
 def test_cli_subprocess_two_specialists_from_the_database(
     tmp_path: Path, isolated_home: Path
 ) -> None:
-    data, config = write_fixture(tmp_path)
+    data, config = write_fixture(tmp_path, plugin=False)  # no plugin in the subprocess
     env = {**os.environ, "TRIAGEDESK_HOME": str(isolated_home), "PYTHONPATH": str(ROOT)}
 
     def cli(*argv: str) -> subprocess.CompletedProcess[str]:

@@ -127,17 +127,31 @@ def test_backends_listing(isolated_home: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("args", "needle"),
+    ("args", "needle", "existing_db"),
     [
-        (["import", "/nonexistent/file.jsonl"], "file.jsonl"),
-        (["route", "--backend", "nope"], "unknown backend 'nope'"),
-        (["label", "NOPE", "billing"], "no ticket with id 'NOPE'"),
-        (["train"], "need at least 2 different labels"),
-        (["--config", "/nonexistent.toml", "stats"], "nonexistent.toml: config file not found"),
-        (["frobnicate"], "invalid choice"),
+        (["import", "/nonexistent/file.jsonl"], "file.jsonl", False),
+        (["route", "--backend", "nope"], "unknown backend 'nope'", False),
+        (["label", "NOPE", "billing"], "no ticket with id 'NOPE'", True),
+        (["train"], "need at least 2 different labels", True),
+        (["label", "NOPE", "billing"], "no database at", False),
+        (["train"], "no database at", False),
+        (
+            ["--config", "/nonexistent.toml", "stats"],
+            "nonexistent.toml: config file not found",
+            False,
+        ),
+        (["frobnicate"], "invalid choice", False),
     ],
 )
-def test_bad_input_exits_2_with_one_line(isolated_home: Path, args: list[str], needle: str) -> None:
+def test_bad_input_exits_2_with_one_line(
+    isolated_home: Path, args: list[str], needle: str, existing_db: bool
+) -> None:
+    # Commands that only read or change what is stored refuse a missing database (issue 12,
+    # item 17) instead of creating an empty one; with an empty one they say what is missing.
+    if existing_db:
+        from tui.store import Store
+
+        Store(isolated_home / "data" / "triagedesk.db", make_folder=True).close()
     r = run(isolated_home, *args)
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert needle in r.stderr

@@ -156,9 +156,7 @@ def test_openai_round_trip(store: Store, tmp_path: Path) -> None:
     out = tmp_path / "ft"
     report = export(store, TAXONOMY, fmt="openai", out=out)
     assert sorted(os.listdir(out)) == ["report.json", "train.jsonl", "validation.jsonl"]
-    umask = os.umask(0)
-    os.umask(umask)
-    assert (out / "train.jsonl").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert (out / "train.jsonl").stat().st_mode & 0o777 == 0o600  # customer text: private
     train = read_jsonl(out / "train.jsonl")
     validation = read_jsonl(out / "validation.jsonl")
     assert len(train) == report.train_rows >= 10 and len(validation) == report.validation_rows

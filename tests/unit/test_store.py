@@ -333,3 +333,30 @@ def test_migration_to_v3_backfills_the_aggregates(tmp_path: Path) -> None:
             ("2026-01-01T10", "g", 0.5, 1),
             ("2026-01-01T10", "s", 1.0, 2),
         ]
+
+
+def test_migration_to_v4_adds_claims_and_keeps_the_data(tmp_path: Path) -> None:
+    path = tmp_path / "v3.db"
+    conn = sqlite3.connect(path)
+    for migration in MIGRATIONS[:3]:
+        migration(conn)
+    conn.execute("PRAGMA user_version = 3")
+    conn.execute(
+        "INSERT INTO tickets (id, text, received_at) VALUES ('a', 'x', '2026-01-01T00:00:00+00:00')"
+    )
+    conn.execute(
+        "INSERT INTO runs (id, backend, selection, status, started_at)"
+        " VALUES ('r0', 's', 'all', 'running', '2026-01-01T00:00:00+00:00')"
+    )
+    conn.commit()
+    conn.close()
+    with Store(path) as store:
+        assert store.schema_version == SCHEMA_VERSION >= 4
+        assert store.get_ticket("a").text == "x"  # type: ignore[union-attr]
+        assert store.open_run("s", "all").id == "r0"  # the unfinished run still resumes
+        assert store.claim_holders() == {} and store.get_meta("demo") is None
+        claimed = store.claim_tickets("h:1:x", "r0", ["a"], lease_s=60)
+        assert [t.id for _, t in claimed.tickets] == ["a"]
+        assert not store.finish_run("r0")  # a claim in the run keeps it running
+        store.record_decisions([decision("a", run="r0")], owner="h:1:x")
+        assert store.finish_run("r0")
