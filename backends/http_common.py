@@ -196,29 +196,37 @@ class _Inflater:
 
     def __init__(self, coding: str) -> None:
         self.coding = coding
-        self._wbits = 16 + zlib.MAX_WBITS if coding in ("gzip", "x-gzip") else zlib.MAX_WBITS
+        self._gzip = coding in ("gzip", "x-gzip")
+        self._wbits = 16 + zlib.MAX_WBITS if self._gzip else zlib.MAX_WBITS
         self._inflate = zlib.decompressobj(self._wbits)
-        self._started = False
+        self._head = b""
+        """Input taken before the first output, replayed if "deflate" turns out headerless."""
+        self._produced = False
 
     def feed(self, data: bytes) -> Iterator[bytes]:
+        if not self._produced and len(self._head) < INFLATE_STEP:
+            self._head += data
         pending = data
         while True:
             try:
                 out = self._inflate.decompress(pending, INFLATE_STEP)
             except zlib.error:
-                if self.coding == "deflate" and not self._started:
+                if self.coding == "deflate" and not self._produced and self._wbits > 0:
                     # "deflate" is sent both with and without the zlib header
                     self._wbits = -zlib.MAX_WBITS
                     self._inflate = zlib.decompressobj(self._wbits)
-                    self._started = True
+                    pending = self._head
                     continue
                 raise BadResponse(f"reply is not valid {self.coding} data") from None
-            self._started = True
             if out:
+                self._produced = True
                 yield out
             pending = self._inflate.unconsumed_tail
-            if self._inflate.eof and self._inflate.unused_data:  # concatenated gzip members
-                pending = self._inflate.unused_data
+            if self._inflate.eof:
+                rest = self._inflate.unused_data
+                if not (self._gzip and rest):
+                    return  # the end; bytes after a deflate stream are ignored, as httpx does
+                pending = rest  # concatenated gzip members
                 self._inflate = zlib.decompressobj(self._wbits)
                 continue
             if not pending and len(out) < INFLATE_STEP:

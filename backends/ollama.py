@@ -227,7 +227,10 @@ class OllamaBackend:
         if isinstance(exc, ConnectionError | httpx.TransportError):
             return ConnectionFailed(f"cannot reach Ollama at {self.host}: {type(exc).__name__}")
         if isinstance(exc, json.JSONDecodeError) and exc.doc.lstrip().startswith("<"):
-            return BadResponse("not an Ollama reply (HTML): is the host an Ollama server?")
+            return BadResponse(
+                "not an Ollama reply (HTML): Ollama sent a malformed response;"
+                " is the host an Ollama server?"
+            )
         if isinstance(exc, json.JSONDecodeError | ValidationError | ValueError | KeyError):
             return BadResponse(f"Ollama sent a malformed response: {str(exc)[:120]}")
         if isinstance(exc, httpx.HTTPError):

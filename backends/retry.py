@@ -110,11 +110,11 @@ def seconds(value: float) -> str:
 
 
 def clock(when: datetime | None, *, now: datetime | None = None) -> str:
-    """`22:41:07 UTC`, with the date when it is not today."""
+    """`22:41:07 UTC` for a time within a day, else `2026-01-03 22:41 UTC`."""
     if when is None:
         return "an unknown time"
-    today = (now or datetime.now(UTC)).date()
-    pattern = "%H:%M:%S UTC" if when.date() == today else "%Y-%m-%d %H:%M UTC"
+    ahead = when - (now or datetime.now(UTC))
+    pattern = "%H:%M:%S UTC" if ahead < timedelta(days=1) else "%Y-%m-%d %H:%M UTC"
     return when.strftime(pattern)
 
 

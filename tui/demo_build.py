@@ -21,6 +21,7 @@ from pathlib import Path
 
 from tui import paths
 from tui.config import Settings, load_settings
+from tui.safe_files import private_dir, write_private
 from tui.store import StoreError, probe_database
 
 DEMO_MARK_KEY = "demo"
@@ -135,10 +136,8 @@ def write_demo_config(target: DemoPaths) -> None:
     # The demo trains its own model file so it never overwrites the user's real specialist.
     text = text.replace(block, f"{block}path = {json.dumps(str(target.model))}\n", 1)
     text = DEMO_CONFIG_MARK + text
-    target.config.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.config.with_name(target.config.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(target.config)
+    private_dir(target.config.parent)
+    write_private(target.config, text)
 
 
 def build_demo(

@@ -638,14 +638,28 @@ def gzip_bomb() -> bytes:
     return b"".join(parts)
 
 
-class BodyServer:
-    """Answers every GET (`/v1/models`, `/health`, `/api/tags`...) with one oversized 200:
-    a gzip bomb, or a model list of `HUGE_LIST_BYTES` streamed in chunks."""
+SMALL_LIST = b'{"data": [{"id": "test-model", "object": "model"}], "models": []}'
+"""A model list any backend's check can read, for the encoded-but-sane replies."""
+BodyKind = Literal["gzip_bomb", "huge_list", "gzip", "deflate", "raw_deflate"]
 
-    def __init__(self, kind: Literal["gzip_bomb", "huge_list"]) -> None:
+
+def _encoded(kind: BodyKind) -> tuple[bytes, str]:
+    """The body and Content-Encoding of a `BodyServer` reply sent whole."""
+    if kind == "gzip_bomb":
+        return gzip_bomb(), "gzip"
+    wbits = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS, "raw_deflate": -15}[kind]
+    packer = zlib.compressobj(6, zlib.DEFLATED, wbits)
+    return packer.compress(SMALL_LIST) + packer.flush(), "gzip" if kind == "gzip" else "deflate"
+
+
+class BodyServer:
+    """Answers every GET (`/v1/models`, `/health`, `/api/tags`...) with one 200: a gzip bomb,
+    a model list of `HUGE_LIST_BYTES` streamed in chunks, or a small list sent compressed."""
+
+    def __init__(self, kind: BodyKind) -> None:
         self.kind = kind
         self.stopping = threading.Event()
-        self.bomb = gzip_bomb() if kind == "gzip_bomb" else b""
+        self.bomb, self.coding = _encoded(kind) if kind != "huge_list" else (b"", "")
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -681,8 +695,8 @@ class BodyServer:
         handler.close_connection = True
         handler.send_response(200)
         handler.send_header("Content-Type", "application/json")
-        if self.kind == "gzip_bomb":
-            handler.send_header("Content-Encoding", "gzip")
+        if self.kind != "huge_list":
+            handler.send_header("Content-Encoding", self.coding)
             handler.send_header("Content-Length", str(len(self.bomb)))
             handler.end_headers()
             handler.wfile.write(self.bomb)

@@ -39,6 +39,7 @@ from screens.compare import CompareModal
 from screens.widgets.ticket_table import TicketTable
 from tests.reliability.fault_servers import (
     GOOD_LABEL,
+    BodyKind,
     BodyServer,
     FaultyOpenAIServer,
     Plan,
@@ -152,7 +153,7 @@ async def test_broken_chunk_after_the_headers_is_retryable(tmp_path: Path) -> No
     assert taxonomy is not None
     router = Router(settings, taxonomy)
     try:
-        await prepare(router.backend("api"), Sleeps())
+        await asyncio.wait_for(prepare(router.backend("api"), Sleeps()), GUARD_S)
         decision = await asyncio.wait_for(router.route_one(make_tickets(1)[0]), GUARD_S)
     finally:
         await router.aclose()
@@ -168,9 +169,7 @@ HEALTH_BACKENDS: tuple[BackendKind, ...] = ("openai", "anthropic", "llamacpp", "
 
 @pytest.mark.parametrize("body", ["gzip_bomb", "huge_list"])
 @pytest.mark.parametrize("backend", HEALTH_BACKENDS)
-async def test_health_checks_read_at_most_the_cap(
-    backend: BackendKind, body: Literal["gzip_bomb", "huge_list"]
-) -> None:
+async def test_health_checks_read_at_most_the_cap(backend: BackendKind, body: BodyKind) -> None:
     server = BodyServer(body).start()
     settings = make_settings({"api": backend_block(backend, server.root)}, "api")
     taxonomy = settings.taxonomy()
@@ -188,6 +187,24 @@ async def test_health_checks_read_at_most_the_cap(
     assert peak < HEALTH_PEAK_BYTES, f"the check held {peak:,} bytes: {health}"
     if backend != "llamacpp":  # /health's body is only quoted; the others say why
         assert "1 MB cap" in health.detail, health
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "raw_deflate"])
+async def test_a_sane_compressed_reply_is_still_read(
+    coding: Literal["gzip", "deflate", "raw_deflate"],
+) -> None:
+    """The capped reader inflates gzip and both spellings of deflate itself."""
+    server = BodyServer(coding).start()
+    settings = make_settings({"api": backend_block("openai", server.root)}, "api")
+    taxonomy = settings.taxonomy()
+    assert taxonomy is not None
+    router = Router(settings, taxonomy)
+    try:
+        health = await asyncio.wait_for(router.backend("api").check(), GUARD_S)
+    finally:
+        await router.aclose()
+        server.stop()
+    assert health == Health(True, "reachable, model test-model listed"), health
 
 
 def _cli(home: Path, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -216,3 +216,14 @@ def test_train_writes_a_private_model_through_the_cli(
     r = cli(isolated_home, "train", "--data", str(labelled), "--out", str(out))
     assert r.returncode == 0, r.stderr
     assert mode(out) == 0o600 and mode(out.parent) == 0o700
+
+
+def test_the_demo_writes_private_files(isolated_home: Path, umask: int) -> None:
+    """The demo's database, model and config (the config names the model's path) are the
+    user's alone, as every other file triagedesk writes."""
+    r = cli(isolated_home, "demo", "--no-tui", "--size", "100")
+    assert r.returncode == 0, r.stderr
+    data = isolated_home / "data"
+    written = [data / "demo.db", data / "demo.toml", *sorted((data / "models").iterdir())]
+    assert {p.name: mode(p) for p in written} == {p.name: 0o600 for p in written}
+    assert mode(data) == 0o700 and mode(data / "models") == 0o700

@@ -130,6 +130,18 @@ def test_compare(snap_compare: Any, snapshot_app: TriageApp) -> None:
         await wait_until(pilot, lambda: isinstance(pilot.app.screen, CompareModal))
         help_line = pilot.app.screen.query_one("#compare-help")
         await wait_until(pilot, lambda: "Done" in str(help_line.render()))
+        # The stored answers reach the inbox behind the modal at its next poll: wait for that
+        # settled state (the row and its detail), or the picture depends on the poll's timing.
+        inbox = pilot.app.screen_stack[0]
+        table = inbox.query_one(TicketTable)
+        detail = inbox.query_one("#detail-decision-text")
+
+        def settled() -> bool:
+            row = next((r for r in table.window_rows if r.ticket_id == "T-0057"), None)
+            return row is not None and row.predicted_label is not None
+
+        await wait_until(pilot, settled)
+        await wait_until(pilot, lambda: "earlier attempts" in str(detail.render()))
         await pilot.pause(0.3)
 
     assert snap_compare(snapshot_app, terminal_size=SIZE, run_before=run_before)

@@ -25,6 +25,8 @@ CORE = [
     "tui.safe_files",
     "tui.safe_text",
     "tui.watch_folder",
+    "tui.claims",
+    "backends.numbers",
     "backends",
     "backends.base",
     "backends.prompt",
