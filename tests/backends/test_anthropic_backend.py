@@ -54,7 +54,7 @@ def make_config(server: AnthropicServer, **values: Any) -> BackendConfig:
         "input_usd_per_mtok": 0.80,
         "cached_input_usd_per_mtok": 0.08,
         "output_usd_per_mtok": 4.00,
-        "timeout_s": 0.3,
+        "timeout_s": 5,
         "max_retries": 2,
     }
     return BackendConfig.model_validate({**base, **values})
@@ -218,6 +218,12 @@ FAULTS: list[tuple[Reply, type[BackendError], bool]] = [
 ]
 
 
+def _timeout_for(reply: Reply) -> float:
+    """A stall is cut at 0.3 s; every other fault gets a timeout no loaded machine reaches, since
+    `timeout_s` bounds the whole attempt and must not be what ends a fast, faulty reply."""
+    return 0.3 if reply.fault == "stall" else 5.0
+
+
 @pytest.mark.parametrize(("reply", "error", "stream"), FAULTS)
 async def test_fault_maps_to_typed_error(
     server: AnthropicServer,
@@ -229,7 +235,7 @@ async def test_fault_maps_to_typed_error(
     stream: bool,
 ) -> None:
     server.script(reply)
-    backend = make_backend(server, max_retries=0, stream=stream)
+    backend = make_backend(server, max_retries=0, stream=stream, timeout_s=_timeout_for(reply))
     with pytest.raises(BackendError) as caught:
         await backend.route(ticket, taxonomy)
     assert type(caught.value) is error

@@ -65,7 +65,7 @@ def make_config(server: OpenAIServer, **values: Any) -> BackendConfig:
         "api_key_env": "TEST_OPENAI_KEY",
         "input_usd_per_mtok": 0.15,
         "output_usd_per_mtok": 0.60,
-        "timeout_s": 0.3,
+        "timeout_s": 5,
         "max_retries": 2,
     }
     return BackendConfig.model_validate({**base, **values})
@@ -265,6 +265,12 @@ FAULTS: list[tuple[Reply, type[BackendError], bool]] = [
 ]
 
 
+def _timeout_for(reply: Reply) -> float:
+    """A stall is cut at 0.3 s; every other fault gets a timeout no loaded machine reaches, since
+    `timeout_s` bounds the whole attempt and must not be what ends a fast, faulty reply."""
+    return 0.3 if reply.fault == "stall" else 5.0
+
+
 @pytest.mark.parametrize(("reply", "error", "stream"), FAULTS)
 async def test_fault_maps_to_typed_error(
     server: OpenAIServer,
@@ -276,7 +282,7 @@ async def test_fault_maps_to_typed_error(
     stream: bool,
 ) -> None:
     server.script(reply)
-    backend = make_backend(server, max_retries=0, stream=stream)
+    backend = make_backend(server, max_retries=0, stream=stream, timeout_s=_timeout_for(reply))
     with pytest.raises(BackendError) as caught:
         await backend.route(ticket, taxonomy)
     assert type(caught.value) is error
@@ -302,7 +308,7 @@ async def test_bad_reply_messages(
     message: str,
 ) -> None:
     server.script(reply)
-    backend = make_backend(server, max_retries=0, stream=stream)
+    backend = make_backend(server, max_retries=0, stream=stream, timeout_s=_timeout_for(reply))
     with pytest.raises(BadResponse, match=message):
         await backend.route(ticket, taxonomy)
     assert len(server.completions()) == 1  # no repair round for a broken transport
@@ -338,7 +344,7 @@ async def test_reset_then_ok_is_retried(
     server: OpenAIServer, make_backend: Any, ticket: Ticket, taxonomy: Taxonomy
 ) -> None:
     server.script(Reply(fault="reset"), Reply(fault="stall", stall_s=1.0))
-    backend = make_backend(server)
+    backend = make_backend(server, timeout_s=0.3)
     result = await backend.route(ticket, taxonomy)
     assert result.label == "billing" and len(server.completions()) == 3
 

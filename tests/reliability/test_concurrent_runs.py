@@ -171,11 +171,14 @@ def test_a_killed_run_gives_its_tickets_back(
     config = write_config(tmp_path / "c.toml", server)
     env = env_for(isolated_home)
     doomed = spawn(route_cmd(db, config, "--all", "--concurrency", "4"), env)
-    wait_for(lambda: len(server.completions()) >= 1 or doomed.poll() is not None, "the run")
+    # All four of its requests are held by the gate (none can finish or be retried), so once
+    # the server has recorded four, no request of the doomed run is still on its way.
+    wait_for(lambda: len(server.completions()) >= 4 or doomed.poll() is not None, "the run")
     assert doomed.poll() is None
     doomed.kill()  # SIGKILL: no finally runs, its claims stay in the database
     doomed.communicate(timeout=60)
     calls_lost = len(server.completions())
+    assert calls_lost == 4
     owners = query(db, "SELECT DISTINCT owner FROM claims")
     assert len(owners) == 1 and f":{doomed.pid}:" in owners[0][0]
     assert query(db, "SELECT count(*) FROM claims") == [(N,)]

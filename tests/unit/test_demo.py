@@ -13,6 +13,7 @@ import pytest
 from tui import demo
 from tui.config import load_settings
 from tui.demo import DEMO_LABELS, DemoTicket, demo_config_toml, demo_taxonomy, generate_inbox
+from tui.demo_texts import demo_texts
 
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 
@@ -93,23 +94,24 @@ def test_variety_features_present(inbox: list[DemoTicket]) -> None:
 def test_every_template_renders() -> None:
     rng = random.Random(0)
     slots = demo._slots(rng, "Ana", "Silva", NOW)
+    texts = demo_texts()
     pools = [
-        *demo._TEMPLATES.values(),
-        *demo._SHORT.values(),
-        *demo._SECONDARY.values(),
-        *demo._SUBJECTS.values(),
-        *demo._AGENT_QUOTES.values(),
-        [text for _, text in demo._AMBIGUOUS],
-        demo._GENERIC_SUBJECTS,
-        demo._GREETINGS,
-        demo._SIGNOFFS,
+        *texts.templates.values(),
+        *texts.one_liners.values(),
+        *texts.second_requests.values(),
+        *texts.subjects.values(),
+        *texts.agent_replies.values(),
+        [text for _, text in texts.ambiguous],
+        texts.generic_subjects,
+        texts.greetings,
+        texts.signoffs,
     ]
     for pool in pools:
         for template in pool:
             assert "{" not in template.format_map(slots)
-    assert all(len(pool) >= 20 for pool in demo._TEMPLATES.values())
-    assert set(demo._TEMPLATES) == set(DEMO_LABELS)
-    for weights, _ in demo._AMBIGUOUS:
+    assert all(len(pool) >= 20 for pool in texts.templates.values())
+    assert set(texts.templates) == set(DEMO_LABELS)
+    for weights, _ in texts.ambiguous:
         assert set(weights) <= set(DEMO_LABELS) and abs(sum(weights.values()) - 1) < 1e-9
 
 

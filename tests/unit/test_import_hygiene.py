@@ -20,6 +20,7 @@ CORE = [
     "tui.scoring",
     "tui.ingest",
     "tui.demo",
+    "tui.demo_texts",
     "tui.demo_build",
     "tui.cli",
     "tui.safe_files",
