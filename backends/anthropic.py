@@ -4,11 +4,11 @@ Token accounting: Anthropic reports fresh, cache-read and cache-written input to
 separately. `input_tokens` here is their sum (every prompt token the model read) and
 `cached_input_tokens` the cache reads, so `tui.costs` bills reads at the cached price and
 the rest at the input price (cache writes, billed 1.25x by Anthropic, count as plain input).
+The routing pipeline is `backends.llm`'s; this module is the Messages wire format.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 from dataclasses import dataclass
@@ -16,16 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from backends import numbers, retry
+from backends import numbers
 from backends.base import (
     AuthenticationFailed,
-    BackendError,
     BadResponse,
     Health,
-    RouteResult,
     ServerError,
     Stopwatch,
-    Timeout,
 )
 from backends.http_common import (
     FirstLine,
@@ -45,15 +42,15 @@ from backends.http_common import (
     server_message,
     transport_error,
 )
-from backends.prompt import answer_schema, build_prompt, parse_answer, repair_message
-from backends.secrets import api_key, redact_error
+from backends.llm import Completion, LLMBackend, Message, Request
+from backends.prompt import Prompt
+from backends.secrets import api_key
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
     from backends import Resolver
     from tui.config import BackendConfig
-    from tui.models import Taxonomy, Ticket
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_KEY_ENV = "ANTHROPIC_API_KEY"
@@ -69,42 +66,37 @@ SERVER_SIDE_ERRORS = ("overloaded_error", "api_error", "internal_server_error", 
 
 
 @dataclass(slots=True)
-class Reply:
-    """One Messages API reply reduced to what routing needs."""
+class Reply(Completion):
+    """One Messages API reply: the answer (tool input as JSON, or text) and its usage.
 
-    raw: str
+    `input_tokens` becomes the sum of fresh, cache-read and cache-written tokens once the
+    reply is complete (`settle`), `cached_tokens` the cache reads.
+    """
+
     tool_id: str | None = None
     tool_input: dict[str, Any] | None = None
-    model: str | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
+    fresh_input: int | None = None
     cache_read: int | None = None
     cache_write: int | None = None
 
-    @property
-    def total_input(self) -> int | None:
-        if self.input_tokens is None:
-            return None
-        return self.input_tokens + (self.cache_read or 0) + (self.cache_write or 0)
+    def settle(self) -> Reply:
+        """Fold the three input counts into the pipeline's `input_tokens`/`cached_tokens`."""
+        if self.fresh_input is not None:
+            self.input_tokens = self.fresh_input + (self.cache_read or 0) + (self.cache_write or 0)
+        self.cached_tokens = self.cache_read or 0
+        return self
 
 
-class AnthropicBackend:
+class AnthropicBackend(LLMBackend[Reply]):
     """Routes through `POST {base_url}/v1/messages`, streamed by default."""
 
     type = "anthropic"
+    token_sums = "all-or-none"
+    ttft_per_attempt = True
 
     def __init__(self, config: BackendConfig, *, resolve: Resolver | None = None) -> None:
-        self.name = config.name
-        self.config = config
-        self.retry_base_delay = retry.BASE_DELAY_S
-        """Backoff base for retries; tests make it tiny."""
-        self.retry_sleep = asyncio.sleep
-        """How retries wait; tests swap it to record the delays."""
+        super().__init__(config, resolve=resolve)
         self._client: httpx.AsyncClient | None = None
-
-    @property
-    def model(self) -> str:
-        return self.config.model_name
 
     @property
     def _base_url(self) -> str:
@@ -134,20 +126,18 @@ class AnthropicBackend:
             headers["x-api-key"] = key.get_secret_value()
         return headers
 
-    def _body(
-        self, system: str, messages: list[dict[str, Any]], taxonomy: Taxonomy
-    ) -> dict[str, Any]:
+    def _body(self, request: Request) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.config.model,
             "max_tokens": MAX_TOKENS,
             "temperature": self.config.temperature,
-            "system": system,
-            "messages": messages,
+            "system": request.prompt.system,
+            "messages": request.messages,
             "tools": [
                 {
                     "name": TOOL_NAME,
                     "description": TOOL_DESCRIPTION,
-                    "input_schema": answer_schema(taxonomy),
+                    "input_schema": request.schema,
                 }
             ],
             "tool_choice": {"type": "tool", "name": TOOL_NAME},
@@ -156,100 +146,22 @@ class AnthropicBackend:
             body["stream"] = True
         return body
 
-    async def route(self, ticket: Ticket, taxonomy: Taxonomy) -> RouteResult:
-        """Classify one ticket (see `_route`); no error leaves with the key in its text."""
-        try:
-            return await self._route(ticket, taxonomy)
-        except BackendError as error:
-            try:
-                key = self._key()
-            except BackendError:
-                key = None
-            redact_error(error, key)
-            raise
+    def _messages(self, prompt: Prompt) -> list[Message]:
+        """The system prompt travels in the body's `system`, not as a turn."""
+        return [{"role": "user", "content": prompt.user}]
 
-    async def _route(self, ticket: Ticket, taxonomy: Taxonomy) -> RouteResult:
-        """Classify one ticket; one repair round when the tool input is unusable.
+    def _repair_turns(self, rejected: Reply, problem: str) -> list[Message]:
+        return _repair_turns(rejected, problem)
 
-        `total_ms` spans the whole call, retries and repair included, since the ticket waited
-        that long; `ttft_ms` is measured on the attempt that answered.
-
-        Raises:
-            BackendError: Transport, HTTP or answer failures, typed as in `backends.base`.
-        """
-        key = self._key()
-        prompt = build_prompt(ticket, taxonomy, max_chars=self.config.max_prompt_chars)
-        messages: list[dict[str, Any]] = [{"role": "user", "content": prompt.user}]
-        watch = Stopwatch()
-        first = await self._send_with_retries(prompt.system, messages, taxonomy, key, watch, True)
-        replies = [first]
-        try:
-            answer = parse_answer(first.raw, taxonomy)
-        except BadResponse as err:
-            messages = [*messages, *_repair_turns(first, repair_message(str(err)))]
-            second = await self._send_with_retries(
-                prompt.system, messages, taxonomy, key, watch, False
-            )
-            replies.append(second)
-            answer = parse_answer(second.raw, taxonomy)
-        final = replies[-1]
-        totals = [r.total_input for r in replies]
-        outputs = [r.output_tokens for r in replies]
-        return RouteResult(
-            label=answer.label,
-            confidence=answer.confidence,
-            confidence_source="self-reported" if answer.confidence is not None else None,
-            reason=answer.reason,
-            raw_output=final.raw,
-            model=final.model or self.config.model_name,
-            prompt_version=prompt.version,
-            input_tokens=None if None in totals else sum(t or 0 for t in totals),
-            output_tokens=None if None in outputs else sum(o or 0 for o in outputs),
-            cached_input_tokens=sum(r.cache_read or 0 for r in replies),
-            total_ms=watch.elapsed_ms(),
-            ttft_ms=watch.ttft_ms(),
-        )
-
-    async def _send_with_retries(
-        self,
-        system: str,
-        messages: list[dict[str, Any]],
-        taxonomy: Taxonomy,
-        key: SecretStr | None,
-        watch: Stopwatch,
-        fresh: bool,
-    ) -> Reply:
-        async def attempt() -> Reply:
-            if fresh:
-                watch.first = None  # time to first token counts for the attempt that answered
-            return await self._send(system, messages, taxonomy, key, watch)
-
-        return await retry.with_retries(
-            attempt,
-            max_retries=self.config.max_retries,
-            base_delay=self.retry_base_delay,
-            sleep=self.retry_sleep,
-        )
-
-    async def _send(
-        self,
-        system: str,
-        messages: list[dict[str, Any]],
-        taxonomy: Taxonomy,
-        key: SecretStr | None,
-        watch: Stopwatch,
-    ) -> Reply:
-        """One request, bounded as a whole by `timeout_s` (httpx's own timeout is per read: a
-        trickling server or endless `ping` events would hold the ticket forever)."""
+    async def _exchange(self, request: Request, watch: Stopwatch) -> Reply:
+        """One request; statuses and transport failures mapped by `http_common`."""
+        key = request.key
         url = join_url(self._base_url, "v1/messages")
-        body = self._body(system, messages, taxonomy)
+        body = self._body(request)
         try:
-            async with (
-                asyncio.timeout(self.config.timeout_s),
-                self._client_now().stream(
-                    "POST", url, json=body, headers=self._headers(key)
-                ) as response,
-            ):
+            async with self._client_now().stream(
+                "POST", url, json=body, headers=self._headers(key)
+            ) as response:
                 if response.status_code != 200:
                     text = await read_error_text(response)
                     raise error_for_status(
@@ -263,20 +175,16 @@ class AnthropicBackend:
                 if "html" in content_type:
                     raise not_the_protocol(await read_error_text(response), EXPECTED, key)
                 if self.config.stream and "json" not in content_type:
-                    return await self._read_stream(response, key, watch)
+                    return (await self._read_stream(response, key, watch)).settle()
                 payload = load_json_object(await read_capped(response), expected=EXPECTED, key=key)
-                return _read_message(payload, key)
+                return _read_message(payload, key).settle()
         except httpx.HTTPError as exc:
             raise transport_error(exc, key) from None
-        except TimeoutError:
-            raise Timeout(
-                f"no complete answer within {self.config.timeout_s:g} s (timeout_s)"
-            ) from None
 
     async def _read_stream(
         self, response: httpx.Response, key: SecretStr | None, watch: Stopwatch
     ) -> Reply:
-        reply = Reply(raw="")
+        reply = Reply()
         tool_json: list[str] = []
         text: list[str] = []
         stopped = False
@@ -320,15 +228,15 @@ class AnthropicBackend:
                 raise not_the_protocol(first.text, EXPECTED, key)
             raise BadResponse("truncated stream: it ended without message_stop")
         if reply.tool_id is not None:
-            reply.raw = "".join(tool_json)
+            reply.text = "".join(tool_json)
             try:
-                parsed = json.loads(reply.raw)
+                parsed = json.loads(reply.text)
             except (ValueError, RecursionError):
                 parsed = None
             reply.tool_input = parsed if isinstance(parsed, dict) else None
         else:
-            reply.raw = "".join(text)
-        if not reply.raw:
+            reply.text = "".join(text)
+        if not reply.text:
             raise BadResponse("truncated stream: no content before message_stop")
         return reply
 
@@ -404,7 +312,7 @@ def _take_usage(usage: Any, reply: Reply) -> None:
     if not isinstance(usage, dict):
         return
     for field_name, attr in (
-        ("input_tokens", "input_tokens"),
+        ("input_tokens", "fresh_input"),
         ("output_tokens", "output_tokens"),
         ("cache_read_input_tokens", "cache_read"),
         ("cache_creation_input_tokens", "cache_write"),
@@ -420,9 +328,7 @@ def _read_message(payload: dict[str, Any], key: SecretStr | None) -> Reply:
     blocks = payload.get("content")
     if not isinstance(blocks, list) or not blocks:
         raise BadResponse("reply has no content blocks")
-    reply = Reply(
-        raw="", model=payload.get("model") if isinstance(payload.get("model"), str) else None
-    )
+    reply = Reply(model=payload.get("model") if isinstance(payload.get("model"), str) else None)
     _take_usage(payload.get("usage"), reply)
     texts: list[str] = []
     for block in blocks:
@@ -431,12 +337,12 @@ def _read_message(payload: dict[str, Any], key: SecretStr | None) -> Reply:
         if block.get("type") == "tool_use" and isinstance(block.get("input"), dict):
             reply.tool_id = block.get("id")
             reply.tool_input = block["input"]
-            reply.raw = json.dumps(block["input"])
+            reply.text = json.dumps(block["input"])
             return reply
         if block.get("type") == "text" and isinstance(block.get("text"), str):
             texts.append(block["text"])
-    reply.raw = "".join(texts)
-    if not reply.raw:
+    reply.text = "".join(texts)
+    if not reply.text:
         raise BadResponse("reply has neither a tool call nor text")
     return reply
 
@@ -489,6 +395,6 @@ def _repair_turns(reply: Reply, problem: str) -> list[dict[str, Any]]:
             },
         ]
     return [
-        {"role": "assistant", "content": reply.raw or "(no answer)"},
+        {"role": "assistant", "content": reply.text or "(no answer)"},
         {"role": "user", "content": problem},
     ]

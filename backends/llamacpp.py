@@ -2,7 +2,8 @@
 
 The native API (rather than its OpenAI-compatible `/v1`) takes a JSON schema that the server
 compiles into a grammar, reports token probabilities for the label's own tokens, keeps the
-prompt prefix cached between tickets and returns its timings in milliseconds.
+prompt prefix cached between tickets and returns its timings in milliseconds. The routing
+pipeline is `backends.llm`'s; this module is the `/completion` wire format.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from backends.base import (
     BackendError,
     BadResponse,
     Health,
-    RouteResult,
     ServerError,
     Stopwatch,
     Timeout,
@@ -44,16 +44,16 @@ from backends.http_common import (
     server_message,
     transport_error,
 )
-from backends.prompt import answer_schema, build_prompt, parse_answer, repair_message
-from backends.retry import BASE_DELAY_S, with_retries
-from backends.secrets import api_key, redact_error
+from backends.llm import Completion as BaseCompletion
+from backends.llm import LLMBackend, Request
+from backends.secrets import api_key
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
     from backends import Resolver
     from tui.config import BackendConfig
-    from tui.models import ConfidenceSource, Taxonomy, Ticket
+    from tui.models import ConfidenceSource
 
 EXPECTED = "a llama.cpp server reply"
 """How errors name what a 200 should have carried (an HTML page is not it)."""
@@ -86,16 +86,9 @@ def format_turns(turns: list[tuple[str, str]]) -> str:
 
 
 @dataclass(slots=True)
-class Completion:
-    """What one `/completion` exchange produced."""
+class Completion(BaseCompletion):
+    """What one `/completion` exchange produced, with the sampled tokens' probabilities."""
 
-    text: str = ""
-    model: str | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cached_tokens: int | None = None
-    prompt_ms: float | None = None
-    gen_ms: float | None = None
     token_probs: list[tuple[str, float]] = field(default_factory=list)
     probs_source: ConfidenceSource | None = None
 
@@ -189,99 +182,52 @@ def label_probability(token_probs: list[tuple[str, float]]) -> float | None:
     return min(max(probability, 0.0), 1.0)
 
 
-class LlamaCppServerBackend:
+class LlamaCppServerBackend(LLMBackend[Completion]):
     """Routes tickets through `llama-server` (llama.cpp) on its native API."""
 
     type = "llamacpp"
-    retry_base_delay_s: float = BASE_DELAY_S
-    """Backoff base of the shared retry loop; tests shrink it."""
 
     def __init__(self, config: BackendConfig, *, resolve: Resolver | None = None) -> None:
-        self.config = config
-        self.name = config.name or config.type
+        super().__init__(config, resolve=resolve)
         self.base_url = config.base_url or "http://127.0.0.1:8080"
         self._client: httpx.AsyncClient | None = None
         self._slots = asyncio.Semaphore(config.max_concurrency)
-
-    @property
-    def model(self) -> str:
-        return self.config.model_name
 
     def _client_now(self) -> httpx.AsyncClient:
         if self._client is None:
             self._client = make_client(self.config)
         return self._client
 
+    def _key(self) -> SecretStr | None:
+        return api_key(self.config)
+
     def _headers(self, key: SecretStr | None) -> dict[str, str]:
         # llama-server started with --api-key expects it as a bearer token.
         return {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
 
-    async def route(self, ticket: Ticket, taxonomy: Taxonomy) -> RouteResult:
-        """Classify one ticket (see `_route`); no error leaves with the key in its text."""
-        try:
-            return await self._route(ticket, taxonomy)
-        except BackendError as error:
-            redact_error(error, api_key(self.config))
-            raise
+    def _hold(self) -> asyncio.Semaphore:
+        """At most `max_concurrency` tickets at once, both rounds of one in the same slot."""
+        return self._slots
 
-    async def _route(self, ticket: Ticket, taxonomy: Taxonomy) -> RouteResult:
-        """Classify one ticket; one repair round when the answer is malformed.
+    def _token_confidence(self, final: Completion) -> tuple[float, ConfidenceSource | None] | None:
+        probability = label_probability(final.token_probs)
+        return None if probability is None else (probability, final.probs_source)
 
-        Raises:
-            BackendError: A typed error for every failure.
-        """
-        prompt = build_prompt(ticket, taxonomy, max_chars=self.config.max_prompt_chars)
-        schema = answer_schema(taxonomy)
-        turns = [("system", prompt.system), ("user", prompt.user)]
-        watch = Stopwatch()
-        done: list[Completion] = []
-        async with self._slots:
-            done.append(await self._complete_with_retries(format_turns(turns), schema, watch))
-            try:
-                answer = parse_answer(done[-1].text, taxonomy)
-            except BadResponse as problem:
-                turns += [("assistant", done[-1].text), ("user", repair_message(str(problem)))]
-                repaired = await self._complete_with_retries(format_turns(turns), schema, watch)
-                done.append(repaired)
-                answer = parse_answer(repaired.text, taxonomy)
-        last = done[-1]
-        confidence: float | None = answer.confidence
-        source: ConfidenceSource | None = "self-reported" if confidence is not None else None
-        from_tokens = label_probability(last.token_probs)
-        if from_tokens is not None:
-            confidence, source = from_tokens, last.probs_source
-        return RouteResult(
-            label=answer.label,
-            confidence=confidence,
-            confidence_source=source,
-            reason=answer.reason,
-            raw_output=last.text,
-            model=self.config.model or last.model or self.model,
-            prompt_version=prompt.version,
-            input_tokens=_sum(c.input_tokens for c in done),
-            output_tokens=_sum(c.output_tokens for c in done),
-            cached_input_tokens=_sum(c.cached_tokens for c in done),
-            total_ms=watch.elapsed_ms(),
-            ttft_ms=watch.ttft_ms(),
-            server_prompt_ms=_sum(c.prompt_ms for c in done),
-            server_gen_ms=_sum(c.gen_ms for c in done),
-        )
+    def _answer_model(self, final: Completion) -> str:
+        """The configured model first: llama-server reports the file it loaded."""
+        return self.config.model or final.model or self.model
 
-    async def _complete_with_retries(
-        self, text: str, schema: dict[str, Any], watch: Stopwatch
-    ) -> Completion:
-        return await with_retries(
-            lambda: self._complete(text, schema, watch),
-            max_retries=self.config.max_retries,
-            base_delay=self.retry_base_delay_s,
-        )
+    def _timed_out(self) -> Timeout:
+        url = join_url(self.base_url, "completion")
+        return Timeout(f"no complete answer from {url} within {self.config.timeout_s:g} s")
 
-    async def _complete(self, text: str, schema: dict[str, Any], watch: Stopwatch) -> Completion:
-        """One `/completion` request, bounded as a whole by the timeout, errors mapped."""
-        key = api_key(self.config)
+    async def _exchange(self, request: Request, watch: Stopwatch) -> Completion:
+        """One `/completion` request, the chat turns rendered as text, errors mapped."""
+        key = request.key
+        turns = [(str(m["role"]), str(m["content"])) for m in request.messages]
         body = {
-            "prompt": text,
-            "json_schema": schema,
+            "prompt": format_turns(turns),
+            "json_schema": request.schema,
             "n_predict": N_PREDICT,
             "temperature": self.config.temperature,
             "n_probs": N_PROBS,
@@ -290,12 +236,9 @@ class LlamaCppServerBackend:
         }
         url = join_url(self.base_url, "completion")
         try:
-            async with (
-                asyncio.timeout(self.config.timeout_s),
-                self._client_now().stream(
-                    "POST", url, json=body, headers=self._headers(key)
-                ) as response,
-            ):
+            async with self._client_now().stream(
+                "POST", url, json=body, headers=self._headers(key)
+            ) as response:
                 if response.status_code != 200:
                     said = await read_error_text(response)
                     raise error_for_status(
@@ -310,14 +253,8 @@ class LlamaCppServerBackend:
                 )
                 watch.mark_first()
                 return self._read_payload(payload)
-        except BackendError:
-            raise
         except httpx.HTTPError as exc:
             raise transport_error(exc, key) from exc
-        except TimeoutError:
-            raise Timeout(
-                f"no complete answer from {url} within {self.config.timeout_s:g} s"
-            ) from None
 
     def _read_payload(self, payload: dict[str, Any]) -> Completion:
         content = payload.get("content")
@@ -388,8 +325,3 @@ class LlamaCppServerBackend:
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
-
-
-def _sum(values: Any) -> Any:
-    present = [value for value in values if value is not None]
-    return sum(present) if present else None

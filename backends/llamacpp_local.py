@@ -1,7 +1,8 @@
 """A GGUF model loaded in process through llama-cpp-python (the optional `llamacpp` extra).
 
 No server to run: the model is loaded on the first ticket, off the event loop, and every call
-runs in a worker thread, one at a time, because a llama context is not thread-safe.
+runs in a worker thread, one at a time, because a llama context is not thread-safe. The
+routing pipeline is `backends.llm`'s; this module runs its attempts in process.
 """
 
 from __future__ import annotations
@@ -26,16 +27,14 @@ from backends.base import (
     Health,
     ModelNotFound,
     RequestRejected,
-    RouteResult,
-    Stopwatch,
     Timeout,
 )
-from backends.prompt import answer_schema, build_prompt, parse_answer, repair_message
+from backends.llm import Completion, LLMBackend, Message, Request
 
 if TYPE_CHECKING:
     from backends import Resolver
+    from backends.base import Stopwatch
     from tui.config import BackendConfig
-    from tui.models import Taxonomy, Ticket
 
 MAX_ANSWER_TOKENS = 200
 """An answer is one short JSON object; the cap stops a rambling model early."""
@@ -61,18 +60,7 @@ class _Run:
     cancelled: threading.Event = field(default_factory=threading.Event)
 
 
-@dataclass(slots=True)
-class _Generation:
-    """One chat completion as llama-cpp-python reported it, with llama.cpp's own timings."""
-
-    text: str
-    input_tokens: int | None
-    output_tokens: int | None
-    prompt_ms: float | None
-    gen_ms: float | None
-
-
-class LlamaCppLocalBackend:
+class LlamaCppLocalBackend(LLMBackend[Completion]):
     """Routes tickets with a GGUF model in this process.
 
     The schema reaches llama-cpp-python as `{"type": "json_object", "schema": ...}`: its
@@ -82,10 +70,11 @@ class LlamaCppLocalBackend:
     """
 
     type = "llamacpp-local"
+    retries = False
+    """A failed computation is not transient: running it again would only repeat it."""
 
     def __init__(self, config: BackendConfig, *, resolve: Resolver | None = None) -> None:
-        self.config = config
-        self.name = config.name or config.type
+        super().__init__(config, resolve=resolve)
         self.model_path = Path(config.model_path or "").expanduser()
         self._llm: Any = None
         self._order = asyncio.Lock()
@@ -97,50 +86,18 @@ class LlamaCppLocalBackend:
         """The call the worker thread is running, read by llama.cpp's abort callback."""
         self._abort_callback: Any = None
 
-    @property
-    def model(self) -> str:
-        return self.config.model_name
+    def _hold(self) -> asyncio.Lock:
+        """One ticket at a time, queued fairly, the model loaded under the same lock."""
+        return self._order
 
-    async def route(self, ticket: Ticket, taxonomy: Taxonomy) -> RouteResult:
-        """Classify one ticket; one repair round when the answer is malformed.
+    async def _prepare(self) -> float | None:
+        return await self._ensure_loaded()
 
-        Raises:
-            BackendUnavailable: llama-cpp-python is not installed.
-            ModelNotFound: The GGUF file does not exist.
-            BackendError: Any other failure, typed.
-        """
-        prompt = build_prompt(ticket, taxonomy, max_chars=self.config.max_prompt_chars)
-        response_format = {"type": "json_object", "schema": answer_schema(taxonomy)}
-        messages = prompt.messages()
-        watch = Stopwatch()
-        async with self._order:
-            load_ms = await self._ensure_loaded()
-            runs = [await self._generate(messages, response_format)]
-            try:
-                answer = parse_answer(runs[-1].text, taxonomy)
-            except BadResponse as problem:
-                messages = [
-                    *messages,
-                    {"role": "assistant", "content": runs[-1].text},
-                    {"role": "user", "content": repair_message(str(problem))},
-                ]
-                runs.append(await self._generate(messages, response_format))
-                answer = parse_answer(runs[-1].text, taxonomy)
-        return RouteResult(
-            label=answer.label,
-            confidence=answer.confidence,
-            confidence_source="self-reported" if answer.confidence is not None else None,
-            reason=answer.reason,
-            raw_output=runs[-1].text,
-            model=self.model,
-            prompt_version=prompt.version,
-            input_tokens=_sum(run.input_tokens for run in runs),
-            output_tokens=_sum(run.output_tokens for run in runs),
-            total_ms=watch.elapsed_ms(),
-            server_load_ms=load_ms,
-            server_prompt_ms=_sum(run.prompt_ms for run in runs),
-            server_gen_ms=_sum(run.gen_ms for run in runs),
-        )
+    async def _attempt(self, request: Request, watch: Stopwatch) -> Completion:
+        """One generation, bounded by `timeout_s` through llama.cpp's abort callback (a
+        thread cannot be cancelled, so an asyncio timeout would only stop the waiting)."""
+        response_format = {"type": "json_object", "schema": request.schema}
+        return await self._generate(request.messages, response_format)
 
     async def _ensure_loaded(self) -> float | None:
         """Load the model on first use; returns the load time in ms when it loaded now."""
@@ -192,8 +149,8 @@ class LlamaCppLocalBackend:
         return run is not None and (run.cancelled.is_set() or time.monotonic() > run.deadline)
 
     async def _generate(
-        self, messages: list[dict[str, str]], response_format: dict[str, Any]
-    ) -> _Generation:
+        self, messages: list[Message], response_format: dict[str, Any]
+    ) -> Completion:
         run = _Run(deadline=time.monotonic() + self.config.timeout_s)
         try:
             return await _in_llama_thread(self._generate_sync, messages, response_format, run)
@@ -202,8 +159,8 @@ class LlamaCppLocalBackend:
             raise
 
     def _generate_sync(
-        self, messages: list[dict[str, str]], response_format: dict[str, Any], run: _Run
-    ) -> _Generation:
+        self, messages: list[Message], response_format: dict[str, Any], run: _Run
+    ) -> Completion:
         with self._thread_lock:
             llm = self._llm
             if llm is None:
@@ -310,22 +267,17 @@ def _read_perf(llm: Any) -> tuple[float | None, float | None]:
         return None, None
 
 
-def _read_result(result: Any, perf: tuple[float | None, float | None]) -> _Generation:
+def _read_result(result: Any, perf: tuple[float | None, float | None]) -> Completion:
     try:
         text = result["choices"][0]["message"]["content"]
     except (KeyError, IndexError, TypeError):
         raise BadResponse(f"unexpected completion shape: {json.dumps(result)[:120]}") from None
     found = result.get("usage")
     usage: dict[str, Any] = found if isinstance(found, dict) else {}
-    return _Generation(
+    return Completion(
         text=text if isinstance(text, str) else "",
         input_tokens=numbers.count(usage.get("prompt_tokens"), "usage.prompt_tokens"),
         output_tokens=numbers.count(usage.get("completion_tokens"), "usage.completion_tokens"),
         prompt_ms=numbers.duration(perf[0], "llama_perf_context.t_p_eval_ms"),
         gen_ms=numbers.duration(perf[1], "llama_perf_context.t_eval_ms"),
     )
-
-
-def _sum(values: Any) -> Any:
-    present = [value for value in values if value is not None]
-    return sum(present) if present else None

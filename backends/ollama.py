@@ -2,13 +2,13 @@
 
 Ollama reports its own timings in nanoseconds (model load, prompt evaluation, generation),
 which are kept apart from the client's wall time so a cold model load is visible as such.
+The routing pipeline is `backends.llm`'s; this module maps it onto the official client.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -25,19 +25,16 @@ from backends.base import (
     ModelNotFound,
     RateLimited,
     RequestRejected,
-    RouteResult,
     ServerError,
     Stopwatch,
     Timeout,
 )
 from backends.http_common import MAX_RESPONSE_BYTES, get_capped, quote_server, server_message
-from backends.prompt import answer_schema, build_prompt, parse_answer, repair_message
-from backends.retry import BASE_DELAY_S, with_retries
+from backends.llm import Completion, LLMBackend, Request
 
 if TYPE_CHECKING:
     from backends import Resolver
     from tui.config import BackendConfig
-    from tui.models import Taxonomy, Ticket
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
 MAX_ANSWER_TOKENS = 200
@@ -53,59 +50,16 @@ def ns_to_ms(value: int | None, field: str = "duration") -> float | None:
     return numbers.duration(value, field, per_ms=numbers.NS_PER_MS)
 
 
-def _add(total: float | int | None, value: float | int | None) -> Any:
-    if value is None:
-        return total
-    return value if total is None else total + value
-
-
-@dataclass(slots=True)
-class _Call:
-    """What one `/api/chat` exchange produced."""
-
-    text: str
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    load_ms: float | None = None
-    prompt_ms: float | None = None
-    gen_ms: float | None = None
-
-
-@dataclass(slots=True)
-class _Totals:
-    """Usage and server timings summed over the calls of one route (the repair included)."""
-
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    load_ms: float | None = None
-    prompt_ms: float | None = None
-    gen_ms: float | None = None
-
-    def add(self, call: _Call) -> None:
-        self.input_tokens = _add(self.input_tokens, call.input_tokens)
-        self.output_tokens = _add(self.output_tokens, call.output_tokens)
-        self.load_ms = _add(self.load_ms, call.load_ms)
-        self.prompt_ms = _add(self.prompt_ms, call.prompt_ms)
-        self.gen_ms = _add(self.gen_ms, call.gen_ms)
-
-
-class OllamaBackend:
+class OllamaBackend(LLMBackend[Completion]):
     """Routes tickets through a local or remote Ollama server."""
 
     type = "ollama"
-    retry_base_delay_s: float = BASE_DELAY_S
-    """Backoff base of the shared retry loop; tests shrink it."""
 
     def __init__(self, config: BackendConfig, *, resolve: Resolver | None = None) -> None:
-        self.config = config
-        self.name = config.name or config.type
+        super().__init__(config, resolve=resolve)
         self.host = config.host or DEFAULT_HOST
         self._client: ollama.AsyncClient | None = None
         self._slots = asyncio.Semaphore(config.max_concurrency)
-
-    @property
-    def model(self) -> str:
-        return self.config.model_name
 
     def _get_client(self) -> ollama.AsyncClient:
         # The client's own default timeout is None: a server that accepts and never answers
@@ -114,77 +68,28 @@ class OllamaBackend:
             self._client = ollama.AsyncClient(host=self.host, timeout=self.config.timeout_s)
         return self._client
 
-    async def route(self, ticket: Ticket, taxonomy: Taxonomy) -> RouteResult:
-        """Classify one ticket; one repair round when the answer is malformed.
+    def _hold(self) -> asyncio.Semaphore:
+        """At most `max_concurrency` tickets at once, both rounds of one in the same slot."""
+        return self._slots
 
-        Raises:
-            BackendError: A typed error for every failure (never a raw client exception).
-        """
-        prompt = build_prompt(ticket, taxonomy, max_chars=self.config.max_prompt_chars)
-        schema = answer_schema(taxonomy)
-        messages: list[dict[str, str]] = prompt.messages()
-        watch = Stopwatch()
-        totals = _Totals()
-        async with self._slots:
-            call = await self._chat_with_retries(messages, schema, watch)
-            totals.add(call)
-            try:
-                answer = parse_answer(call.text, taxonomy)
-            except BadResponse as problem:
-                repair = [
-                    *messages,
-                    {"role": "assistant", "content": call.text},
-                    {"role": "user", "content": repair_message(str(problem))},
-                ]
-                call = await self._chat_with_retries(repair, schema, watch)
-                totals.add(call)
-                answer = parse_answer(call.text, taxonomy)
-        return RouteResult(
-            label=answer.label,
-            confidence=answer.confidence,
-            confidence_source="self-reported" if answer.confidence is not None else None,
-            reason=answer.reason,
-            raw_output=call.text,
-            model=self.model,
-            prompt_version=prompt.version,
-            input_tokens=totals.input_tokens,
-            output_tokens=totals.output_tokens,
-            total_ms=watch.elapsed_ms(),
-            ttft_ms=watch.ttft_ms(),
-            server_load_ms=totals.load_ms,
-            server_prompt_ms=totals.prompt_ms,
-            server_gen_ms=totals.gen_ms,
-        )
+    def _timed_out(self) -> Timeout:
+        return Timeout(f"no answer from {self.host} within {self.config.timeout_s:g} s")
 
-    async def _chat_with_retries(
-        self, messages: list[dict[str, str]], schema: dict[str, Any], watch: Stopwatch
-    ) -> _Call:
-        return await with_retries(
-            lambda: self._chat(messages, schema, watch),
-            max_retries=self.config.max_retries,
-            base_delay=self.retry_base_delay_s,
-        )
-
-    async def _chat(
-        self, messages: list[dict[str, str]], schema: dict[str, Any], watch: Stopwatch
-    ) -> _Call:
-        """One `/api/chat` request, bounded as a whole by the timeout, errors mapped."""
+    async def _exchange(self, request: Request, watch: Stopwatch) -> Completion:
+        """One `/api/chat` request; client, transport and decoding failures mapped."""
         try:
-            async with asyncio.timeout(self.config.timeout_s):
-                return await self._chat_once(messages, schema, watch)
+            return await self._chat_once(request, watch)
         except BackendError:
             raise
         except Exception as exc:
             raise self._map_error(exc) from exc
 
-    async def _chat_once(
-        self, messages: list[dict[str, str]], schema: dict[str, Any], watch: Stopwatch
-    ) -> _Call:
+    async def _chat_once(self, request: Request, watch: Stopwatch) -> Completion:
         client = self._get_client()
         kwargs: dict[str, Any] = {
             "model": self.config.model,
-            "messages": messages,
-            "format": schema,
+            "messages": request.messages,
+            "format": request.schema,
             "options": {"temperature": self.config.temperature, "num_predict": MAX_ANSWER_TOKENS},
             "keep_alive": self.config.keep_alive,
         }
@@ -207,9 +112,9 @@ class OllamaBackend:
             raise BadResponse("the stream ended without its final 'done' message")
         return self._call_from("".join(pieces), final)
 
-    def _call_from(self, text: str, response: ollama.ChatResponse) -> _Call:
+    def _call_from(self, text: str, response: ollama.ChatResponse) -> Completion:
         """Counts and timings of the final message, each validated (`backends.numbers`)."""
-        return _Call(
+        return Completion(
             text=text,
             input_tokens=numbers.count(response.prompt_eval_count, "prompt_eval_count"),
             output_tokens=numbers.count(response.eval_count, "eval_count"),

@@ -2,12 +2,12 @@
 
 Servers differ in what they accept, so the backend negotiates once per instance and remembers:
 structured output falls back from `json_schema` to `json_object` to the prompt alone, and
-`logprobs` is dropped when a server rejects it.
+`logprobs` is dropped when a server rejects it. The routing pipeline is `backends.llm`'s;
+this module is the Chat Completions wire format, its negotiation and its health check.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import re
@@ -16,16 +16,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
-from backends import numbers, retry
+from backends import numbers
 from backends.base import (
     AuthenticationFailed,
-    BackendError,
     BadResponse,
     Health,
-    RouteResult,
     ServerError,
     Stopwatch,
-    Timeout,
 )
 from backends.http_common import (
     CappedReply,
@@ -47,15 +44,16 @@ from backends.http_common import (
     server_message,
     transport_error,
 )
-from backends.prompt import answer_schema, build_prompt, parse_answer, repair_message
-from backends.secrets import api_key, redact_error
+from backends.llm import Completion as BaseCompletion
+from backends.llm import LLMBackend, Request
+from backends.secrets import api_key
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
     from backends import Resolver
     from tui.config import BackendConfig
-    from tui.models import ConfidenceSource, Taxonomy, Ticket
+    from tui.models import ConfidenceSource
 
 FormatMode = Literal["json_schema", "json_object", "none"]
 
@@ -78,17 +76,10 @@ _LABEL_VALUE = re.compile(r'"label"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 
 @dataclass(slots=True)
-class Completion:
-    """One chat completion as the server gave it."""
+class Completion(BaseCompletion):
+    """One chat completion as the server gave it, with the answer's token logprobs."""
 
-    content: str
-    model: str | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cached_tokens: int | None = None
     token_logprobs: list[tuple[str, float]] = field(default_factory=list)
-    prompt_ms: float | None = None
-    gen_ms: float | None = None
 
 
 def _logprob_or_none(value: Any) -> float | None:
@@ -96,10 +87,6 @@ def _logprob_or_none(value: Any) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return min(float(value), 0.0) if value <= LOGPROB_SLACK else None
     return None
-
-
-def _sum_or_none(*values: int | None) -> int | None:
-    return None if any(v is None for v in values) else sum(v for v in values if v is not None)
 
 
 def label_logprob_confidence(tokens: list[tuple[str, float]]) -> float | None:
@@ -129,14 +116,16 @@ def label_logprob_confidence(tokens: list[tuple[str, float]]) -> float | None:
     return min(max(math.exp(min(total, 0.0)), 0.0), 1.0)
 
 
-class OpenAIBackend:
+class OpenAIBackend(LLMBackend[Completion]):
     """Routes through `POST {base_url}/chat/completions`, streamed by default."""
 
     type = "openai"
+    token_sums = "all-or-none"
+    server_times = "last"
+    ttft_per_attempt = True
 
     def __init__(self, config: BackendConfig, *, resolve: Resolver | None = None) -> None:
-        self.name = config.name
-        self.config = config
+        super().__init__(config, resolve=resolve)
         self.format_mode: FormatMode = "json_schema"
         """Structured-output mode the endpoint accepts, learnt from its rejections."""
         self.logprobs_supported = True
@@ -145,15 +134,7 @@ class OpenAIBackend:
         """Becomes `max_completion_tokens` for models that refuse `max_tokens` (OpenAI o-series)."""
         self.send_temperature = True
         """False once the model refused a temperature (reasoning models accept only the default)."""
-        self.retry_base_delay = retry.BASE_DELAY_S
-        """Backoff base for retries; tests make it tiny."""
-        self.retry_sleep = asyncio.sleep
-        """How retries wait; tests swap it to record the delays."""
         self._client: httpx.AsyncClient | None = None
-
-    @property
-    def model(self) -> str:
-        return self.config.model_name
 
     def _client_now(self) -> httpx.AsyncClient:
         if self._client is None:
@@ -173,22 +154,21 @@ class OpenAIBackend:
             headers["Authorization"] = f"Bearer {key.get_secret_value()}"
         return headers
 
-    def _body(self, messages: list[dict[str, str]], taxonomy: Taxonomy) -> dict[str, Any]:
+    def _body(self, request: Request) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.config.model,
-            "messages": messages,
+            "messages": request.messages,
             self.token_param: MAX_TOKENS,
         }
         if self.send_temperature:
             body["temperature"] = self.config.temperature
-        schema = answer_schema(taxonomy)
         if self.format_mode == "json_schema":
             body["response_format"] = {
                 "type": "json_schema",
-                "json_schema": {"name": "route", "strict": True, "schema": schema},
+                "json_schema": {"name": "route", "strict": True, "schema": request.schema},
             }
         elif self.format_mode == "json_object":
-            body["response_format"] = {"type": "json_object", "schema": schema}
+            body["response_format"] = {"type": "json_object", "schema": request.schema}
         if self.logprobs_supported:
             body["logprobs"] = True
             body["top_logprobs"] = 5
@@ -197,100 +177,20 @@ class OpenAIBackend:
             body["stream_options"] = {"include_usage": True}
         return body
 
-    async def route(self, ticket: Ticket, taxonomy: Taxonomy) -> RouteResult:
-        """Classify one ticket (see `_route`); no error leaves with the key in its text."""
-        try:
-            return await self._route(ticket, taxonomy)
-        except BackendError as error:
-            redact_error(error, api_key(self.config))
-            raise
+    def _token_confidence(self, final: Completion) -> tuple[float, ConfidenceSource | None] | None:
+        confidence = label_logprob_confidence(final.token_logprobs)
+        return None if confidence is None else (confidence, "logprob")
 
-    async def _route(self, ticket: Ticket, taxonomy: Taxonomy) -> RouteResult:
-        """Classify one ticket; one repair round when the first answer is unusable.
-
-        `total_ms` spans the whole call, retries and repair included, since the ticket waited
-        that long; `ttft_ms` is measured on the attempt that answered.
-
-        Raises:
-            BackendError: Transport, HTTP or answer failures, typed as in `backends.base`.
-        """
-        key = self._key()
-        prompt = build_prompt(ticket, taxonomy, max_chars=self.config.max_prompt_chars)
-        messages = prompt.messages()
-        watch = Stopwatch()
-        first = await self._complete_with_retries(messages, taxonomy, key, watch, fresh=True)
-        completions = [first]
-        try:
-            answer = parse_answer(first.content, taxonomy)
-        except BadResponse as err:
-            messages = [
-                *messages,
-                {"role": "assistant", "content": first.content},
-                {"role": "user", "content": repair_message(str(err))},
-            ]
-            second = await self._complete_with_retries(messages, taxonomy, key, watch, fresh=False)
-            completions.append(second)
-            answer = parse_answer(second.content, taxonomy)
-        final = completions[-1]
-        confidence: float | None = label_logprob_confidence(final.token_logprobs)
-        source: ConfidenceSource | None = "logprob"
-        if confidence is None:
-            confidence = answer.confidence
-            source = "self-reported" if confidence is not None else None
-        return RouteResult(
-            label=answer.label,
-            confidence=confidence,
-            confidence_source=source,
-            reason=answer.reason,
-            raw_output=final.content,
-            model=final.model or self.config.model_name,
-            prompt_version=prompt.version,
-            input_tokens=_sum_or_none(*(c.input_tokens for c in completions)),
-            output_tokens=_sum_or_none(*(c.output_tokens for c in completions)),
-            cached_input_tokens=_sum_or_none(*(c.cached_tokens for c in completions)),
-            total_ms=watch.elapsed_ms(),
-            ttft_ms=watch.ttft_ms(),
-            server_prompt_ms=final.prompt_ms,
-            server_gen_ms=final.gen_ms,
-        )
-
-    async def _complete_with_retries(
-        self,
-        messages: list[dict[str, str]],
-        taxonomy: Taxonomy,
-        key: SecretStr | None,
-        watch: Stopwatch,
-        *,
-        fresh: bool,
-    ) -> Completion:
-        async def attempt() -> Completion:
-            if fresh:
-                watch.first = None  # time to first token counts for the attempt that answered
-            return await self._negotiate(messages, taxonomy, key, watch)
-
-        return await retry.with_retries(
-            attempt,
-            max_retries=self.config.max_retries,
-            base_delay=self.retry_base_delay,
-            sleep=self.retry_sleep,
-        )
-
-    async def _negotiate(
-        self,
-        messages: list[dict[str, str]],
-        taxonomy: Taxonomy,
-        key: SecretStr | None,
-        watch: Stopwatch,
-    ) -> Completion:
+    async def _attempt(self, request: Request, watch: Stopwatch) -> Completion:
         """Send, stepping down optional features as the server refuses them.
 
         Each step only ever removes a feature, so the loop ends; a step is taken only if no
-        concurrent call took it already.
+        concurrent call took it already. Every request is bounded by `timeout_s` on its own.
         """
         while True:
             sent_format = self.format_mode
             try:
-                return await self._complete(messages, taxonomy, key, watch)
+                return await super()._attempt(request, watch)
             except _Refused as refused:
                 if refused.feature == "format" and self.format_mode == sent_format:
                     self.format_mode = _NEXT_FORMAT[sent_format]
@@ -301,25 +201,15 @@ class OpenAIBackend:
                 elif refused.feature == "temperature":
                     self.send_temperature = False
 
-    async def _complete(
-        self,
-        messages: list[dict[str, str]],
-        taxonomy: Taxonomy,
-        key: SecretStr | None,
-        watch: Stopwatch,
-    ) -> Completion:
-        """One request, bounded as a whole by `timeout_s`: httpx's timeout is per read, so a
-        server trickling a byte a second, or sending SSE keep-alive comments forever, held a
-        ticket for as long as it liked."""
+    async def _exchange(self, request: Request, watch: Stopwatch) -> Completion:
+        """One request; statuses and transport failures mapped by `http_common`."""
+        key = request.key
         url = join_url(self.config.base_url or "", "chat/completions")
-        body = self._body(messages, taxonomy)
+        body = self._body(request)
         try:
-            async with (
-                asyncio.timeout(self.config.timeout_s),
-                self._client_now().stream(
-                    "POST", url, json=body, headers=self._headers(key)
-                ) as response,
-            ):
+            async with self._client_now().stream(
+                "POST", url, json=body, headers=self._headers(key)
+            ) as response:
                 if response.status_code != 200:
                     text = await read_error_text(response)
                     self._raise_if_refused(response.status_code, text)
@@ -339,10 +229,6 @@ class OpenAIBackend:
                 return self._read_message(payload, key)
         except httpx.HTTPError as exc:
             raise transport_error(exc, key) from None
-        except TimeoutError:
-            raise Timeout(
-                f"no complete answer within {self.config.timeout_s:g} s (timeout_s)"
-            ) from None
 
     def _raise_if_refused(self, status: int, text: str) -> None:
         """Recognise a server refusing a feature we may drop, rather than the request itself."""
@@ -367,7 +253,7 @@ class OpenAIBackend:
         content = message.get("content") if isinstance(message, dict) else None
         if not isinstance(content, str) or not content:
             raise BadResponse("reply has no message content")
-        completion = Completion(content=content, model=_str_or_none(payload.get("model")))
+        completion = Completion(text=content, model=_str_or_none(payload.get("model")))
         _take_logprobs(choices[0].get("logprobs"), completion)
         _take_usage(payload.get("usage"), completion)
         _take_timings(payload.get("timings"), completion)
@@ -377,7 +263,7 @@ class OpenAIBackend:
         self, response: httpx.Response, key: SecretStr | None, watch: Stopwatch
     ) -> Completion:
         parts: list[str] = []
-        completion = Completion(content="")
+        completion = Completion()
         saw_choices = False
         saw_event = False
         done = False
@@ -418,8 +304,8 @@ class OpenAIBackend:
             )
         if not saw_choices:
             raise BadResponse("reply has no choices")
-        completion.content = "".join(parts)
-        if not completion.content:
+        completion.text = "".join(parts)
+        if not completion.text:
             raise BadResponse("truncated stream: no content before [DONE]")
         return completion
 

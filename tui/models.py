@@ -50,6 +50,24 @@ def _forbidden_char(value: str) -> str | None:
     return None
 
 
+def _check_name(value: object, what: str, limit: int) -> str:
+    """The shared rule of ids and labels: a string, non-empty after stripping, at most `limit`
+    characters, no forbidden character; returns it stripped. The reason never repeats the
+    text (it may be the very control sequence the rule is there to stop)."""
+    if not isinstance(value, str):
+        raise ValueError(f"a {what} must be a string, not {type(value).__name__}")
+    stripped = value.strip()
+    short = what.removeprefix("ticket ")
+    if not stripped:
+        raise ValueError(f"empty {short}")
+    if len(stripped) > limit:
+        raise ValueError(f"{short} is {len(stripped)} characters; the limit is {limit}")
+    bad = _forbidden_char(stripped)
+    if bad is not None:
+        raise ValueError(f"{short} contains a control or formatting character ({bad})")
+    return stripped
+
+
 def check_label_name(name: str) -> str:
     """Validate a label name from any source (import file, CLI, TUI, config) and return it
     stripped of surrounding whitespace.
@@ -61,17 +79,7 @@ def check_label_name(name: str) -> str:
     Raises:
         ValueError: With a short reason that does not repeat the offending text.
     """
-    if not isinstance(name, str):
-        raise ValueError(f"a label must be a string, not {type(name).__name__}")
-    stripped = name.strip()
-    if not stripped:
-        raise ValueError("empty label")
-    if len(stripped) > MAX_LABEL_CHARS:
-        raise ValueError(f"label is {len(stripped)} characters; the limit is {MAX_LABEL_CHARS}")
-    bad = _forbidden_char(stripped)
-    if bad is not None:
-        raise ValueError(f"label contains a control or formatting character ({bad})")
-    return stripped
+    return _check_name(name, "label", MAX_LABEL_CHARS)
 
 
 def check_ticket_id(value: str) -> str:
@@ -83,17 +91,7 @@ def check_ticket_id(value: str) -> str:
     Raises:
         ValueError: With a short reason that does not repeat the offending text.
     """
-    if not isinstance(value, str):
-        raise ValueError(f"a ticket id must be a string, not {type(value).__name__}")
-    stripped = value.strip()
-    if not stripped:
-        raise ValueError("empty id")
-    if len(stripped) > MAX_ID_CHARS:
-        raise ValueError(f"id is {len(stripped)} characters; the limit is {MAX_ID_CHARS}")
-    bad = _forbidden_char(stripped)
-    if bad is not None:
-        raise ValueError(f"id contains a control or formatting character ({bad})")
-    return stripped
+    return _check_name(value, "ticket id", MAX_ID_CHARS)
 
 
 STORED: Final[dict[str, bool]] = {"stored": True}
