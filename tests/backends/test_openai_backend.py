@@ -517,7 +517,7 @@ async def test_check(server: OpenAIServer, make_backend: Any) -> None:
 
 
 async def test_model_property_and_client_settings(server: OpenAIServer, make_backend: Any) -> None:
-    backend = make_backend(server, max_concurrency=3)
+    backend = make_backend(server, max_concurrency=3, timeout_s=0.3)
     assert backend.model == "test-model" and backend.name == "oai" and backend.type == "openai"
     assert isinstance(backend, Backend)
     client = backend._client_now()
