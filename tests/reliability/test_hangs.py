@@ -100,8 +100,14 @@ async def test_compare_screen_ends_with_a_timeout_for_a_trickling_backend(tmp_pa
             await _until(pilot, lambda: isinstance(app.screen, CompareModal), "the compare screen")
             modal = app.screen
             assert isinstance(modal, CompareModal)
-            await _until(pilot, lambda: modal.stored, "every backend's answer")
-            help_text = str(modal.query_one("#compare-help").render())
+            help_line = modal.query_one("#compare-help")
+            # `stored` is set before the message that writes the verdict is handled: wait for both.
+            await _until(
+                pilot,
+                lambda: modal.stored and "Done" in str(help_line.render()),
+                "every backend's answer",
+            )
+            help_text = str(help_line.render())
             assert "Done" in help_text and "1 failed" in help_text, help_text
             assert str(modal.query_one("#compare-table").get_cell("slow", "label")).endswith(
                 "Timeout"
