@@ -299,25 +299,21 @@ class WatchFolder:
         """Move the file to imported/ or rejected/ (with its report), never onto anything."""
         target = REJECTED if rows else IMPORTED
         done = summary if rows else f"imported {inserted} tickets"
+
+        def unmoved(why: str) -> DropOutcome:
+            """The file stays where it is, once: it is not taken again until it changes."""
+            self._handled[name] = signature
+            return DropOutcome(name=shown, inserted=inserted, error=f"{done}, but {why}")
+
         try:
             sub_fd = open_private_subdir(folder_fd, target)
         except OSError as exc:
-            self._handled[name] = signature
             why = exc.kind if isinstance(exc, NotRegularFile) else (exc.strerror or str(exc))
-            return DropOutcome(
-                name=shown,
-                inserted=inserted,
-                error=f"{done}, but the file stays here: {target}/ is unusable ({why})",
-            )
+            return unmoved(f"the file stays here: {target}/ is unusable ({why})")
         try:
             moved = self._rename_into(folder_fd, name, signature, sub_fd, report=bool(rows))
             if moved is None:
-                self._handled[name] = signature
-                return DropOutcome(
-                    name=shown,
-                    inserted=inserted,
-                    error=f"{done}, but the file stays here: no free name in {target}/",
-                )
+                return unmoved(f"the file stays here: no free name in {target}/")
             if not rows:
                 return DropOutcome(
                     name=shown, inserted=inserted, moved_to=f"{target}/{printable(moved)}"
@@ -331,12 +327,7 @@ class WatchFolder:
                 summary += f"; see {target}/{printable(report, NAME_CHARS)}"
             return DropOutcome(name=shown, error=summary, moved_to=f"{target}/{printable(moved)}")
         except OSError as exc:
-            self._handled[name] = signature
-            return DropOutcome(
-                name=shown,
-                inserted=inserted,
-                error=f"{done}, but the file could not be moved: {exc.strerror or exc}",
-            )
+            return unmoved(f"the file could not be moved: {exc.strerror or exc}")
         finally:
             os.close(sub_fd)
 
