@@ -291,10 +291,37 @@ def toml_examples(markdown: str) -> list[str]:
     return re.findall(r"```toml\n(.*?)```", markdown, re.DOTALL)
 
 
+AS_ABOVE = re.compile(
+    r"^(\[backends\.[^\]]+\]\n)((?:[^\[\n][^\n]*\n)*?)(.*#\s*([\w, ]+?)\s+as above.*\n)", re.M
+)
+
+
+def expand_as_above(text: str) -> str:
+    """A table whose comment says "base_url, model, api_key_env, prices as above" is read as a
+    reader pastes it: the named keys copied from the backend tables written before it."""
+
+    def fill(match: re.Match[str]) -> str:
+        before = tomllib.loads(text[: match.start()]).get("backends", {})
+        named = {word.strip() for word in match.group(4).split(",")}
+        wanted = {key for key in named if key != "prices"}
+        given: dict[str, Any] = {}
+        for block in before.values():
+            for key, value in block.items():
+                if key in wanted or ("prices" in named and key.endswith("_usd_per_mtok")):
+                    given.setdefault(key, value)
+        missing = (wanted | ({"prices"} if "prices" in named else set())) - set(given)
+        assert not missing - {"prices"}, f"'as above' names keys no earlier table sets: {missing}"
+        lines = "".join(f"{key} = {json.dumps(value)}\n" for key, value in given.items())
+        return match.group(1) + match.group(2) + match.group(3) + lines
+
+    return AS_ABOVE.sub(fill, text)
+
+
 def check_examples(doc: Path, tmp_path: Path) -> dict[str, list[str]]:
     """Each example's problems. A fragment that only adds backends (the cascade one) is
-    checked inside the document's first, full example, as the reader would paste it."""
-    examples = toml_examples(doc.read_text(encoding="utf-8"))
+    checked inside the document's first, full example, as the reader would paste it; keys a
+    comment says are "as above" are filled from the tables before it."""
+    examples = [expand_as_above(text) for text in toml_examples(doc.read_text(encoding="utf-8"))]
     assert examples, f"{doc}: no TOML examples found"
     full = examples[0]
     found: dict[str, list[str]] = {}
@@ -337,3 +364,13 @@ def test_tune_cascade_writes_into_a_config_with_a_byte_order_mark(tmp_path: Path
     args = build_parser().parse_args([*argv, "--data", str(data), "--write"])
     assert run_command(args, out=io.StringIO(), err=err) == 0, err.getvalue()
     assert load_settings(config, required=True).backend("cascade").first == "weak"
+
+
+def test_as_above_fills_the_named_keys_from_earlier_tables() -> None:
+    text = (
+        '[backends.a]\ntype = "openai"\nmodel = "m"\ninput_usd_per_mtok = 0.1\n\n'
+        '[backends.b]\ntype = "anthropic"   # model, prices as above\n'
+    )
+    assert tomllib.loads(expand_as_above(text))["backends"]["b"] == {
+        "type": "anthropic", "model": "m", "input_usd_per_mtok": 0.1,
+    }  # fmt: skip
