@@ -2,7 +2,7 @@
 
 Token accounting: Anthropic reports fresh, cache-read and cache-written input tokens
 separately. `input_tokens` here is their sum (every prompt token the model read) and
-`cached_input_tokens` the cache reads, so `tui.costs` bills reads at the cached price and
+`cached_input_tokens` the cache reads, so `tui.core.costs` bills reads at the cached price and
 the rest at the input price (cache writes, billed 1.25x by Anthropic, count as plain input).
 The routing pipeline is `backends.llm`'s; this module is the Messages wire format.
 """
@@ -16,14 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from backends import numbers
-from backends.base import (
-    AuthenticationFailed,
-    BadResponse,
-    Health,
-    ServerError,
-    Stopwatch,
-)
 from backends.http_common import (
     FirstLine,
     error_for_status,
@@ -43,14 +35,22 @@ from backends.http_common import (
     transport_error,
 )
 from backends.llm import Completion, LLMBackend, Message, Request
-from backends.prompt import Prompt
 from backends.secrets import api_key
+from tui.core import numbers
+from tui.core.backend import (
+    AuthenticationFailed,
+    BadResponse,
+    Health,
+    ServerError,
+    Stopwatch,
+)
+from tui.core.prompt import Prompt
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
-    from backends import Resolver
-    from tui.config import BackendConfig
+    from tui.core.config import BackendConfig
+    from tui.core.registry import Resolver
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_KEY_ENV = "ANTHROPIC_API_KEY"

@@ -11,15 +11,15 @@ import contextvars
 import time
 from typing import TYPE_CHECKING, Any
 
-from backends.base import BackendError, Health, RouteResult
-from tui.costs import price_result
-from tui.models import StageResult
+from tui.core.backend import BackendError, Health, RouteResult
+from tui.core.costs import price_result
+from tui.core.models import StageResult
 
 if TYPE_CHECKING:
-    from backends import Resolver
-    from backends.base import Backend
-    from tui.config import BackendConfig
-    from tui.models import Taxonomy, Ticket
+    from tui.core.backend import Backend
+    from tui.core.config import BackendConfig
+    from tui.core.models import Taxonomy, Ticket
+    from tui.core.registry import Resolver
 
 _ACTIVE: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
     "active_cascades", default=frozenset()

@@ -1,6 +1,6 @@
 """httpx plumbing shared by the HTTP backends (OpenAI-compatible, Anthropic, llama.cpp server).
 
-One place maps HTTP statuses and transport failures onto the typed errors of `backends.base`,
+One place maps HTTP statuses and transport failures onto the typed errors of `tui.core.backend`,
 parses Retry-After, splits server-sent events and caps how much of a reply is read, so every
 backend fails the same way and a misbehaving server can never exhaust memory. Nothing here
 knows a vendor's payloads beyond the common `{"error": {"message": ...}}` shapes.
@@ -22,7 +22,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from backends.base import (
+from backends.secrets import redact
+from tui.core.backend import (
     AuthenticationFailed,
     BackendError,
     BadResponse,
@@ -33,12 +34,11 @@ from backends.base import (
     ServerError,
     Timeout,
 )
-from backends.secrets import redact
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
-    from tui.config import BackendConfig
+    from tui.core.config import BackendConfig
 
 MAX_RESPONSE_BYTES = 1_000_000
 """Most bytes read from one reply; a classification answer is a few hundred."""

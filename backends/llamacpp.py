@@ -16,15 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from backends import numbers
-from backends.base import (
-    BackendError,
-    BadResponse,
-    Health,
-    ServerError,
-    Stopwatch,
-    Timeout,
-)
 from backends.http_common import (
     MAX_ERROR_BYTES,
     FirstLine,
@@ -47,13 +38,22 @@ from backends.http_common import (
 from backends.llm import Completion as BaseCompletion
 from backends.llm import LLMBackend, Request
 from backends.secrets import api_key
+from tui.core import numbers
+from tui.core.backend import (
+    BackendError,
+    BadResponse,
+    Health,
+    ServerError,
+    Stopwatch,
+    Timeout,
+)
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
-    from backends import Resolver
-    from tui.config import BackendConfig
-    from tui.models import ConfidenceSource
+    from tui.core.config import BackendConfig
+    from tui.core.models import ConfidenceSource
+    from tui.core.registry import Resolver
 
 EXPECTED = "a llama.cpp server reply"
 """How errors name what a 200 should have carried (an HTML page is not it)."""
@@ -96,7 +96,7 @@ class Completion(BaseCompletion):
         """Read usage and timings from the last (or only) object of a completion.
 
         Raises:
-            BadResponse: A count or timing out of bounds (`backends.numbers`), naming it.
+            BadResponse: A count or timing out of bounds (`tui.core.numbers`), naming it.
         """
         found = data.get("timings")
         timings: dict[str, Any] = found if isinstance(found, dict) else {}

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from backends import numbers
-from backends.base import (
+from backends.llm import Completion, LLMBackend, Message, Request
+from tui.core import numbers
+from tui.core.backend import (
     BackendError,
     BackendUnavailable,
     BadResponse,
@@ -29,12 +30,11 @@ from backends.base import (
     RequestRejected,
     Timeout,
 )
-from backends.llm import Completion, LLMBackend, Message, Request
 
 if TYPE_CHECKING:
-    from backends import Resolver
-    from backends.base import Stopwatch
-    from tui.config import BackendConfig
+    from tui.core.backend import Stopwatch
+    from tui.core.config import BackendConfig
+    from tui.core.registry import Resolver
 
 MAX_ANSWER_TOKENS = 200
 """An answer is one short JSON object; the cap stops a rambling model early."""

@@ -21,8 +21,9 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 from backends import retry
-from backends.base import BackendError, BadResponse, Health, RouteResult, Stopwatch, Timeout
-from backends.prompt import (
+from backends.secrets import redact_error
+from tui.core.backend import BackendError, BadResponse, Health, RouteResult, Stopwatch, Timeout
+from tui.core.prompt import (
     Answer,
     Prompt,
     answer_schema,
@@ -30,14 +31,13 @@ from backends.prompt import (
     parse_answer,
     repair_message,
 )
-from backends.secrets import redact_error
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
-    from backends import Resolver
-    from tui.config import BackendConfig
-    from tui.models import ConfidenceSource, Taxonomy, Ticket
+    from tui.core.config import BackendConfig
+    from tui.core.models import ConfidenceSource, Taxonomy, Ticket
+    from tui.core.registry import Resolver
 
 Message = dict[str, Any]
 """One chat turn: `{"role": ..., "content": ...}` (Anthropic's content may be blocks)."""
@@ -147,7 +147,7 @@ class LLMBackend(Generic[C]):
         included), since the ticket waited that long.
 
         Raises:
-            BackendError: Transport, HTTP or answer failures, typed as in `backends.base`.
+            BackendError: Transport, HTTP or answer failures, typed as in `tui.core.backend`.
         """
         key = self._key()
         prompt = build_prompt(ticket, taxonomy, max_chars=self.config.max_prompt_chars)

@@ -15,8 +15,10 @@ import httpx
 import ollama
 from pydantic import ValidationError
 
-from backends import numbers
-from backends.base import (
+from backends.http_common import MAX_RESPONSE_BYTES, get_capped, quote_server, server_message
+from backends.llm import Completion, LLMBackend, Request
+from tui.core import numbers
+from tui.core.backend import (
     AuthenticationFailed,
     BackendError,
     BadResponse,
@@ -29,12 +31,10 @@ from backends.base import (
     Stopwatch,
     Timeout,
 )
-from backends.http_common import MAX_RESPONSE_BYTES, get_capped, quote_server, server_message
-from backends.llm import Completion, LLMBackend, Request
 
 if TYPE_CHECKING:
-    from backends import Resolver
-    from tui.config import BackendConfig
+    from tui.core.config import BackendConfig
+    from tui.core.registry import Resolver
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
 MAX_ANSWER_TOKENS = 200
@@ -45,7 +45,7 @@ def ns_to_ms(value: int | None, field: str = "duration") -> float | None:
     """Ollama durations are nanoseconds; everything stored is milliseconds.
 
     Raises:
-        BadResponse: Negative, or longer than a day (`backends.numbers`), naming `field`.
+        BadResponse: Negative, or longer than a day (`tui.core.numbers`), naming `field`.
     """
     return numbers.duration(value, field, per_ms=numbers.NS_PER_MS)
 
@@ -113,7 +113,7 @@ class OllamaBackend(LLMBackend[Completion]):
         return self._call_from("".join(pieces), final)
 
     def _call_from(self, text: str, response: ollama.ChatResponse) -> Completion:
-        """Counts and timings of the final message, each validated (`backends.numbers`)."""
+        """Counts and timings of the final message, each validated (`tui.core.numbers`)."""
         return Completion(
             text=text,
             input_tokens=numbers.count(response.prompt_eval_count, "prompt_eval_count"),

@@ -16,14 +16,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
-from backends import numbers
-from backends.base import (
-    AuthenticationFailed,
-    BadResponse,
-    Health,
-    ServerError,
-    Stopwatch,
-)
 from backends.http_common import (
     CappedReply,
     FirstLine,
@@ -47,13 +39,21 @@ from backends.http_common import (
 from backends.llm import Completion as BaseCompletion
 from backends.llm import LLMBackend, Request
 from backends.secrets import api_key
+from tui.core import numbers
+from tui.core.backend import (
+    AuthenticationFailed,
+    BadResponse,
+    Health,
+    ServerError,
+    Stopwatch,
+)
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
-    from backends import Resolver
-    from tui.config import BackendConfig
-    from tui.models import ConfidenceSource
+    from tui.core.config import BackendConfig
+    from tui.core.models import ConfidenceSource
+    from tui.core.registry import Resolver
 
 FormatMode = Literal["json_schema", "json_object", "none"]
 
@@ -359,7 +359,7 @@ def _take_logprobs(logprobs: Any, completion: Completion) -> None:
 
 
 def _take_usage(usage: Any, completion: Completion) -> None:
-    """Token counts, each validated (`backends.numbers`): a bad one fails the ticket.
+    """Token counts, each validated (`tui.core.numbers`): a bad one fails the ticket.
 
     Raises:
         BadResponse: A count that is not a whole number within 0..10**9, naming its field.

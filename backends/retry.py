@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from backends.base import BackendError, ConnectionFailed, RateLimited, ServerError, Timeout
+from tui.core.backend import BackendError, ConnectionFailed, RateLimited, ServerError, Timeout
 
 T = TypeVar("T")
 

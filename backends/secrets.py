@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from pydantic import SecretStr
 
 if TYPE_CHECKING:
-    from tui.config import BackendConfig
+    from tui.core.config import BackendConfig
 
 
 HTTP_LOGGERS = (

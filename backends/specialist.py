@@ -9,29 +9,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backends.base import (
+from tui.core.backend import (
     BackendError,
     Health,
     LabelNotInTaxonomy,
     NotTrained,
     RouteResult,
 )
-from backends.specialist_model import SpecialistModel, TrainingError
+from tui.core.learning.model import SpecialistModel, TrainingError
+from tui.core.paths import specialist_path
 
 if TYPE_CHECKING:
-    from tui.config import BackendConfig
-    from tui.models import Taxonomy, Ticket
-
-
-def specialist_path(config: BackendConfig) -> Path:
-    if config.path:
-        return Path(config.path).expanduser()
-    from tui.paths import default_specialist_path
-
-    return default_specialist_path()
+    from tui.core.config import BackendConfig
+    from tui.core.models import Taxonomy, Ticket
 
 
 class SpecialistBackend:

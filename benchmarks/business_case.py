@@ -4,7 +4,7 @@ The reference case: an e-commerce team routing 50,000 tickets a day paid $12,000
 hosted API (92 % accurate, 2.5 s a ticket), then served a fine-tuned 8B model on one GPU at
 $800 a month (94 %, 150 ms). Here the same arithmetic runs on what this project measured:
 per-ticket prompt tokens of triagedesk's real prompt, the GPU benchmark's per-ticket GPU time,
-and the specialist's CPU time. Every figure goes through tui.costs, the module the app's stats
+and the specialist's CPU time. Every figure goes through tui.core.costs, the module the app's stats
 screen uses, so the screen shows the same numbers for the user's own data.
 
     uv run python -m benchmarks.business_case
@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backends.prompt import build_prompt, estimate_tokens, estimated_answer
-from tui.config import DEFAULT_CPU_USD_PER_HOUR, BackendConfig
-from tui.costs import DAYS_PER_MONTH, HOURS_PER_MONTH, break_even, token_cost
-from tui.models import Taxonomy
+from tui.core.config import DEFAULT_CPU_USD_PER_HOUR, BackendConfig
+from tui.core.costs import DAYS_PER_MONTH, HOURS_PER_MONTH, break_even, token_cost
+from tui.core.models import Taxonomy
+from tui.core.prompt import build_prompt, estimate_tokens, estimated_answer
 
 RESULTS = Path(__file__).parent / "results"
 DAILY = 50_000
@@ -62,16 +62,16 @@ def banking77_taxonomy() -> tuple[Taxonomy, list[str]]:
 
 
 def demo_taxonomy() -> tuple[Taxonomy, list[str]]:
-    from tui.demo import demo_taxonomy as taxonomy
-    from tui.demo import generate_inbox
+    from tui.core.demo import demo_taxonomy as taxonomy
+    from tui.core.demo import generate_inbox
 
     return taxonomy(), [d.ticket.text for d in generate_inbox(2000, seed=9)]
 
 
 def specialist_cpu_ms() -> float:
     """CPU milliseconds per ticket of the TF-IDF specialist, batched, measured now."""
-    from backends.specialist_model import SpecialistModel
-    from tui.demo import generate_inbox
+    from tui.core.demo import generate_inbox
+    from tui.core.learning.model import SpecialistModel
 
     inbox = generate_inbox(4000, seed=9)
     labelled = [d for d in inbox if d.agent_label][:1000]

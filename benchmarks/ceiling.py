@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from backends.specialist_kinds import softmax
 from benchmarks.banking77 import DEFAULT, load_rows, split
 from benchmarks.specialists import RESULTS, machine
+from tui.core.learning.kinds import softmax
 
 COMMAND = (
     "TRIAGEDESK_MINILM_DIR=.minilm-carry/minilm "
@@ -42,10 +42,10 @@ def reference_recipe(train: list[dict[str, str]], test: list[dict[str, str]]) ->
     from scipy.sparse import csr_matrix, hstack
     from sklearn.svm import LinearSVC
 
-    from backends.minilm_finetune import load_base
-    from backends.onnx_encoder import export_encoder
-    from backends.specialist_kinds import StaticEmbeddingFeatures, minilm_dir
-    from backends.specialist_model import _features
+    from tui.core.learning.kinds import StaticEmbeddingFeatures, minilm_dir
+    from tui.core.learning.minilm_finetune import load_base
+    from tui.core.learning.model import _features
+    from tui.core.learning.onnx_encoder import export_encoder
 
     texts = [r["text"] for r in train]
     y = np.array([r["label"] for r in train])

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from backends.specialist_kinds import softmax
 from benchmarks.banking77 import load_rows, split
+from tui.core.learning.kinds import softmax
 
 FOLDS = 5
 
@@ -36,8 +36,8 @@ def _job(spec: dict[str, Any]) -> dict[str, Any]:
     """One fine-tune in its own process: returns logits (and writes weights if asked)."""
     import torch
 
-    from backends.minilm_finetune import FinetuneConfig, finetune, predict_logits
     from benchmarks.finetune_device import write_run
+    from tui.core.learning.minilm_finetune import FinetuneConfig, finetune, predict_logits
 
     rows = load_rows(Path(spec["data"]))
     train, test = split(rows)

@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from backends.minilm_finetune import FinetuneConfig, Finetuned, finetune, predict_logits
-from backends.onnx_encoder import OnnxEncoder, export_encoder
 from benchmarks.banking77 import load_rows, split
+from tui.core.learning.minilm_finetune import FinetuneConfig, Finetuned, finetune, predict_logits
+from tui.core.learning.onnx_encoder import OnnxEncoder, export_encoder
 
 PART = 15 * 1024 * 1024
 

@@ -50,8 +50,8 @@ def _tickets(path: Path) -> list[dict[str, str]]:
 
 
 def _request_parts(texts: list[str]) -> tuple[list[list[dict[str, str]]], dict[str, Any]]:
-    from backends.prompt import answer_schema, build_prompt
-    from tui.demo import demo_taxonomy
+    from tui.core.demo import demo_taxonomy
+    from tui.core.prompt import answer_schema, build_prompt
 
     taxonomy = demo_taxonomy()
     messages = [build_prompt(t, taxonomy).messages() for t in texts]
@@ -201,11 +201,11 @@ async def run_triagedesk(
     base: str, texts: list[str], c: int, stream: bool, workdir: Path, transport: str = "aiohttp"
 ) -> list[float]:
     """The full product path; per-ticket latency is each stored decision's client total."""
-    from tui.config import _build
-    from tui.demo import demo_taxonomy
-    from tui.models import Ticket
-    from tui.routing import Router, page_pending
-    from tui.store import Store
+    from tui.core.config import _build
+    from tui.core.demo import demo_taxonomy
+    from tui.core.models import Ticket
+    from tui.core.store import Store
+    from tui.services.routing import Router, page_pending
 
     db = workdir / f"bench-{os.getpid()}.db"
     store = Store(db)
@@ -331,7 +331,7 @@ def main() -> None:
         child(args)
         return
 
-    from tui.demo import generate_inbox
+    from tui.core.demo import generate_inbox
 
     tmp = Path(tempfile.mkdtemp(prefix="td-bench-"))
     data = tmp / "tickets.jsonl"

@@ -50,7 +50,7 @@ def machine() -> dict[str, Any]:
 def evaluate(kind: str, train: list[dict[str, str]], test: list[dict[str, str]]) -> dict[str, Any]:
     from sklearn.metrics import accuracy_score, f1_score
 
-    from backends.specialist_model import SpecialistModel
+    from tui.core.learning.model import SpecialistModel
 
     model = SpecialistModel.train(
         [r["text"] for r in train], [r["label"] for r in train], kind=kind
@@ -172,8 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for kind in args.kinds.split(","):
             if kind in ("finetuned", "ensemble"):
-                from backends.onnx_encoder import is_weights_dir
-                from backends.specialist_kinds import encoder_from_gpu_run
+                from tui.core.learning.kinds import encoder_from_gpu_run
+                from tui.core.learning.onnx_encoder import is_weights_dir
 
                 if not is_weights_dir(args.finetuned):
                     report["notes"].append(

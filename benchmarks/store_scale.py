@@ -19,9 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tui.demo import generate_inbox
-from tui.models import Decision
-from tui.store import INBOX_FILTERS, Store
+from tui.core.demo import generate_inbox
+from tui.core.models import Decision
+from tui.core.store import INBOX_FILTERS, Store
 
 BACKENDS = (
     ("specialist", "specialist", 0.8),
@@ -94,7 +94,7 @@ def main() -> None:
     )
     parser.add_argument("--out", default="benchmarks/results/store_scale.json")
     args = parser.parse_args()
-    from tui.ingest import parse_file
+    from tui.core.ingest import parse_file
 
     tmp = Path(tempfile.mkdtemp(prefix="td-store-"))
     data = tmp / "tickets.jsonl"
@@ -143,7 +143,7 @@ def main() -> None:
             )
             queries[f"next page: {flt}"] = ms
     middle = store.inbox_page("all", limit=1)[0].seq - args.n // 2
-    from tui.store import Cursor
+    from tui.core.store import Cursor
 
     queries["page from the middle"], _ = timed(
         lambda: store.inbox_page("all", after=Cursor(seq=middle), limit=100)

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from backends.specialist_kinds import softmax
 from benchmarks.banking77 import load_rows, split
+from tui.core.learning.kinds import softmax
 
 
 def _train(spec: dict[str, Any]) -> dict[str, Any]:
@@ -34,7 +34,7 @@ def _train(spec: dict[str, Any]) -> dict[str, Any]:
     from tokenizers import Tokenizer
     from transformers import AutoConfig, AutoModel
 
-    from backends.minilm_finetune import pad, warmup_then_linear
+    from tui.core.learning.minilm_finetune import pad, warmup_then_linear
 
     torch.manual_seed(spec["seed"])
     rng = np.random.default_rng(spec["seed"])

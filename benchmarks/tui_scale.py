@@ -30,10 +30,10 @@ async def measure(db: Path, port: int | None, presses: int) -> dict[str, Any]:
     """Open the app on `db`; with a port, also route 128 at once and time key presses."""
     from screens.widgets.ticket_table import TicketTable
     from tui.app import make_app
-    from tui.config import _build
-    from tui.models import Taxonomy
-    from tui.routing import NoTaxonomy, Router, resolve_taxonomy
-    from tui.store import Store
+    from tui.core.config import _build
+    from tui.core.models import Taxonomy
+    from tui.core.store import Store
+    from tui.services.routing import NoTaxonomy, Router, resolve_taxonomy
 
     backends: dict[str, Any] = {"specialist": {"type": "specialist"}}
     if port is not None:
@@ -106,8 +106,8 @@ def child(args: argparse.Namespace) -> None:
 
 
 def small_db(path: Path) -> None:
-    from tui.demo import generate_inbox
-    from tui.store import Store
+    from tui.core.demo import generate_inbox
+    from tui.core.store import Store
 
     inbox = generate_inbox(100, seed=3)
     with Store(path) as store:
@@ -117,9 +117,9 @@ def small_db(path: Path) -> None:
 
 
 def add_unrouted(db: Path, n: int) -> None:
-    from tui.demo import generate_inbox
-    from tui.models import Ticket
-    from tui.store import Store
+    from tui.core.demo import generate_inbox
+    from tui.core.models import Ticket
+    from tui.core.store import Store
 
     with Store(db) as store:
         fresh = [
@@ -207,7 +207,7 @@ def main() -> None:
         server.terminate()
         for suffix in ("", "-wal", "-shm"):
             Path(str(work) + suffix).unlink(missing_ok=True)
-    from tui.store import Store
+    from tui.core.store import Store
 
     with Store(big) as store:
         tickets = store.ticket_count()

@@ -15,9 +15,9 @@ from textual.widgets import DataTable, Label
 
 from screens import format as fmt
 from screens.messages import BackendChecked, LatenciesLoaded
-from tui.config import BackendConfig, Settings
-from tui.routing import Router
-from tui.store import Store
+from tui.core.config import BackendConfig, Settings
+from tui.core.store import Store
+from tui.services.routing import Router
 
 HEALTH_TIMEOUT_S = 5.0
 """A backend that has not answered its health check by then is shown as not answering."""

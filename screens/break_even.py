@@ -1,14 +1,14 @@
 """Break-even between paying a hosted API per ticket and renting a GPU by the hour, on the
-user's own measurements. Plain arithmetic over `tui.costs`, shown by the stats screen."""
+user's own measurements. Plain arithmetic over `tui.core.costs`, shown by the stats screen."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tui.config import Settings
-from tui.costs import BreakEven, break_even, monthly, token_cost
-from tui.models import BackendStats
+from tui.core.config import Settings
+from tui.core.costs import BreakEven, break_even, monthly, token_cost
+from tui.core.models import BackendStats
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,9 +18,9 @@ from textual.widgets import DataTable, Label
 from screens import format as fmt
 from screens.messages import CompareAnswered
 from screens.routing_actions import wait_notifier
-from tui.models import Decision, Ticket
-from tui.routing import Router
-from tui.store import Store
+from tui.core.models import Decision, Ticket
+from tui.core.store import Store
+from tui.services.routing import Router
 
 COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("backend", "Backend", 14),

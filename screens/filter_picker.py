@@ -14,7 +14,7 @@ from textual.widgets.option_list import Option
 from screens import format as fmt
 from screens.commands import FILTER_TITLES
 from screens.messages import FiltersCounted
-from tui.store import INBOX_FILTERS, InboxFilter, Store
+from tui.core.store import INBOX_FILTERS, InboxFilter, Store
 
 
 class FilterPickerModal(ModalScreen[InboxFilter | None]):

@@ -37,11 +37,11 @@ from screens.widgets.live_feed import LiveFeed
 from screens.widgets.status_bar import AutoRouteToggle, StatusBar
 from screens.widgets.ticket_detail import TicketDetail
 from screens.widgets.ticket_table import TicketTable, needs_attention
-from tui.config import Settings
-from tui.models import InboxRow
-from tui.routing import Router
-from tui.store import Cursor, InboxFilter, Store
-from tui.training import retrain
+from tui.core.config import Settings
+from tui.core.learning.training import retrain
+from tui.core.models import InboxRow
+from tui.core.store import Cursor, InboxFilter, Store
+from tui.services.routing import Router
 
 PAGE = 100
 """Rows fetched per keyset page."""

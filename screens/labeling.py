@@ -11,8 +11,8 @@ from textual import work
 from screens.label_picker import LabelPickerModal
 from screens.messages import InboxPageLoaded, LabelRecorded
 from screens.widgets.ticket_table import needs_attention
-from tui.models import InboxRow, LabelSource
-from tui.store import InboxFilter, Store, StoreError
+from tui.core.models import InboxRow, LabelSource
+from tui.core.store import InboxFilter, Store, StoreError
 
 if TYPE_CHECKING:
     from screens.inbox import InboxScreen

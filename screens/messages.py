@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from tui.learning_curve import CurvePoint
-from tui.models import BackendStats, Decision, InboxRow, LabelEvent, Ticket
-from tui.routing import RunSummary
+from tui.core.learning.curve import CurvePoint
+from tui.core.models import BackendStats, Decision, InboxRow, LabelEvent, Ticket
+from tui.services.routing import RunSummary
 
 
 @dataclass

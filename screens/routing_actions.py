@@ -18,9 +18,9 @@ from textual import work
 
 from backends.retry import RetryWait, WaitAnnouncer
 from screens.messages import RoutingFailed, RoutingFinished, TicketsRouted
-from tui.models import Decision, InboxRow, Ticket
-from tui.routing import Router, RunClaims, page_pending
-from tui.store import Cursor, Store
+from tui.core.models import Decision, InboxRow, Ticket
+from tui.core.store import Cursor, Store
+from tui.services.routing import Router, RunClaims, page_pending
 
 if TYPE_CHECKING:
     from screens.inbox import InboxScreen

@@ -18,9 +18,9 @@ from textual_plotext import PlotextPlot
 from screens import format as fmt
 from screens.break_even import break_even_rows, hosted_prices
 from screens.messages import CurveComputed, StatsComputed
-from tui.config import Settings
-from tui.learning_curve import curve_from_labels, format_curve
-from tui.store import Store
+from tui.core.config import Settings
+from tui.core.learning.curve import curve_from_labels, format_curve
+from tui.core.store import Store
 
 COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("backend", "Backend", 13),

@@ -7,9 +7,9 @@ from collections import deque
 from collections.abc import Iterable
 
 from screens.widgets.status_bar import StatusFigures
-from tui.costs import monthly, per_1k
-from tui.models import BackendStats, Decision
-from tui.routing import percentile
+from tui.core.costs import monthly, per_1k
+from tui.core.models import BackendStats, Decision
+from tui.services.routing import percentile
 
 RATE_WINDOW_S = 5.0
 """Tickets per second is measured over this many seconds."""

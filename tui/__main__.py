@@ -54,10 +54,10 @@ def _open_tui(args: Any, settings: Any, db_path: Any, *, make_folder: bool = Fal
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from tui import paths
     from tui.cli import build_parser, run_command
-    from tui.config import ConfigError, load_settings
-    from tui.store import StoreError
+    from tui.core import paths
+    from tui.core.config import ConfigError, load_settings
+    from tui.core.store import StoreError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_command(args, progress=RichProgress)
     try:
         if args.command == "demo":
-            from tui.demo_build import DemoRefused, build_demo, demo_paths
+            from tui.services.demo_build import DemoRefused, build_demo, demo_paths
 
             try:
                 target = demo_paths(args.db, args.config)  # only the demo's own files
@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"triagedesk: error: {exc}", file=sys.stderr)
                 return 2
             if args.db is None:  # the demo's database sits in our own data dir: make it
-                from tui.safe_files import private_dir
+                from tui.core.safe_files import private_dir
 
                 private_dir(target.db.parent)
             bar = RichProgress()

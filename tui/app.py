@@ -17,10 +17,10 @@ from textual.screen import Screen
 from screens.commands import INBOX_COMMANDS, InboxCommands, palette_entries
 from screens.inbox import InboxScreen
 from screens.messages import BackendSwapped
-from tui.config import ConfigError, Settings
-from tui.models import Taxonomy
-from tui.routing import NoTaxonomy, Router, resolve_taxonomy
-from tui.store import Store, StoreError, describe_unusable_labels
+from tui.core.config import ConfigError, Settings
+from tui.core.models import Taxonomy
+from tui.core.store import Store, StoreError, describe_unusable_labels
+from tui.services.routing import NoTaxonomy, Router, resolve_taxonomy
 
 
 class TriageApp(App[int]):

@@ -17,10 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TextIO
 
-from tui import paths
-from tui.claims import claim_lease_s
-from tui.config import ConfigError, Settings, load_settings
-from tui.routing import (
+from tui.core import paths
+from tui.core.claims import claim_lease_s
+from tui.core.config import ConfigError, Settings, load_settings
+from tui.core.store import (
+    ImportRejected,
+    Store,
+    StoreError,
+    describe_owner,
+    describe_unusable_labels,
+)
+from tui.services.routing import (
     MAX_CONCURRENCY,
     NoTaxonomy,
     Router,
@@ -29,16 +36,9 @@ from tui.routing import (
     page_pending,
     resolve_taxonomy,
 )
-from tui.store import (
-    ImportRejected,
-    Store,
-    StoreError,
-    describe_owner,
-    describe_unusable_labels,
-)
 
 if TYPE_CHECKING:
-    from tui.ingest import ParsedFile
+    from tui.core.ingest import ParsedFile
 
 
 class BadInput(Exception):
@@ -292,7 +292,7 @@ def _ensure_labels_known(ctx: Context, store: Store) -> Any:
 
 
 def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
-    from tui.ingest import IngestError, parse_file
+    from tui.core.ingest import IngestError, parse_file
 
     failed = 0
     with ctx.store() as store:
@@ -429,7 +429,7 @@ def cmd_route(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_label(ctx: Context, args: argparse.Namespace) -> int:
-    from tui.models import check_label_name
+    from tui.core.models import check_label_name
 
     try:
         label = check_label_name(args.label)
@@ -454,7 +454,7 @@ def _labelled_file(path: Path) -> tuple[list[Any], dict[str, str]]:
 
 def _labelled_parsed(path: Path) -> ParsedFile:
     """A labelled JSONL/CSV file as a ParsedFile (its lines name rows in later errors)."""
-    from tui.ingest import IngestError, parse_file
+    from tui.core.ingest import IngestError, parse_file
 
     try:
         parsed = parse_file(path)
@@ -469,9 +469,9 @@ def _labelled_parsed(path: Path) -> ParsedFile:
 
 
 def cmd_train(ctx: Context, args: argparse.Namespace) -> int:
-    from backends.specialist_model import SpecialistModel, TrainingError
-    from tui.safe_files import UnwritablePath, check_writable_file
-    from tui.training import specialist_file
+    from tui.core.learning.model import SpecialistModel, TrainingError
+    from tui.core.learning.training import specialist_file
+    from tui.core.safe_files import UnwritablePath, check_writable_file
 
     out = args.out or specialist_file(ctx.settings)
     try:  # before training: minutes of work must not end in "cannot write there"
@@ -511,9 +511,9 @@ def cmd_train(ctx: Context, args: argparse.Namespace) -> int:
 
 def eval_report(backend: str, decisions: Sequence[Any], truth: dict[str, str]) -> dict[str, Any]:
     """SPEC's `eval --json` object from decisions and the file's labels."""
-    from tui.costs import per_1k
-    from tui.routing import percentile
-    from tui.scoring import score_pairs
+    from tui.core.costs import per_1k
+    from tui.core.scoring import score_pairs
+    from tui.services.routing import percentile
 
     answered = [d for d in decisions if d.ok]
     scores = score_pairs([d.label for d in answered], [truth[d.ticket_id] for d in answered])
@@ -579,7 +579,7 @@ def _route_passes(
 
 
 def cmd_eval(ctx: Context, args: argparse.Namespace) -> int:
-    from tui.models import Taxonomy
+    from tui.core.models import Taxonomy
 
     backend = args.backend
     config = ctx.settings.backend(backend)
@@ -624,7 +624,7 @@ def cmd_eval(ctx: Context, args: argparse.Namespace) -> int:
         for c in report["confusions"][:5]:
             _print(ctx, f"  {c['true']} -> {c['predicted']}: {c['count']}")
         if points is not None:
-            from tui.learning_curve import format_curve
+            from tui.core.learning.curve import format_curve
 
             _print(ctx, "learning curve of the specialist (labels per class):")
             for line in format_curve(points):
@@ -640,8 +640,8 @@ def _curve(
     Training rows whose text is also a test ticket are left out, so an `eval --store` run
     (which imports the test file) cannot leak its answers into the curve.
     """
-    from backends.specialist_model import TrainingError
-    from tui.learning_curve import learning_curve
+    from tui.core.learning.curve import learning_curve
+    from tui.core.learning.model import TrainingError
 
     if args.train:
         train_tickets, train_labels = _labelled_file(args.train)
@@ -666,7 +666,7 @@ def _curve(
 
 
 def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
-    from tui import export
+    from tui.core import export
 
     with ctx.store() as store:
         taxonomy = _ensure_labels_known(ctx, store)
@@ -692,7 +692,7 @@ def cmd_export(ctx: Context, args: argparse.Namespace) -> int:
 
 def _tuning_data(ctx: Context, args: argparse.Namespace) -> tuple[list[Any], dict[str, str], Any]:
     """Labelled tickets for tune-cascade: --data, else the database's agent labels."""
-    from tui.models import STORED, Taxonomy, Ticket
+    from tui.core.models import STORED, Taxonomy, Ticket
 
     if args.data:
         tickets, labels = _labelled_file(args.data)
@@ -717,9 +717,9 @@ def _write_cascade(ctx: Context, first: str, then: str, threshold: float) -> Pat
     """
     import tomllib
 
-    from tui.cascade_tuning import update_cascade_block
-    from tui.config import DEFAULT_BACKENDS, read_config_text
-    from tui.safe_files import atomic_writer, private_dir
+    from tui.core.cascade_tuning import update_cascade_block
+    from tui.core.config import DEFAULT_BACKENDS, read_config_text
+    from tui.core.safe_files import atomic_writer, private_dir
 
     path = ctx.config_path
     text = read_config_text(path) if path.exists() else ""  # as load_settings reads it (BOM)
@@ -744,7 +744,7 @@ def _write_cascade(ctx: Context, first: str, then: str, threshold: float) -> Pat
 
 
 def cmd_tune_cascade(ctx: Context, args: argparse.Namespace) -> int:
-    from tui.cascade_tuning import table_rows, tune
+    from tui.core.cascade_tuning import table_rows, tune
 
     if not 0.0 <= args.target_accuracy <= 1.0:
         raise BadInput(f"--target-accuracy {args.target_accuracy}: must be within [0, 1]")
@@ -854,7 +854,7 @@ def cmd_stats(ctx: Context, args: argparse.Namespace) -> int:
 
 
 async def _check_all(ctx: Context) -> list[dict[str, Any]]:
-    from backends import BackendLoadError, UnknownBackendType, create_backend
+    from tui.core.registry import BackendLoadError, UnknownBackendType, create_backend
 
     async def one(name: str) -> dict[str, Any]:
         config = ctx.settings.backends[name]
@@ -891,7 +891,7 @@ def _price(config: Any) -> str:
     if config.input_usd_per_mtok is not None or config.output_usd_per_mtok is not None:
         return f"${config.input_usd_per_mtok or 0}/${config.output_usd_per_mtok or 0} per Mtok"
     if config.type == "specialist":
-        from tui.config import DEFAULT_CPU_USD_PER_HOUR
+        from tui.core.config import DEFAULT_CPU_USD_PER_HOUR
 
         return f"${config.cpu_usd_per_hour or DEFAULT_CPU_USD_PER_HOUR}/vCPU-h"
     return "-"

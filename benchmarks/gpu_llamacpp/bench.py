@@ -493,8 +493,8 @@ def smoke(model: Path, step: str, cpu: bool) -> None:
 
     import llama_cpp
 
-    from backends.prompt import answer_schema, build_prompt
-    from tui.models import Label, Taxonomy
+    from tui.core.models import Label, Taxonomy
+    from tui.core.prompt import answer_schema, build_prompt
 
     faulthandler.enable()
     taxonomy = Taxonomy(labels=tuple(Label(name=k, description=v) for k, v in LABELS.items()))

@@ -1,6 +1,6 @@
 """Turn the device's results.json into benchmarks/results/gpu_llamacpp.md, with costs.
 
-Cost arithmetic is triagedesk's own (`tui.costs`): a GPU billed by the hour whether busy or
+Cost arithmetic is triagedesk's own (`tui.core.costs`): a GPU billed by the hour whether busy or
 not, against gpt-4o-mini's token prices from the default config, at measured prompt tokens.
 """
 
@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tui.costs import HOURS_PER_MONTH, break_even  # noqa: E402
+from tui.core.costs import HOURS_PER_MONTH, break_even  # noqa: E402
 
 GPT_4O_MINI = (0.15, 0.60)
 """USD per million input and output tokens, as in the default config."""
@@ -157,7 +157,7 @@ def write_report(results_path: Path, price: float, md: Path) -> None:
         f"(`bench.py report --price`). Why: {PRICE_SOURCE}.",
         "Hosted: gpt-4o-mini at $0.15/$0.60 per Mtok with the measured prompt tokens and a",
         f"{HOSTED_OUTPUT_TOKENS}-token answer. The GPU is billed whether busy or not: the $/1k",
-        "figure assumes it is kept busy; break-even is `tui.costs.break_even`.",
+        "figure assumes it is kept busy; break-even is `tui.core.costs.break_even`.",
         "",
         *costs,
         "",

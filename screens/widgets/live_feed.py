@@ -9,8 +9,8 @@ from textual import work
 from textual.widget import Widget
 
 from screens.messages import StoreChanged, TicketsImported
-from tui.store import Store
-from tui.watch_folder import WatchFolder
+from tui.core.store import Store
+from tui.core.watch_folder import WatchFolder
 
 
 class LiveFeed(Widget):
@@ -23,7 +23,7 @@ class LiveFeed(Widget):
         self.store = store
         self.watch_dir = watch
         self.watcher = WatchFolder(watch, store) if watch is not None else None
-        """Imports the dropped files (tui.watch_folder): links, FIFOs and files still being
+        """Imports the dropped files (tui.core.watch_folder): links, FIFOs and files still being
         written are never taken."""
         self.interval = interval
         self._seen: tuple[int, int, int] | None = None

@@ -11,7 +11,7 @@ from textual.content import Content
 from textual.widgets import Static
 
 from screens import format as fmt
-from tui.models import Decision, LabelEvent, Ticket
+from tui.core.models import Decision, LabelEvent, Ticket
 
 
 def _pair(name: str, value: str) -> Content:

@@ -19,7 +19,7 @@ from textual.message import Message
 from textual.widgets import DataTable
 
 from screens import format as fmt
-from tui.models import InboxRow
+from tui.core.models import InboxRow
 
 Direction = Literal["up", "down"]
 

@@ -10,8 +10,8 @@ import pytest
 
 from tests.servers.llamacpp_server import LlamaCppServer
 from tests.servers.ollama_server import OllamaServer
-from tui.config import BackendConfig
-from tui.models import Label, Taxonomy, Ticket
+from tui.core.config import BackendConfig
+from tui.core.models import Label, Taxonomy, Ticket
 
 
 @pytest.fixture

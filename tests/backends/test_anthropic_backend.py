@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from backends.anthropic import AnthropicBackend
-from backends.base import (
+from tests.servers.anthropic_server import AnthropicServer, Reply, anthropic_server
+from tui.core.backend import (
     AuthenticationFailed,
     Backend,
     BackendError,
@@ -23,11 +24,10 @@ from backends.base import (
     ServerError,
     Timeout,
 )
-from backends.prompt import prompt_version
-from tests.servers.anthropic_server import AnthropicServer, Reply, anthropic_server
-from tui.config import BackendConfig
-from tui.costs import price_result
-from tui.models import Taxonomy, Ticket
+from tui.core.config import BackendConfig
+from tui.core.costs import price_result
+from tui.core.models import Taxonomy, Ticket
+from tui.core.prompt import prompt_version
 
 SENTINEL = "sk-SENTINEL-ant-91b2d4"
 

@@ -8,16 +8,16 @@ from typing import Any
 
 import pytest
 
-from backends import create_backend
-from backends.base import Backend, BackendError, ConnectionFailed, ServerError
 from backends.cascade import CascadeBackend
 from backends.llamacpp import LlamaCppServerBackend
 from backends.ollama import OllamaBackend
 from tests.backends.conftest import backend_config
 from tests.servers.llamacpp_server import LlamaCppServer, llama_error
 from tests.servers.ollama_server import OllamaServer, Reply
-from tui.costs import token_cost
-from tui.models import Taxonomy, Ticket
+from tui.core.backend import Backend, BackendError, ConnectionFailed, ServerError
+from tui.core.costs import token_cost
+from tui.core.models import Taxonomy, Ticket
+from tui.core.registry import create_backend
 
 FIRST_PRICES = {"input_usd_per_mtok": 0.10, "output_usd_per_mtok": 0.40}
 THEN_PRICES = {"input_usd_per_mtok": 2.50, "output_usd_per_mtok": 10.00}

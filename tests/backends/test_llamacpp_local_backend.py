@@ -22,8 +22,10 @@ from typing import Any
 import httpx
 import pytest
 
-from backends import create_backend
-from backends.base import (
+from backends.llamacpp_local import LlamaCppLocalBackend
+from tests.backends.conftest import backend_config
+from tests.servers.gguf_model import write_tiny_llama
+from tui.core.backend import (
     BackendError,
     BackendUnavailable,
     BadResponse,
@@ -34,10 +36,8 @@ from backends.base import (
     RouteResult,
     Timeout,
 )
-from backends.llamacpp_local import LlamaCppLocalBackend
-from tests.backends.conftest import backend_config
-from tests.servers.gguf_model import write_tiny_llama
-from tui.models import Taxonomy, Ticket
+from tui.core.models import Taxonomy, Ticket
+from tui.core.registry import create_backend
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python (test group) runs the model")
 

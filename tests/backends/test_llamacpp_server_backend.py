@@ -9,8 +9,11 @@ from typing import Any
 
 import pytest
 
-from backends import create_backend
-from backends.base import (
+from backends.llamacpp import LlamaCppServerBackend, format_turns, label_probability
+from tests.backends.conftest import backend_config
+from tests.servers.llamacpp_server import LlamaCppServer, llama_error
+from tests.servers.ollama_server import Reply
+from tui.core.backend import (
     BadResponse,
     ConnectionFailed,
     InvalidConfidence,
@@ -19,12 +22,9 @@ from backends.base import (
     ServerError,
     Timeout,
 )
-from backends.llamacpp import LlamaCppServerBackend, format_turns, label_probability
-from backends.prompt import answer_schema
-from tests.backends.conftest import backend_config
-from tests.servers.llamacpp_server import LlamaCppServer, llama_error
-from tests.servers.ollama_server import Reply
-from tui.models import Taxonomy, Ticket
+from tui.core.models import Taxonomy, Ticket
+from tui.core.prompt import answer_schema
+from tui.core.registry import create_backend
 
 
 def make_backend(server: LlamaCppServer | None, **values: Any) -> LlamaCppServerBackend:

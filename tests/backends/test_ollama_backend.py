@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 
-from backends import create_backend
-from backends.base import (
+from backends.ollama import OllamaBackend
+from tests.backends.conftest import backend_config
+from tests.servers.ollama_server import OllamaServer, Reply
+from tui.core.backend import (
     BadResponse,
     ConnectionFailed,
     InvalidConfidence,
@@ -24,11 +26,9 @@ from backends.base import (
     ServerError,
     Timeout,
 )
-from backends.ollama import OllamaBackend
-from backends.prompt import answer_schema
-from tests.backends.conftest import backend_config
-from tests.servers.ollama_server import OllamaServer, Reply
-from tui.models import Taxonomy, Ticket
+from tui.core.models import Taxonomy, Ticket
+from tui.core.prompt import answer_schema
+from tui.core.registry import create_backend
 
 
 def make_backend(server: OllamaServer | None, **values: Any) -> OllamaBackend:

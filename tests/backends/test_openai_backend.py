@@ -18,7 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
-from backends.base import (
+from backends.http_common import iter_lines, iter_sse, join_url, parse_retry_after
+from backends.openai_compat import OpenAIBackend, label_logprob_confidence
+from tests.servers.openai_server import OpenAIServer, Reply, openai_server
+from tui.core.backend import (
     AuthenticationFailed,
     Backend,
     BackendError,
@@ -33,13 +36,10 @@ from backends.base import (
     ServerError,
     Timeout,
 )
-from backends.http_common import iter_lines, iter_sse, join_url, parse_retry_after
-from backends.openai_compat import OpenAIBackend, label_logprob_confidence
-from backends.prompt import prompt_version
-from tests.servers.openai_server import OpenAIServer, Reply, openai_server
-from tui.config import BackendConfig
-from tui.costs import price_result
-from tui.models import Taxonomy, Ticket
+from tui.core.config import BackendConfig
+from tui.core.costs import price_result
+from tui.core.models import Taxonomy, Ticket
+from tui.core.prompt import prompt_version
 
 SENTINEL = "sk-SENTINEL-3f9a1c77e2"
 

@@ -25,8 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tui.cli import build_parser, run_command
-from tui.config import ConfigError, Settings, load_settings
-from tui.store import Store
+from tui.core.config import ConfigError, Settings, load_settings
+from tui.core.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED_TICKETS = 3
@@ -46,7 +46,7 @@ def seeded_db(path: Path) -> Path:
 
 
 def _ticket(ticket_id: str) -> Any:
-    from tui.models import Ticket
+    from tui.core.models import Ticket
 
     return Ticket(id=ticket_id, text=f"seed ticket {ticket_id}")
 

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 
 from tests.servers.openai_server import OpenAIServer, Recorded, Reply, ScriptedHandler
-from tui.config import ConfigError
-from tui.models import Ticket
-from tui.store import Store
+from tui.core.config import ConfigError
+from tui.core.models import Ticket
+from tui.core.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 N = 40
@@ -236,7 +236,7 @@ def test_a_claim_from_another_machine_holds_until_its_lease_runs_out(
 def test_the_lease_is_configurable_and_checked(
     tmp_path: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch, server: GatedServer
 ) -> None:
-    from tui.claims import LEASE_ENV, claim_lease_s
+    from tui.core.claims import LEASE_ENV, claim_lease_s
 
     monkeypatch.setenv(LEASE_ENV, "5")
     assert claim_lease_s() == 5.0
@@ -264,12 +264,12 @@ def test_the_lease_is_configurable_and_checked(
 async def test_the_tui_routes_with_the_same_claims(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import backends
     from screens.widgets.ticket_table import TicketTable
     from tests.tui.helpers import build_router, seed, settings_for, wait_until
     from tui.app import make_app
+    from tui.core import registry
 
-    monkeypatch.setitem(backends.BUILTIN, "hash", "tests.unit.plugin_backends:HashBackend")
+    monkeypatch.setitem(registry.BUILTIN, "hash", "tests.unit.plugin_backends:HashBackend")
     store = Store(tmp_path / "tui.db")
     seed(store, 20)
     held = [f"T-{i:04d}" for i in range(5)]

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from backends.specialist_model import SpecialistModel
-from tui.demo import generate_inbox
-from tui.store import Store
+from tui.core.demo import generate_inbox
+from tui.core.learning.model import SpecialistModel
+from tui.core.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 AGENT = textwrap.dedent(
     """
     import sys
-    from tui.store import Store
+    from tui.core.store import Store
     db, agent, start = sys.argv[1], sys.argv[2], int(sys.argv[3])
     with Store(db) as store:
         ids = [r[0] for r in store.conn.execute("SELECT id FROM tickets ORDER BY seq")]

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-import backends
-from tui.config import (
+from tui.core import registry
+from tui.core.config import (
     BACKEND_TYPE_KEYS,
     COMMON_KEYS,
     DEFAULT_BACKENDS,
@@ -33,8 +33,8 @@ from tui.config import (
     default_settings,
     load_settings,
 )
-from tui.models import Ticket
-from tui.store import Store
+from tui.core.models import Ticket
+from tui.core.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT.parent / "shared" / "SPEC.md"
@@ -220,7 +220,7 @@ def test_a_byte_order_mark_is_read_not_rejected(tmp_path: Path, isolated_home: P
 def test_a_plugin_type_keeps_its_own_keys_but_numbers_must_be_finite(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(backends.BUILTIN, "hash", "tests.unit.plugin_backends:HashBackend")
+    monkeypatch.setitem(registry.BUILTIN, "hash", "tests.unit.plugin_backends:HashBackend")
     good = '[backends.h]\ntype = "hash"\ndelay_s = 0.5\ntimeout_s = 5\n'
     path = tmp_path / "config.toml"
     path.write_text(good)
@@ -271,7 +271,7 @@ def test_every_key_a_type_reads_is_accepted(tmp_path: Path, type_name: str) -> N
 
 
 def test_the_key_table_matches_the_registry_and_the_model() -> None:
-    assert set(BACKEND_TYPE_KEYS) == set(backends.BUILTIN)
+    assert set(BACKEND_TYPE_KEYS) == set(registry.BUILTIN)
     for keys in BACKEND_TYPE_KEYS.values():
         for key in (*keys.required, *keys.optional):
             assert key in BackendConfig.model_fields or key == "n_threads", key
@@ -279,7 +279,7 @@ def test_the_key_table_matches_the_registry_and_the_model() -> None:
 
 
 def test_defaults_and_demo_config_pass_the_strict_rules(tmp_path: Path) -> None:
-    from tui.demo import demo_config_toml
+    from tui.core.demo import demo_config_toml
 
     assert set(default_settings().backends) == set(DEFAULT_BACKENDS)
     path = tmp_path / "demo.toml"

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from backends.specialist_model import SpecialistModel
-from tui.demo import generate_inbox
-from tui.store import Store
+from tui.core.demo import generate_inbox
+from tui.core.learning.model import SpecialistModel
+from tui.core.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 N = 10_000

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from tui.models import Ticket
-from tui.store import Store, StoreError
+from tui.core.models import Ticket
+from tui.core.store import Store, StoreError
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = 3

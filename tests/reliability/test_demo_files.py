@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tui.models import Ticket
-from tui.store import Store
+from tui.core.models import Ticket
+from tui.core.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -20,8 +20,6 @@ from typing import Any, Literal
 
 import pytest
 
-import backends
-from backends.base import Backend, Health, RouteResult
 from tests.reliability.fault_servers import (
     GOOD_LABEL,
     RETRY_AFTER_S,
@@ -34,10 +32,12 @@ from tests.reliability.fault_servers import (
     Plan,
     free_port,
 )
-from tui.config import Settings
-from tui.models import Taxonomy, Ticket
-from tui.routing import Router
-from tui.store import Store
+from tui.core import registry
+from tui.core.backend import Backend, Health, RouteResult
+from tui.core.config import Settings
+from tui.core.models import Taxonomy, Ticket
+from tui.core.store import Store
+from tui.services.routing import Router
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -464,7 +464,7 @@ async def test_misbehaving_plugin_results_become_error_decisions(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(
-        backends.BUILTIN, "lying", "tests.reliability.test_fault_matrix:LyingBackend"
+        registry.BUILTIN, "lying", "tests.reliability.test_fault_matrix:LyingBackend"
     )
     settings = make_settings({"liar": {"type": "lying"}}, "liar")
     expected = {

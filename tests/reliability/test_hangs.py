@@ -33,8 +33,6 @@ from typing import Any, Literal
 
 import pytest
 
-import backends
-from backends.base import Health, RouteResult
 from screens.compare import CompareModal
 from screens.widgets.ticket_table import TicketTable
 from tests.reliability.fault_servers import (
@@ -55,9 +53,11 @@ from tests.reliability.test_fault_matrix import (
     server_root,
 )
 from tui.app import make_app
-from tui.models import Taxonomy, Ticket
-from tui.routing import Router
-from tui.store import Store
+from tui.core import registry
+from tui.core.backend import Health, RouteResult
+from tui.core.models import Taxonomy, Ticket
+from tui.core.store import Store
+from tui.services.routing import Router
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 0.5
@@ -304,7 +304,7 @@ class CountingPlugin:
 
 
 async def test_the_engine_starts_at_most_4096_workers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(backends.BUILTIN, "counting", "tests.reliability.test_hangs:CountingPlugin")
+    monkeypatch.setitem(registry.BUILTIN, "counting", "tests.reliability.test_hangs:CountingPlugin")
     CountingPlugin.tasks_seen.clear()
     settings = make_settings({"plug": {"type": "counting"}}, "plug")
     taxonomy = settings.taxonomy()

@@ -20,15 +20,15 @@ from pathlib import Path
 
 import pytest
 
-import backends
-from backends.specialist_model import SpecialistModel
 from tests.tui.helpers import LABELS, build_router, make_tickets, seed, settings_for, wait_until
 from tests.unit.test_cascade_tuning import write_fixture
 from tui.app import make_app
 from tui.cli import build_parser, run_command
-from tui.export import export
-from tui.models import Taxonomy
-from tui.store import Store
+from tui.core import registry
+from tui.core.export import export
+from tui.core.learning.model import SpecialistModel
+from tui.core.models import Taxonomy
+from tui.core.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,7 +57,7 @@ def test_exports_are_private(store: Store, tmp_path: Path, umask: int) -> None:
 async def test_watch_folder_reports_and_folders_are_private(
     store: Store, tmp_path: Path, umask: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(backends.BUILTIN, "hash", "tests.unit.plugin_backends:HashBackend")
+    monkeypatch.setitem(registry.BUILTIN, "hash", "tests.unit.plugin_backends:HashBackend")
     drop = tmp_path / "drop"
     drop.mkdir()
     (drop / "imported").mkdir()
@@ -111,7 +111,7 @@ def run_cli(*argv: str) -> tuple[int, str, str]:
 def test_tune_cascade_write_keeps_the_configs_mode(
     tmp_path: Path, umask: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(backends.BUILTIN, "hash", "tests.unit.plugin_backends:HashBackend")
+    monkeypatch.setitem(registry.BUILTIN, "hash", "tests.unit.plugin_backends:HashBackend")
     data, config = write_fixture(tmp_path)
     os.chmod(config, 0o640)
     code, _, err = run_cli(
@@ -127,7 +127,7 @@ def test_tune_cascade_write_keeps_the_configs_mode(
 def test_tune_cascade_write_creates_a_private_config(
     tmp_path: Path, isolated_home: Path, umask: int
 ) -> None:
-    from tui import paths
+    from tui.core import paths
 
     data, _ = write_fixture(tmp_path)
     paths.default_specialist_path().parent.mkdir(parents=True, exist_ok=True)

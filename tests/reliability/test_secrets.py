@@ -20,8 +20,6 @@ from typing import Any, Literal
 
 import pytest
 
-from backends import create_backend
-from backends.base import BackendError
 from tests.reliability.fault_servers import (
     AnyServer,
     FaultName,
@@ -43,9 +41,11 @@ from tests.reliability.test_fault_matrix import (
 )
 from tests.servers import ollama_server
 from tests.servers.openai_server import LoopbackServer, Recorded, Reply, ScriptedHandler
-from tui import export
-from tui.models import Taxonomy, Ticket
-from tui.store import Store
+from tui.core import export
+from tui.core.backend import BackendError
+from tui.core.models import Taxonomy, Ticket
+from tui.core.registry import create_backend
+from tui.core.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 SENTINEL = "sk-SENTINEL-7f3a9c2e1b5d4a6f"

@@ -5,7 +5,7 @@ the batch was lost, and every rerun paid for the same tickets and crashed again.
 ticket of a batch gets an absurd number from a real loopback server of each protocol; it
 becomes a `BadResponse` decision naming the field, the others are routed, a rerun runs
 clean, and the headless `route` exits 0 both times. The engine's own boundary check
-(`backends.numbers.check_result`) and its storage fallback are exercised directly too.
+(`tui.core.numbers.check_result`) and its storage fallback are exercised directly too.
 """
 
 from __future__ import annotations
@@ -21,9 +21,6 @@ from typing import Any
 
 import pytest
 
-import backends
-from backends.base import BadResponse, Health, InvalidConfidence, RouteResult
-from backends.prompt import parse_answer
 from tests.reliability.fault_servers import (
     GOOD_LABEL,
     CasePlan,
@@ -40,9 +37,12 @@ from tests.reliability.test_fault_matrix import (
     server_for,
     server_root,
 )
-from tui.models import Taxonomy, Ticket
-from tui.routing import Router
-from tui.store import Store
+from tui.core import registry
+from tui.core.backend import BadResponse, Health, InvalidConfidence, RouteResult
+from tui.core.models import Taxonomy, Ticket
+from tui.core.prompt import parse_answer
+from tui.core.store import Store
+from tui.services.routing import Router
 
 ROOT = Path(__file__).resolve().parents[2]
 BAD_CASE = 2
@@ -180,7 +180,7 @@ def test_headless_route_survives_an_absurd_token_count_and_reruns(tmp_path: Path
     ids=["1e30", "negative", "fraction", "inf", "nan", "bool", "string", "5000-digits"],
 )
 def test_a_count_out_of_bounds_is_a_bad_response_naming_the_field(value: Any, problem: str) -> None:
-    from backends import numbers
+    from tui.core import numbers
 
     with pytest.raises(BadResponse, match=problem) as raised:
         numbers.count(value, "usage.prompt_tokens")
@@ -189,7 +189,7 @@ def test_a_count_out_of_bounds_is_a_bad_response_naming_the_field(value: Any, pr
 
 
 def test_sane_numbers_pass() -> None:
-    from backends import numbers
+    from tui.core import numbers
 
     assert numbers.count(None, "x") is None
     assert numbers.count(12.0, "x") == 12
@@ -240,9 +240,9 @@ async def test_a_decision_the_store_refuses_does_not_lose_the_batch(
     """Defence in depth: were a number to slip past the boundary check, the batch's write
     falls back to one decision at a time and the refused one becomes an error decision."""
     monkeypatch.setitem(
-        backends.BUILTIN, "absurd", "tests.reliability.test_server_numbers:AbsurdPlugin"
+        registry.BUILTIN, "absurd", "tests.reliability.test_server_numbers:AbsurdPlugin"
     )
-    from backends import numbers
+    from tui.core import numbers
 
     monkeypatch.setattr(numbers, "check_result", lambda result: None)  # the gap, simulated
     settings = make_settings({"plug": {"type": "absurd"}}, "plug")

@@ -1,7 +1,7 @@
 """Ticket ids and labels as hostile input, end to end (issue 12, items 3, 5, 8 and 12).
 
 Ids and labels come from files other people write, and labels go into the system prompt of
-every LLM request, so one rule (`tui.models.check_label_name` / `check_ticket_id`) guards every
+every LLM request, so one rule (`tui.core.models.check_label_name` / `check_ticket_id`) guards every
 door: the importer (JSONL, CSV, e-mail), `triagedesk label`, `Store.add_label` (the TUI) and the
 taxonomy. Rows that an older version already wrote must not brick the database: route, export,
 stats, train and the TUI skip them with a warning that names them escaped. A later file that
@@ -28,8 +28,8 @@ import pytest
 
 from tests.servers.openai_server import OpenAIServer
 from tui.cli import build_parser, run_command
-from tui.models import Label, LabelEvent, Taxonomy, Ticket
-from tui.store import Store, StoreError
+from tui.core.models import Label, LabelEvent, Taxonomy, Ticket
+from tui.core.store import Store, StoreError
 
 # The new API (check_label_name, ImportRejected, …) is imported inside the tests that use it,
 # so that against the code before the fix each test fails on its own assertion.
@@ -148,7 +148,7 @@ def labelled_db(path: Path, n_per_label: int = 6) -> Path:
     ],
 )
 def test_label_rule_refuses_empty_control_and_overlong_names(bad: str) -> None:
-    from tui.models import check_label_name
+    from tui.core.models import check_label_name
 
     with pytest.raises(ValueError) as raised:
         check_label_name(bad)
@@ -162,7 +162,7 @@ def test_label_rule_refuses_empty_control_and_overlong_names(bad: str) -> None:
 
 
 def test_label_rule_keeps_ordinary_names_and_strips_them() -> None:
-    from tui.models import MAX_LABEL_CHARS, check_label_name
+    from tui.core.models import MAX_LABEL_CHARS, check_label_name
 
     assert check_label_name("  billing  ") == "billing"
     assert check_label_name("Zahlung & Rückerstattung") == "Zahlung & Rückerstattung"
@@ -171,7 +171,7 @@ def test_label_rule_keeps_ordinary_names_and_strips_them() -> None:
 
 @pytest.mark.parametrize("bad", ["", " ", "a\nb", "a\x1bb", "a\u202eb", "a\u2029b", "x" * 513])
 def test_ticket_id_rule(bad: str) -> None:
-    from tui.models import check_ticket_id
+    from tui.core.models import check_ticket_id
 
     with pytest.raises(ValueError):
         check_ticket_id(bad)
@@ -419,8 +419,8 @@ def test_legacy_rows_load_in_the_store_readers(tmp_path: Path) -> None:
 async def test_legacy_database_opens_in_the_tui(tmp_path: Path) -> None:
     from screens.widgets.ticket_table import TicketTable
     from tui.app import make_app
-    from tui.config import Settings
-    from tui.routing import Router, resolve_taxonomy
+    from tui.core.config import Settings
+    from tui.services.routing import Router, resolve_taxonomy
 
     store = Store(legacy_db(tmp_path / "legacy.db"))
     settings = Settings.model_validate(
@@ -522,7 +522,7 @@ def test_identical_content_with_a_new_label_relabels_by_import(tmp_path: Path) -
 def test_store_import_refuses_other_content_under_a_stored_id(
     tmp_path: Path, changed: dict[str, str]
 ) -> None:
-    from tui.store import ImportRejected
+    from tui.core.store import ImportRejected
 
     base = {"id": "X", "text": "my parcel is late", "subject": "late", "customer": "ann"}
     with Store(tmp_path / "t.db") as store:
@@ -546,7 +546,7 @@ def test_conflicting_file_dropped_into_the_watch_folder_is_rejected_with_its_lin
 ) -> None:
     """The watch folder goes through the same store check: the file lands in rejected/ with
     the same `file:line: reason` in its report, and nothing of it is imported."""
-    from tui.watch_folder import WatchFolder
+    from tui.core.watch_folder import WatchFolder
 
     folder = tmp_path / "drop"
     folder.mkdir()

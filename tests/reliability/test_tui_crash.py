@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.tui.helpers import make_tickets, seed, train_specialist
-from tui.store import Store
+from tui.core.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,7 +30,7 @@ TUI = textwrap.dedent(
     import asyncio, sys
     from tests.tui.helpers import build_router, settings_for
     from tui.app import make_app
-    from tui.store import Store
+    from tui.core.store import Store
 
     db, spec = sys.argv[1], sys.argv[2]
     settings = settings_for({"specialist": {"type": "specialist", "path": spec}})

@@ -19,8 +19,8 @@ from screens.widgets.ticket_table import TicketTable
 from tests.reliability.fault_servers import FaultyOpenAIServer, Plan
 from tests.reliability.test_fault_matrix import backend_block, make_settings, make_tickets
 from tui.app import make_app
-from tui.routing import Router
-from tui.store import Store
+from tui.core.store import Store
+from tui.services.routing import Router
 
 SENTINEL = "sk-SENTINEL-tui-5c1e8a9d"
 KEY_ENV = "TRIAGEDESK_TUI_TEST_KEY"

@@ -22,7 +22,7 @@ from tests.tui.helpers import (
     wait_until,
 )
 from tui.app import make_app
-from tui.store import Store
+from tui.core.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-import backends
 from tests.tui.helpers import build_router, settings_for, wait_until
 from tui.app import TriageApp, make_app
-from tui.store import Store
+from tui.core import registry
+from tui.core.store import Store
 
 SIZE = (120, 40)
 FAKE_KEY = "sk-test-WATCHFOLDERSECRET0123456789abcdef"
@@ -28,7 +28,7 @@ FAKE_KEY = "sk-test-WATCHFOLDERSECRET0123456789abcdef"
 
 @pytest.fixture(autouse=True)
 def hash_backend(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(backends.BUILTIN, "hash", "tests.unit.plugin_backends:HashBackend")
+    monkeypatch.setitem(registry.BUILTIN, "hash", "tests.unit.plugin_backends:HashBackend")
 
 
 @pytest.fixture
@@ -214,7 +214,7 @@ async def test_file_names_and_headers_are_never_markup(
 
 
 def test_a_file_still_being_written_waits_then_imports_whole(store: Store, drop: Path) -> None:
-    from tui.watch_folder import WatchFolder
+    from tui.core.watch_folder import WatchFolder
 
     now = [0.0]
     watcher = WatchFolder(drop, store, settle_s=2.0, clock=lambda: now[0])
@@ -237,7 +237,7 @@ def test_a_file_still_being_written_waits_then_imports_whole(store: Store, drop:
 
 
 def test_write_then_rename_names_are_never_taken(store: Store, drop: Path) -> None:
-    from tui.watch_folder import WatchFolder
+    from tui.core.watch_folder import WatchFolder
 
     now = [0.0]
     watcher = WatchFolder(drop, store, settle_s=1.0, clock=lambda: now[0])
@@ -293,7 +293,7 @@ async def test_label_and_backend_names_are_never_markup(store: Store) -> None:
     from screens.label_picker import LabelPickerModal
     from screens.widgets.ticket_table import TicketTable
     from tests.tui.helpers import LABELS, seed
-    from tui.config import Settings
+    from tui.core.config import Settings
 
     seed(store, 3)
     odd = "odd [/] label"
@@ -331,7 +331,7 @@ async def test_label_and_backend_names_are_never_markup(store: Store) -> None:
 def test_error_texts_are_one_short_escaped_line() -> None:
     """Where row reasons and file errors are made, whatever a caller puts in them: control
     characters are escaped (no forged report lines, no terminal escapes) and length capped."""
-    from tui.ingest import IngestError, RowError, parse_bytes
+    from tui.core.ingest import IngestError, RowError, parse_bytes
 
     forged = "id x\nFORGED: run this\x1b[2J" + "y" * 5000
     row = RowError(line=1, reason=forged)

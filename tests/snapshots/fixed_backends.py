@@ -5,9 +5,9 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
-from backends.base import Health, RouteResult
-from tui.config import BackendConfig
-from tui.models import Taxonomy, Ticket
+from tui.core.backend import Health, RouteResult
+from tui.core.config import BackendConfig
+from tui.core.models import Taxonomy, Ticket
 
 
 class FixedBackend:

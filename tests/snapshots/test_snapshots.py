@@ -12,8 +12,6 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-import backends
-from backends.base import ServerError
 from screens.backend_picker import BackendPickerModal
 from screens.compare import CompareModal
 from screens.label_picker import LabelPickerModal
@@ -21,7 +19,9 @@ from screens.stats import StatsScreen
 from screens.widgets.ticket_table import TicketTable
 from tests.tui.helpers import BASE_TIME, build_router, make_tickets, settings_for, wait_until
 from tui.app import TriageApp, make_app
-from tui.store import Store
+from tui.core import registry
+from tui.core.backend import ServerError
+from tui.core.store import Store
 
 SIZE = (120, 40)
 BACKENDS: dict[str, dict[str, Any]] = {
@@ -44,7 +44,7 @@ BACKENDS: dict[str, dict[str, Any]] = {
 
 @pytest.fixture(autouse=True)
 def fixed_backend(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(backends.BUILTIN, "fixed", "tests.snapshots.fixed_backends:FixedBackend")
+    monkeypatch.setitem(registry.BUILTIN, "fixed", "tests.snapshots.fixed_backends:FixedBackend")
     monkeypatch.setattr("getpass.getuser", lambda: "maria")
 
 

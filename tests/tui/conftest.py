@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-import backends
 from tests.tui.helpers import build_router, make_tickets, settings_for, train_specialist
 from tui.app import TriageApp, make_app
-from tui.store import Store
+from tui.core import registry
+from tui.core.store import Store
 
 
 @pytest.fixture(autouse=True)
 def plugin_backends(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(backends.BUILTIN, "hash", "tests.unit.plugin_backends:HashBackend")
+    monkeypatch.setitem(registry.BUILTIN, "hash", "tests.unit.plugin_backends:HashBackend")
 
 
 @pytest.fixture(autouse=True)

@@ -11,10 +11,10 @@ from typing import Any
 
 from textual.pilot import Pilot
 
-from tui.config import Settings
-from tui.models import Taxonomy, Ticket
-from tui.routing import Router
-from tui.store import Store
+from tui.core.config import Settings
+from tui.core.models import Taxonomy, Ticket
+from tui.core.store import Store
+from tui.services.routing import Router
 
 LABELS = {
     "billing": "Charges, invoices, refunds of payments",
@@ -85,7 +85,7 @@ def settings_for(backends: dict[str, dict[str, Any]], **routing: Any) -> Setting
 
 
 def train_specialist(path: Path, tickets: list[Ticket], truth: dict[str, str]) -> Path:
-    from backends.specialist_model import SpecialistModel
+    from tui.core.learning.model import SpecialistModel
 
     model = SpecialistModel.train([t.text for t in tickets], [truth[t.id] for t in tickets])
     model.save(path)

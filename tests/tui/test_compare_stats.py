@@ -8,7 +8,7 @@ from screens.compare import CompareModal
 from screens.stats import StatsScreen
 from screens.widgets.ticket_table import TicketTable
 from tests.tui.helpers import seed, wait_until
-from tui.store import Store
+from tui.core.store import Store
 
 SIZE = (120, 40)
 

@@ -9,8 +9,8 @@ from screens.filter_picker import FilterPickerModal
 from screens.inbox import WINDOW
 from screens.widgets.ticket_table import TicketTable
 from tests.tui.helpers import make_tickets, seed, wait_until
-from tui.models import Decision
-from tui.store import Store
+from tui.core.models import Decision
+from tui.core.store import Store
 
 SIZE = (120, 40)
 

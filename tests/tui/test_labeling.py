@@ -5,7 +5,7 @@ from __future__ import annotations
 from screens.label_picker import LabelPickerModal, ranked
 from screens.widgets.ticket_table import TicketTable
 from tests.tui.helpers import LABELS, seed, wait_until
-from tui.store import Store
+from tui.core.store import Store
 
 SIZE = (120, 40)
 

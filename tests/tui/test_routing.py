@@ -6,7 +6,7 @@ from screens.backend_picker import BackendPickerModal
 from screens.filter_picker import FilterPickerModal
 from screens.widgets.ticket_table import TicketTable
 from tests.tui.helpers import seed, wait_until
-from tui.store import Store
+from tui.core.store import Store
 
 SIZE = (120, 40)
 

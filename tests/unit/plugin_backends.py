@@ -6,9 +6,9 @@ import asyncio
 import zlib
 from typing import Any
 
-from backends.base import Health, RouteResult, ServerError
-from tui.config import BackendConfig
-from tui.models import Taxonomy, Ticket
+from tui.core.backend import Health, RouteResult, ServerError
+from tui.core.config import BackendConfig
+from tui.core.models import Taxonomy, Ticket
 
 
 class HashBackend:

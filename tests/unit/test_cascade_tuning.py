@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-import backends
-from backends.specialist_model import SpecialistModel
-from tui.cascade_tuning import THRESHOLDS, Outcome, table_rows, tune, update_cascade_block
 from tui.cli import build_parser, run_command
-from tui.config import load_settings
-from tui.models import Decision
+from tui.core import registry
+from tui.core.cascade_tuning import THRESHOLDS, Outcome, table_rows, tune, update_cascade_block
+from tui.core.config import load_settings
+from tui.core.learning.model import SpecialistModel
+from tui.core.models import Decision
 
 ROOT = Path(__file__).resolve().parents[2]
 N = 1000
@@ -190,7 +190,7 @@ def run_cli(*argv: str) -> tuple[int, str, str]:
 def test_cli_in_process_with_a_plugin_backend(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(backends.BUILTIN, "hash", "tests.unit.plugin_backends:HashBackend")
+    monkeypatch.setitem(registry.BUILTIN, "hash", "tests.unit.plugin_backends:HashBackend")
     data, config = write_fixture(tmp_path)
     code, out, err = run_cli(
         "--config", str(config), "tune-cascade", "--first", "strong", "--then", "hashy",
@@ -257,7 +257,7 @@ def test_cli_subprocess_two_specialists_from_the_database(
 def test_write_creates_the_config_and_keeps_the_default_backends(
     tmp_path: Path, isolated_home: Path
 ) -> None:
-    from tui import paths
+    from tui.core import paths
 
     data, _ = write_fixture(tmp_path)
     paths.default_specialist_path().parent.mkdir(parents=True, exist_ok=True)

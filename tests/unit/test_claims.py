@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-import backends
-from tui.claims import RunClaims, describe_skipped
-from tui.config import _build
-from tui.models import Decision, Taxonomy, Ticket
-from tui.routing import Router, page_pending
-from tui.store import PendingQuery, Store, StoreError
+from tui.core import registry
+from tui.core.claims import RunClaims, describe_skipped
+from tui.core.config import _build
+from tui.core.models import Decision, Taxonomy, Ticket
+from tui.core.store import PendingQuery, Store, StoreError
+from tui.services.routing import Router, page_pending
 
 TAXONOMY = Taxonomy.from_names(["billing", "shipping", "returns"])
 FAR = "far-away-host:99:aaaa"
@@ -25,7 +25,7 @@ NEAR = "far-away-host:100:bbbb"
 
 @pytest.fixture(autouse=True)
 def plugin_backends(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(backends.BUILTIN, "hash", "tests.unit.plugin_backends:HashBackend")
+    monkeypatch.setitem(registry.BUILTIN, "hash", "tests.unit.plugin_backends:HashBackend")
 
 
 @pytest.fixture

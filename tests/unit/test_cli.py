@@ -149,7 +149,7 @@ def test_bad_input_exits_2_with_one_line(
     # Commands that only read or change what is stored refuse a missing database (issue 12,
     # item 17) instead of creating an empty one; with an empty one they say what is missing.
     if existing_db:
-        from tui.store import Store
+        from tui.core.store import Store
 
         Store(isolated_home / "data" / "triagedesk.db", make_folder=True).close()
     r = run(isolated_home, *args)

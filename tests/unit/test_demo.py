@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tui import demo
-from tui.config import load_settings
-from tui.demo import DEMO_LABELS, DemoTicket, demo_config_toml, demo_taxonomy, generate_inbox
-from tui.demo_texts import demo_texts
+from tui.core import demo
+from tui.core.config import load_settings
+from tui.core.demo import DEMO_LABELS, DemoTicket, demo_config_toml, demo_taxonomy, generate_inbox
+from tui.core.demo_texts import demo_texts
 
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tui import demo_texts as demo_texts_module
-from tui.demo import DEMO_LABELS, generate_inbox
-from tui.demo_texts import demo_texts
+from tui.core import demo_texts as demo_texts_module
+from tui.core.demo import DEMO_LABELS, generate_inbox
+from tui.core.demo_texts import demo_texts
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 _GENERATE = (
     "import json, sys\n"
     "from datetime import UTC, datetime\n"
-    "from tui.demo import generate_inbox\n"
+    "from tui.core.demo import generate_inbox\n"
     "inbox = generate_inbox(300, seed=5, now=datetime(2025, 6, 1, tzinfo=UTC))\n"
     "print(json.dumps([[d.ticket.text, d.true_label, d.agent_label] for d in inbox]))\n"
 )
@@ -55,9 +55,9 @@ def test_texts_are_read_once() -> None:
 
 def test_importing_the_demo_reads_no_file() -> None:
     code = (
-        "import tui.demo, tui.demo_texts\n"
-        "print(tui.demo_texts.demo_texts.cache_info().currsize,"
-        " tui.demo_texts.demo_config_template.cache_info().currsize)"
+        "import tui.core.demo, tui.core.demo_texts\n"
+        "print(tui.core.demo_texts.demo_texts.cache_info().currsize,"
+        " tui.core.demo_texts.demo_config_template.cache_info().currsize)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
@@ -86,8 +86,8 @@ def test_an_installed_wheel_generates_the_same_inbox(tmp_path: Path) -> None:
     # and is imported as a zip, so only files packed into it can be found.
     code = (
         f"import sys; sys.path.insert(0, {str(wheel)!r})\n"
-        "import tui.demo_texts\n"
-        f"assert tui.demo_texts.__file__.startswith({str(wheel)!r}), tui.demo_texts.__file__\n"
+        "import tui.core.demo_texts\n"
+        f"assert tui.core.demo_texts.__file__.startswith({str(wheel)!r}), tui.core.demo_texts.__file__\n"
         + _GENERATE
     )
     out = subprocess.run(

@@ -19,13 +19,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backends.prompt import build_prompt
-from tui import dedup
 from tui.cli import build_parser, run_command
-from tui.export import ExportError, export, neutralise_cell, split
-from tui.models import Decision, Label, Taxonomy, Ticket
-from tui.pii import luhn_valid, scrub
-from tui.store import Store
+from tui.core import dedup
+from tui.core.export import ExportError, export, neutralise_cell, split
+from tui.core.models import Decision, Label, Taxonomy, Ticket
+from tui.core.pii import luhn_valid, scrub
+from tui.core.prompt import build_prompt
+from tui.core.store import Store
 
 TAXONOMY = Taxonomy(
     labels=(
@@ -424,7 +424,13 @@ def test_cli_export(tmp_path: Path) -> None:
 
 
 def test_flywheel_modules_never_import_the_ui() -> None:
-    modules = ["tui.export", "tui.dedup", "tui.pii", "tui.learning_curve", "tui.cascade_tuning"]
+    modules = [
+        "tui.core.export",
+        "tui.core.dedup",
+        "tui.core.pii",
+        "tui.core.learning.curve",
+        "tui.core.cascade_tuning",
+    ]
     code = (
         "import importlib, json, sys\n"
         f"for name in {modules!r}: importlib.import_module(name)\n"

@@ -11,26 +11,26 @@ ROOT = Path(__file__).resolve().parents[2]
 
 CORE = [
     "tui",
-    "tui.models",
-    "tui.config",
-    "tui.store",
-    "tui.routing",
-    "tui.costs",
-    "tui.paths",
-    "tui.scoring",
-    "tui.ingest",
-    "tui.demo",
-    "tui.demo_texts",
-    "tui.demo_build",
+    "tui.core.models",
+    "tui.core.config",
+    "tui.core.store",
+    "tui.services.routing",
+    "tui.core.costs",
+    "tui.core.paths",
+    "tui.core.scoring",
+    "tui.core.ingest",
+    "tui.core.demo",
+    "tui.core.demo_texts",
+    "tui.services.demo_build",
     "tui.cli",
-    "tui.safe_files",
-    "tui.safe_text",
-    "tui.watch_folder",
-    "tui.claims",
-    "backends.numbers",
+    "tui.core.safe_files",
+    "tui.core.safe_text",
+    "tui.core.watch_folder",
+    "tui.core.claims",
+    "tui.core.numbers",
     "backends",
-    "backends.base",
-    "backends.prompt",
+    "tui.core.backend",
+    "tui.core.prompt",
     "backends.specialist",
     "backends.openai_compat",
     "backends.anthropic",
@@ -56,7 +56,7 @@ def test_core_never_imports_textual() -> None:
 
 def test_package_import_has_no_side_effects(tmp_path: Path) -> None:
     home = tmp_path / "fresh-home"
-    code = "import tui, tui.config, tui.store, tui.paths, backends; print('ok')"
+    code = "import tui, tui.core.config, tui.core.store, tui.core.paths, backends; print('ok')"
     out = subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tui.ingest import (
+from tui.core.ingest import (
     IngestError,
     ParsedFile,
     detect_format,

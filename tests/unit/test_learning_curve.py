@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from backends.specialist_model import TrainingError
 from tui.cli import build_parser, run_command
-from tui.demo import DemoTicket, generate_inbox
-from tui.learning_curve import format_curve, learning_curve, nested_sample
+from tui.core.demo import DemoTicket, generate_inbox
+from tui.core.learning.curve import format_curve, learning_curve, nested_sample
+from tui.core.learning.model import TrainingError
 
 
 def test_nested_sample_is_seeded_and_nested() -> None:

@@ -16,9 +16,9 @@ pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 pytest.importorskip("tokenizers")
 
-from backends.bert_onnx import BertShape, random_bert
-from backends.minilm_finetune import FinetuneConfig, Finetuned, finetune, predict_logits
 from tests.unit.test_specialist_kinds import VOCAB, make_data, tiny_tokenizer
+from tui.core.learning.bert_onnx import BertShape, random_bert
+from tui.core.learning.minilm_finetune import FinetuneConfig, Finetuned, finetune, predict_logits
 
 SHAPE = BertShape(hidden=16, heads=2, layers=1)
 CONFIG = FinetuneConfig(epochs=6, batch_size=8, lr=3e-3, head_lr=3e-2, warmup=0.1)

@@ -7,19 +7,19 @@ from pathlib import Path
 
 import pytest
 
-import backends
-from tui.config import _build
-from tui.models import Taxonomy, Ticket
-from tui.routing import Router, page_pending
-from tui.store import Store
+from tui.core import registry
+from tui.core.config import _build
+from tui.core.models import Taxonomy, Ticket
+from tui.core.store import Store
+from tui.services.routing import Router, page_pending
 
 TAXONOMY = Taxonomy.from_names(["billing", "shipping", "returns"])
 
 
 @pytest.fixture(autouse=True)
 def plugin_backends(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(backends.BUILTIN, "hash", "tests.unit.plugin_backends:HashBackend")
-    monkeypatch.setitem(backends.BUILTIN, "crash", "tests.unit.plugin_backends:CrashingBackend")
+    monkeypatch.setitem(registry.BUILTIN, "hash", "tests.unit.plugin_backends:HashBackend")
+    monkeypatch.setitem(registry.BUILTIN, "crash", "tests.unit.plugin_backends:CrashingBackend")
 
 
 def settings(**extra: dict) -> object:

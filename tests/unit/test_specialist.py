@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from backends.base import LabelNotInTaxonomy, NotTrained
 from backends.specialist import SpecialistBackend
-from backends.specialist_model import SpecialistModel, TrainingError
 from tests.conftest import dataset
-from tui.config import BackendConfig
-from tui.models import Taxonomy, Ticket
+from tui.core.backend import LabelNotInTaxonomy, NotTrained
+from tui.core.config import BackendConfig
+from tui.core.learning.model import SpecialistModel, TrainingError
+from tui.core.models import Taxonomy, Ticket
 
 TEXTS = {
     "billing": [

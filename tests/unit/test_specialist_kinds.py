@@ -17,13 +17,13 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("tokenizers")
 
-from backends.bert_onnx import BertShape, build_bert_onnx, random_bert, reference_forward
-from backends.onnx_encoder import OnnxEncoder, export_encoder
 from backends.specialist import SpecialistBackend
-from backends.specialist_kinds import ENCODER_ENV, CascadeEnsemble, build_pipeline
-from backends.specialist_model import SpecialistModel, TrainingError
-from tui.config import BackendConfig
-from tui.models import Taxonomy, Ticket
+from tui.core.config import BackendConfig
+from tui.core.learning.bert_onnx import BertShape, build_bert_onnx, random_bert, reference_forward
+from tui.core.learning.kinds import ENCODER_ENV, CascadeEnsemble, build_pipeline
+from tui.core.learning.model import SpecialistModel, TrainingError
+from tui.core.learning.onnx_encoder import OnnxEncoder, export_encoder
+from tui.core.models import Taxonomy, Ticket
 
 ROOT = Path(__file__).resolve().parents[2]
 SHAPE = BertShape(hidden=16, heads=2, layers=2)

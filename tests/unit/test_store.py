@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from tui.models import Decision, Ticket
-from tui.store import MIGRATIONS, SCHEMA_VERSION, Cursor, Store, StoreError
+from tui.core.models import Decision, Ticket
+from tui.core.store import MIGRATIONS, SCHEMA_VERSION, Cursor, Store, StoreError
 
 
 def tickets(n: int, prefix: str = "T") -> list[Ticket]:

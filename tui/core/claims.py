@@ -1,0 +1,127 @@
+"""One routing session's claims: a ticket in flight in one run is not taken by another.
+
+Two `route` processes on one database (or a `route` and the TUI) used to route every ticket
+twice. Now each session claims the tickets it is about to route, in the same IMMEDIATE
+transaction that reads them (`Store.claim_tickets`); a ticket another live session holds is
+skipped and counted, so the session can say what it left and to whom. A claim ends in the
+transaction that stores the ticket's decision, or when the session stops, however it stops;
+a session killed outright leaves claims that are void at once on this host (its pid is gone)
+and, from elsewhere, once their lease runs out. The lease is renewed while the session routes.
+
+Textual-free: the CLI, the demo and the TUI's routing actions share it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import sqlite3
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from tui.core.config import ConfigError
+from tui.core.models import Ticket
+from tui.core.store import (
+    CLAIM_LEASE_S,
+    Claimed,
+    PendingQuery,
+    StoreError,
+    claim_owner,
+    describe_owner,
+)
+
+if TYPE_CHECKING:
+    from tui.core.store import Store
+
+LEASE_ENV = "TRIAGEDESK_CLAIM_LEASE_S"
+"""Overrides `CLAIM_LEASE_S`: how long a claim of a vanished run on another machine blocks its
+tickets (a shared database), and how tests make a lease run out without waiting a minute."""
+LEASE_RANGE_S = (1.0, 86_400.0)
+
+
+def claim_lease_s() -> float:
+    """The claim lease in seconds: `TRIAGEDESK_CLAIM_LEASE_S`, else `CLAIM_LEASE_S`.
+
+    Raises:
+        ConfigError: The variable is not a number of seconds within `LEASE_RANGE_S`.
+    """
+    raw = os.environ.get(LEASE_ENV, "").strip()
+    if not raw:
+        return CLAIM_LEASE_S
+    low, high = LEASE_RANGE_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ConfigError(
+            f"{LEASE_ENV}={raw[:40]!r}: must be a number of seconds from {low:g} to {high:g}"
+        )
+    return value
+
+
+def describe_skipped(skipped: Mapping[str, int]) -> str | None:
+    """`skipped 40 tickets claimed by another run (pid 1234)`, or None when nothing was."""
+    n = sum(skipped.values())
+    if not n:
+        return None
+    holders = sorted({describe_owner(owner) for owner, count in skipped.items() if count})
+    tickets = "ticket" if n == 1 else "tickets"
+    runs = "another run" if len(holders) == 1 else "other runs"
+    return f"skipped {n} {tickets} claimed by {runs} ({', '.join(holders)})"
+
+
+class RunClaims:
+    """The claims of one routing session (a CLI `route`, a TUI batch, one ticket in the TUI).
+
+    `page_pending` claims each page it reads through `take_page`; other ticket sources go
+    through `take`. `Router.run(..., claims=...)` renews the lease while it routes, releases
+    each ticket's claim in the transaction that stores its decision, and the rest when it
+    returns or fails. `skipped` counts the tickets left to other owners, by owner.
+    """
+
+    def __init__(self, store: Store, run_id: str, *, lease_s: float | None = None) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.owner = claim_owner()
+        self.lease_s = claim_lease_s() if lease_s is None else lease_s
+        self.skipped: Counter[str] = Counter()
+        """Tickets asked for that other sessions held: owner -> how many."""
+
+    async def take_page(self, query: PendingQuery) -> Claimed:
+        """Claim the next page of a run's pending tickets (read and claimed atomically)."""
+        claimed = await asyncio.to_thread(
+            self.store.claim_tickets, self.owner, self.run_id, query, self.lease_s
+        )
+        self.skipped.update(claimed.held)
+        return claimed
+
+    async def take(self, tickets: Iterable[Ticket | str]) -> list[Ticket]:
+        """Claim these tickets (or ids); returns those now held, freshly read, in import order."""
+        ids = [t if isinstance(t, str) else t.id for t in tickets]
+        claimed = await asyncio.to_thread(
+            self.store.claim_tickets, self.owner, self.run_id, ids, self.lease_s
+        )
+        self.skipped.update(claimed.held)
+        return [ticket for _, ticket in claimed.tickets]
+
+    async def keep_alive(self) -> None:
+        """Renew the lease every quarter of it, until cancelled. A failed renewal (the database
+        busy for long) is retried at the next tick: the lease has three more to spare."""
+        while True:
+            await asyncio.sleep(self.lease_s / 4)
+            with contextlib.suppress(StoreError, sqlite3.Error):
+                await asyncio.to_thread(self.store.renew_claims, self.owner, self.lease_s)
+
+    async def release(self) -> None:
+        """Give back every ticket still claimed (queued but not routed when a run stops)."""
+        await asyncio.to_thread(self.store.release_claims, self.owner)
+
+    def skipped_line(self) -> str | None:
+        return describe_skipped(self.skipped)
+
+
+__all__ = ["LEASE_ENV", "RunClaims", "claim_lease_s", "describe_skipped"]

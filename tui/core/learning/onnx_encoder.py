@@ -1,0 +1,168 @@
+"""A sentence encoder served by onnxruntime + tokenizers: no torch at inference.
+
+An encoder directory holds `model.onnx` (int8 by default), `tokenizer.json` and
+`encoder.json` (max length, classes of the optional head). Texts are tokenised, sorted by
+length and padded per batch only to that batch's longest text, which on short tickets is most
+of the speed on a CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tui.core.learning.bert_onnx import BertShape, build_bert_onnx, quantize_int8
+
+ENCODER_FILES = ("model.onnx", "tokenizer.json", "encoder.json")
+
+
+def export_encoder(
+    weights: Mapping[str, Any],
+    bert_config: Mapping[str, Any],
+    tokenizer_json: Path,
+    out_dir: Path,
+    *,
+    head: tuple[Any, Any] | None = None,
+    classes: Sequence[str] = (),
+    max_length: int = 128,
+    int8: bool = True,
+) -> Path:
+    """Write an encoder directory from numpy weights (fine-tuned or not)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shape = BertShape.from_config(bert_config)
+    fp32 = out_dir / "model.fp32.onnx"
+    build_bert_onnx(weights, shape, fp32, head=head)
+    if int8:
+        quantize_int8(fp32, out_dir / "model.onnx")
+        fp32.unlink()
+    else:
+        fp32.replace(out_dir / "model.onnx")
+    shutil.copyfile(tokenizer_json, out_dir / "tokenizer.json")
+    meta = {
+        "max_length": max_length,
+        "classes": list(classes),
+        "hidden": shape.hidden,
+        "int8": int8,
+    }
+    (out_dir / "encoder.json").write_text(json.dumps(meta, indent=2))
+    return out_dir
+
+
+def is_weights_dir(directory: Path) -> bool:
+    """A GPU run's folder: fp16 weights (whole or in parts) and their finetuned.json."""
+    directory = Path(directory)
+    has_weights = (directory / "finetuned.safetensors").exists() or any(
+        directory.glob("finetuned.safetensors.part*")
+    )
+    return (directory / "finetuned.json").exists() and has_weights
+
+
+def encoder_from_weights_dir(folder: Path, out: Path, *, tokenizer: Path | None = None) -> Path:
+    """The int8 ONNX encoder directory from a GPU run's fine-tuned weights.
+
+    The run returns fp16 safetensors, possibly cut into `.partNN` files (the device tool
+    returns files of at most 16 MiB); the parts are joined in memory here.
+    """
+    from safetensors.numpy import load
+
+    folder = Path(folder)
+    meta = json.loads((folder / "finetuned.json").read_text())
+    whole = folder / "finetuned.safetensors"
+    if whole.exists():
+        blob = whole.read_bytes()
+    else:
+        blob = b"".join(p.read_bytes() for p in sorted(folder.glob("finetuned.safetensors.part*")))
+    try:
+        loaded = load(blob)
+    except Exception as exc:  # safetensors' own error type: a truncated or missing part
+        raise ValueError(f"{folder}: damaged weights ({exc})") from None
+    weights = {k: v.astype(np.float32) for k, v in loaded.items()}
+    head = (weights.pop("classifier.weight"), weights.pop("classifier.bias"))
+    tokenizer = tokenizer or folder / "tokenizer.json"
+    if not tokenizer.exists():
+        raise FileNotFoundError(f"{folder}: no tokenizer.json (copy the base model's beside it)")
+    return export_encoder(
+        weights,
+        meta["bert"],
+        tokenizer,
+        out,
+        head=head,
+        classes=meta["classes"],
+        max_length=int(meta.get("finetune", {}).get("max_length", 128)),
+    )
+
+
+class OnnxEncoder:
+    """Embeddings (and head logits) for texts; the session loads on first use and is not
+    pickled, so a model holding an encoder saves as a small joblib plus this directory."""
+
+    def __init__(self, directory: Path, *, threads: int | None = None) -> None:
+        self.directory = Path(directory)
+        self.threads = threads
+        meta = json.loads((self.directory / "encoder.json").read_text())
+        self.max_length = int(meta["max_length"])
+        self.classes: list[str] = list(meta.get("classes", []))
+        self._session: Any = None
+        self._tokenizer: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_session"] = None
+        state["_tokenizer"] = None
+        return state
+
+    def _ensure(self) -> None:
+        if self._session is not None:
+            return
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads or (os.cpu_count() or 1)
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = ort.InferenceSession(
+            str(self.directory / "model.onnx"), options, providers=["CPUExecutionProvider"]
+        )
+        tokenizer = Tokenizer.from_file(str(self.directory / "tokenizer.json"))
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(self.max_length)
+        self._tokenizer = tokenizer
+
+    @property
+    def outputs(self) -> list[str]:
+        self._ensure()
+        return [o.name for o in self._session.get_outputs()]
+
+    def run(self, texts: Sequence[str], *, batch_size: int = 64) -> dict[str, np.ndarray]:
+        """Every output of the graph for every text, in the order given."""
+        self._ensure()
+        names = self.outputs
+        if not texts:
+            return {name: np.zeros((0, 0), dtype=np.float32) for name in names}
+        ids = [e.ids for e in self._tokenizer.encode_batch(list(texts))]
+        order = np.argsort([len(i) for i in ids], kind="stable")
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
+        for start in range(0, len(order), batch_size):
+            chosen = order[start : start + batch_size]
+            width = max(len(ids[i]) for i in chosen)
+            batch = np.zeros((len(chosen), width), dtype=np.int64)
+            mask = np.zeros((len(chosen), width), dtype=np.int64)
+            for row, i in enumerate(chosen):
+                batch[row, : len(ids[i])] = ids[i]
+                mask[row, : len(ids[i])] = 1
+            results = self._session.run(names, {"input_ids": batch, "attention_mask": mask})
+            for name, value in zip(names, results, strict=True):
+                parts[name].append(value)
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        return {name: np.concatenate(chunks)[inverse] for name, chunks in parts.items()}
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self.run(texts)["embedding"]

@@ -1,0 +1,190 @@
+"""Claims: which routing session holds which ticket, so two runs never route one twice."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import sqlite3
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tui.core.models import Ticket, utcnow
+from tui.core.store.connection import StoreBase, fetch_rows
+from tui.core.store.errors import StoreError
+from tui.core.store.runs import PendingQuery, pending_sql
+from tui.core.store.tickets import ticket_from_row
+
+CLAIM_LEASE_S = 60.0
+"""How long a claim holds a ticket without renewal. A run renews its claims every quarter of
+this while it routes, so only a run that died (or stalled for a whole lease) loses them."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """What `Store.claim_tickets` took and what it had to leave."""
+
+    tickets: list[tuple[int, Ticket]]
+    """(seq, ticket) now claimed by the owner, in import order."""
+    held: dict[str, int]
+    """Tickets asked for that another owner's live claim holds: owner -> how many."""
+    last_seq: int
+    """Highest seq looked at (claimed or held): where the next page starts."""
+
+
+def claim_owner() -> str:
+    """A new claim owner, `host:pid:tag`: one per routing session (the TUI may route a batch and
+    a single ticket at once, each its own owner), the pid saying which process holds tickets."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _owner_parts(owner: str) -> tuple[str, int] | None:
+    host, sep, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    return (host, int(pid)) if sep and pid.isdigit() else None
+
+
+def owner_alive(owner: str) -> bool:
+    """False only for an owner that is a process of this host that no longer exists: its claims
+    are void at once (a `kill -9`ed run). Owners elsewhere (another machine on a shared
+    database) are trusted until their lease runs out; a reused pid errs on the safe side."""
+    parts = _owner_parts(owner)
+    if parts is None or parts[0] != socket.gethostname():
+        return True
+    try:
+        os.kill(parts[1], 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, another user's
+        return True
+    return True
+
+
+def describe_owner(owner: str) -> str:
+    """`pid 1234`, or `pid 1234 on otherhost` for a process of another machine."""
+    parts = _owner_parts(owner)
+    if parts is None:
+        return repr(owner[:60])
+    host, pid = parts
+    return f"pid {pid}" if host == socket.gethostname() else f"pid {pid} on {host[:60]}"
+
+
+def _stamp(moment: datetime) -> str:
+    """A claim time: UTC ISO with microseconds always, so text order is time order."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+class ClaimsMixin(StoreBase):
+    """Claiming, renewing, releasing and listing the tickets in flight."""
+
+    def claim_tickets(
+        self, owner: str, run_id: str, which: Sequence[str] | PendingQuery, lease_s: float
+    ) -> Claimed:
+        """Claim tickets for `owner` in one IMMEDIATE transaction, so that two runs can never
+        both take one: the tickets of `which` (ids, or a page of a run's pending tickets)
+        that no other owner holds. A claim is void, and taken over, once its lease has run
+        out or when its owner is a process of this host that no longer exists; the owner's
+        own claims are renewed. Ids with no ticket are left out.
+
+        Args:
+            owner: Who claims (`claim_owner()`): one routing session.
+            run_id: The run the tickets are routed in (and, for a `PendingQuery`, whose
+                decisions say what is still pending).
+            which: Ticket ids, or a page of pending tickets.
+            lease_s: Seconds the claims hold without `renew_claims`.
+        """
+        if not (math.isfinite(lease_s) and lease_s >= 0):
+            raise StoreError(f"claim lease {lease_s!r}: must be a finite number of seconds >= 0")
+        now = utcnow()
+        now_s, expires = _stamp(now), _stamp(now + timedelta(seconds=lease_s))
+        with self._write() as conn:
+            if isinstance(which, PendingQuery):
+                if which.ids is not None and not which.ids:
+                    return Claimed([], {}, which.after_seq)
+                sql, params = pending_sql(run_id, which)
+                rows = fetch_rows(conn, sql, params)
+                last_seq = max([which.after_seq, *(r["seq"] for r in rows)])
+            else:
+                ids = list(dict.fromkeys(which))
+                rows = []
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start : start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    rows += fetch_rows(conn, f"SELECT * FROM tickets WHERE id IN ({marks})", chunk)
+                rows.sort(key=lambda r: int(r["seq"]))
+                last_seq = max([0, *(r["seq"] for r in rows)])
+            claims = self._claims_on(conn, [r["id"] for r in rows])
+            alive: dict[str, bool] = {}
+            taken: list[sqlite3.Row] = []
+            held: Counter[str] = Counter()
+            for row in rows:
+                found = claims.get(row["id"])
+                if found is not None and found[0] != owner and found[1] > now_s:
+                    if found[0] not in alive:
+                        alive[found[0]] = owner_alive(found[0])
+                    if alive[found[0]]:
+                        held[found[0]] += 1
+                        continue
+                taken.append(row)
+            conn.executemany(
+                "INSERT INTO claims (ticket_id, owner, run_id, expires_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (ticket_id) DO UPDATE SET owner = excluded.owner,"
+                " run_id = excluded.run_id, expires_at = excluded.expires_at",
+                [(row["id"], owner, run_id, expires) for row in taken],
+            )
+        return Claimed([(r["seq"], ticket_from_row(r)) for r in taken], dict(held), last_seq)
+
+    @staticmethod
+    def _claims_on(conn: sqlite3.Connection, ids: list[str]) -> dict[str, tuple[str, str]]:
+        """Ticket id -> (owner, expires_at) of the claims on these tickets."""
+        found: dict[str, tuple[str, str]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for tid, owner, expires in conn.execute(
+                f"SELECT ticket_id, owner, expires_at FROM claims WHERE ticket_id IN ({marks})",
+                chunk,
+            ):
+                found[tid] = (owner, expires)
+        return found
+
+    def release_claims(self, owner: str, ids: Sequence[str] | None = None) -> int:
+        """Give back the owner's claims (only those on `ids`, when given); returns how many."""
+        with self._write() as conn:
+            if ids is None:
+                return conn.execute("DELETE FROM claims WHERE owner = ?", (owner,)).rowcount
+            released = 0
+            unique = list(dict.fromkeys(ids))
+            for start in range(0, len(unique), 500):
+                chunk = unique[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                released += conn.execute(
+                    f"DELETE FROM claims WHERE owner = ? AND ticket_id IN ({marks})",
+                    [owner, *chunk],
+                ).rowcount
+            return released
+
+    def renew_claims(self, owner: str, lease_s: float) -> int:
+        """Extend every claim of the owner to `lease_s` from now; returns how many it holds.
+        Claims another owner has taken over (after this one's lease ran out) stay theirs."""
+        if not (math.isfinite(lease_s) and lease_s >= 0):
+            raise StoreError(f"claim lease {lease_s!r}: must be a finite number of seconds >= 0")
+        expires = _stamp(utcnow() + timedelta(seconds=lease_s))
+        with self._write() as conn:
+            return conn.execute(
+                "UPDATE claims SET expires_at = ? WHERE owner = ?", (expires, owner)
+            ).rowcount
+
+    def claim_holders(self, run_id: str | None = None) -> dict[str, int]:
+        """Owners holding live claims (in one run, when given) -> how many tickets each."""
+        sql = "SELECT owner, count(*) FROM claims WHERE expires_at > ?"
+        params: list[Any] = [_stamp(utcnow())]
+        if run_id is not None:
+            sql += " AND run_id = ?"
+            params.append(run_id)
+        rows = self._read(sql + " GROUP BY owner ORDER BY owner", params)
+        return {owner: int(n) for owner, n in rows if owner_alive(owner)}

@@ -1,0 +1,284 @@
+"""Opening a database file: privately, with the pragmas, the write lock and the transactions.
+
+`StoreBase` owns the one connection every part of the store shares. Writes go through
+`_write` (one short IMMEDIATE transaction, retried while another process holds the lock);
+reads through `_read`. A failure of the disk or of the file itself becomes a `StoreError`
+naming the path (`storage_problem`), so a command ends with one clear line.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+
+from tui.core.store.errors import StoreError
+from tui.core.store.migrations import migrate
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+DB_FILE_MODE = 0o600
+"""The database file: customer text, readable by its owner only. SQLite gives the -wal and
+-shm files the database file's own mode, so they are private too."""
+
+_SQLITE_PERM, _SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_CORRUPT = 3, 8, 10, 11
+_SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_NOTADB = 13, 14, 26
+"""SQLite's primary result codes (the low byte of `sqlite3.Error.sqlite_errorcode`)."""
+
+
+def _companions(path: Path) -> tuple[Path, ...]:
+    """The database file and the -wal / -shm files SQLite keeps beside it."""
+    return (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"))
+
+
+def _read_only_reason(path: Path) -> str | None:
+    """Why the database cannot be written, when the file system or permissions say so."""
+    folder = path.parent
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return "read-only file system"
+    except OSError:
+        pass
+    for part in _companions(path):
+        if part.exists() and not os.access(part, os.W_OK):
+            return f"no write permission on {part.name}"
+    if folder.exists() and not os.access(folder, os.W_OK | os.X_OK):
+        return f"no write permission on its folder {folder}"
+    return None
+
+
+def _disk_full(path: Path) -> bool:
+    try:
+        return os.statvfs(path.parent).f_bavail == 0
+    except OSError:
+        return False
+
+
+def storage_problem(path: Path, exc: BaseException) -> str | None:
+    """One line naming `path` for a failure of the disk or of the file itself (read-only, disk
+    full, cannot open, not a database, damaged), or None for any other error.
+
+    SQLite reports these as generic `OperationalError`s ("attempt to write a readonly
+    database", "unable to open database file"); the result code tells them apart, and the
+    file system says why a database is read-only. Constraint violations and programming
+    errors give None: they stay what they are.
+    """
+    if isinstance(exc, OSError):
+        if exc.errno == errno.EROFS:
+            return f"{path}: database is read-only (read-only file system)"
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            return f"{path}: database is read-only (permission denied: {exc.strerror})"
+        if exc.errno == errno.ENOSPC:
+            return f"{path}: disk full; nothing was stored"
+        return None
+    code = getattr(exc, "sqlite_errorcode", None)
+    if not isinstance(exc, sqlite3.Error) or not isinstance(code, int):
+        return None
+    primary = code & 0xFF
+    if primary in (_SQLITE_READONLY, _SQLITE_PERM):
+        why = _read_only_reason(path) or str(exc)
+        return f"{path}: database is read-only ({why}); the change was not stored"
+    if primary == _SQLITE_FULL or (primary == _SQLITE_IOERR and _disk_full(path)):
+        return (
+            f"{path}: disk full ({exc}); the change was not stored, "
+            "everything stored before is intact"
+        )
+    if primary == _SQLITE_IOERR:
+        return f"{path}: I/O error ({exc}); the change was not stored"
+    if primary == _SQLITE_CANTOPEN:
+        reason = _read_only_reason(path)
+        if reason is not None:
+            return f"{path}: database is read-only ({reason}); cannot open it"
+        return f"{path}: cannot open the database file ({exc})"
+    if primary == _SQLITE_NOTADB:
+        return f"{path}: not a triagedesk database (not an SQLite file)"
+    if primary == _SQLITE_CORRUPT:
+        return f"{path}: the database file is damaged ({exc}); restore it from a backup"
+    return None
+
+
+def _storage_error(path: Path, exc: BaseException, fallback: str) -> StoreError:
+    return StoreError(storage_problem(path, exc) or f"{path}: {fallback}: {exc}")
+
+
+def _prepare_database_file(path: Path, *, create: bool, make_folder: bool) -> None:
+    """Make sure the database file exists and is private before SQLite opens it.
+
+    SQLite would create a new file 0644 minus the umask, and gives its -wal and -shm files
+    the database file's own mode: creating the file 0600 ourselves first makes all three
+    private whatever the umask. An existing file of ours that other users may read (made
+    by an older version) loses its bits for others; group bits are kept, they may be a
+    deliberate team share.
+    """
+    if path.is_dir():
+        raise StoreError(f"{path}: is a folder, not a database")
+    if path.is_symlink() and not path.exists():
+        raise StoreError(f"{path}: a link to nothing, not a database")
+    if path.exists():
+        for part in _companions(path):
+            try:
+                info = part.stat()
+                if info.st_uid == os.geteuid() and info.st_mode & 0o007:
+                    part.chmod(info.st_mode & 0o770)
+            except OSError:  # gone meanwhile, or a read-only file system: nothing to tighten
+                continue
+        return
+    if not create:
+        raise StoreError(f"no database at {path} (`triagedesk import FILE` creates one)")
+    folder = path.parent
+    if not folder.is_dir():
+        if not make_folder:
+            raise StoreError(f"{path}: folder {folder} does not exist; create it first")
+        from tui.core.safe_files import private_dir
+
+        try:
+            private_dir(folder)
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot create folder {folder}: {exc.strerror}") from None
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, DB_FILE_MODE)
+    except FileExistsError:  # another process created it meanwhile
+        return
+    except OSError as exc:
+        raise _storage_error(path, exc, "cannot create the database") from None
+    try:
+        os.fchmod(fd, DB_FILE_MODE)  # the umask may have taken bits off, 0o200 included
+    finally:
+        os.close(fd)
+
+
+class StoreBase:
+    """A connection to one triagedesk database: what every part of `Store` builds on.
+
+    The connection may be used from any thread (the TUI's workers); a lock serialises calls,
+    and WAL plus a busy timeout let other processes (a second TUI, a headless `route`) work
+    on the same file at the same time.
+    """
+
+    BUSY_TIMEOUT_MS = 30_000
+
+    def __init__(self, path: Path | str, *, create: bool = True, make_folder: bool = False) -> None:
+        """Open the database at `path`, migrating it to the current schema.
+
+        Args:
+            create: Create the file when it is missing (commands that write). With False a
+                missing database is a StoreError, so a read-only command leaves nothing behind.
+            make_folder: Also create missing folders above it (0700). Only for our own data
+                dir: a folder the user named must exist, so a typo does not grow a tree.
+
+        Raises:
+            StoreError: One line naming the path: no database, folder missing, read-only,
+                disk full, not a triagedesk database, damaged, or a newer schema.
+        """
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        _prepare_database_file(self.path, create=create, make_folder=make_folder)
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self.BUSY_TIMEOUT_MS / 1000,
+                check_same_thread=False,
+                isolation_level=None,
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise _storage_error(self.path, exc, "cannot open database") from None
+        self.conn = conn
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {self.BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: index inserts at 1M rows
+            self._migrate()
+        except sqlite3.Error as exc:
+            conn.close()
+            raise _storage_error(self.path, exc, "not a triagedesk database") from None
+        except BaseException:
+            conn.close()
+            raise
+
+    @functools.cached_property
+    def db(self) -> sqlite_utils.Database:
+        """The same connection through sqlite-utils, for ad-hoc table work and scripts.
+
+        Imported on first use: sqlite-utils takes a noticeable part of the app's start-up."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        with self._write():
+            migrate(self.conn, self.path)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One short IMMEDIATE transaction; retried while another process holds the lock.
+
+        A failure of the disk or of the file (read-only, disk full, damaged), in a statement
+        or at COMMIT, rolls the transaction back and becomes a StoreError that names the path
+        and says what happened (`storage_problem`): the command ends with one clear line, and
+        everything committed before stays as it was. Other errors propagate unchanged.
+        """
+        with self._lock:
+            for attempt in range(50):
+                try:
+                    self.conn.execute("BEGIN IMMEDIATE")
+                    break
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) and "busy" not in str(exc):
+                        problem = storage_problem(self.path, exc)
+                        if problem is not None:
+                            raise StoreError(problem) from None
+                        raise
+                    time.sleep(min(0.05 * (attempt + 1), 1.0))
+            else:
+                raise StoreError(f"{self.path}: database stayed locked by another process")
+            try:
+                yield self.conn
+                self.conn.execute("COMMIT")
+            except BaseException as exc:
+                # SQLite has already rolled back after some errors (a full disk among them):
+                # a second ROLLBACK would raise and hide the error that matters.
+                if self.conn.in_transaction:
+                    with suppress(sqlite3.Error):
+                        self.conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    problem = storage_problem(self.path, exc)
+                    if problem is not None:
+                        raise StoreError(problem) from None
+                raise
+
+    def _read(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            cur = self.conn.execute(sql, params)
+            cur.row_factory = sqlite3.Row
+            return cur.fetchall()
+
+
+def fetch_rows(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
+    """Rows as `sqlite3.Row` from a connection inside a transaction (`_read` takes the lock)."""
+    cur = conn.execute(sql, params)
+    cur.row_factory = sqlite3.Row
+    return cur.fetchall()

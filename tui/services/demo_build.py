@@ -1,0 +1,211 @@
+"""`triagedesk demo`: build the offline demo database, train its specialist, route its inbox.
+
+Everything happens locally: the inbox is generated (tui.core.demo), the specialist trains on the
+third of it that "agents" labelled, then routes the rest. No key, no server, no GPU.
+
+The demo works on its own files only. `--db` and `--config` may name other places, but what is
+there already must be the demo's: a database carrying the demo's mark (or, from before the
+mark, holding only demo tickets), a config carrying the demo's first line. Anything else is
+refused (`DemoRefused`, exit status 2) before a byte is written, so `demo --fresh --db
+real.db` can never delete a real inbox, nor `demo --db real.db` mix 3,000 invented tickets
+into it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tui.core import paths
+from tui.core.config import Settings, load_settings
+from tui.core.safe_files import private_dir, write_private
+from tui.core.store import StoreError, probe_database
+
+DEMO_MARK_KEY = "demo"
+"""The `meta` key that marks a demo database; its value is when the demo built it."""
+DEMO_CONFIG_MARK = (
+    "# Written by `triagedesk demo`: `demo --fresh` rewrites this file; copy it to keep changes.\n"
+)
+"""First line of the config the demo writes: the mark that lets `--fresh` rewrite it."""
+
+
+class DemoRefused(Exception):
+    """`--db` or `--config` names a file that is not the demo's: bad usage, nothing touched."""
+
+
+@dataclass(frozen=True, slots=True)
+class DemoPaths:
+    db: Path
+    config: Path
+    model: Path
+
+
+def demo_paths(db: Path | None = None, config: Path | None = None) -> DemoPaths:
+    """The demo's files: its own, or the `--db`/`--config` given, once they pass
+    `check_demo_db` and `check_demo_config`.
+
+    Raises:
+        DemoRefused: A given file exists and is not the demo's.
+    """
+    target = DemoPaths(
+        db=db or paths.demo_db_path(),
+        config=config or paths.data_dir() / "demo.toml",
+        model=paths.models_dir() / "demo-specialist.joblib",
+    )
+    check_demo_db(target.db)
+    check_demo_config(target.config)
+    return target
+
+
+def check_demo_db(path: Path) -> None:
+    """Accept a database path for the demo: none there yet, or one holding only tickets the demo
+    generated and either carrying the demo's mark, or holding some (built before the mark),
+    or empty at the demo's own default path (an interrupted build).
+
+    Raises:
+        DemoRefused: Anything else: a real inbox, a demo database someone imported real tickets
+            into, an empty database of the user's, a file that is not a database; with one
+            line saying what to do instead.
+    """
+    leave_out = f"leave out --db (the demo uses {paths.demo_db_path()}) or name a new file"
+    try:
+        probe = probe_database(path)
+    except StoreError as exc:
+        raise DemoRefused(
+            f"--db {exc}; the demo builds only its own database: {leave_out}"
+        ) from None
+    if probe is None:
+        return
+    foreign = probe.tickets - probe.demo_tickets
+    if foreign:
+        raise DemoRefused(
+            f"--db {path}: not a demo database (it holds {foreign}"
+            f" {'ticket' if foreign == 1 else 'tickets'} the demo did not make); {leave_out}"
+        )
+    if probe.marked_demo or probe.tickets:
+        return
+    if not probe.other_rows and _same(path, paths.demo_db_path()):
+        return
+    raise DemoRefused(
+        f"--db {path}: not a demo database (an empty database the demo did not make); {leave_out}"
+    )
+
+
+def check_demo_config(path: Path) -> None:
+    """Accept a config path for the demo: none there yet, one the demo wrote (its first line is
+    `DEMO_CONFIG_MARK`), or the demo's own default path (written before the mark).
+
+    Raises:
+        DemoRefused: Another config, which the demo would use as its own or, with `--fresh`,
+            overwrite.
+    """
+    if not path.exists() and not path.is_symlink():
+        return
+    if _same(path, paths.data_dir() / "demo.toml"):
+        return
+    try:
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            first = handle.readline(len(DEMO_CONFIG_MARK) + 1)
+    except OSError as exc:
+        raise DemoRefused(f"--config {path}: cannot read: {exc.strerror or exc}") from None
+    if first != DEMO_CONFIG_MARK:
+        raise DemoRefused(
+            f"--config {path}: not a config the demo wrote; the demo uses its own: leave out"
+            f" --config (the demo uses {paths.data_dir() / 'demo.toml'}) or name a new file"
+        )
+
+
+def _same(path: Path, other: Path) -> bool:
+    """Whether two paths name one place (either may not exist yet)."""
+    try:
+        return path.resolve() == other.resolve()
+    except OSError:
+        return False
+
+
+def write_demo_config(target: DemoPaths) -> None:
+    from tui.core.demo import demo_config_toml
+
+    block = '[backends.specialist]\ntype = "specialist"\n'
+    text = demo_config_toml()
+    if block not in text:
+        raise RuntimeError("demo config template lost its [backends.specialist] block")
+    # The demo trains its own model file so it never overwrites the user's real specialist.
+    text = text.replace(block, f"{block}path = {json.dumps(str(target.model))}\n", 1)
+    text = DEMO_CONFIG_MARK + text
+    private_dir(target.config.parent)
+    write_private(target.config, text)
+
+
+def build_demo(
+    target: DemoPaths,
+    *,
+    fresh: bool = False,
+    size: int = 3000,
+    say: Callable[[str], None] = print,
+    on_decision: Callable[[], None] | None = None,
+) -> Settings:
+    """Create (or reuse) the demo database and return the settings to open it with.
+
+    Raises:
+        DemoRefused: `target` names a database or config that is not the demo's (checked
+            again here: only the demo's own database is ever deleted or filled).
+    """
+    from tui.core.demo import demo_taxonomy, generate_inbox
+    from tui.core.learning.model import SpecialistModel
+    from tui.core.models import utcnow
+    from tui.core.store import Store
+    from tui.services.routing import Router, RunClaims, page_pending
+
+    check_demo_db(target.db)
+    check_demo_config(target.config)
+    if fresh:
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(target.db) + suffix).unlink(missing_ok=True)
+    if not target.config.exists() or fresh:
+        write_demo_config(target)
+    settings = load_settings(target.config, required=True)
+    existing = target.db.exists()
+    with Store(target.db) as store:
+        if store.get_meta(DEMO_MARK_KEY) is None:  # before any ticket: a half-built one is ours
+            store.set_meta(DEMO_MARK_KEY, utcnow().isoformat())
+        if existing and store.ticket_count() and target.model.exists():
+            say(f"demo database {target.db} already built (use --fresh to rebuild)")
+            return settings
+        say(f"generating {size} demo tickets ...")
+        inbox = generate_inbox(size)
+        labels = {d.ticket.id: d.agent_label for d in inbox if d.agent_label is not None}
+        store.import_tickets([d.ticket for d in inbox], labels, source="demo")
+        examples = store.labelled_examples()
+        model = SpecialistModel.train(
+            [t for t, _ in examples], [lab for _, lab in examples], source="demo"
+        )
+        model.save(target.model)
+        say(
+            f"trained the specialist on {model.info.n_examples} agent-labelled tickets"
+            f" in {model.info.train_seconds:.1f} s"
+        )
+        router = Router(settings, demo_taxonomy(), store)
+
+        async def route_all() -> None:
+            run = store.open_run("specialist", "unrouted")
+            claims = RunClaims(store, run.id)
+            try:
+                summary = await router.run(
+                    page_pending(store, run.id, unrouted_only=True, claims=claims),
+                    run_id=run.id,
+                    backend="specialist",
+                    concurrency=2,
+                    on_decision=(lambda _d: on_decision()) if on_decision else None,
+                    claims=claims,
+                )
+            finally:
+                await router.aclose()
+            store.finish_run(run.id)
+            say(f"routed {summary.routed} tickets in {summary.elapsed_s:.1f} s")
+
+        asyncio.run(route_all())
+    return settings

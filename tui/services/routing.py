@@ -1,0 +1,519 @@
+"""The routing engine: tickets in, priced decisions out, written to the store in batches.
+
+Textual-free so the headless CLI, the TUI and the benchmarks share it. The active backend is
+read when each ticket is dispatched, which is what makes the TUI's hot swap safe: tickets in
+flight finish on the backend they started on, the next one goes to the new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import math
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from backends import retry
+from backends.secrets import api_key, redact
+from tui.core import numbers
+from tui.core.backend import Backend, BackendError, LabelNotInTaxonomy, RouteResult
+from tui.core.claims import RunClaims, describe_skipped
+from tui.core.config import ConfigError, Settings
+from tui.core.costs import price_result, token_cost
+from tui.core.models import Decision, Taxonomy, Ticket, label_problem
+from tui.core.prompt import build_prompt, check_confidence, estimate_tokens, estimated_answer
+from tui.core.registry import create_backend
+from tui.core.store import PendingQuery
+
+if TYPE_CHECKING:
+    from tui.core.store import Store
+
+BATCH = 64
+"""Tickets per call for backends that route whole batches (the specialist)."""
+FLUSH_EVERY_S = 0.2
+"""Longest a finished decision waits in memory before it is written."""
+
+DecisionCallback = Callable[[Decision], None]
+WaitCallback = Callable[[str, retry.RetryWait], None]
+"""Told (backend name, wait) before a backend's retry loop sleeps or gives up on a wait."""
+MAX_CONCURRENCY = 4096
+"""Most workers one run starts, whatever it is asked for (20,000,000 once took 40 s to
+start); each backend's `max_concurrency` still bounds the calls really in flight."""
+
+
+class NoTaxonomy(Exception):
+    """Neither the config, the database nor a trained model says which labels exist."""
+
+
+def resolve_taxonomy(settings: Settings, store: Store | None = None) -> Taxonomy:
+    """The config's `[labels]`, else the labels tickets carry now, else the specialist's.
+
+    Every source goes through `check_label_name` (the store's and the model's labels are
+    filtered by it), because the taxonomy is written into every LLM request's system prompt:
+    a label with a newline would be a prompt line of the attacker's choosing.
+    """
+    configured = settings.taxonomy()
+    if configured is not None:
+        return configured
+    if store is not None:
+        labels = store.known_labels()
+        if labels:
+            return Taxonomy.from_names(labels)
+    from tui.core.learning.model import SpecialistModel
+    from tui.core.paths import specialist_path
+
+    for config in settings.backends.values():
+        if config.type == "specialist":
+            info = SpecialistModel.read_info(specialist_path(config))
+            usable = [name for name in info.labels if label_problem(name) is None] if info else []
+            if usable:
+                return Taxonomy.from_names(usable)
+    raise NoTaxonomy(
+        "no labels known: add a [labels] table to the config, or import labelled tickets"
+    )
+
+
+@dataclass(slots=True)
+class RunSummary:
+    """What a batch run did, for the CLI's last line and the TUI's notification."""
+
+    run_id: str
+    routed: int = 0
+    errors: int = 0
+    elapsed_s: float = 0.0
+    labels: Counter[str] = field(default_factory=Counter)
+    error_classes: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+    """Tickets left because another run held them: claim owner -> how many."""
+
+    @property
+    def per_second(self) -> float:
+        return self.routed / self.elapsed_s if self.elapsed_s else 0.0
+
+    @property
+    def skipped_line(self) -> str | None:
+        """`skipped 40 tickets claimed by another run (pid 1234)`, or None."""
+        return describe_skipped(self.skipped)
+
+
+class Router:
+    """Builds backends on demand, routes tickets, prices and stores the decisions."""
+
+    def __init__(self, settings: Settings, taxonomy: Taxonomy, store: Store | None = None) -> None:
+        self.settings = settings
+        self.taxonomy = taxonomy
+        self.store = store
+        self.active: str = settings.routing.backend
+        """Backend that gets the next dispatched ticket; the TUI swaps it live."""
+        self._backends: dict[str, Backend] = {}
+        self._limits: dict[str, asyncio.Semaphore] = {}
+        self._secrets = [api_key(c) for c in settings.backends.values()]
+        self.in_flight = 0
+        self.on_wait: WaitCallback | None = None
+        """Told of every retry wait (rate limits above all), so a run never waits unseen."""
+
+    def backend(self, name: str) -> Backend:
+        """The backend instance for a configured name, built once and reused."""
+        if name not in self._backends:
+            self._backends[name] = create_backend(self.settings.backend(name), resolve=self.backend)
+        return self._backends[name]
+
+    def swap(self, name: str) -> None:
+        """Make `name` the backend for tickets dispatched from now on."""
+        self.settings.backend(name)  # raises ConfigError for an unknown name
+        self.active = name
+
+    def _limit(self, name: str) -> asyncio.Semaphore:
+        if name not in self._limits:
+            self._limits[name] = asyncio.Semaphore(self.settings.backend(name).max_concurrency)
+        return self._limits[name]
+
+    async def aclose(self) -> None:
+        for backend in self._backends.values():
+            with contextlib.suppress(Exception):
+                await backend.aclose()
+        self._backends.clear()
+
+    def _counterfactual(
+        self, ticket: Ticket, result: RouteResult | None, backend_name: str
+    ) -> tuple[float | None, bool]:
+        reference = self.settings.reference
+        if reference is None:
+            return None, False
+        if result is not None and reference.name == backend_name:
+            return price_result(reference, result), False
+        if result is not None and result.input_tokens is not None and result.output_tokens:
+            cost = token_cost(reference, result.input_tokens, result.output_tokens)
+            return cost, False
+        prompt = build_prompt(ticket, self.taxonomy, max_chars=reference.max_prompt_chars)
+        tokens_in = estimate_tokens(prompt.text) + 8  # role and message framing
+        tokens_out = estimate_tokens(estimated_answer(self.taxonomy))
+        return token_cost(reference, tokens_in, tokens_out), True
+
+    def decision(
+        self,
+        ticket: Ticket,
+        backend_name: str,
+        run_id: str,
+        outcome: RouteResult | BaseException,
+        wall_ms: float,
+    ) -> Decision:
+        """Turn a backend's answer or error into a priced Decision (nothing is stored)."""
+        config = self.settings.backend(backend_name)
+        backend_type = config.type
+        if isinstance(outcome, RouteResult):
+            outcome = self._checked(outcome)
+        if isinstance(outcome, RouteResult):
+            if outcome.total_ms is None:  # the engine's wall time prices self-hosted backends
+                outcome = dataclasses.replace(outcome, total_ms=wall_ms)
+            try:
+                counterfactual, estimated = self._counterfactual(ticket, outcome, backend_name)
+                return Decision(
+                    ticket_id=ticket.id,
+                    run_id=run_id,
+                    backend=backend_name,
+                    backend_type=backend_type,
+                    model=self._clean(outcome.model) or config.model_name,
+                    prompt_version=outcome.prompt_version,
+                    label=outcome.label,
+                    confidence=outcome.confidence,
+                    confidence_source=outcome.confidence_source,
+                    reason=self._clean(outcome.reason),
+                    total_ms=outcome.total_ms,
+                    ttft_ms=outcome.ttft_ms,
+                    server_load_ms=outcome.server_load_ms,
+                    server_prompt_ms=outcome.server_prompt_ms,
+                    server_gen_ms=outcome.server_gen_ms,
+                    input_tokens=outcome.input_tokens,
+                    output_tokens=outcome.output_tokens,
+                    cached_input_tokens=outcome.cached_input_tokens,
+                    tokens_estimated=estimated,
+                    cost_usd=price_result(config, outcome),
+                    counterfactual_cost_usd=counterfactual,
+                    raw_output=self._clean(outcome.raw_output),
+                    stages=tuple(
+                        stage.model_copy(update={"model": self._clean(stage.model) or ""})
+                        for stage in outcome.stages
+                    ),
+                )
+            except Exception as exc:  # a malformed field, or pricing failed: this ticket only
+                outcome = exc
+        if isinstance(outcome, BackendError):
+            error_class, raw = outcome.error_class, outcome.raw_output
+            raw = raw if isinstance(raw, str) else None
+        else:  # a bug in a backend must not take the app down: record it like any failure
+            error_class, raw = "InternalError", None
+        try:
+            message = str(outcome) or type(outcome).__name__
+        except Exception:  # an exception whose text cannot be built still names its class
+            message = type(outcome).__name__
+        return Decision(
+            ticket_id=ticket.id,
+            run_id=run_id,
+            backend=backend_name,
+            backend_type=backend_type,
+            model=config.model_name,
+            total_ms=wall_ms,
+            error_class=error_class,
+            error_message=self._clean(message[:2000]),
+            raw_output=self._clean(raw[:20_000] if raw else raw),
+        )
+
+    def _checked(self, result: RouteResult) -> RouteResult | BackendError:
+        """The result, or the error it is: a plugin or a stale model may answer a label outside
+        the taxonomy or an impossible confidence, and any backend may relay an absurd number
+        from its server (`prompt_tokens = 10**30` once made the batch's write raise
+        OverflowError and lose the batch): each becomes this ticket's error decision.
+
+        Every numeric field (tokens, timings, CPU seconds, cost, stages) is checked here once
+        by `tui.core.numbers.check_result`, whichever backend produced it.
+        """
+        raw = result.raw_output if isinstance(result.raw_output, str) else None
+        if not isinstance(result.label, str) or (
+            len(self.taxonomy) and result.label not in self.taxonomy
+        ):
+            return LabelNotInTaxonomy(
+                f"backend answered {numbers.shown(result.label)}, which is not in the taxonomy",
+                raw_output=raw,
+            )
+        try:
+            check_confidence(result.confidence)
+            numbers.check_result(result)
+        except BackendError as error:
+            error.raw_output = raw
+            return error
+        return result
+
+    def _clean(self, text: str | None) -> str | None:
+        return None if text is None else redact(text, *self._secrets)
+
+    def _wait_listener(self, backend_name: str) -> retry.WaitListener | None:
+        """The retry-wait listener for calls on `backend_name`: `on_wait`, told the name."""
+        on_wait = self.on_wait
+        if on_wait is None:
+            return None
+        return lambda wait: on_wait(backend_name, wait)
+
+    def _record(self, batch: list[Decision], owner: str | None) -> list[Decision]:
+        """Store a batch; when it fails, store its decisions one by one, turning one that
+        cannot be stored into an error decision, so one bad decision never loses the batch.
+
+        A failure of the store itself (read-only, disk full) fails again on the error
+        decision and is raised: the run stops, and what was stored before stays.
+        """
+        assert self.store is not None
+        try:
+            return self.store.record_decisions(batch, owner=owner)
+        except Exception:
+            if not batch:
+                raise
+        stored: list[Decision] = []
+        for decision in batch:
+            try:
+                stored += self.store.record_decisions([decision], owner=owner)
+            except Exception as exc:
+                failed = self._unstorable(decision, exc)
+                stored += self.store.record_decisions([failed], owner=owner)
+        return stored
+
+    def _unstorable(self, decision: Decision, exc: Exception) -> Decision:
+        """The error decision that replaces one the store refused."""
+        return Decision(
+            ticket_id=decision.ticket_id,
+            run_id=decision.run_id,
+            backend=decision.backend,
+            backend_type=decision.backend_type,
+            model=decision.model,
+            error_class="InternalError",
+            error_message=self._clean(
+                f"the decision could not be stored ({type(exc).__name__}: {str(exc)[:300]})"
+            ),
+        )
+
+    async def _call(
+        self, backend_name: str, tickets: Sequence[Ticket]
+    ) -> list[tuple[RouteResult | BaseException, float]]:
+        """Route tickets on one backend within its concurrency limit; never raises."""
+        try:
+            backend = self.backend(backend_name)
+        except Exception as exc:  # a broken optional backend becomes error decisions
+            return [(BackendError(str(exc)), 0.0) for _ in tickets]
+        async with self._limit(backend_name), retry.listening(self._wait_listener(backend_name)):
+            self.in_flight += len(tickets)
+            started = time.perf_counter()
+            try:
+                batch_route = getattr(backend, "route_batch", None)
+                if batch_route is not None and len(tickets) > 1:
+                    outcomes: list[Any] = await batch_route(tickets, self.taxonomy)
+                    wall = (time.perf_counter() - started) * 1000 / len(tickets)
+                    return [(o, wall) for o in outcomes]
+                try:
+                    result: RouteResult | BaseException = await backend.route(
+                        tickets[0], self.taxonomy
+                    )
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    result = exc
+                return [(result, (time.perf_counter() - started) * 1000)]
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                wall = (time.perf_counter() - started) * 1000
+                return [(exc, wall) for _ in tickets]
+            finally:
+                self.in_flight -= len(tickets)
+
+    async def route_one(
+        self, ticket: Ticket, *, backend: str | None = None, run_id: str = "adhoc"
+    ) -> Decision:
+        """Route one ticket and return its decision without storing it."""
+        name = backend or self.active
+        ((outcome, wall),) = await self._call(name, [ticket])
+        return self.decision(ticket, name, run_id, outcome, wall)
+
+    async def run(
+        self,
+        tickets: AsyncIterator[Ticket] | Iterable[Ticket],
+        *,
+        run_id: str,
+        backend: str | None = None,
+        concurrency: int = 8,
+        on_decision: DecisionCallback | None = None,
+        store: bool = True,
+        claims: RunClaims | None = None,
+    ) -> RunSummary:
+        """Route a stream of tickets with bounded concurrency, storing decisions in batches.
+
+        Args:
+            tickets: Tickets to route; an async iterator lets callers page from the store.
+            run_id: The run the decisions belong to (one decision per ticket per run).
+            backend: A fixed backend; None follows `self.active` at each dispatch (hot swap).
+            concurrency: Tickets (or batches, for batch backends) in flight at once.
+            on_decision: Called with each decision once it has been stored.
+            store: False routes without writing anything (eval without --store).
+            claims: The session's claims on the tickets (taken by `page_pending` or
+                `RunClaims.take`): renewed while this runs, each released in the transaction
+                that stores its decision, the rest released when this returns or fails.
+        """
+        summary = RunSummary(run_id)
+        workers_count = max(1, min(concurrency, MAX_CONCURRENCY))
+        queue: asyncio.Queue[Ticket | None] = asyncio.Queue(maxsize=max(256, workers_count * 4))
+        pending: list[Decision] = []
+        flushed = asyncio.Event()
+        started = time.perf_counter()
+
+        async def produce() -> None:
+            try:
+                if isinstance(tickets, AsyncIterator):
+                    async for ticket in tickets:
+                        await queue.put(ticket)
+                else:
+                    for ticket in tickets:
+                        await queue.put(ticket)
+            finally:
+                for _ in range(workers_count):
+                    await queue.put(None)
+
+        async def flush() -> None:
+            if not pending:
+                return
+            batch = pending[:]
+            pending.clear()
+            if store and self.store is not None:
+                owner = None if claims is None else claims.owner
+                stored = await asyncio.to_thread(self._record, batch, owner)
+            else:
+                stored = batch
+            for decision in stored:
+                if on_decision is not None:
+                    on_decision(decision)
+
+        async def flusher() -> None:
+            while not flushed.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(flushed.wait(), FLUSH_EVERY_S)
+                await flush()
+
+        async def work() -> None:
+            done = False
+            while not done:
+                first = await queue.get()
+                if first is None:
+                    return
+                name = backend or self.active
+                group = [first]
+                if hasattr(self.backend_or_none(name), "route_batch"):
+                    while len(group) < BATCH and not queue.empty():
+                        extra = queue.get_nowait()
+                        if extra is None:
+                            done = True
+                            break
+                        group.append(extra)
+                outcomes = await self._call(name, group)
+                for ticket, (outcome, wall) in zip(group, outcomes, strict=True):
+                    decision = self.decision(ticket, name, run_id, outcome, wall)
+                    summary.routed += 1
+                    if decision.ok and decision.label:
+                        summary.labels[decision.label] += 1
+                    else:
+                        summary.errors += 1
+                        summary.error_classes[decision.error_class or "?"] += 1
+                    pending.append(decision)
+                if len(pending) >= BATCH:
+                    await flush()
+
+        flush_task = asyncio.create_task(flusher())
+        producer = asyncio.create_task(produce())
+        renewer = None if claims is None else asyncio.create_task(claims.keep_alive())
+        try:
+            await asyncio.gather(producer, *(work() for _ in range(workers_count)))
+        finally:
+            producer.cancel()
+            flushed.set()
+            try:
+                await flush_task
+                await flush()  # what was routed before a cancel is still written
+            finally:
+                if claims is not None and renewer is not None:
+                    renewer.cancel()
+                    await claims.release()  # queued, never routed: other runs may take them
+                    await asyncio.gather(renewer, return_exceptions=True)
+                    summary.skipped.update(claims.skipped)
+                summary.elapsed_s = time.perf_counter() - started
+        return summary
+
+    def backend_or_none(self, name: str) -> Backend | None:
+        try:
+            return self.backend(name)
+        except Exception:
+            return None
+
+
+async def page_pending(
+    store: Store,
+    run_id: str,
+    *,
+    ids: Sequence[str] | None = None,
+    unrouted_only: bool = False,
+    limit: int | None = None,
+    page: int = 500,
+    claims: RunClaims | None = None,
+) -> AsyncIterator[Ticket]:
+    """Tickets still to route in a run, paged from the store in a worker thread.
+
+    With `claims`, each page is read and claimed in one transaction: tickets another live run
+    holds are skipped (and counted in `claims.skipped`), so two runs never route one ticket
+    at once; pass the same `claims` to `Router.run`, which releases them.
+    """
+    after = 0
+    yielded = 0
+    while limit is None or yielded < limit:
+        size = page if limit is None else min(page, limit - yielded)
+        if claims is not None:
+            query = PendingQuery(None if ids is None else tuple(ids), unrouted_only, after, size)
+            claimed = await claims.take_page(query)
+            if claimed.last_seq == after:
+                return
+            after = claimed.last_seq
+            for _, ticket in claimed.tickets:
+                yielded += 1
+                yield ticket
+            continue
+        if unrouted_only:
+            rows = await asyncio.to_thread(store.unrouted_tickets, after_seq=after, limit=size)
+        else:
+            rows = await asyncio.to_thread(
+                store.pending_in_run, run_id, ids=ids, after_seq=after, limit=size
+            )
+        if not rows:
+            return
+        for seq, ticket in rows:
+            after = seq
+            yielded += 1
+            yield ticket
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile, for small in-memory samples (the status bar, eval)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q * len(ordered)))
+    return float(ordered[rank - 1])
+
+
+__all__ = [
+    "ConfigError",
+    "NoTaxonomy",
+    "RunClaims",
+    "Router",
+    "RunSummary",
+    "page_pending",
+    "percentile",
+    "resolve_taxonomy",
+]
