@@ -311,20 +311,19 @@ class WatchFolder:
             why = exc.kind if isinstance(exc, NotRegularFile) else (exc.strerror or str(exc))
             return unmoved(f"the file stays here: {target}/ is unusable ({why})")
         try:
-            moved = self._rename_into(folder_fd, name, signature, sub_fd, report=bool(rows))
-            if moved is None:
+            report = report_text(rows) if rows else None
+            placed = self._rename_into(folder_fd, name, signature, sub_fd, report=report)
+            if placed is None:
                 return unmoved(f"the file stays here: no free name in {target}/")
+            moved, report_error = placed
             if not rows:
                 return DropOutcome(
                     name=shown, inserted=inserted, moved_to=f"{target}/{printable(moved)}"
                 )
-            report = moved + REPORT_SUFFIX
-            try:
-                write_private(report, report_text(rows), dir_fd=sub_fd)
-            except OSError as exc:
-                summary += f" (report not written: {exc.strerror or exc})"
+            if report_error:
+                summary += f" (report not written: {report_error})"
             else:
-                summary += f"; see {target}/{printable(report, NAME_CHARS)}"
+                summary += f"; see {target}/{printable(moved + REPORT_SUFFIX, NAME_CHARS)}"
             return DropOutcome(name=shown, error=summary, moved_to=f"{target}/{printable(moved)}")
         except OSError as exc:
             return unmoved(f"the file could not be moved: {exc.strerror or exc}")
@@ -333,20 +332,33 @@ class WatchFolder:
 
     @staticmethod
     def _rename_into(
-        folder_fd: int, name: str, signature: _Signature, sub_fd: int, *, report: bool
-    ) -> str | None:
-        """Rename the file to the first name free in the subfolder (and free for its report).
+        folder_fd: int, name: str, signature: _Signature, sub_fd: int, *, report: str | None
+    ) -> tuple[str, str] | None:
+        """Rename the file to the first name free in the subfolder (and free for its report),
+        writing the report first, so a file seen in `rejected/` always has its report beside
+        it. Returns the new name and why the report could not be written ("" if it was).
 
         rename(2) never follows a link; checking first means nothing planted is replaced.
         """
         for candidate in _candidates(name, signature[3]):
-            if _exists(candidate, sub_fd) or (
-                report and _exists(candidate + REPORT_SUFFIX, sub_fd)
-            ):
+            report_name = candidate + REPORT_SUFFIX
+            if _exists(candidate, sub_fd) or (report is not None and _exists(report_name, sub_fd)):
                 continue
             current = os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
             if not stat.S_ISREG(current.st_mode) or _signature(current)[:2] != signature[:2]:
                 raise FileNotFoundError(2, "replaced while it was imported", name)
-            os.rename(name, candidate, src_dir_fd=folder_fd, dst_dir_fd=sub_fd)
-            return candidate
+            report_error = ""
+            if report is not None:
+                try:
+                    write_private(report_name, report, dir_fd=sub_fd)
+                except OSError as exc:
+                    report_error = str(exc.strerror or exc)
+            try:
+                os.rename(name, candidate, src_dir_fd=folder_fd, dst_dir_fd=sub_fd)
+            except OSError:
+                if report is not None and not report_error:
+                    with contextlib.suppress(OSError):
+                        os.unlink(report_name, dir_fd=sub_fd)
+                raise
+            return candidate, report_error
         return None
