@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.content import Content
 
@@ -75,7 +75,7 @@ INBOX_COMMANDS: tuple[CommandSpec, ...] = (
 """Commands of the inbox, in footer order."""
 
 
-def bindings(specs: tuple[CommandSpec, ...]) -> list[Binding]:
+def bindings(specs: tuple[CommandSpec, ...]) -> list[BindingType]:
     """Bindings with stable ids (remappable through `App.set_keymap`)."""
     return [
         Binding(

@@ -17,9 +17,10 @@ from textual.widgets import DataTable, Label
 
 from screens import format as fmt
 from screens.messages import CompareAnswered
-from screens.routing_actions import wait_notifier
+from screens.widgets.route_runner import wait_notifier
 from tui.core.models import Decision, Ticket
 from tui.core.store import Store
+from tui.services.compare import compare_backends, store_compared
 from tui.services.routing import Router
 
 COLUMNS: tuple[tuple[str, str, int], ...] = (
@@ -84,22 +85,15 @@ class CompareModal(ModalScreen[bool]):
         """Route on every backend at once. Each backend's `timeout_s` bounds each of its
         attempts (a trickling server once kept this screen spinning forever), so every row
         ends as an answer or an error, and retry waits are shown as notifications."""
-        names = list(self.router.settings.backends)
         if self.router.on_wait is None:
             self.router.on_wait = wait_notifier(self.app.notify)
 
-        async def one(name: str) -> Decision:
-            decision = await self.router.route_one(
-                self.ticket, backend=name, run_id=self.new_run_id()
-            )
+        def answered(decision: Decision) -> None:
             self.post_message(CompareAnswered(decision))
-            return decision
 
-        decisions = await asyncio.gather(*(one(name) for name in names))
-        active = self.router.active
-        ordered = sorted(decisions, key=lambda d: (d.backend == active, d.ok))
+        decisions = await compare_backends(self.router, self.ticket, self.new_run_id, answered)
         try:
-            await asyncio.to_thread(self.store.record_decisions, ordered)
+            await asyncio.to_thread(store_compared, self.store, decisions, self.router.active)
         except Exception as exc:  # the answers stay on screen; say why they were not kept
             self.query_one("#compare-help", Label).update(
                 Content(f"Not stored ({type(exc).__name__}: {exc}); escape to close")

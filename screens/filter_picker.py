@@ -56,7 +56,7 @@ class FilterPickerModal(ModalScreen[InboxFilter | None]):
 
     @on(OptionList.OptionSelected, "#filters")
     def pick(self, event: OptionList.OptionSelected) -> None:
-        self.dismiss(event.option.id)  # type: ignore[arg-type]
+        self.dismiss(INBOX_FILTERS[event.option_index])  # the options are in this order
 
     def action_dismiss_none(self) -> None:
         self.dismiss(None)

@@ -1,7 +1,10 @@
-"""The inbox: the screen a support agent keeps open all day.
+"""The inbox: the screen a support agent keeps open all day, with all of its actions.
 
 A windowed ticket table over the store, the selected ticket in detail, and a live status
-bar. Every store call and every backend call runs in a worker; handlers only update widgets.
+bar. The screen holds every action and draws every result; the store work runs in the thread
+workers of `InboxData` and routing in the async workers of `RouteRunner` (two widgets with no
+looks), which post messages back. The arithmetic lives below: `tui.core.inbox_window` pages
+the table, `tui.services.runs` routes, `tui.services.status_figures` counts.
 """
 
 from __future__ import annotations
@@ -21,32 +24,31 @@ from screens.backend_picker import BackendPickerModal
 from screens.commands import FILTER_TITLES, INBOX_COMMANDS, bindings
 from screens.compare import CompareModal
 from screens.filter_picker import FilterPickerModal
-from screens.labeling import LabelingActions
+from screens.label_picker import LabelPickerModal
 from screens.messages import (
     BackendSwapped,
     InboxPageLoaded,
+    LabelRecorded,
+    RoutingFailed,
+    RoutingFinished,
     SpecialistRetrained,
     StatsLoaded,
     StoreChanged,
     TicketDetailLoaded,
     TicketsImported,
+    TicketsRouted,
 )
-from screens.routing_actions import RoutingActions
-from screens.status_tracker import StatusTracker
+from screens.widgets.inbox_data import InboxData
 from screens.widgets.live_feed import LiveFeed
+from screens.widgets.route_runner import RouteRunner
 from screens.widgets.status_bar import AutoRouteToggle, StatusBar
 from screens.widgets.ticket_detail import TicketDetail
-from screens.widgets.ticket_table import TicketTable, needs_attention
+from screens.widgets.ticket_table import TicketTable
 from tui.core.config import Settings
-from tui.core.learning.training import retrain
-from tui.core.models import InboxRow
-from tui.core.store import Cursor, InboxFilter, Store
+from tui.core.inbox_window import row_with_decision
+from tui.core.store import InboxFilter, Store
 from tui.services.routing import Router
-
-PAGE = 100
-"""Rows fetched per keyset page."""
-WINDOW = 300
-"""Most rows the table holds at once."""
+from tui.services.status_figures import StatusTracker
 
 
 def agent_name() -> str:
@@ -57,8 +59,8 @@ def agent_name() -> str:
         return "agent"
 
 
-class InboxScreen(LabelingActions, RoutingActions, Screen[None]):
-    """Ticket table, detail pane and status bar; owns routing, labeling and live refresh."""
+class InboxScreen(Screen[None]):
+    """Ticket table, detail pane and status bar; routing, labeling and live refresh."""
 
     BINDINGS = bindings(INBOX_COMMANDS)
 
@@ -77,12 +79,19 @@ class InboxScreen(LabelingActions, RoutingActions, Screen[None]):
         self.run_prefix = f"tui-{uuid.uuid4().hex[:8]}-"
         """Every run this session starts has an id with this prefix."""
         self.tracker = StatusTracker(settings.routing.daily_volume)
+        self.data = InboxData(store, settings, agent=self.agent)
+        self.runner = RouteRunner(store, router, run_prefix=self.run_prefix)
         self._request = 0
-        self.batch_running = False
+        """Identity of the latest page request: pages of older ones are dropped."""
 
     @property
     def backend_names(self) -> tuple[str, ...]:
         return tuple(self.settings.backends)
+
+    @property
+    def batch_running(self) -> bool:
+        """Every unrouted ticket is being routed (one such run at a time)."""
+        return self.runner.batch_running
 
     @property
     def table(self) -> TicketTable:
@@ -96,18 +105,20 @@ class InboxScreen(LabelingActions, RoutingActions, Screen[None]):
         feed = LiveFeed(self.store, watch=self.watch_dir)
         feed.own_run_prefix = self.run_prefix
         yield feed
+        yield self.data
+        yield self.runner
 
     def on_mount(self) -> None:
         self.table.border_title = "Inbox"
         self.query_one(TicketDetail).clear()
         self.load_window(reset=True)
-        self.load_stats()
+        self.data.load_stats()
         self.set_interval(0.5, self.refresh_status)
         self.watch(self.app, "auto_route", self._auto_route_changed)
         self.watch(self.app, "active_backend", lambda _name: self.refresh_status())
 
     def new_run_id(self) -> str:
-        return f"{self.run_prefix}{uuid.uuid4().hex[:8]}"
+        return self.runner.new_run_id()
 
     def refresh_status(self) -> None:
         bar = self.query_one(StatusBar)
@@ -128,7 +139,7 @@ class InboxScreen(LabelingActions, RoutingActions, Screen[None]):
         self._request += 1
         table = self.table
         current = table.current
-        self._load_window(
+        self.data.load_window(
             self._request,
             self.inbox_filter,
             () if reset else table.window_rows,
@@ -137,35 +148,12 @@ class InboxScreen(LabelingActions, RoutingActions, Screen[None]):
             0 if reset else table.cursor_row,
         )
 
-    @work(thread=True, exclusive=True, group="inbox", exit_on_error=False)
-    def _load_window(
-        self,
-        request: int,
-        flt: InboxFilter,
-        window: tuple[InboxRow, ...],
-        offset: int,
-        keep: str | None,
-        cursor_index: int,
-    ) -> None:
-        total = self.store.inbox_count(flt)
-        after: Cursor | None = None
-        if window and offset > 0:
-            first = window[0]
-            if flt == "low_confidence":
-                after = Cursor(seq=first.seq - 1, confidence=first.confidence)
-            else:
-                after = Cursor(seq=first.seq + 1)
-        else:
-            offset = 0
-        rows = self.store.inbox_page(flt, after=after, limit=max(len(window), PAGE * 2))
-        self.post_message(InboxPageLoaded(request, tuple(rows), offset, total, keep, cursor_index))
-
     @on(TicketTable.EdgeReached)
     def fetch_page(self, event: TicketTable.EdgeReached) -> None:
         self._request += 1
         table = self.table
         current = table.current
-        self._fetch_page(
+        self.data.fetch_page(
             self._request,
             self.inbox_filter,
             table.window_rows,
@@ -174,28 +162,6 @@ class InboxScreen(LabelingActions, RoutingActions, Screen[None]):
             event.direction,
             current.ticket_id if current else None,
         )
-
-    @work(thread=True, exclusive=True, group="inbox", exit_on_error=False)
-    def _fetch_page(
-        self,
-        request: int,
-        flt: InboxFilter,
-        window: tuple[InboxRow, ...],
-        offset: int,
-        total: int,
-        direction: str,
-        keep: str | None,
-    ) -> None:
-        if direction == "down":
-            page = self.store.inbox_page(flt, after=Store.cursor_of(window[-1]), limit=PAGE)
-            rows = (*window, *page)
-            dropped = max(0, len(rows) - WINDOW)
-            rows, offset = rows[dropped:], offset + dropped
-        else:
-            page = self.store.inbox_page(flt, before=Store.cursor_of(window[0]), limit=PAGE)
-            rows = (*page, *window)[:WINDOW]
-            offset = max(0, offset - len(page))
-        self.post_message(InboxPageLoaded(request, tuple(rows), offset, total, keep))
 
     @on(InboxPageLoaded)
     def show_page(self, message: InboxPageLoaded) -> None:
@@ -223,28 +189,13 @@ class InboxScreen(LabelingActions, RoutingActions, Screen[None]):
         if event.row is None:
             self.query_one(TicketDetail).clear()
         else:
-            self.load_detail(event.row.ticket_id)
-
-    @work(thread=True, exclusive=True, group="detail", exit_on_error=False)
-    def load_detail(self, ticket_id: str) -> None:
-        ticket = self.store.get_ticket(ticket_id)
-        if ticket is None:
-            return
-        decisions = tuple(self.store.decisions_for(ticket_id))
-        history = tuple(self.store.label_history(ticket_id))
-        self.post_message(TicketDetailLoaded(ticket, decisions, history))
+            self.data.load_detail(event.row.ticket_id)
 
     @on(TicketDetailLoaded)
     def show_detail(self, message: TicketDetailLoaded) -> None:
         current = self.table.current
         if current is not None and current.ticket_id == message.ticket.id:
             self.query_one(TicketDetail).show(message.ticket, message.decisions, message.history)
-
-    @work(thread=True, exclusive=True, group="stats", exit_on_error=False)
-    def load_stats(self) -> None:
-        stats = tuple(self.store.backend_stats(daily_volume=self.settings.routing.daily_volume))
-        total = sum(s.cost_usd for s in stats)
-        self.post_message(StatsLoaded(stats, total, sum(s.n for s in stats)))
 
     @on(StatsLoaded)
     def stats_loaded(self, message: StatsLoaded) -> None:
@@ -283,6 +234,119 @@ class InboxScreen(LabelingActions, RoutingActions, Screen[None]):
     def specialist_retrained(self, message: SpecialistRetrained) -> None:
         self.notify(message.detail, title="Specialist retrained")
 
+    # Routing ------------------------------------------------------------------------------
+
+    def action_route_ticket(self) -> None:
+        row = self.table.current
+        if row is None:
+            self.action_route_unrouted()
+            return
+        self.runner.route_ticket(row.ticket_id)
+
+    def action_route_unrouted(self, quiet: bool = False) -> None:
+        if not self.runner.route_unrouted() and not quiet:
+            self.notify("Already routing the unrouted tickets")
+
+    def action_retry_errors(self) -> None:
+        self.runner.retry_errors()
+
+    @on(TicketsRouted)
+    def tickets_routed(self, message: TicketsRouted) -> None:
+        self.tracker.add(message.decisions)
+        table = self.table
+        updates = []
+        for decision in message.decisions:
+            row = table.row_for(decision.ticket_id)
+            if row is not None:
+                updates.append(row_with_decision(row, decision))
+        table.update_rows(updates)
+        current = table.current
+        if current is not None and any(d.ticket_id == current.ticket_id for d in message.decisions):
+            self.data.load_detail(current.ticket_id)
+        self.refresh_status()
+
+    @on(RoutingFinished)
+    def routing_finished(self, message: RoutingFinished) -> None:
+        summary = message.summary
+        skipped = summary.skipped_line
+        if skipped:
+            self.notify(skipped[0].upper() + skipped[1:], severity="warning")
+        if summary.routed > 1 or summary.errors:
+            failed = f", {summary.errors} failed" if summary.errors else ""
+            tickets = "ticket" if summary.routed == 1 else "tickets"
+            self.notify(
+                f"Routed {summary.routed} {tickets} in {summary.elapsed_s:.1f} s{failed}",
+                severity="warning" if summary.errors else "information",
+            )
+        self.load_window()
+        self.refresh_status()
+
+    @on(RoutingFailed)
+    def routing_failed(self, message: RoutingFailed) -> None:
+        self.notify(message.error, severity="error")
+
+    # Labeling -----------------------------------------------------------------------------
+
+    def action_accept_label(self) -> None:
+        row = self.table.current
+        if row is None:
+            return
+        if row.predicted_label is None:
+            self.notify("Nothing to accept: route the ticket (r) or pick a label (l)")
+            return
+        self.data.record_label(row.ticket_id, row.predicted_label, "accept", advance=True)
+
+    def action_correct_label(self) -> None:
+        row = self.table.current
+        if row is None:
+            return
+        choices = tuple((label.name, label.description) for label in self.router.taxonomy.labels)
+
+        def picked(label: str | None) -> None:
+            if label is not None:
+                self.data.record_label(row.ticket_id, label, "correct", advance=True)
+
+        current = row.label or row.predicted_label
+        self.app.push_screen(LabelPickerModal(choices, current, row.subject), picked)
+
+    def action_undo_label(self) -> None:
+        self.data.undo_label()
+
+    @on(LabelRecorded)
+    def label_recorded(self, message: LabelRecorded) -> None:
+        event = message.event
+        table = self.table
+        if message.row is not None:
+            table.update_rows([message.row])
+        if event.source == "undo":
+            restored = event.label or "unlabelled"
+            self.notify(f"Undone: {event.ticket_id} is {restored} again")
+            table.move_to(event.ticket_id)
+        elif message.advance:
+            current = table.current
+            if current is not None and current.ticket_id == event.ticket_id:
+                table.action_cursor_down()
+        current = table.current
+        if current is not None and current.ticket_id == event.ticket_id:
+            self.data.load_detail(event.ticket_id)
+
+    def action_next_attention(self) -> None:
+        table = self.table
+        index = table.next_attention_index()
+        if index is not None:
+            table.move_cursor(row=index)
+        elif table.at_end:
+            self.notify("Nothing below needs attention")
+        else:
+            self._request += 1
+            self.data.scan_for_attention(
+                self._request,
+                self.inbox_filter,
+                table.window_rows,
+                table.window_offset,
+                table.total_rows,
+            )
+
     # Other screens -----------------------------------------------------------------------
 
     def action_pick_backend(self) -> None:
@@ -305,7 +369,7 @@ class InboxScreen(LabelingActions, RoutingActions, Screen[None]):
         modal = CompareModal(ticket, self.router, self.store, self.new_run_id)
         if await self.app.push_screen_wait(modal):
             self.load_window()
-            self.load_stats()
+            self.data.load_stats()
 
     def action_pick_filter(self) -> None:
         def picked(flt: InboxFilter | None) -> None:
@@ -324,16 +388,7 @@ class InboxScreen(LabelingActions, RoutingActions, Screen[None]):
 
     def action_retrain_specialist(self) -> None:
         self.notify("Retraining the specialist on the agents' labels…")
-        self.retrain_specialist()
-
-    @work(thread=True, exclusive=True, group="training", exit_on_error=False)
-    def retrain_specialist(self) -> None:
-        try:
-            detail = retrain(self.settings, self.store)
-        except Exception as exc:  # too few labels, one class only: say so, keep working
-            self.notify(f"Retraining failed: {exc}", severity="error")
-            return
-        self.post_message(SpecialistRetrained(detail))
+        self.data.retrain_specialist()
 
     def action_use_backend(self, name: str) -> None:
         swap = getattr(self.app, "swap_backend", None)
@@ -344,6 +399,3 @@ class InboxScreen(LabelingActions, RoutingActions, Screen[None]):
         if flt == self.inbox_filter:
             self.load_window(reset=True)
         self.inbox_filter = flt
-
-
-__all__ = ["InboxScreen", "needs_attention"]

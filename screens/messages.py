@@ -11,6 +11,7 @@ from textual.message import Message
 
 from tui.core.learning.curve import CurvePoint
 from tui.core.models import BackendStats, Decision, InboxRow, LabelEvent, Ticket
+from tui.core.store import InboxFilter
 from tui.services.routing import RunSummary
 
 
@@ -132,7 +133,7 @@ class LatenciesLoaded(Message):
 class FiltersCounted(Message):
     """How many tickets each inbox filter holds."""
 
-    counts: dict[str, int]
+    counts: dict[InboxFilter, int]
 
 
 @dataclass

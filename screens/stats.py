@@ -16,9 +16,9 @@ from textual.widgets import DataTable, Footer, Static
 from textual_plotext import PlotextPlot
 
 from screens import format as fmt
-from screens.break_even import break_even_rows, hosted_prices
 from screens.messages import CurveComputed, StatsComputed
 from tui.core.config import Settings
+from tui.core.cost_report import break_even_rows, cumulative_costs, hosted_prices
 from tui.core.learning.curve import curve_from_labels, format_curve
 from tui.core.store import Store
 
@@ -156,19 +156,14 @@ class StatsScreen(Screen[None]):
         plt.clear_data()
         plt.clear_figure()
         plt.title("Cumulative cost by hour ($)")
-        buckets = sorted({bucket for bucket, *_ in timeline})
-        index = {bucket: i for i, bucket in enumerate(buckets)}
-        for backend in sorted({b for _, b, *_ in timeline}):
-            xs, ys, total = [], [], 0.0
-            for bucket, name, cost, _n in timeline:
-                if name == backend:
-                    total += cost
-                    xs.append(index[bucket])
-                    ys.append(total)
+        series = cumulative_costs(timeline)
+        for backend, (xs, ys) in series.lines.items():
             plt.plot(xs, ys, label=backend, marker="braille")
+        buckets = series.buckets
         if buckets:
             ticks = sorted({0, len(buckets) // 2, len(buckets) - 1})
-            plt.xticks(ticks, [buckets[i][5:13].replace("T", " ") + "h" for i in ticks])
+            labels = [buckets[i][5:13].replace("T", " ") + "h" for i in ticks]
+            plt.xticks([float(tick) for tick in ticks], labels)
         widget.refresh()
 
     def _show_break_even(self, message: StatsComputed) -> None:
@@ -203,11 +198,6 @@ class StatsScreen(Screen[None]):
                 else f"{r.daily_volume:,.0f} tickets/day"
             )
             gpu_monthly = r.gpu_monthly_usd
-            cheaper = (
-                row.self_hosted
-                if row.hosted_monthly and row.hosted_monthly > gpu_monthly
-                else h.backend
-            )
             lines.append(
                 Content.assemble(
                     (f"{h.backend}", "bold"),
@@ -218,7 +208,7 @@ class StatsScreen(Screen[None]):
                     (where, "bold $accent"),
                     f"; at your {volume:,}/day: hosted {fmt.usd(row.hosted_monthly)}/mo,"
                     f" GPU {fmt.usd(gpu_monthly)}/mo → ",
-                    (cheaper, "bold $success"),
+                    (row.cheaper, "bold $success"),
                     " is cheaper",
                 )
             )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.content import Content
@@ -12,21 +10,7 @@ from textual.reactive import reactive
 from textual.widgets import Static
 
 from screens import format as fmt
-
-
-@dataclass(frozen=True, slots=True)
-class StatusFigures:
-    """What the bar shows; replaced whole, never mutated."""
-
-    backend: str = ""
-    in_flight: int = 0
-    per_second: float = 0.0
-    p50_ms: float | None = None
-    p95_ms: float | None = None
-    total_cost: float | None = None
-    per_1k: float | None = None
-    monthly: float | None = None
-    daily_volume: int = 0
+from tui.services.status_figures import StatusFigures
 
 
 class AutoRouteToggle(Static):

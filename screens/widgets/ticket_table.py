@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
 
 from rich.text import Text
 from textual import on
@@ -19,9 +18,8 @@ from textual.message import Message
 from textual.widgets import DataTable
 
 from screens import format as fmt
+from tui.core.inbox_window import Direction, needs_attention
 from tui.core.models import InboxRow
-
-Direction = Literal["up", "down"]
 
 FIXED_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("id", "ID", 11),
@@ -35,18 +33,6 @@ FIXED_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("status", "Agent / status", 15),
 )
 """(key, header, width); the subject takes what the others leave."""
-
-
-def needs_attention(row: InboxRow, low_confidence: float) -> bool:
-    """An unlabelled ticket that a person should look at: failed, unrouted, unsure or disputed."""
-    if row.label is not None:
-        return False
-    return (
-        row.error_class is not None
-        or row.predicted_label is None
-        or row.disagreement
-        or (row.confidence is not None and row.confidence < low_confidence)
-    )
 
 
 class TicketTable(DataTable[Text], inherit_bindings=False):

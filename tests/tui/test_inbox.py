@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from screens.filter_picker import FilterPickerModal
-from screens.inbox import WINDOW
+from tui.core.inbox_window import WINDOW
 from screens.widgets.ticket_table import TicketTable
 from tests.tui.helpers import make_tickets, seed, wait_until
 from tui.core.models import Decision

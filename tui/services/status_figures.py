@@ -1,18 +1,37 @@
-"""The status bar's arithmetic: a rolling window of recent decisions over a store baseline."""
+"""The status bar's arithmetic: a rolling window of recent decisions over a store baseline.
+
+Textual-free: the inbox feeds it decisions as they are stored and draws the `StatusFigures`
+it computes; how fast, how slow and how costly the active backend is are numbers, not UI.
+"""
 
 from __future__ import annotations
 
 import time
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 
-from screens.widgets.status_bar import StatusFigures
 from tui.core.costs import monthly, per_1k
 from tui.core.models import BackendStats, Decision
 from tui.services.routing import percentile
 
 RATE_WINDOW_S = 5.0
 """Tickets per second is measured over this many seconds."""
+
+
+@dataclass(frozen=True, slots=True)
+class StatusFigures:
+    """What the status bar shows; replaced whole, never mutated."""
+
+    backend: str = ""
+    in_flight: int = 0
+    per_second: float = 0.0
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    total_cost: float | None = None
+    per_1k: float | None = None
+    monthly: float | None = None
+    daily_volume: int = 0
 
 
 class StatusTracker:

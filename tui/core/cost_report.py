@@ -1,5 +1,6 @@
-"""Break-even between paying a hosted API per ticket and renting a GPU by the hour, on the
-user's own measurements. Plain arithmetic over `tui.core.costs`, shown by the stats screen."""
+"""The statistics screen's cost figures: what each hosted backend costs per ticket, where a
+rented GPU becomes cheaper than it, and spending over time, all from the user's own
+measurements. Plain arithmetic over `tui.core.costs`; the screen only draws the results."""
 
 from __future__ import annotations
 
@@ -29,6 +30,23 @@ class BreakEvenRow:
     result: BreakEven
     hosted_monthly: float | None
     """Hosted bill at the configured daily volume."""
+
+    @property
+    def cheaper(self) -> str:
+        """The backend that costs less at the configured daily volume."""
+        if self.hosted_monthly and self.hosted_monthly > self.result.gpu_monthly_usd:
+            return self.self_hosted
+        return self.hosted.backend
+
+
+@dataclass(frozen=True, slots=True)
+class CostSeries:
+    """Cumulative spending per backend over time buckets, ready to plot."""
+
+    buckets: tuple[str, ...]
+    """Bucket names (ISO timestamps cut to the hour), in time order."""
+    lines: dict[str, tuple[list[int], list[float]]]
+    """Backend -> (bucket indexes, cumulative cost at each), backends in name order."""
 
 
 def hosted_prices(
@@ -87,3 +105,21 @@ def break_even_rows(
             )
         )
     return rows
+
+
+def cumulative_costs(timeline: list[tuple[str, str, float, int]]) -> CostSeries:
+    """Running totals per backend from `Store.cost_timeline` rows (bucket, backend, cost, n)."""
+    buckets = sorted({bucket for bucket, *_ in timeline})
+    index = {bucket: i for i, bucket in enumerate(buckets)}
+    lines: dict[str, tuple[list[int], list[float]]] = {}
+    for backend in sorted({b for _, b, *_ in timeline}):
+        xs: list[int] = []
+        ys: list[float] = []
+        total = 0.0
+        for bucket, name, cost, _n in timeline:
+            if name == backend:
+                total += cost
+                xs.append(index[bucket])
+                ys.append(total)
+        lines[backend] = (xs, ys)
+    return CostSeries(tuple(buckets), lines)

@@ -1,0 +1,127 @@
+"""A widget with no looks that does the inbox's store work in thread workers: windows of rows
+(`tui.core.inbox_window`), the selected ticket's detail, the status bar's baseline, agent
+labels, and retraining the specialist. Each worker posts what it found; the inbox screen's
+handlers draw it, so no worker touches a widget.
+"""
+
+from __future__ import annotations
+
+from textual import work
+from textual.widget import Widget
+
+from screens.messages import (
+    InboxPageLoaded,
+    LabelRecorded,
+    SpecialistRetrained,
+    StatsLoaded,
+    TicketDetailLoaded,
+)
+from tui.core.config import Settings
+from tui.core.inbox_window import Direction, extend_window, find_attention, reload_window
+from tui.core.learning.training import retrain
+from tui.core.models import InboxRow, LabelSource
+from tui.core.store import InboxFilter, Store, StoreError
+
+
+class InboxData(Widget):
+    """The inbox's store reads and label writes. `request` numbers let the screen drop pages
+    that a newer request (another filter, a further scroll) has superseded."""
+
+    DEFAULT_CSS = "InboxData { display: none; }"
+
+    def __init__(self, store: Store, settings: Settings, *, agent: str) -> None:
+        super().__init__()
+        self.store = store
+        self.settings = settings
+        self.agent = agent
+        """Who labels: label events say which agent decided."""
+
+    @work(thread=True, exclusive=True, group="inbox", exit_on_error=False)
+    def load_window(
+        self,
+        request: int,
+        flt: InboxFilter,
+        window: tuple[InboxRow, ...],
+        offset: int,
+        keep: str | None,
+        cursor_index: int,
+    ) -> None:
+        found = reload_window(self.store, flt, window, offset)
+        total = found.total or 0
+        self.post_message(
+            InboxPageLoaded(request, found.rows, found.offset, total, keep, cursor_index)
+        )
+
+    @work(thread=True, exclusive=True, group="inbox", exit_on_error=False)
+    def fetch_page(
+        self,
+        request: int,
+        flt: InboxFilter,
+        window: tuple[InboxRow, ...],
+        offset: int,
+        total: int,
+        direction: Direction,
+        keep: str | None,
+    ) -> None:
+        found = extend_window(self.store, flt, window, offset, direction)
+        self.post_message(InboxPageLoaded(request, found.rows, found.offset, total, keep))
+
+    @work(thread=True, exclusive=True, group="inbox", exit_on_error=False)
+    def scan_for_attention(
+        self,
+        request: int,
+        flt: InboxFilter,
+        window: tuple[InboxRow, ...],
+        offset: int,
+        total: int,
+    ) -> None:
+        """Walk pages past the window to the next ticket a person should look at."""
+        low = self.settings.routing.low_confidence
+        found = find_attention(self.store, flt, window, offset, low)
+        if found is None:
+            self.notify("Nothing needs attention in the next pages")
+            return
+        self.post_message(InboxPageLoaded(request, found.rows, found.offset, total, found.focus))
+
+    @work(thread=True, exclusive=True, group="detail", exit_on_error=False)
+    def load_detail(self, ticket_id: str) -> None:
+        ticket = self.store.get_ticket(ticket_id)
+        if ticket is None:
+            return
+        decisions = tuple(self.store.decisions_for(ticket_id))
+        history = tuple(self.store.label_history(ticket_id))
+        self.post_message(TicketDetailLoaded(ticket, decisions, history))
+
+    @work(thread=True, exclusive=True, group="stats", exit_on_error=False)
+    def load_stats(self) -> None:
+        stats = tuple(self.store.backend_stats(daily_volume=self.settings.routing.daily_volume))
+        total = sum(s.cost_usd for s in stats)
+        self.post_message(StatsLoaded(stats, total, sum(s.n for s in stats)))
+
+    @work(thread=True, group="labels", exit_on_error=False)
+    def record_label(
+        self, ticket_id: str, label: str, source: LabelSource, advance: bool = False
+    ) -> None:
+        try:
+            event = self.store.add_label(ticket_id, label, agent=self.agent, source=source)
+        except StoreError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.post_message(LabelRecorded(event, self.store.inbox_row(ticket_id), advance))
+
+    @work(thread=True, group="labels", exit_on_error=False)
+    def undo_label(self) -> None:
+        event = self.store.undo_last_label(self.agent)
+        if event is None:
+            self.notify("Nothing to undo")
+            return
+        self.post_message(LabelRecorded(event, self.store.inbox_row(event.ticket_id)))
+
+    @work(thread=True, exclusive=True, group="training", exit_on_error=False)
+    def retrain_specialist(self) -> None:
+        try:
+            detail = retrain(self.settings, self.store)
+        except Exception as exc:  # too few labels, one class only: say so, keep working
+            self.notify(f"Retraining failed: {exc}", severity="error")
+            return
+        self.post_message(SpecialistRetrained(detail))
