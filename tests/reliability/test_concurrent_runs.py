@@ -265,7 +265,7 @@ async def test_the_tui_routes_with_the_same_claims(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from screens.widgets.ticket_table import TicketTable
-    from tests.tui.helpers import build_router, seed, settings_for, wait_until
+    from tests.screens.helpers import build_router, seed, settings_for, wait_until
     from tui.app import make_app
     from tui.core import registry
 

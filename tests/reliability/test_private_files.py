@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tui.helpers import LABELS, build_router, make_tickets, seed, settings_for, wait_until
+from tests.screens.helpers import LABELS, build_router, make_tickets, seed, settings_for, wait_until
 from tests.unit.test_cascade_tuning import write_fixture
 from tui.app import make_app
 from tui.cli import build_parser, run_command

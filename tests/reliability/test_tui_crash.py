@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tui.helpers import make_tickets, seed, train_specialist
+from tests.screens.helpers import make_tickets, seed, train_specialist
 from tui.core.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +28,7 @@ moment on the machine (the specialist routes thousands a second) cannot finish i
 TUI = textwrap.dedent(
     """
     import asyncio, sys
-    from tests.tui.helpers import build_router, settings_for
+    from tests.screens.helpers import build_router, settings_for
     from tui.app import make_app
     from tui.core.store import Store
 

@@ -12,7 +12,7 @@ import pytest
 
 from screens.label_picker import LabelPickerModal
 from screens.widgets.ticket_table import TicketTable
-from tests.tui.helpers import (
+from tests.screens.helpers import (
     LABELS,
     build_router,
     make_tickets,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tui.helpers import build_router, settings_for, wait_until
+from tests.screens.helpers import build_router, settings_for, wait_until
 from tui.app import TriageApp, make_app
 from tui.core import registry
 from tui.core.store import Store
@@ -292,7 +292,7 @@ async def test_label_and_backend_names_are_never_markup(store: Store) -> None:
     markup, so `[/]` in a label crashed the picker)."""
     from screens.label_picker import LabelPickerModal
     from screens.widgets.ticket_table import TicketTable
-    from tests.tui.helpers import LABELS, seed
+    from tests.screens.helpers import LABELS, seed
     from tui.core.config import Settings
 
     seed(store, 3)

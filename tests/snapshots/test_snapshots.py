@@ -17,7 +17,7 @@ from screens.compare import CompareModal
 from screens.label_picker import LabelPickerModal
 from screens.stats import StatsScreen
 from screens.widgets.ticket_table import TicketTable
-from tests.tui.helpers import BASE_TIME, build_router, make_tickets, settings_for, wait_until
+from tests.screens.helpers import BASE_TIME, build_router, make_tickets, settings_for, wait_until
 from tui.app import TriageApp, make_app
 from tui.core import registry
 from tui.core.backend import ServerError

@@ -5,7 +5,7 @@ from __future__ import annotations
 from screens.backend_picker import BackendPickerModal
 from screens.filter_picker import FilterPickerModal
 from screens.widgets.ticket_table import TicketTable
-from tests.tui.helpers import seed, wait_until
+from tests.screens.helpers import seed, wait_until
 from tui.core.store import Store
 
 SIZE = (120, 40)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.tui.helpers import build_router, make_tickets, settings_for, train_specialist
+from tests.screens.helpers import build_router, make_tickets, settings_for, train_specialist
 from tui.app import TriageApp, make_app
 from tui.core import registry
 from tui.core.store import Store

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from screens.label_picker import LabelPickerModal, ranked
 from screens.widgets.ticket_table import TicketTable
-from tests.tui.helpers import LABELS, seed, wait_until
+from tests.screens.helpers import LABELS, seed, wait_until
 from tui.core.store import Store
 
 SIZE = (120, 40)

@@ -7,7 +7,7 @@ from pathlib import Path
 from screens.compare import CompareModal
 from screens.stats import StatsScreen
 from screens.widgets.ticket_table import TicketTable
-from tests.tui.helpers import seed, wait_until
+from tests.screens.helpers import seed, wait_until
 from tui.core.store import Store
 
 SIZE = (120, 40)
