@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 from screens.filter_picker import FilterPickerModal
-from tui.core.inbox_window import WINDOW
 from screens.widgets.ticket_table import TicketTable
 from tests.screens.helpers import make_tickets, seed, wait_until
+from tui.core.inbox_window import WINDOW
 from tui.core.models import Decision
 from tui.core.store import Store
 
