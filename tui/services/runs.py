@@ -133,11 +133,11 @@ class RunService:
             self.router.settings.backend(backend)
         elif run_id is None:
             raise ValueError("a recorded run routes one named backend")
-        lease_s = claim_lease_s() if self.lease_s is None else self.lease_s
         if selection.kind == "ids":
             missing = [i for i in selection.ids if self.store.get_ticket(i) is None]
             if missing:
                 raise UnknownTickets(missing)
+        lease_s = claim_lease_s() if self.lease_s is None else self.lease_s
         if run_id is not None:
             return PlannedRun(run_id, selection, backend, recorded=False, lease_s=lease_s)
         assert backend is not None
