@@ -102,9 +102,7 @@ class InboxScreen(Screen[None]):
         yield TicketDetail(self.settings.routing.reference_backend, id="detail")
         yield StatusBar(id="status")
         yield Footer(compact=True)
-        feed = LiveFeed(self.store, watch=self.watch_dir)
-        feed.own_run_prefix = self.run_prefix
-        yield feed
+        yield LiveFeed(self.store, watch=self.watch_dir, own_run_prefix=self.run_prefix)
         yield self.data
         yield self.runner
 

@@ -20,6 +20,7 @@ CORE = [
     "tui.services.status_figures",
     "tui.core.inbox_window",
     "tui.core.cost_report",
+    "tui.core.store_changes",
     "tui.core.costs",
     "tui.core.paths",
     "tui.core.scoring",
