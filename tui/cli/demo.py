@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from tui.cli.context import Context, Runtime
+from tui.cli.context import Context, NoProgress, Runtime
 from tui.cli.report import print_stats
 from tui.cli.usage import Command, WholeNumber, flag, value_option
 
@@ -48,8 +48,6 @@ def demo(runtime: Runtime, fresh: bool, no_tui: bool, size: int) -> int:
         finally:
             bar.stop()
         if no_tui:
-            from tui.cli.context import NoProgress
-
             ctx = Context(settings, target.db, target.config, runtime.out, err, NoProgress)
             return print_stats(ctx, as_json=False)
         from tui.app import run_app

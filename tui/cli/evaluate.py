@@ -12,8 +12,16 @@ import click
 
 from tui.cli.context import BadInput, Context, headless, wait_printer
 from tui.cli.route import concurrency_option
-from tui.cli.usage import Choice, Command, Integer, PathType, Share, WholeNumber, flag
-from tui.cli.usage import value_option as option
+from tui.cli.usage import (
+    Choice,
+    Command,
+    Integer,
+    PathType,
+    Share,
+    WholeNumber,
+    flag,
+    value_option,
+)
 from tui.core.models import Decision, Taxonomy, Ticket
 from tui.services import evaluation
 from tui.services.routing import Router
@@ -49,15 +57,15 @@ def route_passes(
 
 
 @click.command(name="eval", cls=Command, help="score a backend on a labelled file")
-@option("--backend", required=True)
-@option("--data", type=PathType(), required=True)
-@option("--limit", type=WholeNumber(1))
+@value_option("--backend", required=True)
+@value_option("--data", type=PathType(), required=True)
+@value_option("--limit", type=WholeNumber(1))
 @concurrency_option()
 @flag("--json", "as_json")
 @flag("--store", help="also store the decisions")
 @flag("--curve", help="also the specialist's learning curve")
-@option("--train", type=PathType(), help="labelled file for --curve (default: the database)")
-@option("--seed", type=Integer(), default=13, help="seed of the --curve samples")
+@value_option("--train", type=PathType(), help="labelled file for --curve (default: the database)")
+@value_option("--seed", type=Integer(), default=13, help="seed of the --curve samples")
 @headless
 def evaluate(
     ctx: Context,
@@ -143,10 +151,10 @@ def _curve(
 
 
 @click.command(name="tune-cascade", cls=Command, help="pick a cascade threshold from labelled data")
-@option("--first", required=True, help="backend that answers first")
-@option("--then", required=True, help="backend for low-confidence tickets")
-@option("--data", type=PathType(), help="labelled JSONL/CSV instead of the database")
-@option("--target-accuracy", type=Share(), default=0.9)
+@value_option("--first", required=True, help="backend that answers first")
+@value_option("--then", required=True, help="backend for low-confidence tickets")
+@value_option("--data", type=PathType(), help="labelled JSONL/CSV instead of the database")
+@value_option("--target-accuracy", type=Share(), default=0.9)
 @flag("--write", help="save it in [backends.cascade]")
 @flag("--json", "as_json")
 @headless
@@ -222,16 +230,16 @@ def _tuning_data(ctx: Context, data: Path | None) -> tuple[list[Ticket], dict[st
 
 
 @click.command(name="export", cls=Command, help="write retraining data from agent labels")
-@option(
+@value_option(
     "--format",
     "fmt",
     type=Choice(["openai", "hf", "csv"]),
     required=True,
     metavar="{openai,hf,csv}",
 )
-@option("--out", type=PathType(), required=True)
-@option("--val-fraction", type=Share(below_one=True), default=0.2)
-@option("--seed", type=Integer(), default=13)
+@value_option("--out", type=PathType(), required=True)
+@value_option("--val-fraction", type=Share(below_one=True), default=0.2)
+@value_option("--seed", type=Integer(), default=13)
 @flag("--scrub-pii")
 @flag("--include-predictions", hidden=True)
 @headless

@@ -94,12 +94,18 @@ class Command(click.Command):
 
 
 class Group(DefaultGroup):
-    """posting's house pattern: the bare command runs the default (hidden) command, the TUI;
+    """posting's house pattern: the bare command (global options only, or none) runs the
+    default (hidden) command, the TUI;
     any other word must name a command (`frobnicate` is an invalid choice, not an argument of
     the TUI), and `triagedesk --help` lists the commands in SPEC's order."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        ctx.meta["triagedesk.bare"] = not args
+        # Bare is "no command word", with or without global options (`--db x --watch d`):
+        # DefaultGroup itself only catches an empty command line.
+        _, words, _ = self.make_parser(ctx).parse_args(args=list(args))
+        ctx.meta["triagedesk.bare"] = not words
+        if not words and self.default_cmd_name is not None:
+            args = [*args, self.default_cmd_name]
         return super().parse_args(ctx, args)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
