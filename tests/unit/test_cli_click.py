@@ -45,6 +45,10 @@ def cli(*argv: str) -> tuple[int, str, str]:
             ["--bogus"],
             "triagedesk: error: unrecognized arguments: --bogus (see `triagedesk --help`)",
         ),
+        (  # global options go before the command; after it they are unrecognized
+            ["route", "--db", "x"],
+            "triagedesk: error: unrecognized arguments: --db x (see `triagedesk --help`)",
+        ),
         (
             ["route", "--bogus"],
             "triagedesk: error: unrecognized arguments: --bogus (see `triagedesk --help`)",

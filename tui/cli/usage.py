@@ -71,7 +71,12 @@ class Command(click.Command):
             raise
 
     def _parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        opts, _, order = self.make_parser(ctx).parse_args(args=list(args))
+        try:
+            opts, _, order = self.make_parser(ctx).parse_args(args=list(args))
+        except click.NoSuchOption:
+            raise Unrecognized(
+                "unrecognized arguments: " + self._leftovers(ctx, args), ctx
+            ) from None
         given = [p for p in dict.fromkeys(order) if p.name in self.exclusive]
         if len(given) > 1:
             raise click.UsageError(
@@ -91,6 +96,21 @@ class Command(click.Command):
         if rest:
             raise Unrecognized("unrecognized arguments: " + " ".join(rest), ctx)
         return rest
+
+    def _leftovers(self, ctx: click.Context, args: list[str]) -> str:
+        """Every word the command does not take (`--db x`, as argparse named them), for a
+        command without positional arguments; else the first unknown option alone."""
+        if any(isinstance(p, click.Argument) for p in self.params):
+            try:
+                self.make_parser(ctx).parse_args(args=list(args))
+            except click.NoSuchOption as exc:
+                return exc.option_name
+        ctx.ignore_unknown_options = True
+        try:
+            _, rest, _ = self.make_parser(ctx).parse_args(args=list(args))
+        finally:
+            ctx.ignore_unknown_options = False
+        return " ".join(rest)
 
 
 class Group(DefaultGroup):
