@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tui.cli import build_parser, run_command
+from tui.cli import run
 from tui.core.config import ConfigError, Settings, load_settings
 from tui.core.store import Store
 
@@ -62,7 +62,7 @@ def cli_import(db: Path, *files: Path, fmt: str | None = None) -> tuple[int, str
     if fmt:
         argv += ["--format", fmt]
     out, err = io.StringIO(), io.StringIO()
-    status = run_command(build_parser().parse_args(argv), out=out, err=err)
+    status = run(argv, out=out, err=err)
     return status, out.getvalue(), err.getvalue()
 
 

@@ -355,14 +355,14 @@ def test_tune_cascade_writes_into_a_config_with_a_byte_order_mark(tmp_path: Path
     import io
 
     from tests.unit.test_cascade_tuning import write_fixture
-    from tui.cli import build_parser, run_command
+    from tui.cli import run
 
     data, config = write_fixture(tmp_path, plugin=False)
     config.write_bytes(b"\xef\xbb\xbf" + config.read_bytes())
     argv = ["--config", str(config), "tune-cascade", "--first", "weak", "--then", "strong"]
     err = io.StringIO()
-    args = build_parser().parse_args([*argv, "--data", str(data), "--write"])
-    assert run_command(args, out=io.StringIO(), err=err) == 0, err.getvalue()
+    args = [*argv, "--data", str(data), "--write"]
+    assert run(args, out=io.StringIO(), err=err) == 0, err.getvalue()
     assert load_settings(config, required=True).backend("cascade").first == "weak"
 
 

@@ -23,7 +23,7 @@ import pytest
 from tests.screens.helpers import LABELS, build_router, make_tickets, seed, settings_for, wait_until
 from tests.unit.test_cascade_tuning import write_fixture
 from tui.app import make_app
-from tui.cli import build_parser, run_command
+from tui.cli import run
 from tui.core import registry
 from tui.core.export import export
 from tui.core.learning.model import SpecialistModel
@@ -104,7 +104,7 @@ def test_a_failed_model_save_leaves_nothing_behind(tmp_path: Path) -> None:
 
 def run_cli(*argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    code = run_command(build_parser().parse_args(list(argv)), out=out, err=err)
+    code = run(list(argv), out=out, err=err)
     return code, out.getvalue(), err.getvalue()
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from tests.servers.openai_server import OpenAIServer
-from tui.cli import build_parser, run_command
+from tui.cli import run
 from tui.core.models import Label, LabelEvent, Taxonomy, Ticket
 from tui.core.store import Store, StoreError
 
@@ -50,8 +50,8 @@ def run_cli(*argv: str) -> subprocess.CompletedProcess[str]:
 def cli_import(db: Path, path: Path) -> tuple[int, str]:
     """`import` in process (argument parsing, store, exit status); returns (status, stderr)."""
     out, err = io.StringIO(), io.StringIO()
-    args = build_parser().parse_args(["--db", str(db), "import", str(path)])
-    return run_command(args, out=out, err=err), err.getvalue()
+    args = ["--db", str(db), "import", str(path)]
+    return run(args, out=out, err=err), err.getvalue()
 
 
 def row_lines(err: str, path: Path) -> list[int]:

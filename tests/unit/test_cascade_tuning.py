@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tui.cli import build_parser, run_command
+from tui.cli import run
 from tui.core import registry
 from tui.core.cascade_tuning import THRESHOLDS, Outcome, table_rows, tune, update_cascade_block
 from tui.core.config import load_settings
@@ -178,12 +177,7 @@ cpu_usd_per_hour = 400.0
 
 def run_cli(*argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    try:
-        with contextlib.redirect_stderr(err):
-            args = build_parser().parse_args(list(argv))
-    except SystemExit as exc:  # bad usage the parser itself refuses (a number out of range)
-        return int(exc.code or 0), out.getvalue(), err.getvalue()
-    code = run_command(args, out=out, err=err)
+    code = run(list(argv), out=out, err=err)  # bad usage (a number out of range) too
     return code, out.getvalue(), err.getvalue()
 
 

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tui.cli import build_parser, run_command
+from tui.cli import run
 from tui.core import dedup
 from tui.core.export import ExportError, export, neutralise_cell, split
 from tui.core.models import Decision, Label, Taxonomy, Ticket
@@ -408,18 +408,14 @@ def test_cli_export(tmp_path: Path) -> None:
     db = tmp_path / "cli.db"
     build_store(db).close()
     out, err = io.StringIO(), io.StringIO()
-    args = build_parser().parse_args(
-        ["--db", str(db), "export", "--format", "openai", "--out", str(tmp_path / "o")]
-    )
-    assert run_command(args, out=out, err=err) == 0, err.getvalue()
+    args = ["--db", str(db), "export", "--format", "openai", "--out", str(tmp_path / "o")]
+    assert run(args, out=out, err=err) == 0, err.getvalue()
     assert "train /" in out.getvalue() and (tmp_path / "o" / "train.jsonl").exists()
     empty = tmp_path / "empty.db"
     Store(empty).close()
-    args = build_parser().parse_args(
-        ["--db", str(empty), "export", "--format", "hf", "--out", str(tmp_path / "e")]
-    )
+    args = ["--db", str(empty), "export", "--format", "hf", "--out", str(tmp_path / "e")]
     err = io.StringIO()
-    assert run_command(args, out=io.StringIO(), err=err) == 2
+    assert run(args, out=io.StringIO(), err=err) == 2
     assert len(err.getvalue().strip().splitlines()) == 1
 
 
@@ -448,7 +444,7 @@ def test_cli_export_can_include_predictions(tmp_path: Path) -> None:
     db = tmp_path / "cli.db"
     build_store(db).close()
     base = ["--db", str(db), "export", "--format", "hf", "--out"]
-    args = build_parser().parse_args([*base, str(tmp_path / "p"), "--include-predictions"])
-    assert run_command(args, out=io.StringIO(), err=io.StringIO()) == 0
+    args = [*base, str(tmp_path / "p"), "--include-predictions"]
+    assert run(args, out=io.StringIO(), err=io.StringIO()) == 0
     report = json.loads((tmp_path / "p" / "report.json").read_text())
     assert report["include_predictions"] is True and report["label_sources"]["prediction"] == 1

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tui.cli import build_parser, run_command
+from tui.cli import run
 from tui.core.demo import DemoTicket, generate_inbox
 from tui.core.learning.curve import format_curve, learning_curve, nested_sample
 from tui.core.learning.model import TrainingError
@@ -100,5 +100,5 @@ def test_eval_curve_cli(tmp_path: Path) -> None:
 
 def run_cli(*argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    code = run_command(build_parser().parse_args(list(argv)), out=out, err=err)
+    code = run(list(argv), out=out, err=err)
     return code, out.getvalue(), err.getvalue()

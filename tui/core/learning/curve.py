@@ -142,3 +142,31 @@ def curve_from_labels(
         seed=seed,
     )
     return points, len(test)
+
+
+def held_out_curve(
+    examples: Sequence[tuple[str, str]],
+    test_texts: Sequence[str],
+    test_labels: Sequence[str],
+    *,
+    seed: int = 13,
+) -> list[CurvePoint]:
+    """`eval --curve`: the curve of training `examples` (text, label), scored on a test set.
+
+    Training rows whose text is also a test ticket are left out, so an `eval --store` run
+    (which imports the test file into the database the examples come from) cannot leak its
+    answers into the curve.
+
+    Raises:
+        TrainingError: The remaining examples have fewer than two labels.
+        ValueError: The test set is empty, or its texts and labels differ in length.
+    """
+    held_out = set(test_texts)
+    kept = [(text, label) for text, label in examples if text not in held_out]
+    return learning_curve(
+        [text for text, _ in kept],
+        [label for _, label in kept],
+        test_texts,
+        test_labels,
+        seed=seed,
+    )

@@ -111,8 +111,20 @@ class SpecialistModel:
 
     @classmethod
     def train(
-        cls, texts: Sequence[str], labels: Sequence[str], *, source: str = "", kind: str = "tfidf"
+        cls,
+        texts: Sequence[str],
+        labels: Sequence[str],
+        *,
+        source: str = "",
+        kind: str = "tfidf",
+        device: str = "auto",
     ) -> SpecialistModel:
+        """Fit a pipeline of `kind` on the texts and their labels.
+
+        `device` (`auto`, `cpu`, `cuda`) is where a stronger kind would train; `train
+        --device` passes it. It is not forwarded yet: tfidf trains on the CPU whatever it
+        says.
+        """
         if len(texts) != len(labels):
             raise TrainingError("texts and labels differ in length")
         counts = check_trainable(labels)

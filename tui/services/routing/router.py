@@ -1,8 +1,8 @@
-"""The routing engine: tickets in, priced decisions out, written to the store in batches.
+"""The Router: tickets in, priced decisions out, written to the store in batches.
 
-Textual-free so the headless CLI, the TUI and the benchmarks share it. The active backend is
-read when each ticket is dispatched, which is what makes the TUI's hot swap safe: tickets in
-flight finish on the backend they started on, the next one goes to the new one.
+The active backend is read when each ticket is dispatched, which is what makes the TUI's hot
+swap safe: tickets in flight finish on the backend they started on, the next one goes to the
+new one.
 """
 
 from __future__ import annotations
@@ -10,27 +10,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import math
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from backends import retry
 from backends.secrets import api_key, redact
 from tui.core import numbers
 from tui.core.backend import Backend, BackendError, LabelNotInTaxonomy, RouteResult
-from tui.core.claims import RunClaims, describe_skipped
-from tui.core.config import ConfigError, Settings
+from tui.core.claims import RunClaims
+from tui.core.config import Settings
 from tui.core.costs import price_result, token_cost
-from tui.core.models import Decision, Taxonomy, Ticket, label_problem
+from tui.core.models import Decision, Taxonomy, Ticket
 from tui.core.prompt import build_prompt, check_confidence, estimate_tokens, estimated_answer
 from tui.core.registry import create_backend
-from tui.core.store import PendingQuery
+from tui.services.routing.summary import RunSummary
 
 if TYPE_CHECKING:
     from tui.core.store import Store
+
 
 BATCH = 64
 """Tickets per call for backends that route whole batches (the specialist)."""
@@ -43,61 +41,6 @@ WaitCallback = Callable[[str, retry.RetryWait], None]
 MAX_CONCURRENCY = 4096
 """Most workers one run starts, whatever it is asked for (20,000,000 once took 40 s to
 start); each backend's `max_concurrency` still bounds the calls really in flight."""
-
-
-class NoTaxonomy(Exception):
-    """Neither the config, the database nor a trained model says which labels exist."""
-
-
-def resolve_taxonomy(settings: Settings, store: Store | None = None) -> Taxonomy:
-    """The config's `[labels]`, else the labels tickets carry now, else the specialist's.
-
-    Every source goes through `check_label_name` (the store's and the model's labels are
-    filtered by it), because the taxonomy is written into every LLM request's system prompt:
-    a label with a newline would be a prompt line of the attacker's choosing.
-    """
-    configured = settings.taxonomy()
-    if configured is not None:
-        return configured
-    if store is not None:
-        labels = store.known_labels()
-        if labels:
-            return Taxonomy.from_names(labels)
-    from tui.core.learning.model import SpecialistModel
-    from tui.core.paths import specialist_path
-
-    for config in settings.backends.values():
-        if config.type == "specialist":
-            info = SpecialistModel.read_info(specialist_path(config))
-            usable = [name for name in info.labels if label_problem(name) is None] if info else []
-            if usable:
-                return Taxonomy.from_names(usable)
-    raise NoTaxonomy(
-        "no labels known: add a [labels] table to the config, or import labelled tickets"
-    )
-
-
-@dataclass(slots=True)
-class RunSummary:
-    """What a batch run did, for the CLI's last line and the TUI's notification."""
-
-    run_id: str
-    routed: int = 0
-    errors: int = 0
-    elapsed_s: float = 0.0
-    labels: Counter[str] = field(default_factory=Counter)
-    error_classes: Counter[str] = field(default_factory=Counter)
-    skipped: Counter[str] = field(default_factory=Counter)
-    """Tickets left because another run held them: claim owner -> how many."""
-
-    @property
-    def per_second(self) -> float:
-        return self.routed / self.elapsed_s if self.elapsed_s else 0.0
-
-    @property
-    def skipped_line(self) -> str | None:
-        """`skipped 40 tickets claimed by another run (pid 1234)`, or None."""
-        return describe_skipped(self.skipped)
 
 
 class Router:
@@ -452,68 +395,3 @@ class Router:
             return self.backend(name)
         except Exception:
             return None
-
-
-async def page_pending(
-    store: Store,
-    run_id: str,
-    *,
-    ids: Sequence[str] | None = None,
-    unrouted_only: bool = False,
-    limit: int | None = None,
-    page: int = 500,
-    claims: RunClaims | None = None,
-) -> AsyncIterator[Ticket]:
-    """Tickets still to route in a run, paged from the store in a worker thread.
-
-    With `claims`, each page is read and claimed in one transaction: tickets another live run
-    holds are skipped (and counted in `claims.skipped`), so two runs never route one ticket
-    at once; pass the same `claims` to `Router.run`, which releases them.
-    """
-    after = 0
-    yielded = 0
-    while limit is None or yielded < limit:
-        size = page if limit is None else min(page, limit - yielded)
-        if claims is not None:
-            query = PendingQuery(None if ids is None else tuple(ids), unrouted_only, after, size)
-            claimed = await claims.take_page(query)
-            if claimed.last_seq == after:
-                return
-            after = claimed.last_seq
-            for _, ticket in claimed.tickets:
-                yielded += 1
-                yield ticket
-            continue
-        if unrouted_only:
-            rows = await asyncio.to_thread(store.unrouted_tickets, after_seq=after, limit=size)
-        else:
-            rows = await asyncio.to_thread(
-                store.pending_in_run, run_id, ids=ids, after_seq=after, limit=size
-            )
-        if not rows:
-            return
-        for seq, ticket in rows:
-            after = seq
-            yielded += 1
-            yield ticket
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile, for small in-memory samples (the status bar, eval)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q * len(ordered)))
-    return float(ordered[rank - 1])
-
-
-__all__ = [
-    "ConfigError",
-    "NoTaxonomy",
-    "RunClaims",
-    "Router",
-    "RunSummary",
-    "page_pending",
-    "percentile",
-    "resolve_taxonomy",
-]

@@ -1,0 +1,142 @@
+"""The commands that bring tickets and labels in, and train on them: import, label, train."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from tui.cli.context import BadInput, Context, headless
+from tui.cli.usage import Choice, Command, PathType, value_option
+from tui.core.store import ImportRejected, StoreError
+from tui.services.evaluation import labelled_tickets, read_labelled
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@click.command(name="import", cls=Command, help="add tickets from JSONL, CSV, .eml or mbox files")
+@click.argument("files", nargs=-1, required=True, type=PathType(), metavar="FILE")
+@value_option(
+    "--format",
+    "file_format",
+    type=Choice(["csv", "jsonl", "eml", "mbox"]),
+    metavar="{csv,jsonl,eml,mbox}",
+)
+@headless
+def import_files(ctx: Context, *, files: tuple[Path, ...], file_format: str | None) -> int:
+    """Each file all or nothing: a file with a bad row imports none, and is named with its
+    first 20 bad rows (line and reason); the others still import. Exit 2 if any failed."""
+    from tui.core.ingest import IngestError, parse_file
+
+    failed = 0
+    with ctx.store() as store:
+        for path in files:
+            try:
+                parsed = parse_file(path, file_format)
+            except IngestError as exc:
+                print(f"triagedesk: error: {exc}", file=ctx.err)
+                failed += 1
+                continue
+            errors = parsed.errors
+            if not errors:
+                try:
+                    result = store.import_tickets(
+                        parsed.tickets, parsed.labels, source=str(path), lines=parsed.lines
+                    )
+                except ImportRejected as exc:  # ids imported before with other content
+                    errors = exc.errors
+            if errors:
+                failed += 1
+                shown = errors[:20]
+                for row in shown:
+                    print(f"{path}:{row.line}: {row.reason}", file=ctx.err)
+                more = len(errors) - len(shown)
+                suffix = f" (and {more} more)" if more else ""
+                print(
+                    f"triagedesk: error: {path}: {len(errors)} bad rows{suffix};"
+                    " nothing imported from this file",
+                    file=ctx.err,
+                )
+                continue
+            ctx.say(
+                f"{path}: imported {result.inserted} tickets"
+                f" ({result.duplicates} already present, {result.labels_recorded} labels)"
+            )
+    return 2 if failed else 0
+
+
+@click.command(name="label", cls=Command, help="record an agent's label")
+@click.argument("ticket_id", metavar="ticket_id")
+@click.argument("label", metavar="label")
+@value_option("--agent", default="cli")
+@headless
+def label(ctx: Context, *, ticket_id: str, label: str, agent: str) -> int:
+    from tui.core.models import check_label_name
+
+    try:
+        name = check_label_name(label)
+    except ValueError as exc:
+        raise BadInput(f"label {label[:40]!r}: {exc}") from None
+    taxonomy = ctx.settings.taxonomy()
+    if taxonomy is not None and name not in taxonomy:
+        raise BadInput(f"label {name!r} is not in the config's [labels]")
+    with ctx.store() as store:
+        try:
+            event = store.add_label(ticket_id, name, agent=agent, source="cli")
+        except StoreError as exc:
+            raise BadInput(str(exc)) from None
+    ctx.say(f"{event.ticket_id}: labelled {event.label} by {event.agent}")
+    return 0
+
+
+@click.command(name="train", cls=Command, help="train the local specialist")
+@value_option("--data", type=PathType(), help="labelled JSONL/CSV instead of the database")
+@value_option("--out", type=PathType(), help="where to save the model")
+@value_option("--kind", default="tfidf", help="tfidf (default) or a stronger kind")
+@value_option(
+    "--device",
+    type=Choice(list(DEVICES)),
+    default="auto",
+    metavar="{auto,cpu,cuda}",
+    help="where a stronger kind trains: auto (default), cpu or cuda",
+)
+@headless
+def train(ctx: Context, *, data: Path | None, out: Path | None, kind: str, device: str) -> int:
+    from tui.core.learning.model import SpecialistModel, TrainingError
+    from tui.core.learning.training import specialist_file
+    from tui.core.safe_files import UnwritablePath, check_writable_file
+
+    target = out or specialist_file(ctx.settings)
+    try:  # before training: minutes of work must not end in "cannot write there"
+        check_writable_file(target)
+    except UnwritablePath as exc:
+        raise BadInput(f"--out {exc}" if out else str(exc)) from None
+    if data:
+        parsed = read_labelled(data)
+        tickets = labelled_tickets(parsed)
+        texts = [t.text for t in tickets]
+        targets = [parsed.labels[t.id] for t in tickets]
+        source = str(data)
+    else:
+        with ctx.store() as store:
+            ctx.warn_unusable_labels(store)
+            examples = store.labelled_examples()
+        texts = [text for text, _ in examples]
+        targets = [name for _, name in examples]
+        source = str(ctx.db_path)
+    try:
+        model = SpecialistModel.train(texts, targets, source=source, kind=kind, device=device)
+    except TrainingError as exc:
+        raise BadInput(str(exc)) from None
+    except ImportError as exc:
+        raise BadInput(f"--kind {kind}: {exc}") from None
+    try:
+        model.save(target)
+    except OSError as exc:  # the disk filled up or went read-only while training
+        raise BadInput(f"{target}: cannot save the model ({exc.strerror or exc})") from None
+    info = model.info
+    ctx.say(
+        f"trained {info.kind} specialist on {info.n_examples} tickets, {len(info.labels)} labels,"
+        f" in {info.train_seconds:.1f} s -> {target}"
+    )
+    return 0

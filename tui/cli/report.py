@@ -1,0 +1,90 @@
+"""The commands that report: stats (per-backend figures) and backends (the configured ones)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import click
+
+from tui.cli.context import Context, headless
+from tui.cli.usage import Command, flag
+
+
+def _fmt(value: float | None, pattern: str) -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def print_stats(ctx: Context, *, as_json: bool) -> int:
+    """The stats table (or JSON list), also what `demo --no-tui` prints."""
+    with ctx.store() as store:
+        stats = store.backend_stats(daily_volume=ctx.settings.routing.daily_volume)
+    if as_json:
+        ctx.say(json.dumps([s.model_dump() for s in stats], indent=2))
+        return 0
+    if not stats:
+        ctx.say("no decisions yet: run `triagedesk route`")
+        return 0
+    header = f"{'backend':<18}{'n':>8}{'errors':>8}{'accuracy':>10}{'macro-F1':>10}"
+    header += f"{'p50 ms':>10}{'p95 ms':>10}{'cost $':>12}{'$/1k':>10}{'$/month':>12}"
+    ctx.say(header)
+    for s in stats:
+        ctx.say(
+            f"{s.backend:<18}{s.n:>8}{s.errors:>8}{_fmt(s.accuracy, '{:.1%}'):>10}"
+            f"{_fmt(s.macro_f1, '{:.3f}'):>10}{_fmt(s.latency_ms['p50'], '{:.1f}'):>10}"
+            f"{_fmt(s.latency_ms['p95'], '{:.1f}'):>10}{s.cost_usd:>12.4f}"
+            f"{_fmt(s.cost_per_1k_usd, '{:.4f}'):>10}"
+            f"{_fmt(s.projected_monthly_usd, '{:,.0f}'):>12}",
+        )
+    ctx.say(f"(monthly projection at {ctx.settings.routing.daily_volume:,} tickets/day)")
+    return 0
+
+
+@click.command(name="stats", cls=Command, help="per-backend decisions, accuracy, latency and cost")
+@flag("--json", "as_json")
+@headless
+def stats(ctx: Context, *, as_json: bool) -> int:
+    return print_stats(ctx, as_json=as_json)
+
+
+def _price(config: Any) -> str:
+    if config.gpu_usd_per_hour is not None:
+        return f"${config.gpu_usd_per_hour}/GPU-h"
+    if config.input_usd_per_mtok is not None or config.output_usd_per_mtok is not None:
+        return f"${config.input_usd_per_mtok or 0}/${config.output_usd_per_mtok or 0} per Mtok"
+    if config.type == "specialist":
+        from tui.core.config import DEFAULT_CPU_USD_PER_HOUR
+
+        return f"${config.cpu_usd_per_hour or DEFAULT_CPU_USD_PER_HOUR}/vCPU-h"
+    return "-"
+
+
+@click.command(name="backends", cls=Command, help="list the configured backends")
+@flag("--check", help="check that each one answers")
+@flag("--json", "as_json")
+@headless
+def list_backends(ctx: Context, *, check: bool, as_json: bool) -> int:
+    from backends.secrets import api_key, redact
+
+    if check:
+        from tui.services.backend_checks import check_backends
+
+        entries = asyncio.run(check_backends(ctx.settings))
+    else:
+        entries = [
+            {"name": n, "type": c.type, "model": c.model_name, "ok": None, "detail": _price(c)}
+            for n, c in ctx.settings.backends.items()
+        ]
+    secrets = [api_key(c) for c in ctx.settings.backends.values()]
+    for entry in entries:
+        entry["detail"] = redact(str(entry["detail"]), *secrets)
+    if as_json:
+        ctx.say(json.dumps(entries, indent=2))
+        return 0
+    active = ctx.settings.routing.backend
+    for e in entries:
+        mark = "*" if e["name"] == active else " "
+        status = "" if e["ok"] is None else ("ok   " if e["ok"] else "FAIL ")
+        ctx.say(f"{mark} {e['name']:<18}{e['type']:<16}{e['model']:<28}{status}{e['detail']}")
+    return 0
