@@ -196,6 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", type=Path, help="labelled JSONL/CSV instead of the database")
     train.add_argument("--out", type=Path, help="where to save the model")
     train.add_argument("--kind", default="tfidf", help="tfidf (default) or a stronger kind")
+    train.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="where a fine-tune trains: auto (a GPU when torch sees one), cpu or cuda",
+    )
 
     ev = sub.add_parser("eval", help="score a backend on a labelled file")
     ev.add_argument("--backend", required=True)
@@ -491,7 +497,9 @@ def cmd_train(ctx: Context, args: argparse.Namespace) -> int:
         targets = [label for _, label in examples]
         source = str(ctx.db_path)
     try:
-        model = SpecialistModel.train(texts, targets, source=source, kind=args.kind)
+        model = SpecialistModel.train(
+            texts, targets, source=source, kind=args.kind, device=args.device
+        )
     except TrainingError as exc:
         raise BadInput(str(exc)) from None
     except ImportError as exc:
