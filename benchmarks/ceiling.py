@@ -25,7 +25,7 @@ import numpy as np
 
 from benchmarks.banking77 import DEFAULT, load_rows, split
 from benchmarks.specialists import RESULTS, machine
-from tui.core.learning.kinds import softmax
+from tui.core.learning.finetuned_kind import softmax
 
 COMMAND = (
     "TRIAGEDESK_MINILM_DIR=.minilm-carry/minilm "
@@ -42,10 +42,11 @@ def reference_recipe(train: list[dict[str, str]], test: list[dict[str, str]]) ->
     from scipy.sparse import csr_matrix, hstack
     from sklearn.svm import LinearSVC
 
-    from tui.core.learning.kinds import StaticEmbeddingFeatures, minilm_dir
+    from tui.core.learning.embeddings_kind import StaticEmbeddingFeatures
+    from tui.core.learning.finetuned_kind import minilm_dir
     from tui.core.learning.minilm_finetune import load_base
-    from tui.core.learning.model import _features
     from tui.core.learning.onnx_encoder import export_encoder
+    from tui.core.learning.tfidf import tfidf_features as _features
 
     texts = [r["text"] for r in train]
     y = np.array([r["label"] for r in train])

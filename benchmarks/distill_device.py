@@ -59,7 +59,7 @@ def write_transfer(data: Path, out: Path, seed: int = 0) -> int:
 def _student(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
-    from benchmarks.finetune_device import write_run
+    from benchmarks.weight_parts import write_run
     from tui.core.learning.minilm_finetune import FinetuneConfig, finetune, predict_logits
 
     train, test = split(load_rows(Path(spec["data"])))

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.banking77 import load_rows, split
-from tui.core.learning.kinds import softmax
+from tui.core.learning.finetuned_kind import softmax
 
 FOLDS = 5
 
@@ -36,7 +36,7 @@ def _job(spec: dict[str, Any]) -> dict[str, Any]:
     """One fine-tune in its own process: returns logits (and writes weights if asked)."""
     import torch
 
-    from benchmarks.finetune_device import write_run
+    from benchmarks.weight_parts import write_run
     from tui.core.learning.minilm_finetune import FinetuneConfig, finetune, predict_logits
 
     rows = load_rows(Path(spec["data"]))

@@ -1,13 +1,15 @@
-"""Fine-tune MiniLM on the fixed Banking77 split on a GPU, export it to ONNX, and write figures.
+"""Measure the fine-tune on the fixed Banking77 split on a GPU: accuracy, ONNX export, folds.
 
-Run on the lent GPU machine (or any machine with torch):
+This is a benchmark, not how users fine-tune (that is `triagedesk train --kind finetuned
+--device cuda`). Run on the lent GPU machine (or any machine with torch):
 
     python3 -m benchmarks.finetune_device --data DIR/train.jsonl --base DIR/minilm --out OUT
 
-It trains on the 80 % split, checks the hand-built ONNX graph (fp32 and int8) against torch on
+It trains on the 80 % split, checks the torch.onnx export (fp32 and int8) against torch on
 the 20 %, then fine-tunes on 5 folds of the 80 % for out-of-fold logits, which is how the
 ensemble's mixing weight and cascade threshold are chosen without touching the 20 %. Weights
-come back as fp16 safetensors in 15 MiB parts (the tool returns files of at most 16 MiB).
+come back as fp16 safetensors in 15 MiB parts (the tool returns files of at most 16 MiB;
+`benchmarks.weight_parts.joined` makes the whole file the product reads).
 """
 
 from __future__ import annotations
@@ -24,39 +26,9 @@ from typing import Any
 import numpy as np
 
 from benchmarks.banking77 import load_rows, split
-from tui.core.learning.minilm_finetune import FinetuneConfig, Finetuned, finetune, predict_logits
+from benchmarks.weight_parts import write_run
+from tui.core.learning.minilm_finetune import FinetuneConfig, finetune, predict_logits
 from tui.core.learning.onnx_encoder import OnnxEncoder, export_encoder
-
-PART = 15 * 1024 * 1024
-
-
-def write_parts(weights: dict[str, np.ndarray], out: Path, stem: str) -> list[str]:
-    """Save fp16 safetensors and cut it into parts that the device tool can return."""
-    from safetensors.numpy import save
-
-    blob = save({k: v.astype(np.float16) for k, v in weights.items()})
-    names = []
-    for i, start in enumerate(range(0, len(blob), PART)):
-        name = f"{stem}.part{i:02d}"
-        (out / name).write_bytes(blob[start : start + PART])
-        names.append(name)
-    return names
-
-
-def write_run(result: Finetuned, out: Path, stem: str = "finetuned") -> list[str]:
-    """A fine-tune as the GPU run returns it: `{stem}.safetensors.partNN` (encoder and
-    classifier head, fp16) and `{stem}.json` (labels, BERT config, hyper-parameters) — the
-    folder `TRIAGEDESK_FINETUNED_ENCODER` and `benchmarks.specialists --finetuned` read."""
-    weights = dict(result.weights)
-    weights["classifier.weight"], weights["classifier.bias"] = result.head
-    parts = write_parts(weights, out, f"{stem}.safetensors")
-    meta = {
-        "classes": result.classes,
-        "bert": result.config["bert"],
-        "finetune": result.config["finetune"],
-    }
-    (out / f"{stem}.json").write_text(json.dumps(meta))
-    return parts
 
 
 def main() -> None:

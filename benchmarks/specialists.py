@@ -172,17 +172,19 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for kind in args.kinds.split(","):
             if kind in ("finetuned", "ensemble"):
-                from tui.core.learning.kinds import encoder_from_gpu_run
+                from benchmarks.weight_parts import joined
+                from tui.core.learning.finetuned_kind import encoder_from_gpu_run
                 from tui.core.learning.onnx_encoder import is_weights_dir
 
-                if not is_weights_dir(args.finetuned):
+                weights = joined(args.finetuned, Path(tmp) / "weights")
+                if not is_weights_dir(weights):
                     report["notes"].append(
                         f"{kind}: skipped, no fine-tuned weights in {args.finetuned}"
                     )
                     continue
                 encoder = Path(tmp) / "encoder"
                 if not encoder.exists():
-                    encoder_from_gpu_run(args.finetuned, encoder)
+                    encoder_from_gpu_run(weights, encoder)
                 os.environ["TRIAGEDESK_FINETUNED_ENCODER"] = str(encoder)
             row = evaluate(kind, train, test)
             print(json.dumps(row), flush=True)

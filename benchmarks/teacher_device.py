@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.banking77 import load_rows, split
-from tui.core.learning.kinds import softmax
+from tui.core.learning.finetuned_kind import softmax
 
 
 def _train(spec: dict[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""Stronger specialist kinds on small generated data: the hand-built ONNX encoder, the
-fine-tuned and ensemble kinds (served from a tiny generated ONNX encoder, no torch), the static
+"""Stronger specialist kinds on small generated data: the torch.onnx export, the fine-tuned
+and ensemble kinds (served from a tiny committed ONNX encoder, no torch), the static
 embeddings kind, artifacts beside the model, and the error that names the pip extra."""
 
 from __future__ import annotations
@@ -18,85 +18,63 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("tokenizers")
 
 from backends.specialist import SpecialistBackend
+from tests.unit.tiny_encoder import (
+    FILLER,
+    FIXTURE,
+    SHAPE,
+    VOCAB,
+    WORDS,
+    build_tiny_encoder,
+    copy_fixture,
+    make_data,
+    tiny_tokenizer,
+)
 from tui.core.config import BackendConfig
-from tui.core.learning.bert_onnx import BertShape, build_bert_onnx, random_bert, reference_forward
-from tui.core.learning.kinds import ENCODER_ENV, CascadeEnsemble, build_pipeline
+from tui.core.learning.bert_torch import BertShape, bert_module, export_onnx, random_bert
+from tui.core.learning.ensemble_kind import CascadeEnsemble
+from tui.core.learning.finetuned_kind import ENCODER_ENV, MAX_STEPS_ENV, max_steps_from_env
+from tui.core.learning.kinds import build_pipeline
 from tui.core.learning.model import SpecialistModel, TrainingError
-from tui.core.learning.onnx_encoder import OnnxEncoder, export_encoder
+from tui.core.learning.onnx_encoder import OnnxEncoder, export_encoder, is_weights_dir
 from tui.core.models import Taxonomy, Ticket
 
 ROOT = Path(__file__).resolve().parents[2]
-SHAPE = BertShape(hidden=16, heads=2, layers=2)
-WORDS = {
-    "billing": ["charged", "refund", "invoice", "payment", "card", "twice"],
-    "shipping": ["parcel", "tracking", "delivery", "courier", "late", "package"],
-}
-FILLER = ["my", "the", "is", "where", "please", "a"]
-VOCAB = ["[PAD]", "[UNK]", *FILLER, *(w for ws in WORDS.values() for w in ws)]
-
-
-def make_data(n: int = 40, seed: int = 0) -> tuple[list[str], list[str]]:
-    rng = np.random.default_rng(seed)
-    texts, labels = [], []
-    for i in range(n):
-        label = sorted(WORDS)[i % 2]
-        words = list(rng.choice(WORDS[label], 2)) + list(rng.choice(FILLER, 2))
-        rng.shuffle(words)
-        texts.append(" ".join(words))
-        labels.append(label)
-    return texts, labels
-
-
-def tiny_tokenizer(path: Path) -> Path:
-    from tokenizers import Tokenizer
-    from tokenizers.models import WordLevel
-    from tokenizers.pre_tokenizers import Whitespace
-
-    tokenizer = Tokenizer(WordLevel({w: i for i, w in enumerate(VOCAB)}, unk_token="[UNK]"))
-    tokenizer.pre_tokenizer = Whitespace()
-    tokenizer.save(str(path))
-    return path
 
 
 @pytest.fixture
 def encoder_dir(tmp_path: Path) -> Path:
     """A tiny 'fine-tuned' encoder whose head separates the two labels by their words."""
-    weights = random_bert(SHAPE, vocab=len(VOCAB), positions=32)
-    config = {"hidden_size": 16, "num_attention_heads": 2, "num_hidden_layers": 2}
-    texts, labels = make_data(200, seed=1)
-    # Fit the head on the random encoder's embeddings: a stand-in for fine-tuning.
-    plain = export_encoder(
-        weights, config, tiny_tokenizer(tmp_path / "tok.json"), tmp_path / "plain", int8=False
-    )
-    from sklearn.linear_model import LogisticRegression
-
-    head = LogisticRegression(C=100, max_iter=2000).fit(OnnxEncoder(plain).embed(texts), labels)
-    w = np.vstack([-head.coef_[0], head.coef_[0]])
-    b = np.array([-head.intercept_[0], head.intercept_[0]])
-    return export_encoder(
-        weights,
-        config,
-        tmp_path / "tok.json",
-        tmp_path / "encoder",
-        head=(w, b),
-        classes=sorted(WORDS),
-        int8=False,
-    )
+    return copy_fixture(tmp_path / "encoder")
 
 
-def test_onnx_graph_matches_numpy_reference(tmp_path: Path) -> None:
+def test_committed_tiny_encoder_is_what_the_export_writes(tmp_path: Path) -> None:
+    """The fixture the serving tests use is the export of today's code, not a stale file."""
+    pytest.importorskip("torch")
+    fresh = build_tiny_encoder(tmp_path / "fresh")
+    texts, _ = make_data(30, seed=2)
+    committed = OnnxEncoder(FIXTURE).run(texts)
+    again = OnnxEncoder(fresh).run(texts)
+    assert np.allclose(committed["logits"], again["logits"], atol=1e-4)
+    assert np.allclose(committed["embedding"], again["embedding"], atol=1e-4)
+
+
+def test_onnx_export_matches_the_torch_module(tmp_path: Path) -> None:
     import onnxruntime as ort
 
+    torch = pytest.importorskip("torch")
     weights = random_bert(SHAPE, vocab=30, positions=16, seed=3)
-    path = build_bert_onnx(weights, SHAPE, tmp_path / "m.onnx")
+    path = export_onnx(weights, SHAPE, tmp_path / "m.onnx")
     ids = np.random.default_rng(0).integers(0, 30, (3, 6))
     mask = np.ones_like(ids)
     mask[1, 3:] = 0
     (embedding,) = ort.InferenceSession(str(path)).run(
         None, {"input_ids": ids, "attention_mask": mask}
     )
-    ref = reference_forward(weights, SHAPE, ids, mask)
-    assert np.abs(embedding - ref).max() < 1e-4
+    with torch.no_grad():
+        ref, _ = bert_module(weights, SHAPE, 1).eval()(
+            torch.from_numpy(ids), torch.from_numpy(mask)
+        )
+    assert np.abs(embedding - ref.numpy()).max() < 1e-4
     # padding never changes a text's embedding
     (alone,) = ort.InferenceSession(str(path)).run(
         None, {"input_ids": ids[1:2, :3], "attention_mask": mask[1:2, :3]}
@@ -115,6 +93,7 @@ def test_encoder_sorted_batching_keeps_order(encoder_dir: Path) -> None:
 
 
 def test_int8_export_is_smaller_and_close(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
     weights = random_bert(BertShape(hidden=64, heads=2, layers=1), vocab=len(VOCAB))
     config = {"hidden_size": 64, "num_attention_heads": 2, "num_hidden_layers": 1}
     tok = tiny_tokenizer(tmp_path / "tok.json")
@@ -149,9 +128,10 @@ def test_finetuned_kind_trains_saves_and_loads(
 def test_finetuned_kind_takes_a_gpu_runs_weights_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """What benchmarks/finetune_device.py returns (fp16 parts, finetuned.json, tokenizer)
+    """A fine-tune's weights folder (fp16 finetuned.safetensors, finetuned.json, tokenizer)
     is usable as is: the int8 graph is exported at training time and predicts like the
     same weights exported directly."""
+    pytest.importorskip("torch")
     from safetensors.numpy import save
 
     config = {"hidden_size": 16, "num_attention_heads": 2, "num_hidden_layers": 2}
@@ -167,9 +147,7 @@ def test_finetuned_kind_takes_a_gpu_runs_weights_folder(
             "classifier.bias": head[1].astype(np.float16),
         }
     )
-    half = len(blob) // 2
-    (run / "finetuned.safetensors.part00").write_bytes(blob[:half])
-    (run / "finetuned.safetensors.part01").write_bytes(blob[half:])
+    (run / "finetuned.safetensors").write_bytes(blob)
     classes = sorted(WORDS)
     (run / "finetuned.json").write_text(json.dumps({"classes": classes, "bert": config}))
     tiny_tokenizer(run / "tokenizer.json")
@@ -187,7 +165,7 @@ def test_finetuned_kind_takes_a_gpu_runs_weights_folder(
     expected = OnnxEncoder(direct).run(texts)["logits"]
     assert np.allclose(model.pipeline.logits(texts), expected, atol=1e-4)
     assert model.pipeline.trained_on == f"reused {run}"
-    (run / "finetuned.safetensors.part01").write_bytes(b"truncated")
+    (run / "finetuned.safetensors").write_bytes(blob[: len(blob) // 2])
     with pytest.raises(TrainingError, match="cannot export"):
         SpecialistModel.train(texts, labels, kind="finetuned")
 
@@ -323,3 +301,50 @@ def test_cli_names_the_extra_when_a_package_is_missing(tmp_path: Path) -> None:
     )
     assert r.returncode == 2, r.stderr
     assert "triagedesk[embeddings]" in r.stderr
+
+
+def test_a_step_budget_in_the_environment_must_be_a_whole_number(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(MAX_STEPS_ENV, raising=False)
+    assert max_steps_from_env() is None
+    monkeypatch.setenv(MAX_STEPS_ENV, " 25 ")
+    assert max_steps_from_env() == 25
+    for bad in ("0", "-3", "ten", "2.5"):
+        monkeypatch.setenv(MAX_STEPS_ENV, bad)
+        with pytest.raises(TrainingError, match=MAX_STEPS_ENV):
+            max_steps_from_env()
+
+
+def test_weights_cut_into_parts_are_not_a_weights_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The product reads whole files; `.partNN` pieces are the benchmarks' transfer format
+    (benchmarks.weight_parts joins them), and a folder of them is refused with the reason."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "finetuned.safetensors.part00").write_bytes(b"x")
+    (run / "finetuned.json").write_text(json.dumps({"classes": sorted(WORDS)}))
+    assert not is_weights_dir(run)
+    monkeypatch.setenv(ENCODER_ENV, str(run))
+    texts, labels = make_data(20)
+    with pytest.raises(TrainingError, match="neither an encoder directory"):
+        SpecialistModel.train(texts, labels, kind="finetuned")
+
+
+def test_benchmark_parts_join_into_the_whole_file_the_product_reads(tmp_path: Path) -> None:
+    from benchmarks.weight_parts import PART, joined, write_parts
+
+    rng = np.random.default_rng(0)  # fp16 on disk: 2 bytes a value, so this is > 1 part
+    weights = {"w": rng.standard_normal((PART // 4 + 10, 2)).astype(np.float32)}
+    run = tmp_path / "run"
+    run.mkdir()
+    names = write_parts(weights, run, "finetuned.safetensors")
+    assert len(names) == 2
+    (run / "finetuned.json").write_text("{}")
+    whole = joined(run, tmp_path / "whole")
+    assert is_weights_dir(whole) and joined(whole, tmp_path / "again") == whole
+    from safetensors.numpy import load_file
+
+    back = load_file(str(whole / "finetuned.safetensors"))["w"]
+    assert np.array_equal(back, weights["w"].astype(np.float16))

@@ -69,7 +69,8 @@ def learning_curve(
         TrainingError: The training data has fewer than two labels.
         ValueError: Texts and labels differ in length, or the test set is empty.
     """
-    from tui.core.learning.model import SpecialistModel, check_trainable
+    from tui.core.learning.model import SpecialistModel
+    from tui.core.learning.tfidf import check_trainable
     from tui.core.scoring import score_pairs
 
     if len(train_texts) != len(train_labels) or len(test_texts) != len(test_labels):

@@ -1,11 +1,9 @@
 """Fine-tune a MiniLM (BERT) sentence encoder plus a linear head for ticket classification.
 
-Only this module needs torch, and only while training: the result is a plain dict of numpy
-weights, which `tui.core.learning.bert_onnx` turns into an ONNX graph that onnxruntime
-serves without torch. The forward pass is written functionally over Hugging Face's weight
-names, the same names the ONNX builder reads, so no transformers version can drift between
-the two. It runs on a GPU when one is there (minutes) and on the CPU otherwise (about 10
-minutes for 8,000 tickets on two cores).
+Only training needs torch: the result is a plain dict of numpy weights, which
+`onnx_encoder.export_encoder` exports (through the same torch module, `bert_torch`) to the
+int8 ONNX graph that onnxruntime serves without torch. It runs on a GPU when torch sees one
+(minutes) and on the CPU otherwise (about 10 minutes for 8,000 tickets on two cores).
 """
 
 from __future__ import annotations
@@ -13,14 +11,17 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tui.core.learning.bert_onnx import BertShape
+from tui.core.learning.bert_torch import BertShape, bert_module
+from tui.core.learning.errors import TrainingError
+
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,28 @@ class FinetuneConfig:
     seed: int = 0
     distill_weight: float = 0.5
     """Share of the loss given to soft targets, when `finetune` is handed any."""
+    max_steps: int | None = None
+    """Stop after this many optimiser steps (the schedule shrinks to fit): a quick check."""
+
+
+def resolve_device(device: str | None) -> str:
+    """`auto` (or None) is CUDA when torch sees a GPU, else the CPU; `cuda:N` picks a GPU.
+
+    Raises:
+        TrainingError: An unknown device, or `cuda` where torch sees no GPU.
+    """
+    import torch
+
+    wanted = device or "auto"
+    if wanted == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if wanted == "cpu":
+        return "cpu"
+    if wanted == "cuda" or wanted.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise TrainingError(f"device {wanted}: torch sees no GPU (use --device auto or cpu)")
+        return wanted
+    raise TrainingError(f"unknown device {wanted!r}; choose one of {', '.join(DEVICES)}")
 
 
 def load_base(model_dir: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -83,87 +106,6 @@ def warmup_then_linear(step: int, total: int, warmup: int) -> float:
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
-def _torch_model(weights: Mapping[str, np.ndarray], shape: BertShape, classes: int) -> Any:
-    import torch
-    import torch.nn.functional as F
-    from torch import nn
-
-    class FunctionalBert(nn.Module):  # type: ignore[misc]
-        """BERT over a flat dict of Hugging Face-named parameters, with a linear head."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.params = nn.ParameterDict(
-                {
-                    k.replace(".", "__"): nn.Parameter(torch.from_numpy(v.copy()))
-                    for k, v in weights.items()
-                }
-            )
-            self.head = nn.Linear(shape.hidden, classes)
-            nn.init.normal_(self.head.weight, std=0.02)
-            nn.init.zeros_(self.head.bias)
-            self.dropout = 0.1
-
-        def p(self, key: str) -> Any:
-            return self.params[key.replace(".", "__")]
-
-        def ln(self, x: Any, prefix: str) -> Any:
-            return F.layer_norm(
-                x, (shape.hidden,), self.p(prefix + ".weight"), self.p(prefix + ".bias"), shape.eps
-            )
-
-        def lin(self, x: Any, prefix: str) -> Any:
-            return F.linear(x, self.p(prefix + ".weight"), self.p(prefix + ".bias"))
-
-        def forward(self, ids: Any, mask: Any) -> tuple[Any, Any]:
-            batch, tokens = ids.shape
-            heads, hd = shape.heads, shape.hidden // shape.heads
-            drop = self.dropout if self.training else 0.0
-            x = (
-                F.embedding(ids, self.p("embeddings.word_embeddings.weight"))
-                + self.p("embeddings.position_embeddings.weight")[:tokens]
-                + self.p("embeddings.token_type_embeddings.weight")[0]
-            )
-            x = F.dropout(self.ln(x, "embeddings.LayerNorm"), drop, self.training)
-            maskf = mask.to(x.dtype)
-            bias = ((1.0 - maskf) * -10000.0)[:, None, None, :]
-            for i in range(shape.layers):
-                pre = f"encoder.layer.{i}."
-
-                def split(t: Any) -> Any:
-                    return t.view(batch, tokens, heads, hd).transpose(1, 2)
-
-                q = split(self.lin(x, pre + "attention.self.query"))
-                k = split(self.lin(x, pre + "attention.self.key"))
-                v = split(self.lin(x, pre + "attention.self.value"))
-                ctx = F.scaled_dot_product_attention(
-                    q, k, v, attn_mask=bias.to(q.dtype), dropout_p=drop
-                )
-                ctx = ctx.transpose(1, 2).reshape(batch, tokens, shape.hidden)
-                attended = F.dropout(
-                    self.lin(ctx, pre + "attention.output.dense"), drop, self.training
-                )
-                x = self.ln(attended + x, pre + "attention.output.LayerNorm")
-                inner = F.gelu(self.lin(x, pre + "intermediate.dense"))
-                out = F.dropout(self.lin(inner, pre + "output.dense"), drop, self.training)
-                x = self.ln(out + x, pre + "output.LayerNorm")
-            pooled = (x * maskf[:, :, None]).sum(1) / maskf.sum(1, keepdim=True).clamp(min=1e-9)
-            return pooled, self.head(F.dropout(pooled, drop, self.training))
-
-        def numpy_weights(self) -> tuple[dict[str, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-            encoder = {
-                k.replace("__", "."): v.detach().float().cpu().numpy()
-                for k, v in self.params.items()
-            }
-            head = (
-                self.head.weight.detach().float().cpu().numpy(),
-                self.head.bias.detach().float().cpu().numpy(),
-            )
-            return encoder, head
-
-    return FunctionalBert()
-
-
 @dataclass
 class Finetuned:
     """A fine-tuned encoder's weights, its head and how training went."""
@@ -174,6 +116,8 @@ class Finetuned:
     config: dict[str, Any]
     log: list[dict[str, float]]
     seconds: float
+    steps: int = 0
+    """Optimiser steps taken (fewer than the epochs would take under `max_steps`)."""
 
 
 def finetune(
@@ -199,7 +143,7 @@ def finetune(
     started = time.perf_counter()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(device)
     base, bert_config = load_base(base_dir)
     shape = BertShape.from_config(bert_config)
     classes = sorted(set(labels))
@@ -208,7 +152,7 @@ def finetune(
     tokenizer = Tokenizer.from_file(str(base_dir / "tokenizer.json"))
     ids, _ = tokenize(tokenizer, texts, cfg.max_length)
 
-    model = _torch_model(base, shape, len(classes)).to(device)
+    model = bert_module(base, shape, len(classes)).to(device)
     model.dropout = cfg.dropout
     head_params = list(model.head.parameters())
     no_decay = [p for k, p in model.params.items() if "LayerNorm" in k or k.endswith("bias")]
@@ -222,6 +166,8 @@ def finetune(
     )
     steps_per_epoch = math.ceil(len(ids) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
+    if cfg.max_steps is not None:
+        total = max(1, min(total, cfg.max_steps))
     warmup = max(1, int(total * cfg.warmup))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -235,10 +181,15 @@ def finetune(
     history: list[dict[str, float]] = []
     step = 0
     for epoch in range(cfg.epochs):
+        if step >= total:
+            break
         model.train()
         order = rng.permutation(len(ids))
         running = 0.0
+        taken = 0
         for start in range(0, len(order), cfg.batch_size):
+            if step >= total:
+                break
             chosen = order[start : start + cfg.batch_size]
             batch_ids, batch_mask = pad([ids[i] for i in chosen])
             t_ids = torch.from_numpy(batch_ids).to(device)
@@ -259,9 +210,10 @@ def finetune(
             scheduler.step()
             running += float(loss.detach())
             step += 1
+            taken += 1
         entry = {
             "epoch": epoch + 1,
-            "loss": running / steps_per_epoch,
+            "loss": running / max(1, taken),
             "seconds": time.perf_counter() - started,
         }
         history.append(entry)
@@ -276,6 +228,7 @@ def finetune(
         config={"bert": bert_config, "finetune": asdict(cfg), "device": device},
         log=history,
         seconds=time.perf_counter() - started,
+        steps=step,
     )
 
 
@@ -287,11 +240,8 @@ def predict_logits(
     from tokenizers import Tokenizer
 
     shape = BertShape.from_config(result.config["bert"])
-    model = _torch_model(result.weights, shape, len(result.classes)).to(device)
-    with torch.no_grad():
-        model.head.weight.copy_(torch.from_numpy(result.head[0]))
-        model.head.bias.copy_(torch.from_numpy(result.head[1]))
-    model.eval()
+    model = bert_module(result.weights, shape, len(result.classes), head=result.head)
+    model = model.to(device).eval()
     tokenizer = Tokenizer.from_file(str(base_dir / "tokenizer.json"))
     ids, _ = tokenize(tokenizer, texts, int(result.config["finetune"]["max_length"]))
     out = []

@@ -1,8 +1,8 @@
-"""The specialist: a small classifier trained on the team's own labels.
+"""The specialist: a small classifier trained on the team's own labels, saved and loaded.
 
-Word and character n-gram TF-IDF features and a linear SVM, calibrated to probabilities with
-Platt scaling. On Banking77 this family reaches about 91 % in seconds on two cores, and it
-predicts thousands of tickets a second, which is the point: fast, cheap, private.
+`SpecialistModel` wraps whichever kind was trained (TF-IDF by default, see `tfidf`; the
+stronger ones in `kinds`) with what it was trained on, and owns the on-disk format: one joblib
+file, a JSON sidecar, and a folder of artifacts for kinds that have files of their own.
 """
 
 from __future__ import annotations
@@ -10,13 +10,18 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from tui.core.learning.errors import TrainingError
+from tui.core.learning.kinds import build_pipeline
+from tui.core.learning.tfidf import build_tfidf_pipeline, check_trainable
+
+__all__ = ["FORMAT_VERSION", "SpecialistModel", "TrainingError", "TrainingInfo"]
 
 FORMAT_VERSION = 1
 
@@ -34,71 +39,6 @@ class TrainingInfo:
     source: str
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-class TrainingError(Exception):
-    """The labels cannot train a model (too few examples, a single label)."""
-
-
-def _features() -> Any:
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.pipeline import FeatureUnion
-
-    return FeatureUnion(
-        [
-            (
-                "word",
-                TfidfVectorizer(
-                    analyzer="word",
-                    ngram_range=(1, 2),
-                    sublinear_tf=True,
-                    min_df=1,
-                    lowercase=True,
-                    strip_accents="unicode",
-                ),
-            ),
-            (
-                "char",
-                TfidfVectorizer(
-                    analyzer="char_wb",
-                    ngram_range=(2, 5),
-                    sublinear_tf=True,
-                    min_df=2,
-                    lowercase=True,
-                    strip_accents="unicode",
-                    max_features=300_000,
-                ),
-            ),
-        ]
-    )
-
-
-def check_trainable(labels: Sequence[str]) -> Counter[str]:
-    counts = Counter(labels)
-    if len(counts) < 2:
-        raise TrainingError(
-            f"need at least 2 different labels to train, found {len(counts)} "
-            f"({len(labels)} labelled tickets)"
-        )
-    return counts
-
-
-def build_tfidf_pipeline(counts: Counter[str]) -> Any:
-    """TF-IDF + linear SVM with sigmoid calibration; plain logistic regression when some
-    label has too few examples for cross-validated calibration."""
-    from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
-    from sklearn.svm import LinearSVC
-
-    folds = min(3, min(counts.values()))
-    if folds >= 2:
-        clf: Any = CalibratedClassifierCV(
-            LinearSVC(C=0.5, class_weight="balanced"), method="sigmoid", cv=folds, ensemble=False
-        )
-    else:
-        clf = LogisticRegression(C=10.0, max_iter=2000, class_weight="balanced")
-    return Pipeline([("features", _features()), ("clf", clf)])
 
 
 class SpecialistModel:
@@ -119,20 +59,21 @@ class SpecialistModel:
         kind: str = "tfidf",
         device: str = "auto",
     ) -> SpecialistModel:
-        """Fit a pipeline of `kind` on the texts and their labels.
+        """Fit a model of `kind` on the labelled texts.
 
-        `device` (`auto`, `cpu`, `cuda`) is where a stronger kind would train; `train
-        --device` passes it. It is not forwarded yet: tfidf trains on the CPU whatever it
-        says.
+        `device` (auto, cpu, cuda) is where a kind with a neural network trains: auto takes
+        the GPU when torch sees one. The TF-IDF and embeddings kinds run on the CPU anyway.
+
+        Raises:
+            TrainingError: Too few labels, a single label, an unknown kind or device.
+            MissingExtra: The kind needs an optional package that is not installed.
         """
         if len(texts) != len(labels):
             raise TrainingError("texts and labels differ in length")
         counts = check_trainable(labels)
         started = time.perf_counter()
         if kind != "tfidf":
-            from tui.core.learning.kinds import build_pipeline  # stronger, optional kinds
-
-            pipeline = build_pipeline(kind, counts)
+            pipeline = build_pipeline(kind, counts, device=device)
         else:
             pipeline = build_tfidf_pipeline(counts)
         pipeline.fit(list(texts), list(labels))
