@@ -10,9 +10,9 @@ from click.decorators import FC
 
 from tui.cli.context import BadInput, Context, headless, wait_printer
 from tui.cli.usage import Command, IdList, WholeNumber, flag, value_option
-from tui.core.claims import claim_lease_s
 from tui.core.store import Store, describe_owner
-from tui.services.routing import MAX_CONCURRENCY, Router, RunClaims, RunSummary, page_pending
+from tui.services.routing import MAX_CONCURRENCY, Router, RunSummary
+from tui.services.runs import RunService, Selection, UnknownTickets
 
 CONCURRENCY_HELP = (
     f"tickets in flight, 1 to {MAX_CONCURRENCY} (default: the backend's max_concurrency)"
@@ -74,64 +74,37 @@ async def _route(
     concurrency: int | None,
     limit: int | None,
 ) -> RunSummary:
-    """Open (or resume, or join) the run, page its pending tickets through the Router under
-    claims, and finish the run once nothing is left; tickets another run holds are skipped."""
+    """Plan the run (open, resume or join it) and route it through the one run service the
+    TUI uses too; only the lines printed about it are the command's own."""
     taxonomy = ctx.labels_known(store)
     router = Router(ctx.settings, taxonomy, store)
     router.on_wait = wait_printer(ctx)
     backend = backend_name or ctx.settings.routing.backend
-    config = ctx.settings.backend(backend)
-    workers = concurrency or config.max_concurrency
     if ids is not None:  # parsed by `IdList`: never empty, no repeats
-        missing = [i for i in ids if store.get_ticket(i) is None]
-        if missing:
-            raise BadInput(f"--ids: no ticket with id {missing[0]!r}")
-    selection = (
-        "all" if all_tickets else ("ids:" + ",".join(ids) if ids is not None else "unrouted")
-    )
-    lease_s = claim_lease_s()  # a bad TRIAGEDESK_CLAIM_LEASE_S is refused before any write
-    run = store.open_run(backend, selection)
-    claims = RunClaims(store, run.id, lease_s=lease_s)
-    total: int | None
-    if ids is not None:
-        total = len(store.pending_in_run(run.id, ids=ids, limit=len(ids)))
-    elif all_tickets:
-        total = store.ticket_count() - store.decisions_in_run(run.id)
+        selection = Selection.of_ids(ids, limit=limit)
     else:
-        total = store.count_unrouted()
-    if limit is not None and total is not None:
-        total = min(total, limit)
-    if run.resumed:
-        holders = store.claim_holders(run.id)
-        if holders:
-            who = ", ".join(describe_owner(owner) for owner in holders)
-            print(f"joining {run.id}, which another run ({who}) is routing", file=ctx.err)
-        else:
-            print(f"resuming {run.id}", file=ctx.err)
-    progress = ctx.progress()
-    progress.start(total, f"routing with {backend}")
+        selection = Selection("all" if all_tickets else "unrouted", limit=limit)
+    service = RunService(store, router)
     try:
-        summary = await router.run(
-            page_pending(
-                store,
-                run.id,
-                ids=ids,
-                unrouted_only=selection == "unrouted",
-                limit=limit,
-                claims=claims,
-            ),
-            run_id=run.id,
-            backend=backend,
-            concurrency=workers,
-            on_decision=lambda _d: progress.advance(),
-            claims=claims,
+        try:
+            plan = service.plan(selection, backend=backend)
+        except UnknownTickets as exc:
+            raise BadInput(f"--ids: {exc}") from None
+        if plan.resumed:
+            if plan.holders:
+                who = ", ".join(describe_owner(owner) for owner in plan.holders)
+                print(f"joining {plan.run_id}, which another run ({who}) is routing", file=ctx.err)
+            else:
+                print(f"resuming {plan.run_id}", file=ctx.err)
+        outcome = await service.route(
+            plan,
+            concurrency=concurrency,
+            progress=ctx.progress(),
+            description=f"routing with {backend}",
         )
     finally:
-        progress.stop()
         await router.aclose()
-    complete = limit is None or summary.routed < limit
-    if complete:
-        store.finish_run(run.id)  # left running while another run still holds its tickets
+    summary = outcome.summary
     if summary.skipped_line:
         print(f"triagedesk: {summary.skipped_line}", file=ctx.err)
     return summary
