@@ -23,6 +23,7 @@ a wrong date on a ticket without a word:
 from __future__ import annotations
 
 import email.utils
+import functools
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -156,19 +157,16 @@ def _zone(name: str | None, offset: int | None) -> timezone | None:
     raise _Refused(f"unknown time zone {name}")
 
 
-_PARSER: list[DateutilParser] = []
-
-
+@functools.cache
 def _parser() -> DateutilParser:
     """One dateutil parser with strptime's two-digit-year pivot, built on first use."""
-    if not _PARSER:
-        from dateutil.parser import parser, parserinfo
+    from dateutil.parser import parser, parserinfo
 
-        class _FixedPivot(parserinfo):  # type: ignore[misc]
-            def convertyear(self, year: int, century_specified: bool = False) -> int:
-                if year < 100 and not century_specified:
-                    return year + (1900 if year >= 69 else 2000)
-                return year
+    class _FixedPivot(parserinfo):  # type: ignore[misc]
+        def convertyear(self, year: int, century_specified: bool = False) -> int:
+            if year < 100 and not century_specified:
+                return year + (1900 if year >= 69 else 2000)
+            return year
 
-        _PARSER.append(parser(_FixedPivot()))
-    return _PARSER[0]
+    built: DateutilParser = parser(_FixedPivot())
+    return built
