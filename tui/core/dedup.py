@@ -6,6 +6,10 @@ Near duplicates have a Jaccard similarity of at least 0.9 between their sets of 
 5-grams; candidates come from MinHash signatures (128 hash functions) cut into 16 bands of 8
 rows (locality-sensitive hashing), so the work grows with the number of rows, not its square.
 Candidates whose signatures agree enough are confirmed with the exact Jaccard of the 5-grams.
+
+Why not datasketch's MinHash and MinHashLSH: the same algorithm on them groups 1.4-4.5x slower
+and adds ~3.7 s of import (scipy.integrate) to every export; `benchmarks/dedup_speed.py` and
+benchmarks/RESULTS.md section 7 have the figures.
 """
 
 from __future__ import annotations

@@ -1,0 +1,204 @@
+"""One JSONL object or CSV row -> a `Ticket`: field names, types, limits and the content id."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from tui.core.ingest.dates import parse_date
+from tui.core.models import Ticket, check_label_name, check_ticket_id
+
+KNOWN_FIELDS = ("id", "text", "subject", "body", "label", "created_at", "customer", "channel")
+"""Fields a record maps onto `Ticket`; every other field goes to `Ticket.meta` verbatim."""
+
+
+def ticket_from_record(
+    record: dict[str, Any], *, line: int, max_field_chars: int = 1_000_000
+) -> tuple[Ticket, str | None]:
+    """Turn one JSONL object or CSV row into a ticket and its optional agent label.
+
+    Known field names match case-insensitively (CSV headers are often "Text" or "Label").
+
+    Args:
+        record: Field name -> value, as read from the file.
+        line: Where the record starts; the caller's RowError carries it, so reasons don't.
+        max_field_chars: Longest accepted string field.
+
+    Returns:
+        The ticket and its label (None when the record has no non-empty label).
+
+    Raises:
+        ValueError: With a one-line reason naming the offending field.
+    """
+    del line  # part of the signature so callers can pass it; reasons carry no position
+    if not isinstance(record, dict):
+        raise ValueError(f"expected an object, got {type_name(record)}")
+    keys = _known_keys(record)
+    for key, value in record.items():
+        if isinstance(value, str) and len(value) > max_field_chars:
+            raise ValueError(
+                f"field {key!r} is {len(value)} characters; the limit is {max_field_chars}"
+            )
+    text = _optional_str(record, keys, "text")
+    subject = _optional_str(record, keys, "subject") or ""
+    body = _optional_str(record, keys, "body")
+    if text is None and not subject.strip() and body is None:
+        if "text" not in keys and "subject" not in keys and "body" not in keys:
+            raise ValueError("no 'text' field (or 'subject' + 'body')")
+        raise ValueError("empty text")
+    subject = subject.strip()
+    if text is None:
+        text = "\n\n".join(part for part in (subject, (body or "").strip()) if part)
+    text = text.strip()
+    if not text:
+        raise ValueError("empty text")
+    if len(text) > max_field_chars:
+        raise ValueError(f"field 'text' is {len(text)} characters; the limit is {max_field_chars}")
+
+    label = _optional_str(record, keys, "label")
+    label = label.strip() if label is not None else None
+    if label:  # an empty label cell means "unlabelled", as spreadsheets export it
+        try:
+            label = check_label_name(label)
+        except ValueError as exc:
+            raise ValueError(f"field 'label': {exc}") from None
+    customer = _scalar_str(record, keys, "customer")
+    channel = _scalar_str(record, keys, "channel")
+    created_at = _parse_date_field(record.get(keys["created_at"])) if "created_at" in keys else None
+
+    ticket_id = _id_field(record, keys)
+    if ticket_id is None:
+        ticket_id = content_id(text, customer, created_at)
+    meta = {key: value for key, value in record.items() if key not in keys.values()}
+    try:
+        ticket = Ticket(
+            id=ticket_id,
+            text=text,
+            subject=subject,
+            customer=customer,
+            channel=channel,
+            created_at=created_at,
+            meta=meta,
+        )
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ValueError(f"field {'.'.join(map(str, err['loc']))!r}: {err['msg']}") from None
+    return ticket, label or None
+
+
+def content_id(text: str, customer: str | None = None, created_at: datetime | None = None) -> str:
+    """A stable id for a ticket whose source has none, so that re-imports don't duplicate it.
+
+    The sender and date take part so that two customers who both write "where is my order??"
+    remain two tickets.
+    """
+    parts = [text, customer or "", created_at.isoformat() if created_at else ""]
+    digest = hashlib.sha1("\x1f".join(parts).encode("utf-8", "replace")).hexdigest()
+    return f"t-{digest[:12]}"
+
+
+def norm(name: str) -> str:
+    """A field or header name as matched: trimmed, BOM dropped, lower case."""
+    return name.strip().lstrip("\ufeff").strip().lower()
+
+
+def _known_keys(record: dict[str, Any]) -> dict[str, str]:
+    """Known field -> the record's actual key, exact names winning over case variants."""
+    names = tuple(record)
+    try:
+        return dict(_known_keys_of(names))
+    except TypeError:  # an unhashable key cannot happen in JSON/CSV, but stay total
+        return _known_keys_uncached(names)
+
+
+@functools.lru_cache(maxsize=256)
+def _known_keys_of(names: tuple[Any, ...]) -> tuple[tuple[str, str], ...]:
+    """Cached per key set: every row of a file usually has the same columns."""
+    return tuple(_known_keys_uncached(names).items())
+
+
+def _known_keys_uncached(names: tuple[Any, ...]) -> dict[str, str]:
+    keys: dict[str, str] = {}
+    for key in names:
+        if not isinstance(key, str):
+            continue
+        known = norm(key)
+        if known in KNOWN_FIELDS and (known not in keys or key == known):
+            keys[known] = key
+    return keys
+
+
+def _optional_str(record: dict[str, Any], keys: dict[str, str], field: str) -> str | None:
+    if field not in keys:
+        return None
+    value = record[keys[field]]
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"field {field!r} must be a string, not {type_name(value)}")
+    return value
+
+
+def _scalar_str(record: dict[str, Any], keys: dict[str, str], field: str) -> str | None:
+    if field not in keys:
+        return None
+    value = record[keys[field]]
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"field {field!r} must be a string, not {type_name(value)}")
+    text = str(value).strip()
+    return text or None
+
+
+def _id_field(record: dict[str, Any], keys: dict[str, str]) -> str | None:
+    if "id" not in keys:
+        return None
+    value = record[keys["id"]]
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"field 'id' must be a string or a number, not {type_name(value)}")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(f"field 'id' must be a string or an integer, not {value!r}")
+        value = int(value)
+    text = str(value).strip()
+    if not text:
+        return None
+    try:
+        return check_ticket_id(text)
+    except ValueError as exc:
+        raise ValueError(f"field 'id': {exc}") from None
+
+
+def _parse_date_field(value: Any) -> datetime | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"field 'created_at' must be a date string, not {type_name(value)}")
+    if isinstance(value, int | float):
+        seconds = value / 1000 if abs(value) > 1e11 else value  # epoch milliseconds
+        try:
+            return datetime.fromtimestamp(seconds, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            raise ValueError(f"field 'created_at': timestamp {value!r} out of range") from None
+    if not isinstance(value, str):
+        raise ValueError(f"field 'created_at' must be a date string, not {type_name(value)}")
+    try:
+        return parse_date(value)
+    except ValueError as exc:
+        raise ValueError(f"field 'created_at': {exc}") from None
+
+
+def type_name(value: object) -> str:
+    names = {dict: "an object", list: "a list", bool: "a boolean", type(None): "null"}
+    if type(value) in names:
+        return names[type(value)]
+    if isinstance(value, int | float):
+        return "a number"
+    return type(value).__name__

@@ -1,0 +1,88 @@
+"""What parsing one import file yields: the tickets, the per-record errors, and the two errors.
+
+Every failure is an `IngestError` (the file as a whole) or a `RowError` (one record); the
+`Collector` adds tickets while enforcing SPEC's one-id-one-ticket rule within a file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, field_validator
+
+from tui.core.models import Ticket
+from tui.core.safe_text import printable
+
+Format = Literal["jsonl", "csv", "eml", "mbox"]
+
+
+class IngestError(Exception):
+    """The whole file is unusable (unreadable, not UTF-8, unknown format); the message names it.
+
+    The message is escaped and capped here, once for every caller: it is printed, written to
+    reports and shown in the TUI, and may carry a file's name or a piece of its content.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(printable(message, 500))
+
+
+class RowError(BaseModel):
+    """One record that could not become a ticket."""
+
+    line: int
+    """1-based physical line where the record starts (eml: 1; mbox: the message's From line)."""
+    reason: str
+    """One line; escaped and capped on creation, since reasons quote the file's content."""
+
+    @field_validator("reason")
+    @classmethod
+    def _one_safe_line(cls, reason: str) -> str:
+        return printable(reason)
+
+
+class ParsedFile(BaseModel):
+    """Everything one import file yielded, good and bad, for the store to accept or reject."""
+
+    path: Path
+    format: Format
+    tickets: list[Ticket]
+    labels: dict[str, str]
+    """Ticket id -> agent label, for rows that carried a non-empty label."""
+    errors: list[RowError]
+    skipped_duplicates: int = 0
+    """Rows whose id repeated an earlier row with identical content."""
+    lines: dict[str, int] = {}
+    """Ticket id -> the line its record starts on, so the store can name the line of a
+    ticket that conflicts with one imported earlier (from another file)."""
+
+
+class Collector:
+    """Adds tickets to a ParsedFile while enforcing SPEC's one-id-one-ticket rule per file."""
+
+    def __init__(self, parsed: ParsedFile) -> None:
+        self.parsed = parsed
+        self.first_seen: dict[str, tuple[int, Ticket, str | None]] = {}
+
+    def error(self, line: int, reason: str) -> None:
+        self.parsed.errors.append(RowError(line=line, reason=reason))
+
+    def add(self, ticket: Ticket, label: str | None, line: int) -> None:
+        seen = self.first_seen.get(ticket.id)
+        if seen is not None:
+            first_line, first, first_label = seen
+            if _same_content(first, ticket) and first_label == label:
+                self.parsed.skipped_duplicates += 1
+            else:
+                self.error(line, f"duplicate id {ticket.id} (first on line {first_line})")
+            return
+        self.first_seen[ticket.id] = (line, ticket, label)
+        self.parsed.tickets.append(ticket)
+        self.parsed.lines[ticket.id] = line
+        if label:
+            self.parsed.labels[ticket.id] = label
+
+
+def _same_content(a: Ticket, b: Ticket) -> bool:
+    return a.model_dump(exclude={"received_at"}) == b.model_dump(exclude={"received_at"})
