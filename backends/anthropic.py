@@ -44,12 +44,12 @@ from tui.core.backend import (
     ServerError,
     Stopwatch,
 )
+from tui.core.config.options import AnthropicOptions
 from tui.core.prompt import Prompt
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
-    from tui.core.config import BackendConfig
     from tui.core.registry import Resolver
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -91,10 +91,12 @@ class AnthropicBackend(LLMBackend[Reply]):
     """Routes through `POST {base_url}/v1/messages`, streamed by default."""
 
     type = "anthropic"
+    Options = AnthropicOptions
+    config: AnthropicOptions
     token_sums = "all-or-none"
     ttft_per_attempt = True
 
-    def __init__(self, config: BackendConfig, *, resolve: Resolver | None = None) -> None:
+    def __init__(self, config: AnthropicOptions, *, resolve: Resolver | None = None) -> None:
         super().__init__(config, resolve=resolve)
         self._client: httpx.AsyncClient | None = None
 

@@ -38,7 +38,7 @@ from tui.core.backend import (
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
-    from tui.core.config import BackendConfig
+    from tui.core.config import HTTPOptions
 
 MAX_RESPONSE_BYTES = 1_000_000
 """Most bytes read from one reply; a classification answer is a few hundred."""
@@ -52,9 +52,7 @@ INFLATE_STEP = 65_536
 """Most bytes one decompression step may produce, so a gzip bomb never inflates at once."""
 
 
-def make_client(
-    config: BackendConfig, *, headers: dict[str, str] | None = None
-) -> httpx.AsyncClient:
+def make_client(config: HTTPOptions, *, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
     """One pooled client per backend instance.
 
     The transport is aiohttp's (through httpx-aiohttp) unless `http_transport = "httpx"`:

@@ -47,11 +47,11 @@ from tui.core.backend import (
     Stopwatch,
     Timeout,
 )
+from tui.core.config.options import LlamaCppOptions
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
-    from tui.core.config import BackendConfig
     from tui.core.models import ConfidenceSource
     from tui.core.registry import Resolver
 
@@ -186,8 +186,10 @@ class LlamaCppServerBackend(LLMBackend[Completion]):
     """Routes tickets through `llama-server` (llama.cpp) on its native API."""
 
     type = "llamacpp"
+    Options = LlamaCppOptions
+    config: LlamaCppOptions
 
-    def __init__(self, config: BackendConfig, *, resolve: Resolver | None = None) -> None:
+    def __init__(self, config: LlamaCppOptions, *, resolve: Resolver | None = None) -> None:
         super().__init__(config, resolve=resolve)
         self.base_url = config.base_url or "http://127.0.0.1:8080"
         self._client: httpx.AsyncClient | None = None

@@ -47,11 +47,11 @@ from tui.core.backend import (
     ServerError,
     Stopwatch,
 )
+from tui.core.config.options import OpenAIOptions
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
-    from tui.core.config import BackendConfig
     from tui.core.models import ConfidenceSource
     from tui.core.registry import Resolver
 
@@ -120,11 +120,13 @@ class OpenAIBackend(LLMBackend[Completion]):
     """Routes through `POST {base_url}/chat/completions`, streamed by default."""
 
     type = "openai"
+    Options = OpenAIOptions
+    config: OpenAIOptions
     token_sums = "all-or-none"
     server_times = "last"
     ttft_per_attempt = True
 
-    def __init__(self, config: BackendConfig, *, resolve: Resolver | None = None) -> None:
+    def __init__(self, config: OpenAIOptions, *, resolve: Resolver | None = None) -> None:
         super().__init__(config, resolve=resolve)
         self.format_mode: FormatMode = "json_schema"
         """Structured-output mode the endpoint accepts, learnt from its rejections."""
