@@ -15,7 +15,8 @@ import httpx
 import ollama
 from pydantic import ValidationError
 
-from backends.http_common import MAX_RESPONSE_BYTES, get_capped, quote_server, server_message
+from backends.http_common import MAX_RESPONSE_BYTES, quote_server, server_message
+from backends.http_reading import get_capped
 from backends.llm import Completion, LLMBackend, Request
 from tui.core import numbers
 from tui.core.backend import (
