@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from backends.http_backend import HTTPBackend, read_model_list
+from backends.http_backend import HTTPBackend
 from backends.http_common import (
     join_url,
     looks_like_html,
@@ -24,13 +24,7 @@ from backends.http_common import (
     quote_server,
     server_message,
 )
-from backends.http_reading import (
-    FirstLine,
-    get_capped,
-    iter_lines,
-    iter_sse,
-    noting_first,
-)
+from backends.http_reading import FirstLine, sse_events
 from backends.llm import Completion, Message, Request
 from backends.secrets import api_key
 from tui.core import numbers
@@ -166,7 +160,7 @@ class AnthropicBackend(HTTPBackend[Reply]):
         text: list[str] = []
         stopped = False
         first = FirstLine()
-        async for event in iter_sse(noting_first(iter_lines(response), first)):
+        async for event in sse_events(response, first):
             try:
                 data = json.loads(event.data)
             except ValueError:  # JSONDecodeError, or an integer of over 4,300 digits
@@ -219,26 +213,10 @@ class AnthropicBackend(HTTPBackend[Reply]):
 
     async def check(self) -> Health:
         """GET {base_url}/v1/models: reachable, key accepted, model known."""
-        try:
-            key = self._key()
-        except AuthenticationFailed as err:
-            return Health(False, str(err))
-        url = join_url(self._base_url, "v1/models")
-        try:
-            reply = await get_capped(
-                self._client_now(), url, headers=self._headers(key), timeout_s=self.config.timeout_s
-            )
-        except httpx.ConnectError as exc:
-            return Health(False, f"connection refused ({quote_server(str(exc), key, limit=80)})")
-        except (httpx.TimeoutException, TimeoutError):
-            return Health(
-                False, f"timed out (no complete answer within {self.config.timeout_s:g} s)"
-            )
-        except Exception as exc:  # check() must answer, whatever the URL or server did
-            return Health(False, quote_server(f"{type(exc).__name__}: {exc}", key))
-        listed = read_model_list(reply, "/v1/models", self.model, key, expected=EXPECTED)
-        if isinstance(listed, Health):
-            return listed
+        found = await self.listed_models(join_url(self._base_url, "v1/models"), "/v1/models")
+        if isinstance(found, Health):
+            return found
+        listed, key = found
         ids = [str(item) for item in listed]
         if self.model in ids:
             return Health(True, f"reachable, model {self.model} listed")

@@ -3,8 +3,9 @@
 `HTTPBackend.exchange_http` is the shape of every request the OpenAI-compatible, Anthropic and
 llama.cpp server backends send: one streamed POST whose error statuses, HTML pages and
 transport failures are mapped the same way, then either the event stream or the JSON body
-handed to the backend's own reader. `read_model_list` is the part of their health checks
-that reads a `/models` listing. The vendor specifics stay in the backend modules.
+handed to the backend's own reader. `listed_models` is the part of the OpenAI-compatible
+and Anthropic health checks that fetches and reads a `/models` listing. The vendor specifics
+stay in the backend modules.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from backends.http_common import (
     looks_like_html,
     make_client,
     not_the_protocol,
+    quote_server,
     transport_error,
 )
-from backends.http_reading import CappedReply, read_capped, read_error_text
+from backends.http_reading import CappedReply, get_capped, read_capped, read_error_text
 from backends.llm import Completion, LLMBackend
-from tui.core.backend import Health
+from tui.core.backend import AuthenticationFailed, Health
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
@@ -118,6 +120,31 @@ class HTTPBackend(LLMBackend[C]):
         except httpx.HTTPError as exc:
             raise transport_error(exc, key) from None
 
+    async def listed_models(
+        self, url: str, path: str, *, unlisted: tuple[int, ...] = (404,)
+    ) -> tuple[list[Any], SecretStr | None] | Health:
+        """The ids a health check's GET of a `/models` listing found, with the key it sent;
+        or the health that the key, the transport or the reply already decided."""
+        try:
+            key = self._key()
+        except AuthenticationFailed as err:
+            return Health(False, str(err))
+        timeout_s = self.config.timeout_s
+        try:
+            reply = await get_capped(
+                self._client_now(), url, headers=self._headers(key), timeout_s=timeout_s
+            )
+        except httpx.ConnectError as exc:
+            return Health(False, f"connection refused ({quote_server(str(exc), key, limit=80)})")
+        except (httpx.TimeoutException, TimeoutError):
+            return Health(False, f"timed out (no complete answer within {timeout_s:g} s)")
+        except httpx.HTTPError as exc:
+            return Health(False, str(transport_error(exc, key)))
+        except Exception as exc:  # check() must answer, whatever the URL or server did
+            return Health(False, quote_server(f"{type(exc).__name__}: {exc}", key))
+        ids = _read_model_list(reply, path, self.model, key, self.expected, unlisted)
+        return ids if isinstance(ids, Health) else (ids, key)
+
     async def aclose(self) -> None:
         """Close the HTTP client; a later route opens a new one."""
         client, self._client = self._client, None
@@ -125,14 +152,13 @@ class HTTPBackend(LLMBackend[C]):
             await client.aclose()
 
 
-def read_model_list(
+def _read_model_list(
     reply: CappedReply,
     path: str,
     model: str,
     key: SecretStr | None,
-    *,
     expected: str,
-    unlisted: tuple[int, ...] = (404,),
+    unlisted: tuple[int, ...],
 ) -> list[Any] | Health:
     """The ids of a `{"data": [{"id": ...}]}` model list, or the health its reply means.
 

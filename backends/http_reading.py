@@ -277,3 +277,9 @@ async def iter_sse(lines: AsyncIterator[str]) -> AsyncIterator[SSEEvent]:
             event = value
     if data:
         yield SSEEvent(event, "\n".join(data))
+
+
+def sse_events(response: httpx.Response, first: FirstLine) -> AsyncIterator[SSEEvent]:
+    """A streamed reply's events, within `MAX_RESPONSE_BYTES`, its first line kept in `first`
+    (to tell an HTML page from a cut stream when no event came)."""
+    return iter_sse(noting_first(iter_lines(response), first))

@@ -28,13 +28,7 @@ from backends.http_common import (
     server_message,
     transport_error,
 )
-from backends.http_reading import (
-    FirstLine,
-    get_capped,
-    iter_lines,
-    iter_sse,
-    noting_first,
-)
+from backends.http_reading import FirstLine, get_capped, sse_events
 from backends.llm import Completion as BaseCompletion
 from backends.llm import Request
 from backends.secrets import api_key
@@ -267,7 +261,7 @@ class LlamaCppServerBackend(HTTPBackend[Completion]):
         pieces: list[str] = []
         first = FirstLine()
         seen = False
-        async for event in iter_sse(noting_first(iter_lines(response), first)):
+        async for event in sse_events(response, first):
             seen = True
             chunk = load_json_object(event.data.encode(), "stream event")
             if "error" in chunk:

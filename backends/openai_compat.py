@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
-from backends.http_backend import HTTPBackend, read_model_list
+from backends.http_backend import HTTPBackend
 from backends.http_common import (
     join_url,
     looks_like_html,
@@ -24,16 +24,8 @@ from backends.http_common import (
     not_the_protocol,
     quote_server,
     server_message,
-    transport_error,
 )
-from backends.http_reading import (
-    CappedReply,
-    FirstLine,
-    get_capped,
-    iter_lines,
-    iter_sse,
-    noting_first,
-)
+from backends.http_reading import FirstLine, sse_events
 from backends.llm import Completion as BaseCompletion
 from backends.llm import Request
 from backends.secrets import api_key
@@ -244,7 +236,7 @@ class OpenAIBackend(HTTPBackend[Completion]):
         saw_event = False
         done = False
         first = FirstLine()
-        async for event in iter_sse(noting_first(iter_lines(response), first)):
+        async for event in sse_events(response, first):
             saw_event = True
             if event.data.strip() == "[DONE]":
                 done = True
@@ -287,24 +279,18 @@ class OpenAIBackend(HTTPBackend[Completion]):
 
     async def check(self) -> Health:
         """GET {base_url}/models: reachable, key accepted, model listed."""
-        try:
-            key = self._key()
-        except AuthenticationFailed as err:
-            return Health(False, str(err))
         url = join_url(self.config.base_url, "models")
-        try:
-            reply = await get_capped(
-                self._client_now(), url, headers=self._headers(key), timeout_s=self.config.timeout_s
-            )
-        except httpx.HTTPError as exc:
-            return Health(False, _health_transport(exc, key))
-        except TimeoutError:
-            return Health(
-                False, f"timed out (no complete answer within {self.config.timeout_s:g} s)"
-            )
-        except Exception as exc:  # check() must answer, whatever the URL or server did
-            return Health(False, quote_server(f"{type(exc).__name__}: {exc}", key))
-        return _health_from_models(reply, self.model, key)
+        found = await self.listed_models(url, "/models", unlisted=(404, 405, 501))
+        if isinstance(found, Health):
+            return found
+        ids, key = found
+        if not ids:
+            return Health(True, "reachable (empty model list)")
+        if self.model in ids:
+            return Health(True, f"reachable, model {self.model} listed")
+        shown = ", ".join(str(i) for i in ids[:5])
+        said = f"reachable, but model {self.model} is not listed ({shown})"
+        return Health(False, quote_server(said, key))
 
 
 class _Refused(Exception):
@@ -359,23 +345,3 @@ def _take_timings(timings: Any, completion: Completion) -> None:
     if isinstance(timings, dict):
         completion.prompt_ms = numbers.duration(timings.get("prompt_ms"), "timings.prompt_ms")
         completion.gen_ms = numbers.duration(timings.get("predicted_ms"), "timings.predicted_ms")
-
-
-def _health_transport(exc: httpx.HTTPError, key: SecretStr | None) -> str:
-    if isinstance(exc, httpx.ConnectError):
-        return f"connection refused ({quote_server(str(exc), key, limit=80)})"
-    if isinstance(exc, httpx.TimeoutException):
-        return "timed out"
-    return str(transport_error(exc, key))
-
-
-def _health_from_models(reply: CappedReply, model: str, key: SecretStr | None) -> Health:
-    ids = read_model_list(reply, "/models", model, key, expected=EXPECTED, unlisted=(404, 405, 501))
-    if isinstance(ids, Health):
-        return ids
-    if not ids:
-        return Health(True, "reachable (empty model list)")
-    if model in ids:
-        return Health(True, f"reachable, model {model} listed")
-    shown = ", ".join(str(i) for i in ids[:5])
-    return Health(False, quote_server(f"reachable, but model {model} is not listed ({shown})", key))
