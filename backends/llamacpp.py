@@ -186,7 +186,7 @@ class LlamaCppServerBackend(HTTPBackend[Completion]):
 
     def __init__(self, config: LlamaCppOptions, *, resolve: Resolver | None = None) -> None:
         super().__init__(config, resolve=resolve)
-        self.base_url = config.base_url
+        self.base_url = config.base_url or "http://127.0.0.1:8080"  # an empty one too
         self._slots = asyncio.Semaphore(config.max_concurrency)
 
     def _key(self) -> SecretStr | None:

@@ -37,6 +37,9 @@ CORE = [
     "backends.ollama",
     "backends.llamacpp",
     "backends.cascade",
+    "backends.http_backend",
+    "backends.http_reading",
+    "tui.core.config.options",
 ]
 
 
