@@ -16,25 +16,16 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from backends.http_backend import HTTPBackend
 from backends.http_common import (
-    FirstLine,
-    error_for_status,
-    get_capped,
-    iter_lines,
-    iter_sse,
     join_url,
-    load_json_object,
     looks_like_html,
-    make_client,
     not_the_protocol,
-    noting_first,
     quote_server,
-    read_capped,
-    read_error_text,
     server_message,
-    transport_error,
 )
-from backends.llm import Completion, LLMBackend, Message, Request
+from backends.http_reading import FirstLine, sse_events
+from backends.llm import Completion, Message, Request
 from backends.secrets import api_key
 from tui.core import numbers
 from tui.core.backend import (
@@ -44,12 +35,12 @@ from tui.core.backend import (
     ServerError,
     Stopwatch,
 )
+from tui.core.config.options import AnthropicOptions
 from tui.core.prompt import Prompt
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
-    from tui.core.config import BackendConfig
     from tui.core.registry import Resolver
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -87,25 +78,22 @@ class Reply(Completion):
         return self
 
 
-class AnthropicBackend(LLMBackend[Reply]):
+class AnthropicBackend(HTTPBackend[Reply]):
     """Routes through `POST {base_url}/v1/messages`, streamed by default."""
 
     type = "anthropic"
+    Options = AnthropicOptions
+    config: AnthropicOptions
     token_sums = "all-or-none"
     ttft_per_attempt = True
+    expected = EXPECTED
 
-    def __init__(self, config: BackendConfig, *, resolve: Resolver | None = None) -> None:
+    def __init__(self, config: AnthropicOptions, *, resolve: Resolver | None = None) -> None:
         super().__init__(config, resolve=resolve)
-        self._client: httpx.AsyncClient | None = None
 
     @property
     def _base_url(self) -> str:
         return self.config.base_url or DEFAULT_BASE_URL
-
-    def _client_now(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = make_client(self.config)
-        return self._client
 
     def _key(self) -> SecretStr | None:
         """The key; Anthropic's own API always needs one, a custom proxy may not."""
@@ -154,32 +142,15 @@ class AnthropicBackend(LLMBackend[Reply]):
         return _repair_turns(rejected, problem)
 
     async def _exchange(self, request: Request, watch: Stopwatch) -> Reply:
-        """One request; statuses and transport failures mapped by `http_common`."""
-        key = request.key
-        url = join_url(self._base_url, "v1/messages")
-        body = self._body(request)
-        try:
-            async with self._client_now().stream(
-                "POST", url, json=body, headers=self._headers(key)
-            ) as response:
-                if response.status_code != 200:
-                    text = await read_error_text(response)
-                    raise error_for_status(
-                        response.status_code,
-                        text,
-                        response.headers,
-                        key=key,
-                        model=self.config.model,
-                    )
-                content_type = response.headers.get("content-type", "").lower()
-                if "html" in content_type:
-                    raise not_the_protocol(await read_error_text(response), EXPECTED, key)
-                if self.config.stream and "json" not in content_type:
-                    return (await self._read_stream(response, key, watch)).settle()
-                payload = load_json_object(await read_capped(response), expected=EXPECTED, key=key)
-                return _read_message(payload, key).settle()
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, key) from None
+        """One request; statuses and transport failures mapped by `HTTPBackend`."""
+        return await self.exchange_http(
+            join_url(self._base_url, "v1/messages"),
+            self._body(request),
+            request.key,
+            watch,
+            stream=self._read_stream,
+            payload=lambda data, key, _: _read_message(data, key),
+        )
 
     async def _read_stream(
         self, response: httpx.Response, key: SecretStr | None, watch: Stopwatch
@@ -189,7 +160,7 @@ class AnthropicBackend(LLMBackend[Reply]):
         text: list[str] = []
         stopped = False
         first = FirstLine()
-        async for event in iter_sse(noting_first(iter_lines(response), first)):
+        async for event in sse_events(response, first):
             try:
                 data = json.loads(event.data)
             except ValueError:  # JSONDecodeError, or an integer of over 4,300 digits
@@ -238,55 +209,15 @@ class AnthropicBackend(LLMBackend[Reply]):
             reply.text = "".join(text)
         if not reply.text:
             raise BadResponse("truncated stream: no content before message_stop")
-        return reply
+        return reply.settle()
 
     async def check(self) -> Health:
         """GET {base_url}/v1/models: reachable, key accepted, model known."""
-        try:
-            key = self._key()
-        except AuthenticationFailed as err:
-            return Health(False, str(err))
-        url = join_url(self._base_url, "v1/models")
-        try:
-            reply = await get_capped(
-                self._client_now(), url, headers=self._headers(key), timeout_s=self.config.timeout_s
-            )
-        except httpx.ConnectError as exc:
-            return Health(False, f"connection refused ({quote_server(str(exc), key, limit=80)})")
-        except (httpx.TimeoutException, TimeoutError):
-            return Health(
-                False, f"timed out (no complete answer within {self.config.timeout_s:g} s)"
-            )
-        except Exception as exc:  # check() must answer, whatever the URL or server did
-            return Health(False, quote_server(f"{type(exc).__name__}: {exc}", key))
-        status = reply.status
-        if status in (401, 403):
-            return Health(False, f"key rejected (HTTP {status})")
-        if status == 404:
-            return Health(True, "reachable (the server lists no models)")
-        if status != 200:
-            return Health(
-                False, str(error_for_status(status, reply.text[:4000], reply.headers, key=key))
-            )
-        if not reply.complete:
-            return Health(
-                True, f"reachable; the model list is over the 1 MB cap, {self.model} not looked up"
-            )
-        try:
-            data = json.loads(reply.body)
-        except (ValueError, RecursionError):
-            if looks_like_html(reply.body):
-                return Health(
-                    False,
-                    f"reachable, but /v1/models is {not_the_protocol(reply.body, EXPECTED, key)}",
-                )
-            return Health(False, "reachable, but /v1/models did not answer JSON")
-        items = data.get("data") if isinstance(data, dict) else None
-        ids = [
-            str(item.get("id"))
-            for item in (items if isinstance(items, list) else [])
-            if isinstance(item, dict)
-        ]
+        found = await self.listed_models(join_url(self._base_url, "v1/models"), "/v1/models")
+        if isinstance(found, Health):
+            return found
+        listed, key = found
+        ids = [str(item) for item in listed]
         if self.model in ids:
             return Health(True, f"reachable, model {self.model} listed")
         if not ids or self.model.endswith("-latest") or any(i.startswith(self.model) for i in ids):
@@ -296,11 +227,6 @@ class AnthropicBackend(LLMBackend[Reply]):
         return Health(
             False, quote_server(f"reachable, but model {self.model} is not listed ({shown})", key)
         )
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
 
 
 def _take_usage(usage: Any, reply: Reply) -> None:
@@ -338,13 +264,13 @@ def _read_message(payload: dict[str, Any], key: SecretStr | None) -> Reply:
             reply.tool_id = block.get("id")
             reply.tool_input = block["input"]
             reply.text = json.dumps(block["input"])
-            return reply
+            return reply.settle()
         if block.get("type") == "text" and isinstance(block.get("text"), str):
             texts.append(block["text"])
     reply.text = "".join(texts)
     if not reply.text:
         raise BadResponse("reply has neither a tool call nor text")
-    return reply
+    return reply.settle()
 
 
 def _stream_error(data: dict[str, Any], key: SecretStr | None) -> ServerError | BadResponse:

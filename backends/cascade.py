@@ -12,12 +12,12 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from tui.core.backend import BackendError, Health, RouteResult
+from tui.core.config.options import CascadeOptions
 from tui.core.costs import price_result
 from tui.core.models import StageResult
 
 if TYPE_CHECKING:
     from tui.core.backend import Backend
-    from tui.core.config import BackendConfig
     from tui.core.models import Taxonomy, Ticket
     from tui.core.registry import Resolver
 
@@ -31,11 +31,13 @@ class CascadeBackend:
     """Routes with `first`; escalates to `then` on an error or a confidence under `threshold`."""
 
     type = "cascade"
+    Options = CascadeOptions
+    config: CascadeOptions
 
-    def __init__(self, config: BackendConfig, *, resolve: Resolver | None = None) -> None:
+    def __init__(self, config: CascadeOptions, *, resolve: Resolver | None = None) -> None:
         self.config = config
         self.name = config.name or config.type
-        self.threshold = config.threshold if config.threshold is not None else 1.0
+        self.threshold = config.threshold
         self._resolve = resolve
         self._first: Backend | None = None
         self._then: Backend | None = None

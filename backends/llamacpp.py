@@ -16,27 +16,21 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from backends.http_backend import HTTPBackend
 from backends.http_common import (
     MAX_ERROR_BYTES,
-    FirstLine,
     error_for_status,
-    get_capped,
-    iter_lines,
-    iter_sse,
     join_url,
     load_json_object,
     looks_like_html,
-    make_client,
     not_the_protocol,
-    noting_first,
     quote_server,
-    read_capped,
-    read_error_text,
     server_message,
     transport_error,
 )
+from backends.http_reading import FirstLine, get_capped, sse_events
 from backends.llm import Completion as BaseCompletion
-from backends.llm import LLMBackend, Request
+from backends.llm import Request
 from backends.secrets import api_key
 from tui.core import numbers
 from tui.core.backend import (
@@ -47,11 +41,11 @@ from tui.core.backend import (
     Stopwatch,
     Timeout,
 )
+from tui.core.config.options import LlamaCppOptions
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
-    from tui.core.config import BackendConfig
     from tui.core.models import ConfidenceSource
     from tui.core.registry import Resolver
 
@@ -182,21 +176,18 @@ def label_probability(token_probs: list[tuple[str, float]]) -> float | None:
     return min(max(probability, 0.0), 1.0)
 
 
-class LlamaCppServerBackend(LLMBackend[Completion]):
+class LlamaCppServerBackend(HTTPBackend[Completion]):
     """Routes tickets through `llama-server` (llama.cpp) on its native API."""
 
     type = "llamacpp"
+    Options = LlamaCppOptions
+    config: LlamaCppOptions
+    expected = EXPECTED
 
-    def __init__(self, config: BackendConfig, *, resolve: Resolver | None = None) -> None:
+    def __init__(self, config: LlamaCppOptions, *, resolve: Resolver | None = None) -> None:
         super().__init__(config, resolve=resolve)
-        self.base_url = config.base_url or "http://127.0.0.1:8080"
-        self._client: httpx.AsyncClient | None = None
+        self.base_url = config.base_url or "http://127.0.0.1:8080"  # an empty one too
         self._slots = asyncio.Semaphore(config.max_concurrency)
-
-    def _client_now(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = make_client(self.config)
-        return self._client
 
     def _key(self) -> SecretStr | None:
         return api_key(self.config)
@@ -223,7 +214,6 @@ class LlamaCppServerBackend(LLMBackend[Completion]):
 
     async def _exchange(self, request: Request, watch: Stopwatch) -> Completion:
         """One `/completion` request, the chat turns rendered as text, errors mapped."""
-        key = request.key
         turns = [(str(m["role"]), str(m["content"])) for m in request.messages]
         body = {
             "prompt": format_turns(turns),
@@ -234,29 +224,27 @@ class LlamaCppServerBackend(LLMBackend[Completion]):
             "cache_prompt": True,
             "stream": self.config.stream,
         }
-        url = join_url(self.base_url, "completion")
-        try:
-            async with self._client_now().stream(
-                "POST", url, json=body, headers=self._headers(key)
-            ) as response:
-                if response.status_code != 200:
-                    said = await read_error_text(response)
-                    raise error_for_status(
-                        response.status_code, said, response.headers, key=key, model=None
-                    )
-                if "html" in response.headers.get("content-type", "").lower():
-                    raise not_the_protocol(await read_error_text(response), EXPECTED, key)
-                if self.config.stream:
-                    return await self._read_stream(response, watch, key)
-                payload = load_json_object(
-                    await read_capped(response), "completion", expected=EXPECTED, key=key
-                )
-                watch.mark_first()
-                return self._read_payload(payload)
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, key) from exc
+        return await self.exchange_http(
+            join_url(self.base_url, "completion"),
+            body,
+            request.key,
+            watch,
+            stream=self._read_stream,
+            payload=self._read_payload,
+            what="completion",
+        )
 
-    def _read_payload(self, payload: dict[str, Any]) -> Completion:
+    def _streamed(self, content_type: str) -> bool:
+        """Streamed whenever asked: llama-server's stream is events whatever its type says."""
+        return self.config.stream
+
+    def _status_model(self) -> str | None:
+        return None  # llama-server serves the one model it loaded: a 404 is a wrong URL
+
+    def _read_payload(
+        self, payload: dict[str, Any], key: SecretStr | None, watch: Stopwatch
+    ) -> Completion:
+        watch.mark_first()
         content = payload.get("content")
         if not isinstance(content, str):
             raise BadResponse("completion has no string 'content'")
@@ -266,14 +254,14 @@ class LlamaCppServerBackend(LLMBackend[Completion]):
         return completion
 
     async def _read_stream(
-        self, response: httpx.Response, watch: Stopwatch, key: SecretStr | None
+        self, response: httpx.Response, key: SecretStr | None, watch: Stopwatch
     ) -> Completion:
         """Server-sent events: `data: {content, completion_probabilities}` then `stop: true`."""
         completion = Completion()
         pieces: list[str] = []
         first = FirstLine()
         seen = False
-        async for event in iter_sse(noting_first(iter_lines(response), first)):
+        async for event in sse_events(response, first):
             seen = True
             chunk = load_json_object(event.data.encode(), "stream event")
             if "error" in chunk:
@@ -319,9 +307,3 @@ class LlamaCppServerBackend(LLMBackend[Completion]):
         if reply.status == 200:
             return Health(True, f"{self.base_url} is up ({said or 'ok'})")
         return Health(False, f"{self.base_url}/health answered HTTP {reply.status}: {said}")
-
-    async def aclose(self) -> None:
-        """Close the HTTP client; a later route opens a new one."""
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()

@@ -30,10 +30,10 @@ from tui.core.backend import (
     RequestRejected,
     Timeout,
 )
+from tui.core.config.options import LlamaCppLocalOptions
 
 if TYPE_CHECKING:
     from tui.core.backend import Stopwatch
-    from tui.core.config import BackendConfig
     from tui.core.registry import Resolver
 
 MAX_ANSWER_TOKENS = 200
@@ -70,12 +70,14 @@ class LlamaCppLocalBackend(LLMBackend[Completion]):
     """
 
     type = "llamacpp-local"
+    Options = LlamaCppLocalOptions
+    config: LlamaCppLocalOptions
     retries = False
     """A failed computation is not transient: running it again would only repeat it."""
 
-    def __init__(self, config: BackendConfig, *, resolve: Resolver | None = None) -> None:
+    def __init__(self, config: LlamaCppLocalOptions, *, resolve: Resolver | None = None) -> None:
         super().__init__(config, resolve=resolve)
-        self.model_path = Path(config.model_path or "").expanduser()
+        self.model_path = Path(config.model_path).expanduser()
         self._llm: Any = None
         self._order = asyncio.Lock()
         """Queues callers fairly; the thread lock below is what guarantees exclusivity."""
@@ -127,11 +129,8 @@ class LlamaCppLocalBackend(LLMBackend[Completion]):
 
     def _thread_options(self) -> dict[str, int]:
         """`n_threads` from the config block, when set (llama.cpp's default suits most boxes)."""
-        extra = self.config.model_extra or {}
-        threads = extra.get("n_threads")
-        if isinstance(threads, int) and not isinstance(threads, bool) and threads > 0:
-            return {"n_threads": threads, "n_threads_batch": threads}
-        return {}
+        threads = self.config.n_threads
+        return {} if threads is None else {"n_threads": threads, "n_threads_batch": threads}
 
     def _install_abort(self, llama_cpp: Any, llm: Any) -> None:
         """Let llama.cpp stop a computation that is past its deadline or whose caller left.

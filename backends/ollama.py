@@ -15,7 +15,8 @@ import httpx
 import ollama
 from pydantic import ValidationError
 
-from backends.http_common import MAX_RESPONSE_BYTES, get_capped, quote_server, server_message
+from backends.http_common import MAX_RESPONSE_BYTES, quote_server, server_message
+from backends.http_reading import get_capped
 from backends.llm import Completion, LLMBackend, Request
 from tui.core import numbers
 from tui.core.backend import (
@@ -31,9 +32,9 @@ from tui.core.backend import (
     Stopwatch,
     Timeout,
 )
+from tui.core.config.options import OllamaOptions
 
 if TYPE_CHECKING:
-    from tui.core.config import BackendConfig
     from tui.core.registry import Resolver
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
@@ -54,8 +55,10 @@ class OllamaBackend(LLMBackend[Completion]):
     """Routes tickets through a local or remote Ollama server."""
 
     type = "ollama"
+    Options = OllamaOptions
+    config: OllamaOptions
 
-    def __init__(self, config: BackendConfig, *, resolve: Resolver | None = None) -> None:
+    def __init__(self, config: OllamaOptions, *, resolve: Resolver | None = None) -> None:
         super().__init__(config, resolve=resolve)
         self.host = config.host or DEFAULT_HOST
         self._client: ollama.AsyncClient | None = None

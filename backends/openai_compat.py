@@ -16,28 +16,18 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
+from backends.http_backend import HTTPBackend
 from backends.http_common import (
-    CappedReply,
-    FirstLine,
-    error_for_status,
-    get_capped,
-    iter_lines,
-    iter_sse,
     join_url,
-    load_json_object,
     looks_like_html,
-    make_client,
     mentions,
     not_the_protocol,
-    noting_first,
     quote_server,
-    read_capped,
-    read_error_text,
     server_message,
-    transport_error,
 )
+from backends.http_reading import FirstLine, sse_events
 from backends.llm import Completion as BaseCompletion
-from backends.llm import LLMBackend, Request
+from backends.llm import Request
 from backends.secrets import api_key
 from tui.core import numbers
 from tui.core.backend import (
@@ -47,11 +37,11 @@ from tui.core.backend import (
     ServerError,
     Stopwatch,
 )
+from tui.core.config.options import OpenAIOptions
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
-    from tui.core.config import BackendConfig
     from tui.core.models import ConfidenceSource
     from tui.core.registry import Resolver
 
@@ -59,8 +49,6 @@ FormatMode = Literal["json_schema", "json_object", "none"]
 
 EXPECTED = "an OpenAI-compatible reply"
 """How errors name what a 200 should have carried (an HTML login page is not it)."""
-MAX_LIST_TEXT = "1 MB"
-"""The health check reads /models up to `http_common.MAX_RESPONSE_BYTES`, as routing does."""
 MAX_TOKENS = 200
 """A label and a confidence take ~20 tokens; the cap bounds cost and time of a runaway answer."""
 
@@ -116,15 +104,18 @@ def label_logprob_confidence(tokens: list[tuple[str, float]]) -> float | None:
     return min(max(math.exp(min(total, 0.0)), 0.0), 1.0)
 
 
-class OpenAIBackend(LLMBackend[Completion]):
+class OpenAIBackend(HTTPBackend[Completion]):
     """Routes through `POST {base_url}/chat/completions`, streamed by default."""
 
     type = "openai"
+    Options = OpenAIOptions
+    config: OpenAIOptions
     token_sums = "all-or-none"
     server_times = "last"
     ttft_per_attempt = True
+    expected = EXPECTED
 
-    def __init__(self, config: BackendConfig, *, resolve: Resolver | None = None) -> None:
+    def __init__(self, config: OpenAIOptions, *, resolve: Resolver | None = None) -> None:
         super().__init__(config, resolve=resolve)
         self.format_mode: FormatMode = "json_schema"
         """Structured-output mode the endpoint accepts, learnt from its rejections."""
@@ -134,12 +125,6 @@ class OpenAIBackend(LLMBackend[Completion]):
         """Becomes `max_completion_tokens` for models that refuse `max_tokens` (OpenAI o-series)."""
         self.send_temperature = True
         """False once the model refused a temperature (reasoning models accept only the default)."""
-        self._client: httpx.AsyncClient | None = None
-
-    def _client_now(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = make_client(self.config)
-        return self._client
 
     def _key(self) -> SecretStr | None:
         """The API key; raises when a variable is configured but empty, never shows a value."""
@@ -202,35 +187,18 @@ class OpenAIBackend(LLMBackend[Completion]):
                     self.send_temperature = False
 
     async def _exchange(self, request: Request, watch: Stopwatch) -> Completion:
-        """One request; statuses and transport failures mapped by `http_common`."""
-        key = request.key
-        url = join_url(self.config.base_url or "", "chat/completions")
-        body = self._body(request)
-        try:
-            async with self._client_now().stream(
-                "POST", url, json=body, headers=self._headers(key)
-            ) as response:
-                if response.status_code != 200:
-                    text = await read_error_text(response)
-                    self._raise_if_refused(response.status_code, text)
-                    raise error_for_status(
-                        response.status_code,
-                        text,
-                        response.headers,
-                        key=key,
-                        model=self.config.model,
-                    )
-                content_type = response.headers.get("content-type", "").lower()
-                if "html" in content_type:
-                    raise not_the_protocol(await read_error_text(response), EXPECTED, key)
-                if self.config.stream and "json" not in content_type:
-                    return await self._read_stream(response, key, watch)
-                payload = load_json_object(await read_capped(response), expected=EXPECTED, key=key)
-                return self._read_message(payload, key)
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, key) from None
+        """One request; statuses and transport failures mapped by `HTTPBackend`."""
+        url = join_url(self.config.base_url, "chat/completions")
+        return await self.exchange_http(
+            url,
+            self._body(request),
+            request.key,
+            watch,
+            stream=self._read_stream,
+            payload=lambda data, key, _: self._read_message(data, key),
+        )
 
-    def _raise_if_refused(self, status: int, text: str) -> None:
+    def _refused(self, status: int, text: str) -> None:
         """Recognise a server refusing a feature we may drop, rather than the request itself."""
         if status not in (400, 422, 500):
             return
@@ -268,7 +236,7 @@ class OpenAIBackend(LLMBackend[Completion]):
         saw_event = False
         done = False
         first = FirstLine()
-        async for event in iter_sse(noting_first(iter_lines(response), first)):
+        async for event in sse_events(response, first):
             saw_event = True
             if event.data.strip() == "[DONE]":
                 done = True
@@ -311,29 +279,18 @@ class OpenAIBackend(LLMBackend[Completion]):
 
     async def check(self) -> Health:
         """GET {base_url}/models: reachable, key accepted, model listed."""
-        try:
-            key = self._key()
-        except AuthenticationFailed as err:
-            return Health(False, str(err))
-        url = join_url(self.config.base_url or "", "models")
-        try:
-            reply = await get_capped(
-                self._client_now(), url, headers=self._headers(key), timeout_s=self.config.timeout_s
-            )
-        except httpx.HTTPError as exc:
-            return Health(False, _health_transport(exc, key))
-        except TimeoutError:
-            return Health(
-                False, f"timed out (no complete answer within {self.config.timeout_s:g} s)"
-            )
-        except Exception as exc:  # check() must answer, whatever the URL or server did
-            return Health(False, quote_server(f"{type(exc).__name__}: {exc}", key))
-        return _health_from_models(reply, self.model, key)
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        url = join_url(self.config.base_url, "models")
+        found = await self.listed_models(url, "/models", unlisted=(404, 405, 501))
+        if isinstance(found, Health):
+            return found
+        ids, key = found
+        if not ids:
+            return Health(True, "reachable (empty model list)")
+        if self.model in ids:
+            return Health(True, f"reachable, model {self.model} listed")
+        shown = ", ".join(str(i) for i in ids[:5])
+        said = f"reachable, but model {self.model} is not listed ({shown})"
+        return Health(False, quote_server(said, key))
 
 
 class _Refused(Exception):
@@ -388,47 +345,3 @@ def _take_timings(timings: Any, completion: Completion) -> None:
     if isinstance(timings, dict):
         completion.prompt_ms = numbers.duration(timings.get("prompt_ms"), "timings.prompt_ms")
         completion.gen_ms = numbers.duration(timings.get("predicted_ms"), "timings.predicted_ms")
-
-
-def _health_transport(exc: httpx.HTTPError, key: SecretStr | None) -> str:
-    if isinstance(exc, httpx.ConnectError):
-        return f"connection refused ({quote_server(str(exc), key, limit=80)})"
-    if isinstance(exc, httpx.TimeoutException):
-        return "timed out"
-    return str(transport_error(exc, key))
-
-
-def _health_from_models(reply: CappedReply, model: str, key: SecretStr | None) -> Health:
-    status = reply.status
-    if status in (401, 403):
-        return Health(False, f"key rejected (HTTP {status})")
-    if status in (404, 405, 501):
-        return Health(True, "reachable (the server lists no models)")
-    if status != 200:
-        error = error_for_status(status, reply.text[:4000], reply.headers, key=key)
-        return Health(False, str(error))
-    if not reply.complete:
-        return Health(
-            True,
-            f"reachable; the model list is over the {MAX_LIST_TEXT} cap, {model} not looked up",
-        )
-    try:
-        data = json.loads(reply.body)
-    except (ValueError, RecursionError):
-        if looks_like_html(reply.body):
-            return Health(
-                False, f"reachable, but /models is {not_the_protocol(reply.body, EXPECTED, key)}"
-            )
-        return Health(False, "reachable, but /models did not answer JSON")
-    items = data.get("data") if isinstance(data, dict) else None
-    ids = [
-        item.get("id")
-        for item in (items if isinstance(items, list) else [])
-        if isinstance(item, dict)
-    ]
-    if not ids:
-        return Health(True, "reachable (empty model list)")
-    if model in ids:
-        return Health(True, f"reachable, model {model} listed")
-    shown = ", ".join(str(i) for i in ids[:5])
-    return Health(False, quote_server(f"reachable, but model {model} is not listed ({shown})", key))

@@ -63,18 +63,23 @@ def _keep_out_of_logs(value: str) -> None:
 def api_key(config: BackendConfig) -> SecretStr | None:
     """The backend's key, or None when neither the variable nor the keyring has one.
 
-    A key handed out is also registered with the HTTP stack's loggers for redaction.
+    Any block may name one: the HTTP types' Options declare `api_key_env` and
+    `keyring_service`, and a plugin's block may set them as its own keys, so the router can
+    redact every configured key. A key handed out is also registered with the HTTP stack's
+    loggers for redaction.
     """
-    if config.api_key_env:
-        value = os.environ.get(config.api_key_env)
+    variable = getattr(config, "api_key_env", None)
+    service = getattr(config, "keyring_service", None)
+    if isinstance(variable, str) and variable:
+        value = os.environ.get(variable)
         if value:
             _keep_out_of_logs(value)
             return SecretStr(value)
-    if config.keyring_service:
+    if isinstance(service, str) and service:
         try:
             import keyring  # optional extra
 
-            stored = keyring.get_password(config.keyring_service, config.name)
+            stored = keyring.get_password(service, config.name)
         except Exception:  # no keyring backend on this machine: same as no key
             stored = None
         if stored:

@@ -18,11 +18,11 @@ from tui.core.backend import (
     NotTrained,
     RouteResult,
 )
+from tui.core.config.options import SpecialistOptions
 from tui.core.learning.model import SpecialistModel, TrainingError
 from tui.core.paths import specialist_path
 
 if TYPE_CHECKING:
-    from tui.core.config import BackendConfig
     from tui.core.models import Taxonomy, Ticket
 
 
@@ -30,8 +30,10 @@ class SpecialistBackend:
     """Routes with the trained specialist; `route_batch` vectorises whole batches."""
 
     type = "specialist"
+    Options = SpecialistOptions
+    config: SpecialistOptions
 
-    def __init__(self, config: BackendConfig, *, resolve: Any = None) -> None:
+    def __init__(self, config: SpecialistOptions, *, resolve: Any = None) -> None:
         self.config = config
         self.name = config.name or "specialist"
         self.path = specialist_path(config)

@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Label
 
 from screens import format as fmt
 from screens.messages import BackendChecked, LatenciesLoaded
-from tui.core.config import BackendConfig, Settings
+from tui.core.config import BackendConfig, CascadeOptions, Settings
 from tui.core.store import Store
 from tui.services.routing import Router
 
@@ -33,7 +33,7 @@ def price(config: BackendConfig) -> str:
         )
     if config.type == "specialist":
         return "CPU time"
-    if config.type == "cascade":
+    if isinstance(config, CascadeOptions):
         return f"{config.first} → {config.then}"
     return "–"
 

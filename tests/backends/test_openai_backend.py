@@ -18,7 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from backends.http_common import iter_lines, iter_sse, join_url, parse_retry_after
+from backends.http_common import join_url, parse_retry_after
+from backends.http_reading import iter_lines, iter_sse
 from backends.openai_compat import OpenAIBackend, label_logprob_confidence
 from tests.servers.openai_server import OpenAIServer, Reply, openai_server
 from tui.core.backend import (

@@ -25,6 +25,7 @@ import pytest
 from tui.core import registry
 from tui.core.config import (
     BACKEND_TYPE_KEYS,
+    BUILTIN_OPTIONS,
     COMMON_KEYS,
     DEFAULT_BACKENDS,
     BackendConfig,
@@ -271,10 +272,15 @@ def test_every_key_a_type_reads_is_accepted(tmp_path: Path, type_name: str) -> N
 
 
 def test_the_key_table_matches_the_registry_and_the_model() -> None:
-    assert set(BACKEND_TYPE_KEYS) == set(registry.BUILTIN)
-    for keys in BACKEND_TYPE_KEYS.values():
+    """The table is read off each type's Options: every key it lists is a field of the model
+    the backend reads (so mypy checks each `config.<key>`), required ones without default."""
+    assert set(BACKEND_TYPE_KEYS) == set(registry.BUILTIN) == set(BUILTIN_OPTIONS)
+    for type_name, keys in BACKEND_TYPE_KEYS.items():
+        fields = BUILTIN_OPTIONS[type_name].model_fields
         for key in (*keys.required, *keys.optional):
-            assert key in BackendConfig.model_fields or key == "n_threads", key
+            assert key in fields, key
+        assert all(fields[key].is_required() for key in keys.required)
+        assert set(keys.all()) | {"name"} == set(fields)
     assert set(COMMON_KEYS) <= set(BackendConfig.model_fields)
 
 

@@ -43,6 +43,9 @@ CORE = [
     "backends.ollama",
     "backends.llamacpp",
     "backends.cascade",
+    "backends.http_backend",
+    "backends.http_reading",
+    "tui.core.config.options",
 ]
 
 
@@ -73,3 +76,46 @@ def test_package_import_has_no_side_effects(tmp_path: Path) -> None:
     )
     assert out.stdout.strip() == "ok"
     assert not home.exists()
+
+
+HEAVY = ("httpx", "openai", "anthropic", "ollama", "llama_cpp", "onnxruntime", "backends")
+
+
+def test_loading_a_config_imports_no_backend_or_sdk(tmp_path: Path) -> None:
+    """Every built-in type's Options lives in the core: validating a block of each type (the
+    demo config's, and one block per type) imports no backend module, httpx nor SDK, so a
+    command that only reads the config starts fast."""
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[backends.a]\ntype = "openai"\nbase_url = "http://127.0.0.1:9/v1"\nmodel = "m"\n'
+        '[backends.b]\ntype = "anthropic"\nmodel = "m"\n'
+        '[backends.c]\ntype = "ollama"\nmodel = "m"\n'
+        '[backends.d]\ntype = "llamacpp"\nbase_url = "http://127.0.0.1:9"\n'
+        '[backends.e]\ntype = "llamacpp-local"\nmodel_path = "m.gguf"\nn_threads = 2\n'
+        '[backends.f]\ntype = "cascade"\nfirst = "specialist"\nthen = "a"\nthreshold = 0.5\n',
+        encoding="utf-8",
+    )
+    code = (
+        "import json, sys\n"
+        "from tui.core.config import load_settings\n"
+        "from tui.core.demo import demo_config_toml\n"
+        f"settings = load_settings(__import__('pathlib').Path({str(config)!r}), required=True)\n"
+        "print(json.dumps([sorted(type(c).__name__ for c in settings.backends.values()),\n"
+        f"  sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    kinds, imported = json.loads(out.stdout)
+    assert kinds == sorted(
+        [
+            "AnthropicOptions",
+            "CascadeOptions",
+            "LlamaCppLocalOptions",
+            "LlamaCppOptions",
+            "OllamaOptions",
+            "OpenAIOptions",
+            "SpecialistOptions",
+        ]
+    )
+    assert imported == []

@@ -71,9 +71,10 @@ def gpu_cost(config: BackendConfig, total_ms: float | None) -> float | None:
 def cpu_cost(config: BackendConfig, cpu_seconds: float | None) -> float | None:
     if cpu_seconds is None:
         return None
-    rate = (
-        config.cpu_usd_per_hour if config.cpu_usd_per_hour is not None else DEFAULT_CPU_USD_PER_HOUR
-    )
+    # Only the specialist's Options (and a plugin, as its own key) set a CPU price; a cascade
+    # billing its specialist stage's CPU time uses the default rate.
+    configured = getattr(config, "cpu_usd_per_hour", None)
+    rate = configured if isinstance(configured, int | float) else DEFAULT_CPU_USD_PER_HOUR
     return rate * cpu_seconds / 3600
 
 

@@ -103,6 +103,8 @@ def demo_db_path() -> Path:
 
 def specialist_path(config: BackendConfig) -> Path:
     """The model file one specialist backend reads: its `path`, else the data dir's."""
-    if config.path:
+    from tui.core.config.options import SpecialistOptions
+
+    if isinstance(config, SpecialistOptions) and config.path:
         return Path(config.path).expanduser()
     return default_specialist_path()

@@ -13,6 +13,16 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
 from tui.core.backend import BadResponse, InvalidConfidence, LabelNotInTaxonomy
 from tui.core.numbers import shown
 
@@ -125,28 +135,44 @@ def build_prompt(ticket: Ticket | str, taxonomy: Taxonomy, *, max_chars: int = 6
     )
 
 
-def answer_schema(taxonomy: Taxonomy) -> dict[str, Any]:
-    """JSON schema of the answer: the label as an enum, confidence a number in [0, 1]."""
-    return {
-        "type": "object",
-        "properties": {
-            "label": {"type": "string", "enum": list(taxonomy.names)},
-            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-        },
-        "required": ["label", "confidence"],
-        "additionalProperties": False,
-    }
-
-
 def repair_message(problem: str) -> str:
     return REPAIR_TEMPLATE.format(problem=problem)
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
+class AnswerFormat(BaseModel):
+    """The answer the prompt asks for, as the JSON schema sent to servers that constrain
+    output (`answer_schema` adds the taxonomy's labels as the label's enum)."""
+
+    model_config = ConfigDict(extra="forbid")
+
     label: str
-    confidence: float | None
-    reason: str | None
+    confidence: float = Field(ge=0, le=1)
+
+
+_SCHEMA_KEYS = ("type", "properties", "enum", "minimum", "maximum", "required")
+
+
+def _as_sent(schema: Any) -> Any:
+    """The schema as servers have always been sent it: without pydantic's titles and
+    descriptions, which none needs, and with its keys in the order written before."""
+    if isinstance(schema, list):
+        return [_as_sent(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    kept = {k: _as_sent(v) for k, v in schema.items() if k not in ("title", "description")}
+    rank = {key: index for index, key in enumerate(_SCHEMA_KEYS)}
+    return dict(sorted(kept.items(), key=lambda item: rank.get(item[0], len(rank))))
+
+
+_ANSWER_SCHEMA: dict[str, Any] = _as_sent(AnswerFormat.model_json_schema())
+
+
+def answer_schema(taxonomy: Taxonomy) -> dict[str, Any]:
+    """JSON schema of the answer: the label as an enum, confidence a number in [0, 1]."""
+    base = _ANSWER_SCHEMA
+    properties = {name: dict(value) for name, value in base["properties"].items()}
+    properties["label"]["enum"] = list(taxonomy.names)
+    return {**base, "properties": properties, "required": list(base["required"])}
 
 
 def _match_label(value: str, taxonomy: Taxonomy) -> str | None:
@@ -168,6 +194,53 @@ def check_confidence(value: Any) -> float | None:
     return float(value)
 
 
+_NO_LABEL = "answer has no string 'label'"
+
+
+class Answer(BaseModel):
+    """A model's answer, validated against the taxonomy passed as validation context.
+
+    Laxer than `AnswerFormat` where models are sloppy and the meaning is clear: a label in
+    another case, a missing confidence, extra keys (a `reason` is kept when it is text)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    label: str
+    confidence: float | None = None
+    reason: str | None = None
+
+    @field_validator("label", mode="plain")
+    @classmethod
+    def _in_taxonomy(cls, value: Any, info: ValidationInfo) -> str:
+        if not isinstance(value, str):
+            raise PydanticCustomError("no_label", _NO_LABEL)
+        taxonomy: Taxonomy | None = (info.context or {}).get("taxonomy")
+        matched = value if taxonomy is None else _match_label(value, taxonomy)
+        if matched is None:
+            message = f"label {value[:60]!r} is not in the taxonomy"
+            raise PydanticCustomError("label_not_in_taxonomy", message)
+        return matched
+
+    @field_validator("confidence", mode="plain")
+    @classmethod
+    def _probability(cls, value: Any) -> float | None:
+        try:
+            return check_confidence(value)
+        except InvalidConfidence as exc:
+            raise PydanticCustomError("invalid_confidence", str(exc)) from None
+
+    @field_validator("reason", mode="plain")
+    @classmethod
+    def _text_or_nothing(cls, value: Any) -> str | None:
+        return value if isinstance(value, str) else None
+
+
+_ANSWER_ERRORS: dict[str, type[BadResponse]] = {
+    "label_not_in_taxonomy": LabelNotInTaxonomy,
+    "invalid_confidence": InvalidConfidence,
+}
+
+
 def parse_answer(raw: str, taxonomy: Taxonomy) -> Answer:
     """Parse a model's answer strictly.
 
@@ -186,19 +259,13 @@ def parse_answer(raw: str, taxonomy: Taxonomy) -> Answer:
         raise BadResponse(f"answer is not valid JSON: {raw[:80]!r}", raw_output=raw) from None
     if not isinstance(data, dict):
         raise BadResponse("answer is JSON but not an object", raw_output=raw)
-    label = data.get("label")
-    if not isinstance(label, str):
-        raise BadResponse("answer has no string 'label'", raw_output=raw)
-    matched = _match_label(label, taxonomy)
-    if matched is None:
-        raise LabelNotInTaxonomy(f"label {label[:60]!r} is not in the taxonomy", raw_output=raw)
     try:
-        confidence = check_confidence(data.get("confidence"))
-    except InvalidConfidence as exc:
-        exc.raw_output = raw
-        raise
-    reason = data.get("reason")
-    return Answer(matched, confidence, reason if isinstance(reason, str) else None)
+        return Answer.model_validate(data, context={"taxonomy": taxonomy})
+    except ValidationError as exc:
+        first = exc.errors()[0]  # fields in order: a bad label is reported before confidence
+        kind = _ANSWER_ERRORS.get(first["type"], BadResponse)
+        message = first["msg"] if first["type"] in _ANSWER_ERRORS else _NO_LABEL
+        raise kind(message, raw_output=raw) from None
 
 
 def estimate_tokens(text: str) -> int:

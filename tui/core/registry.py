@@ -11,9 +11,10 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
+from tui.core.config.options import BUILTIN_OPTIONS, BackendConfig
+
 if TYPE_CHECKING:
     from tui.core.backend import Backend
-    from tui.core.config import BackendConfig
 
 ENTRY_POINT_GROUP = "triagedesk.backends"
 
@@ -58,6 +59,27 @@ def load_backend_class(type_name: str) -> type[Backend]:
     except Exception as exc:  # a plugin can fail in any way; report it, don't crash
         raise BackendLoadError(f"backend type {type_name!r} failed to load: {exc}") from exc
     return cls
+
+
+def options_class(type_name: str) -> type[BackendConfig] | None:
+    """The `Options` model of a backend type's block; None for a type nobody has.
+
+    A built-in type's model is read from the core, importing no backend module (so loading a
+    config never imports httpx or an SDK). A plugin's is its backend class's `Options`
+    attribute, so its module is imported; a plugin without one, or one that fails to load
+    (reported when it is used, as always), gets the base model, which keeps its own keys.
+    """
+    if type_name in BUILTIN_OPTIONS:
+        return BUILTIN_OPTIONS[type_name]
+    if type_name not in available_types():
+        return None
+    try:
+        options = getattr(load_backend_class(type_name), "Options", None)
+    except BackendLoadError:
+        return BackendConfig
+    if isinstance(options, type) and issubclass(options, BackendConfig):
+        return options
+    return BackendConfig
 
 
 def create_backend(config: BackendConfig, resolve: Resolver | None = None) -> Backend:

@@ -1,0 +1,147 @@
+"""The whole config as frozen pydantic models: `[labels]`, `[routing]` and `[backends.*]`.
+
+Every problem is reported at once: field errors (each backend block against its own type's
+`Options`) and the cross-entry checks of `references` together, one entry per location.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    SerializeAsAny,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from tui.core.config.errors import ConfigError, short, suggest
+from tui.core.config.options import BackendConfig
+from tui.core.config.references import reference_problems
+from tui.core.models import Label, Taxonomy, check_label_name
+
+
+def known_types() -> dict[str, str]:
+    """Every backend type, built in or installed, with its import path."""
+    from tui.core.registry import available_types
+
+    return available_types()
+
+
+def _known_type(value: Any) -> Any:
+    """Refuse a block whose `type` no built-in or installed backend has: it would turn every
+    ticket into an error decision. Anything else malformed is the model's to report."""
+    kind = value.get("type") if isinstance(value, Mapping) else None
+    if isinstance(kind, str):
+        known = known_types()
+        if kind not in known:
+            listing = ", ".join(sorted(known))
+            message = f"unknown backend type {short(kind)}{suggest(kind, known)} (known: {listing})"
+            error = PydanticCustomError("unknown_backend_type", message)
+            raise ValidationError.from_exception_data(
+                "BackendConfig", [InitErrorDetails(type=error, loc=("type",), input=kind)]
+            )
+    return value
+
+
+BackendBlock = SerializeAsAny[Annotated[BackendConfig, BeforeValidator(_known_type)]]
+"""One `[backends.NAME]` block: validated as its type's `Options` (and dumped as such)."""
+
+
+class RoutingConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    backend: str = "specialist"
+    daily_volume: int = Field(default=50_000, ge=0)
+    reference_backend: str | None = "gpt-4o-mini"
+    low_confidence: float = Field(default=0.6, ge=0, le=1)
+    """Below this a prediction counts as low confidence in filters and the inbox."""
+    auto_route: bool = False
+
+
+def _label_name(name: str) -> str:
+    """A `[labels]` key must be a valid label as written (the rule of every other door)."""
+    checked = check_label_name(name)
+    if checked != name:
+        raise ValueError("label has surrounding whitespace")
+    return name
+
+
+LabelName = Annotated[str, AfterValidator(_label_name)]
+
+
+class Settings(BaseModel):
+    """The whole config. Built by `load_settings`; the default instance works with no file."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    labels: dict[LabelName, str] = Field(default_factory=dict)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    backends: dict[str, BackendBlock] = Field(default_factory=dict)
+    _source: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> Path | None:
+        """The file these settings came from, for error messages; None for the defaults."""
+        return self._source
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _every_problem(cls, data: Any, handler: ModelWrapValidatorHandler[Settings]) -> Settings:
+        """Field errors and reference errors together: one run reports every problem.
+
+        The reference checks (names that must resolve, cascade cycles, non-finite numbers
+        anywhere, model paths that are folders) read the raw data, so they run even where
+        a field is invalid; a location already reported is not reported twice."""
+        errors: list[InitErrorDetails] = []
+        settings: Settings | None = None
+        try:
+            settings = handler(data)
+        except ValidationError as exc:
+            errors = [
+                InitErrorDetails(
+                    type=PydanticCustomError(e["type"], e["msg"]),
+                    loc=tuple(e["loc"]),
+                    input=e.get("input"),
+                )
+                for e in exc.errors()
+            ]
+        if isinstance(data, Mapping):
+            seen = {tuple(e["loc"]) for e in errors}
+            default = RoutingConfig.model_fields["backend"].default
+            for loc, message in reference_problems(data, default):
+                if loc not in seen:
+                    seen.add(loc)
+                    error = PydanticCustomError("config_reference", message)
+                    errors.append(InitErrorDetails(type=error, loc=loc, input=None))
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        assert settings is not None
+        return settings
+
+    def taxonomy(self) -> Taxonomy | None:
+        """The configured taxonomy, or None when `[labels]` is absent (then the data decides)."""
+        if not self.labels:
+            return None
+        return Taxonomy(labels=tuple(Label(name=k, description=v) for k, v in self.labels.items()))
+
+    def backend(self, name: str) -> BackendConfig:
+        try:
+            return self.backends[name]
+        except KeyError:
+            known = ", ".join(self.backends) or "none"
+            raise ConfigError(f"unknown backend {name!r} (configured: {known})") from None
+
+    @property
+    def reference(self) -> BackendConfig | None:
+        ref = self.routing.reference_backend
+        return self.backends.get(ref) if ref else None
