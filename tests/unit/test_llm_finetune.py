@@ -168,6 +168,32 @@ def test_read_labelled_jsonl_and_csv(tmp_path: Path) -> None:
         data.read_labelled(table)
 
 
+def test_examples_from_the_store_are_agent_labels_only(tmp_path: Path) -> None:
+    from tui.core.models import Decision, Ticket
+    from tui.core.store import Store
+
+    store = Store(tmp_path / "t.db")
+    try:
+        with pytest.raises(FinetuneError, match="no agent-labelled tickets"):
+            data.from_store(store)
+        store.import_tickets([Ticket(id="A", text="parcel late"), Ticket(id="B", text="refund me")])
+        store.record_decisions(
+            [
+                Decision(
+                    ticket_id="B",
+                    run_id="r",
+                    backend="s",
+                    backend_type="specialist",
+                    label="refund",
+                )
+            ]
+        )
+        store.add_label("A", "shipping", agent="ann", source="correct")
+        assert data.from_store(store) == [data.Example("parcel late", "shipping")]
+    finally:
+        store.close()
+
+
 def test_known_base_missing_names_the_extra(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -15,11 +15,14 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tui.core.export import ExportReport, ExportRow, clean_rows, split
 from tui.core.learning.llm.errors import FinetuneError
 from tui.core.models import Taxonomy
+
+if TYPE_CHECKING:
+    from tui.core.store import Store
 
 PROMPT_TAIL = "\nLabel:"
 PROMPT_TEMPLATE = "Ticket: {text}" + PROMPT_TAIL
@@ -97,6 +100,21 @@ def read_labelled(path: Path) -> list[Example]:
     if not examples:
         raise FinetuneError(f"{path}: no labelled rows")
     return examples
+
+
+def from_store(store: Store) -> list[Example]:
+    """The agents' labels (accepted, corrected, typed or imported), never bare predictions.
+
+    Raises:
+        FinetuneError: No ticket carries an agent's label yet.
+    """
+    rows = store.export_rows(include_predictions=False)
+    if not rows:
+        raise FinetuneError(
+            "no agent-labelled tickets to learn from: label tickets in the app, with"
+            " `triagedesk label`, or pass --data with a labelled JSONL/CSV file"
+        )
+    return [Example(text=text, label=label) for _id, text, label, _source in rows]
 
 
 def make_split(
