@@ -11,13 +11,14 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tui.core import paths
 from tui.core.learning.llm import base, converter, export, train
 from tui.core.learning.llm.converter import OutType
-from tui.core.learning.llm.data import Example, Split, make_split
+from tui.core.learning.llm.data import Example, Split, answer, make_split
 from tui.core.learning.llm.train import Method
 from tui.core.models import Taxonomy
 from tui.core.safe_files import private_dir
@@ -182,8 +183,14 @@ def export_path(out: Path, outtype: str) -> Path:
     return out / f"model-{outtype}.gguf"
 
 
-def _validate(model: object, tokenizer: object, data: Split, device: str) -> float:
-    answers = train.predict(model, tokenizer, [e.text for e in data.validation], device=device)
+def _validate(model: object, tokenizer: Any, data: Split, device: str) -> float:
+    """Greedy accuracy on the validation split, generating no more than the longest label."""
+    longest = max(
+        len(tokenizer(answer(name), add_special_tokens=False).input_ids)
+        for name in data.taxonomy.names
+    )
+    texts = [e.text for e in data.validation]
+    answers = train.predict(model, tokenizer, texts, device=device, max_new_tokens=longest + 1)
     return train.accuracy(answers, [e.label for e in data.validation])
 
 
