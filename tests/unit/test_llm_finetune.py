@@ -349,3 +349,16 @@ def test_real_gemma3_270m_handful_of_steps(
     assert report.steps == 4 and report.trainable_parameters == 3_796_992
     assert report.gguf_bytes > 250_000_000
     assert 0.0 <= report.gguf_validation_accuracy <= 1.0
+
+
+def test_importing_the_package_loads_no_training_stack() -> None:
+    """The app can import the fine-tuning code without paying for torch or transformers."""
+    import sys
+
+    code = (
+        "import sys, tui.core.learning.llm.pipeline, tui.core.learning.llm.export; "
+        "print(sorted(m for m in ('torch', 'transformers', 'peft', 'gguf', 'llama_cpp',"
+        " 'sentencepiece') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
