@@ -10,6 +10,7 @@ so that llama.cpp's converter writes the vocabulary the way Gemma's own files do
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
