@@ -341,6 +341,7 @@ def test_real_gemma3_270m_handful_of_steps(
         out=tmp_path / "out",
         device="cpu",
         max_steps=4,
+        epochs=2,
         converter=llama_converter,
         cache=cache,
         zero_shot=False,
