@@ -1,0 +1,196 @@
+"""Training examples: where they come from, the prompt they are shown in, and the split.
+
+The prompt is short on purpose, with no list of labels: `Ticket: <text>\\nLabel:` and the
+answer ` <label>` then the end-of-sequence token. A served model reads the same prompt, so it
+answers in a handful of tokens. Only the answer is learned: the prompt's tokens are masked
+out of the loss. Examples are cleaned and split the way `export` does (out-of-taxonomy labels
+and conflicting duplicates dropped, a stratified split with a seed), so a fine-tune and an
+exported file agree on what was held back.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tui.core.export import ExportReport, ExportRow, clean_rows, split
+from tui.core.learning.llm.errors import FinetuneError
+from tui.core.models import Taxonomy
+
+if TYPE_CHECKING:
+    from tui.core.store import Store
+
+PROMPT_TAIL = "\nLabel:"
+PROMPT_TEMPLATE = "Ticket: {text}" + PROMPT_TAIL
+"""What the model reads; the Modelfile's template and the served prompt are this string."""
+MAX_TEXT_CHARS = 1500
+"""Longer tickets are cut: the label is nearly always decided by the first lines."""
+IGNORE_INDEX = -100
+"""Label value that PyTorch's cross-entropy skips (masked prompt and padding)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    text: str
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """The examples a fine-tune learns from and the ones it is validated on."""
+
+    train: tuple[Example, ...]
+    validation: tuple[Example, ...]
+    taxonomy: Taxonomy
+    report: ExportReport
+    """What cleaning dropped, as `export` reports it."""
+
+
+def prompt(text: str) -> str:
+    """The prompt for one ticket, whitespace collapsed so that a newline cannot end it early."""
+    flat = " ".join(text.split())[:MAX_TEXT_CHARS]
+    return PROMPT_TEMPLATE.format(text=flat)
+
+
+def answer(label: str) -> str:
+    """The answer text that follows the prompt (the end-of-sequence token comes after it)."""
+    return " " + label
+
+
+def read_labelled(path: Path) -> list[Example]:
+    """Labelled tickets from a JSONL or CSV file: `text` (or `subject` + `body`) and `label`.
+
+    Raises:
+        FinetuneError: The file cannot be read, or a row has no text or no label.
+    """
+    try:
+        raw = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FinetuneError(f"{path}: cannot read: {exc}") from exc
+    if path.suffix.lower() == ".csv":
+        rows: list[dict[str, Any]] = list(csv.DictReader(raw.splitlines()))
+    else:
+        rows = []
+        for number, line in enumerate(raw.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise FinetuneError(f"{path}:{number}: not JSON: {exc.msg}") from None
+            if not isinstance(row, dict):
+                raise FinetuneError(f"{path}:{number}: expected an object")
+            rows.append(row)
+    examples = []
+    for number, row in enumerate(rows, 1):
+        text = (
+            row.get("text")
+            or " ".join(str(row.get(key) or "") for key in ("subject", "body")).strip()
+        )
+        label = row.get("label")
+        if not isinstance(text, str) or not text.strip():
+            raise FinetuneError(f"{path}: row {number} has no text")
+        if not isinstance(label, str) or not label.strip():
+            raise FinetuneError(f"{path}: row {number} has no label")
+        examples.append(Example(text=text, label=label.strip()))
+    if not examples:
+        raise FinetuneError(f"{path}: no labelled rows")
+    return examples
+
+
+def from_store(store: Store) -> list[Example]:
+    """The agents' labels (accepted, corrected, typed or imported), never bare predictions.
+
+    Raises:
+        FinetuneError: No ticket carries an agent's label yet.
+    """
+    rows = store.export_rows(include_predictions=False)
+    if not rows:
+        raise FinetuneError(
+            "no agent-labelled tickets to learn from: label tickets in the app, with"
+            " `triagedesk label`, or pass --data with a labelled JSONL/CSV file"
+        )
+    return [Example(text=text, label=label) for _id, text, label, _source in rows]
+
+
+def make_split(
+    examples: Sequence[Example],
+    taxonomy: Taxonomy | None,
+    *,
+    val_fraction: float = 0.2,
+    seed: int = 13,
+    source: str = "",
+) -> Split:
+    """Clean the examples like `export` does and split them, stratified by label.
+
+    Without a taxonomy, the labels found in the examples are the taxonomy.
+
+    Raises:
+        FinetuneError: Nothing is left to train on, or nothing to validate on.
+    """
+    if taxonomy is None:
+        taxonomy = Taxonomy.from_names({e.label for e in examples})
+    report = ExportReport(
+        format="finetune",
+        source_db=source,
+        seed=seed,
+        val_fraction=val_fraction,
+        rows_read=len(examples),
+    )
+    rows = [ExportRow(str(i), e.text, e.label, "file") for i, e in enumerate(examples)]
+    kept = clean_rows(rows, taxonomy, report, scrub_pii=False)
+    if not kept:
+        raise FinetuneError(
+            f"nothing to train on: {len(examples)} labelled tickets, all dropped"
+            f" ({report.out_of_taxonomy_dropped} outside the taxonomy,"
+            f" {report.conflicts_dropped} conflicting duplicates)"
+        )
+    train_idx, val_idx = split([r.label for r in kept], val_fraction, seed)
+    if not val_idx:
+        raise FinetuneError(
+            f"only {len(kept)} usable tickets: none left to validate on; label more tickets"
+        )
+    report.train_rows, report.validation_rows = len(train_idx), len(val_idx)
+    return Split(
+        train=tuple(Example(kept[i].text, kept[i].label) for i in train_idx),
+        validation=tuple(Example(kept[i].text, kept[i].label) for i in val_idx),
+        taxonomy=taxonomy,
+        report=report,
+    )
+
+
+def encode(tokenizer: Any, example: Example, max_tokens: int) -> tuple[list[int], list[int]]:
+    """Token ids of prompt + answer + end of sequence, and labels with the prompt masked.
+
+    The prompt is tokenized on its own (with the tokenizer's beginning-of-sequence token), as
+    a server tokenizes it; the answer's tokens follow. When the whole would pass `max_tokens`
+    the ticket's text is cut at its end, keeping the closing `\nLabel:`; the answer never is.
+    """
+    prompt_ids: list[int] = tokenizer(prompt(example.text)).input_ids
+    answer_ids: list[int] = tokenizer(answer(example.label), add_special_tokens=False).input_ids
+    answer_ids = [*answer_ids, tokenizer.eos_token_id]
+    room = max(1, max_tokens - len(answer_ids))
+    if len(prompt_ids) > room:
+        tail: list[int] = tokenizer(PROMPT_TAIL, add_special_tokens=False).input_ids
+        prompt_ids = prompt_ids[: max(1, room - len(tail))] + tail
+    ids = prompt_ids + answer_ids
+    labels = [IGNORE_INDEX] * len(prompt_ids) + answer_ids
+    return ids, labels
+
+
+def pad_batch(
+    batch: Sequence[tuple[list[int], list[int]]], pad_id: int
+) -> tuple[list[list[int]], list[list[int]], list[list[int]]]:
+    """Right-padded ids, attention mask and labels for one batch."""
+    width = max(len(ids) for ids, _ in batch)
+    ids_out, mask_out, labels_out = [], [], []
+    for ids, labels in batch:
+        gap = width - len(ids)
+        ids_out.append(ids + [pad_id] * gap)
+        mask_out.append([1] * len(ids) + [0] * gap)
+        labels_out.append(labels + [IGNORE_INDEX] * gap)
+    return ids_out, mask_out, labels_out

@@ -1,0 +1,213 @@
+"""`triagedesk finetune` end to end: base, split, zero-shot, train, validate, merge, GGUF, files.
+
+Everything a user gets lands in one folder: the GGUF, an Ollama `Modelfile`, `report.json`
+and `backend.toml`. The merged Hugging Face weights are an intermediate step, kept in a
+scratch folder inside it until the GGUF exists and then removed (they are as large again).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tui.core import paths
+from tui.core.learning.llm import base, converter, export, train
+from tui.core.learning.llm.converter import OutType
+from tui.core.learning.llm.data import Example, Split, answer, make_split
+from tui.core.learning.llm.train import Method
+from tui.core.models import Taxonomy
+from tui.core.safe_files import private_dir
+
+Stage = Callable[[str], None]
+"""Told each stage's name as it starts (for a progress display)."""
+
+
+class FinetuneRequest(BaseModel):
+    """What `triagedesk finetune` was asked for, validated once at the boundary."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    base: str = "gemma3-270m"
+    out: Path
+    device: str = "auto"
+    method: Method = "lora"
+    epochs: int = Field(default=1, ge=1)
+    max_steps: int | None = Field(default=None, ge=1)
+    batch_size: int = Field(default=8, ge=1)
+    learning_rate: float | None = Field(default=None, gt=0)
+    val_fraction: float = Field(default=0.2, gt=0, lt=1)
+    seed: int = 13
+    outtype: OutType = "q8_0"
+    converter: Path | None = None
+    name: str | None = None
+    """Backend name in `backend.toml`; default `finetuned-<out folder>`."""
+    cache: Path | None = None
+    """Where a known base's GGUF is assembled; default the models folder."""
+    zero_shot: bool = True
+    """Also measure the base, untrained, on the validation split (for the report)."""
+    n_threads: int | None = Field(default=None, ge=1)
+
+    def options(self) -> train.TrainOptions:
+        return train.TrainOptions(
+            method=self.method,
+            epochs=self.epochs,
+            max_steps=self.max_steps,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            seed=self.seed,
+        )
+
+
+class FinetuneReport(BaseModel):
+    """`report.json`: what was trained, on what, how long, and how well it answers."""
+
+    base: str
+    method: Method
+    device: str
+    labels: list[str]
+    train_examples: int
+    validation_examples: int
+    dropped: dict[str, int]
+    steps: int
+    trainable_parameters: int
+    train_seconds: float
+    final_loss: float
+    zero_shot_accuracy: float | None
+    """The base, untrained, on the same validation split (free text, greedy)."""
+    validation_accuracy: float
+    """The trained model in the training framework, greedy free text."""
+    gguf: str
+    gguf_type: str
+    gguf_bytes: int
+    gguf_validation_accuracy: float
+    """The written GGUF through llama-cpp-python: what a server answers."""
+    gguf_p50_ms: float
+    backend: str
+    total_seconds: float
+
+
+def default_cache() -> Path:
+    return paths.models_dir() / "base"
+
+
+def finetune(
+    examples: Sequence[Example],
+    taxonomy: Taxonomy | None,
+    request: FinetuneRequest,
+    *,
+    source: str = "",
+    on_progress: train.ProgressCallback | None = None,
+    on_stage: Stage | None = None,
+) -> FinetuneReport:
+    """Fine-tune and write the served files into `request.out`; returns what `report.json` says.
+
+    The converter is located before anything slow starts, so a missing one fails in a second.
+
+    Raises:
+        FinetuneError: Missing dependency, base, converter or data, or a failed step.
+    """
+    started = time.perf_counter()
+    stage = on_stage or (lambda _name: None)
+    found_converter = converter.find(request.converter)
+    data = make_split(
+        examples, taxonomy, val_fraction=request.val_fraction, seed=request.seed, source=source
+    )
+    device = train.choose_device(request.device)
+    stage("loading the base model")
+    loaded = base.load(request.base, request.cache or default_cache(), device)
+    zero_shot = None
+    if request.zero_shot:
+        stage("measuring the base model (zero-shot)")
+        zero_shot = _validate(loaded.model, loaded.tokenizer, data, device)
+    stage("training")
+    result = train.train(
+        loaded.model,
+        loaded.tokenizer,
+        data.train,
+        request.options(),
+        device=device,
+        on_progress=on_progress,
+    )
+    stage("validating")
+    accuracy = _validate(result.model, loaded.tokenizer, data, device)
+    out = request.out
+    private_dir(out)
+    scratch = out / ".merged"
+    try:
+        stage("merging and saving")
+        merged = export.merge(result.model)
+        sentencepiece = _sentencepiece(loaded, scratch)
+        export.save(merged, loaded.tokenizer, scratch, sentencepiece)
+        stage(f"converting to GGUF ({request.outtype})")
+        gguf = export_path(out, request.outtype)
+        converter.convert(found_converter, scratch, gguf, request.outtype)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    stage("checking the GGUF on the validation split")
+    gguf_accuracy, p50 = export.score_gguf(gguf, data.validation, n_threads=request.n_threads)
+    name = export.backend_name(out, request.name)
+    report = FinetuneReport(
+        base=request.base,
+        method=request.method,
+        device=device,
+        labels=list(data.taxonomy.names),
+        train_examples=len(data.train),
+        validation_examples=len(data.validation),
+        dropped=_dropped(data),
+        steps=result.steps,
+        trainable_parameters=result.trainable_parameters,
+        train_seconds=round(result.seconds, 1),
+        final_loss=result.losses[-1],
+        zero_shot_accuracy=zero_shot,
+        validation_accuracy=accuracy,
+        gguf=gguf.name,
+        gguf_type=request.outtype,
+        gguf_bytes=gguf.stat().st_size,
+        gguf_validation_accuracy=gguf_accuracy,
+        gguf_p50_ms=round(p50, 1),
+        backend=name,
+        total_seconds=round(time.perf_counter() - started, 1),
+    )
+    (out / "Modelfile").write_text(export.modelfile(gguf), encoding="utf-8")
+    (out / "backend.toml").write_text(export.backend_toml(name, gguf), encoding="utf-8")
+    (out / "report.json").write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+def export_path(out: Path, outtype: str) -> Path:
+    return out / f"model-{outtype}.gguf"
+
+
+def _validate(model: object, tokenizer: Any, data: Split, device: str) -> float:
+    """Greedy accuracy on the validation split, generating no more than the longest label."""
+    longest = max(
+        len(tokenizer(answer(name), add_special_tokens=False).input_ids)
+        for name in data.taxonomy.names
+    )
+    texts = [e.text for e in data.validation]
+    answers = train.predict(model, tokenizer, texts, device=device, max_new_tokens=longest + 1)
+    return train.accuracy(answers, [e.label for e in data.validation])
+
+
+def _sentencepiece(loaded: base.LoadedBase, scratch: Path) -> Path | None:
+    """The base's sentencepiece model: its own file, or one rebuilt from its GGUF."""
+    folder = Path(loaded.source).expanduser()
+    if folder.is_dir() and (folder / "tokenizer.model").is_file():
+        return folder / "tokenizer.model"
+    if loaded.gguf is not None:
+        return base.write_sentencepiece(loaded.gguf, scratch)
+    return None
+
+
+def _dropped(data: Split) -> dict[str, int]:
+    report = data.report
+    return {
+        "outside_taxonomy": report.out_of_taxonomy_dropped,
+        "conflicting_duplicates": report.conflicts_dropped,
+        "duplicates": sum(report.duplicates_dropped.values()),
+    }
