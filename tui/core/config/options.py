@@ -7,7 +7,7 @@ a key its backend does not read would do nothing, so it is an error. Its require
 no default, so a missing one is reported by name.
 
 `BackendConfig.model_validate(block)` gives the block's own type's model (see
-`tui.core.registry.options_class`); a plugin type whose backend declares no `Options` keeps
+`options_class`); a plugin type whose backend declares no `Options` keeps
 the base model, whose extra keys are the plugin's own (read with `getattr` or `model_extra`).
 
 The models live here, in the core, rather than in the backend modules: loading a config must
@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, model_validator
+
+from tui.core.backend_types import BackendLoadError, available_types, load_class
 
 DEFAULT_CPU_USD_PER_HOUR = 0.04
 """A small cloud vCPU hour (on-demand general-purpose instances list $0.03-0.05 per vCPU)."""
@@ -88,8 +90,6 @@ def _options_for(kind: object) -> type[BackendConfig] | None:
     """The model a block of type `kind` validates as, when it is not the base itself."""
     if not isinstance(kind, str):
         return None
-    from tui.core.registry import options_class
-
     options = options_class(kind)
     return options if options is not BackendConfig else None
 
@@ -226,3 +226,24 @@ BACKEND_TYPE_KEYS: dict[str, TypeKeys] = {
 }
 """The keys of each built-in type, read off its model: for error messages ("a key of type
 'ollama'") and the tests."""
+
+
+def options_class(type_name: str) -> type[BackendConfig] | None:
+    """The `Options` model of a backend type's block; None for a type nobody has.
+
+    A built-in type's model is read from the core, importing no backend module (so loading a
+    config never imports httpx or an SDK). A plugin's is its backend class's `Options`
+    attribute, so its module is imported; a plugin without one, or one that fails to load
+    (reported when it is used, as always), gets the base model, which keeps its own keys.
+    """
+    if type_name in BUILTIN_OPTIONS:
+        return BUILTIN_OPTIONS[type_name]
+    if type_name not in available_types():
+        return None
+    try:
+        options = getattr(load_class(type_name), "Options", None)
+    except BackendLoadError:
+        return BackendConfig
+    if isinstance(options, type) and issubclass(options, BackendConfig):
+        return options
+    return BackendConfig

@@ -61,7 +61,7 @@ def _model_file_key(kind: object) -> str | None:
     routing time), from the type's Options."""
     if not isinstance(kind, str):
         return None
-    from tui.core.registry import options_class
+    from tui.core.config.options import options_class
 
     options = options_class(kind)
     return options.model_file_key if options is not None else None

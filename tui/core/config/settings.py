@@ -32,7 +32,7 @@ from tui.core.models import Label, Taxonomy, check_label_name
 
 def known_types() -> dict[str, str]:
     """Every backend type, built in or installed, with its import path."""
-    from tui.core.registry import available_types
+    from tui.core.backend_types import available_types
 
     return available_types()
 
