@@ -38,7 +38,7 @@ from screens.messages import (
     TicketsImported,
     TicketsRouted,
 )
-from screens.widgets.inbox_data import InboxData
+from screens.widgets.inbox_data import InboxData, PageQuery
 from screens.widgets.live_feed import LiveFeed
 from screens.widgets.route_runner import RouteRunner
 from screens.widgets.status_bar import AutoRouteToggle, StatusBar
@@ -132,34 +132,28 @@ class InboxScreen(Screen[None]):
     def watch_inbox_filter(self, flt: InboxFilter) -> None:
         self.load_window(reset=True)
 
+    def _new_query(self, *, reset: bool = False) -> PageQuery:
+        """Number a new request, starting from the table's window (the top of the list on
+        `reset`)."""
+        self._request += 1
+        if reset:
+            return PageQuery(self._request, self.inbox_filter, (), 0)
+        table = self.table
+        return PageQuery(self._request, self.inbox_filter, table.window_rows, table.window_offset)
+
     def load_window(self, *, reset: bool = False) -> None:
         """Reload the rows around the cursor (or the top of the list) from the store."""
-        self._request += 1
-        table = self.table
-        current = table.current
+        current = self.table.current
+        keep = None if reset or current is None else current.ticket_id
         self.data.load_window(
-            self._request,
-            self.inbox_filter,
-            () if reset else table.window_rows,
-            0 if reset else table.window_offset,
-            None if reset or current is None else current.ticket_id,
-            0 if reset else table.cursor_row,
+            self._new_query(reset=reset), keep, 0 if reset else self.table.cursor_row
         )
 
     @on(TicketTable.EdgeReached)
     def fetch_page(self, event: TicketTable.EdgeReached) -> None:
-        self._request += 1
-        table = self.table
-        current = table.current
-        self.data.fetch_page(
-            self._request,
-            self.inbox_filter,
-            table.window_rows,
-            table.window_offset,
-            table.total_rows,
-            event.direction,
-            current.ticket_id if current else None,
-        )
+        current = self.table.current
+        keep = current.ticket_id if current else None
+        self.data.fetch_page(self._new_query(), self.table.total_rows, event.direction, keep)
 
     @on(InboxPageLoaded)
     def show_page(self, message: InboxPageLoaded) -> None:
@@ -336,14 +330,7 @@ class InboxScreen(Screen[None]):
         elif table.at_end:
             self.notify("Nothing below needs attention")
         else:
-            self._request += 1
-            self.data.scan_for_attention(
-                self._request,
-                self.inbox_filter,
-                table.window_rows,
-                table.window_offset,
-                table.total_rows,
-            )
+            self.data.scan_for_attention(self._new_query(), table.total_rows)
 
     # Other screens -----------------------------------------------------------------------
 
