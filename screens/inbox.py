@@ -44,10 +44,9 @@ from screens.widgets.route_runner import RouteRunner
 from screens.widgets.status_bar import AutoRouteToggle, StatusBar
 from screens.widgets.ticket_detail import TicketDetail
 from screens.widgets.ticket_table import TicketTable
-from tui.core.config import Settings
 from tui.core.inbox_window import row_with_decision
-from tui.core.store import InboxFilter, Store
-from tui.services.routing import Router
+from tui.core.store import InboxFilter
+from tui.services.desk import Desk
 from tui.services.status_figures import StatusTracker
 
 
@@ -67,26 +66,22 @@ class InboxScreen(Screen[None]):
     inbox_filter: reactive[InboxFilter] = reactive("all", init=False)
     """Which tickets the table lists."""
 
-    def __init__(
-        self, store: Store, router: Router, settings: Settings, *, watch: Path | None = None
-    ) -> None:
+    def __init__(self, desk: Desk, *, watch: Path | None = None) -> None:
         super().__init__()
-        self.store = store
-        self.router = router
-        self.settings = settings
+        self.desk = desk
         self.watch_dir = watch
         self.agent = agent_name()
         self.run_prefix = f"tui-{uuid.uuid4().hex[:8]}-"
         """Every run this session starts has an id with this prefix."""
-        self.tracker = StatusTracker(settings.routing.daily_volume)
-        self.data = InboxData(store, settings, agent=self.agent)
-        self.runner = RouteRunner(store, router, run_prefix=self.run_prefix)
+        self.tracker = StatusTracker(desk.settings.routing.daily_volume)
+        self.data = InboxData(desk.store, desk.settings, agent=self.agent)
+        self.runner = RouteRunner(desk.store, desk.router, run_prefix=self.run_prefix)
         self._request = 0
         """Identity of the latest page request: pages of older ones are dropped."""
 
     @property
     def backend_names(self) -> tuple[str, ...]:
-        return tuple(self.settings.backends)
+        return tuple(self.desk.settings.backends)
 
     @property
     def batch_running(self) -> bool:
@@ -98,11 +93,11 @@ class InboxScreen(Screen[None]):
         return self.query_one(TicketTable)
 
     def compose(self) -> ComposeResult:
-        yield TicketTable(low_confidence=self.settings.routing.low_confidence, id="tickets")
-        yield TicketDetail(self.settings.routing.reference_backend, id="detail")
+        yield TicketTable(low_confidence=self.desk.settings.routing.low_confidence, id="tickets")
+        yield TicketDetail(self.desk.settings.routing.reference_backend, id="detail")
         yield StatusBar(id="status")
         yield Footer(compact=True)
-        yield LiveFeed(self.store, watch=self.watch_dir, own_run_prefix=self.run_prefix)
+        yield LiveFeed(self.desk.store, watch=self.watch_dir, own_run_prefix=self.run_prefix)
         yield self.data
         yield self.runner
 
@@ -120,7 +115,7 @@ class InboxScreen(Screen[None]):
 
     def refresh_status(self) -> None:
         bar = self.query_one(StatusBar)
-        bar.figures = self.tracker.figures(self.router.active, self.router.in_flight)
+        bar.figures = self.tracker.figures(self.desk.router.active, self.desk.router.in_flight)
 
     def _auto_route_changed(self, on: bool) -> None:
         self.query_one(StatusBar).auto_route = on
@@ -292,7 +287,9 @@ class InboxScreen(Screen[None]):
         row = self.table.current
         if row is None:
             return
-        choices = tuple((label.name, label.description) for label in self.router.taxonomy.labels)
+        choices = tuple(
+            (label.name, label.description) for label in self.desk.router.taxonomy.labels
+        )
 
         def picked(label: str | None) -> None:
             if label is not None:
@@ -339,7 +336,7 @@ class InboxScreen(Screen[None]):
             if name is not None:
                 self.action_use_backend(name)
 
-        self.app.push_screen(BackendPickerModal(self.settings, self.router, self.store), picked)
+        self.app.push_screen(BackendPickerModal(self.desk), picked)
 
     def action_compare(self) -> None:
         row = self.table.current
@@ -348,10 +345,10 @@ class InboxScreen(Screen[None]):
 
     @work(group="store", exit_on_error=False)
     async def open_compare(self, ticket_id: str) -> None:
-        ticket = await asyncio.to_thread(self.store.get_ticket, ticket_id)
+        ticket = await asyncio.to_thread(self.desk.store.get_ticket, ticket_id)
         if ticket is None:
             return
-        modal = CompareModal(ticket, self.router, self.store, self.new_run_id)
+        modal = CompareModal(ticket, self.desk, self.new_run_id)
         if await self.app.push_screen_wait(modal):
             self.load_window()
             self.data.load_stats()
@@ -361,12 +358,12 @@ class InboxScreen(Screen[None]):
             if flt is not None:
                 self.action_set_filter(flt)
 
-        self.app.push_screen(FilterPickerModal(self.store, self.inbox_filter), picked)
+        self.app.push_screen(FilterPickerModal(self.desk.store, self.inbox_filter), picked)
 
     def action_show_stats(self) -> None:
         from screens.stats import StatsScreen  # plotting libraries load when first needed
 
-        self.app.push_screen(StatsScreen(self.store, self.settings))
+        self.app.push_screen(StatsScreen(self.desk))
 
     async def action_toggle_auto_route(self) -> None:
         await self.app.run_action("app.toggle_auto_route")
