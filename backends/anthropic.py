@@ -17,24 +17,12 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from backends.http_backend import HTTPBackend
-from backends.http_common import (
-    join_url,
-    looks_like_html,
-    not_the_protocol,
-    quote_server,
-    server_message,
-)
-from backends.http_reading import FirstLine, sse_events
+from backends.http_common import join_url, quote_server, server_message
+from backends.http_reading import FirstLine, event_object, sse_events
 from backends.llm import Completion, Message, Request
 from backends.secrets import api_key
 from tui.core import numbers
-from tui.core.backend import (
-    AuthenticationFailed,
-    BadResponse,
-    Health,
-    ServerError,
-    Stopwatch,
-)
+from tui.core.backend import AuthenticationFailed, BadResponse, Health, ServerError, Stopwatch
 from tui.core.config.options import AnthropicOptions
 from tui.core.prompt import Prompt
 
@@ -161,13 +149,7 @@ class AnthropicBackend(HTTPBackend[Reply]):
         stopped = False
         first = FirstLine()
         async for event in sse_events(response, first):
-            try:
-                data = json.loads(event.data)
-            except ValueError:  # JSONDecodeError, or an integer of over 4,300 digits
-                said = quote_server(event.data, key, limit=80)
-                raise BadResponse(f"stream event is not JSON: {said!r}") from None
-            if not isinstance(data, dict):
-                raise BadResponse("stream event is not an object")
+            data = event_object(event, "stream event", key)
             kind = data.get("type") or event.event
             if kind == "message_start":
                 message = data.get("message") or {}
@@ -195,8 +177,8 @@ class AnthropicBackend(HTTPBackend[Reply]):
             elif kind == "error":
                 raise _stream_error(data, key)
         if not stopped:
-            if reply.model is None and first.text is not None and looks_like_html(first.text):
-                raise not_the_protocol(first.text, EXPECTED, key)
+            if reply.model is None:
+                first.raise_if_html(EXPECTED, key)
             raise BadResponse("truncated stream: it ended without message_stop")
         if reply.tool_id is not None:
             reply.text = "".join(tool_json)

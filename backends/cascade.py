@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from tui.core.backend import BackendError, Health, RouteResult
@@ -117,18 +118,13 @@ class CascadeBackend:
         stages: list[StageResult],
         started: float,
     ) -> RouteResult:
-        """The answering stage's label with usage, timings and costs summed over all stages."""
+        """The answering stage's answer, with usage, timings and costs summed over all stages."""
         _, final, offset_ms = answered[-1]
         results = [result for _, result, _ in answered]
         costs = [stage.cost_usd for stage in stages if stage.cost_usd is not None]
-        return RouteResult(
-            label=final.label,
-            confidence=final.confidence,
-            confidence_source=final.confidence_source,
-            reason=final.reason,
-            raw_output=final.raw_output,
+        return replace(
+            final,
             model="→".join(stage.model for stage in stages),
-            prompt_version=final.prompt_version,
             input_tokens=_sum(r.input_tokens for r in results),
             output_tokens=_sum(r.output_tokens for r in results),
             cached_input_tokens=_sum(r.cached_input_tokens for r in results),

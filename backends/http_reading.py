@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import json
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -22,9 +24,14 @@ from backends.http_common import (
     ACCEPT_ENCODING,
     MAX_ERROR_BYTES,
     MAX_RESPONSE_BYTES,
+    looks_like_html,
+    not_the_protocol,
     quote_server,
 )
 from tui.core.backend import BadResponse
+
+if TYPE_CHECKING:
+    from pydantic import SecretStr
 
 INFLATE_STEP = 65_536
 """Most bytes one decompression step may produce, so a gzip bomb never inflates at once."""
@@ -241,6 +248,24 @@ class FirstLine:
 
     text: str | None = None
 
+    def raise_if_html(self, expected: str, key: SecretStr | None) -> None:
+        """Raise the "not the protocol" error when the stream was an HTML page.
+
+        Called once a stream ended without its closing event and without any real event:
+        a login page or a proxy's error page answers 200 with markup, which is a wrong
+        address rather than a cut stream.
+
+        Args:
+            expected: What the stream should have been, with its article ("an OpenAI-compatible
+                reply").
+            key: The API key, removed from anything quoted.
+
+        Raises:
+            BadResponse: The first line is markup, naming the page's title when it has one.
+        """
+        if self.text is not None and looks_like_html(self.text):
+            raise not_the_protocol(self.text, expected, key)
+
 
 async def noting_first(lines: AsyncIterator[str], first: FirstLine) -> AsyncIterator[str]:
     """Pass `lines` through, keeping the first non-blank one in `first`."""
@@ -284,3 +309,24 @@ def sse_events(response: httpx.Response, first: FirstLine) -> AsyncIterator[SSEE
     """A streamed reply's events, within `MAX_RESPONSE_BYTES`, its first line kept in `first`
     (to tell an HTML page from a cut stream when no event came)."""
     return iter_sse(noting_first(iter_lines(response), first))
+
+
+def event_object(event: SSEEvent, what: str, key: SecretStr | None) -> dict[str, Any]:
+    """An event's `data:` decoded as the JSON object every chat API streams.
+
+    Args:
+        event: The event.
+        what: How error messages name it ("stream event", "stream chunk").
+        key: The API key, removed from the quoted data.
+
+    Raises:
+        BadResponse: The data is not JSON (quoted, cut to 80 characters) or not an object.
+    """
+    try:
+        data = json.loads(event.data)
+    except ValueError:  # JSONDecodeError, or an integer of over 4,300 digits
+        said = quote_server(event.data, key, limit=80)
+        raise BadResponse(f"{what} is not JSON: {said!r}") from None
+    if not isinstance(data, dict):
+        raise BadResponse(f"{what} is not an object")
+    return data

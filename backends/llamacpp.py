@@ -22,8 +22,6 @@ from backends.http_common import (
     error_for_status,
     join_url,
     load_json_object,
-    looks_like_html,
-    not_the_protocol,
     quote_server,
     server_message,
     transport_error,
@@ -280,8 +278,8 @@ class LlamaCppServerBackend(HTTPBackend[Completion]):
                 completion.take_final(chunk)
                 completion.text = "".join(pieces)
                 return completion
-        if not seen and first.text is not None and looks_like_html(first.text):
-            raise not_the_protocol(first.text, EXPECTED, key)
+        if not seen:
+            first.raise_if_html(EXPECTED, key)
         raise BadResponse("the stream ended without its final 'stop' event")
 
     async def check(self) -> Health:

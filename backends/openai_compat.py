@@ -17,26 +17,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import httpx
 
 from backends.http_backend import HTTPBackend
-from backends.http_common import (
-    join_url,
-    looks_like_html,
-    mentions,
-    not_the_protocol,
-    quote_server,
-    server_message,
-)
-from backends.http_reading import FirstLine, sse_events
+from backends.http_common import join_url, mentions, quote_server, server_message
+from backends.http_reading import FirstLine, event_object, sse_events
 from backends.llm import Completion as BaseCompletion
 from backends.llm import Request
 from backends.secrets import api_key
 from tui.core import numbers
-from tui.core.backend import (
-    AuthenticationFailed,
-    BadResponse,
-    Health,
-    ServerError,
-    Stopwatch,
-)
+from tui.core.backend import AuthenticationFailed, BadResponse, Health, ServerError, Stopwatch
 from tui.core.config.options import OpenAIOptions
 
 if TYPE_CHECKING:
@@ -241,13 +228,7 @@ class OpenAIBackend(HTTPBackend[Completion]):
             if event.data.strip() == "[DONE]":
                 done = True
                 break
-            try:
-                chunk = json.loads(event.data)
-            except json.JSONDecodeError:
-                said = quote_server(event.data, key, limit=80)
-                raise BadResponse(f"stream chunk is not JSON: {said!r}") from None
-            if not isinstance(chunk, dict):
-                raise BadResponse("stream chunk is not an object")
+            chunk = event_object(event, "stream chunk", key)
             if "error" in chunk:
                 said = server_message(json.dumps(chunk))
                 raise ServerError(f"error inside the stream: {quote_server(said, key)}")
@@ -265,8 +246,8 @@ class OpenAIBackend(HTTPBackend[Completion]):
             _take_usage(chunk.get("usage"), completion)
             _take_timings(chunk.get("timings"), completion)
         if not done:
-            if not saw_event and first.text is not None and looks_like_html(first.text):
-                raise not_the_protocol(first.text, EXPECTED, key)
+            if not saw_event:
+                first.raise_if_html(EXPECTED, key)
             raise BadResponse(
                 "truncated stream: it ended without [DONE]", raw_output="".join(parts)
             )

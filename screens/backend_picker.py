@@ -15,9 +15,8 @@ from textual.widgets import DataTable, Label
 
 from screens import format as fmt
 from screens.messages import BackendChecked, LatenciesLoaded
-from tui.core.config import BackendConfig, CascadeOptions, Settings
-from tui.core.store import Store
-from tui.services.routing import Router
+from tui.core.config import BackendConfig, CascadeOptions
+from tui.services.desk import Desk
 
 HEALTH_TIMEOUT_S = 5.0
 """A backend that has not answered its health check by then is shown as not answering."""
@@ -43,11 +42,9 @@ class BackendPickerModal(ModalScreen[str | None]):
 
     BINDINGS = [Binding("escape", "dismiss_none", "Cancel", id="backend-picker.cancel")]
 
-    def __init__(self, settings: Settings, router: Router, store: Store) -> None:
+    def __init__(self, desk: Desk) -> None:
         super().__init__()
-        self.settings = settings
-        self.router = router
-        self.store = store
+        self.desk = desk
 
     def compose(self) -> ComposeResult:
         with Vertical(id="backend-dialog"):
@@ -66,9 +63,9 @@ class BackendPickerModal(ModalScreen[str | None]):
         table.add_column("Price", key="price", width=21)
         table.add_column("Health", key="health", width=34)
         table.add_column("p50 ms", key="p50", width=7)
-        for name, config in self.settings.backends.items():
+        for name, config in self.desk.settings.backends.items():
             table.add_row(
-                Text("●" if name == self.router.active else ""),
+                Text("●" if name == self.desk.router.active else ""),
                 Text(name),
                 Text(config.type),
                 Text(config.model_name, overflow="ellipsis"),
@@ -77,7 +74,7 @@ class BackendPickerModal(ModalScreen[str | None]):
                 Text("…"),
                 key=name,
             )
-        table.move_cursor(row=list(self.settings.backends).index(self.router.active))
+        table.move_cursor(row=list(self.desk.settings.backends).index(self.desk.router.active))
         table.focus()
         self.check_health()
         self.load_latencies()
@@ -88,7 +85,7 @@ class BackendPickerModal(ModalScreen[str | None]):
 
         async def one(name: str) -> None:
             try:
-                backend = self.router.backend(name)
+                backend = self.desk.router.backend(name)
                 health = await asyncio.wait_for(backend.check(), HEALTH_TIMEOUT_S)
                 ok, detail = health.ok, health.detail
             except TimeoutError:
@@ -97,7 +94,7 @@ class BackendPickerModal(ModalScreen[str | None]):
                 ok, detail = False, f"{type(exc).__name__}: {exc}"
             self.post_message(BackendChecked(name, ok, detail))
 
-        await asyncio.gather(*(one(name) for name in self.settings.backends))
+        await asyncio.gather(*(one(name) for name in self.desk.settings.backends))
 
     @on(BackendChecked)
     def show_health(self, message: BackendChecked) -> None:
@@ -108,8 +105,9 @@ class BackendPickerModal(ModalScreen[str | None]):
 
     @work(thread=True, exit_on_error=False, group="latency")
     def load_latencies(self) -> None:
+        store = self.desk.store
         found = {
-            name: self.store.latency_percentiles(name)["p50"] for name in self.settings.backends
+            name: store.latency_percentiles(name)["p50"] for name in self.desk.settings.backends
         }
         self.post_message(LatenciesLoaded(found))
 

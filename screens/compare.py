@@ -19,9 +19,8 @@ from screens import format as fmt
 from screens.messages import CompareAnswered
 from screens.widgets.route_runner import wait_notifier
 from tui.core.models import Decision, Ticket
-from tui.core.store import Store
 from tui.services.compare import compare_backends, store_compared
-from tui.services.routing import Router
+from tui.services.desk import Desk
 
 COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("backend", "Backend", 14),
@@ -44,13 +43,10 @@ class CompareModal(ModalScreen[bool]):
 
     BINDINGS = [Binding("escape", "close", "Close", id="compare.close")]
 
-    def __init__(
-        self, ticket: Ticket, router: Router, store: Store, new_run_id: Callable[[], str]
-    ) -> None:
+    def __init__(self, ticket: Ticket, desk: Desk, new_run_id: Callable[[], str]) -> None:
         super().__init__()
         self.ticket = ticket
-        self.router = router
-        self.store = store
+        self.desk = desk
         self.new_run_id = new_run_id
         self.stored = False
         self.answers: dict[str, str | None] = {}
@@ -72,8 +68,8 @@ class CompareModal(ModalScreen[bool]):
         for key, header, width in COLUMNS:
             table.add_column(header, key=key, width=width)
         muted = self.app.theme_variables.get("text-muted", "")
-        for name in self.router.settings.backends:
-            marker = "● " if name == self.router.active else "  "
+        for name in self.desk.settings.backends:
+            marker = "● " if name == self.desk.router.active else "  "
             cells = [Text(marker + name, overflow="ellipsis"), Text("…", style=muted)]
             cells += [Text("") for _ in COLUMNS[2:]]
             table.add_row(*cells, key=name)
@@ -85,15 +81,16 @@ class CompareModal(ModalScreen[bool]):
         """Route on every backend at once. Each backend's `timeout_s` bounds each of its
         attempts (a trickling server once kept this screen spinning forever), so every row
         ends as an answer or an error, and retry waits are shown as notifications."""
-        if self.router.on_wait is None:
-            self.router.on_wait = wait_notifier(self.app.notify)
+        router = self.desk.router
+        if router.on_wait is None:
+            router.on_wait = wait_notifier(self.app.notify)
 
         def answered(decision: Decision) -> None:
             self.post_message(CompareAnswered(decision))
 
-        decisions = await compare_backends(self.router, self.ticket, self.new_run_id, answered)
+        decisions = await compare_backends(router, self.ticket, self.new_run_id, answered)
         try:
-            await asyncio.to_thread(store_compared, self.store, decisions, self.router.active)
+            await asyncio.to_thread(store_compared, self.desk.store, decisions, router.active)
         except Exception as exc:  # the answers stay on screen; say why they were not kept
             self.query_one("#compare-help", Label).update(
                 Content(f"Not stored ({type(exc).__name__}: {exc}); escape to close")

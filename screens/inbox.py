@@ -38,16 +38,15 @@ from screens.messages import (
     TicketsImported,
     TicketsRouted,
 )
-from screens.widgets.inbox_data import InboxData
+from screens.widgets.inbox_data import InboxData, PageQuery
 from screens.widgets.live_feed import LiveFeed
 from screens.widgets.route_runner import RouteRunner
 from screens.widgets.status_bar import AutoRouteToggle, StatusBar
 from screens.widgets.ticket_detail import TicketDetail
 from screens.widgets.ticket_table import TicketTable
-from tui.core.config import Settings
 from tui.core.inbox_window import row_with_decision
-from tui.core.store import InboxFilter, Store
-from tui.services.routing import Router
+from tui.core.store import InboxFilter
+from tui.services.desk import Desk
 from tui.services.status_figures import StatusTracker
 
 
@@ -67,26 +66,22 @@ class InboxScreen(Screen[None]):
     inbox_filter: reactive[InboxFilter] = reactive("all", init=False)
     """Which tickets the table lists."""
 
-    def __init__(
-        self, store: Store, router: Router, settings: Settings, *, watch: Path | None = None
-    ) -> None:
+    def __init__(self, desk: Desk, *, watch: Path | None = None) -> None:
         super().__init__()
-        self.store = store
-        self.router = router
-        self.settings = settings
+        self.desk = desk
         self.watch_dir = watch
         self.agent = agent_name()
         self.run_prefix = f"tui-{uuid.uuid4().hex[:8]}-"
         """Every run this session starts has an id with this prefix."""
-        self.tracker = StatusTracker(settings.routing.daily_volume)
-        self.data = InboxData(store, settings, agent=self.agent)
-        self.runner = RouteRunner(store, router, run_prefix=self.run_prefix)
+        self.tracker = StatusTracker(desk.settings.routing.daily_volume)
+        self.data = InboxData(desk.store, desk.settings, agent=self.agent)
+        self.runner = RouteRunner(desk.store, desk.router, run_prefix=self.run_prefix)
         self._request = 0
         """Identity of the latest page request: pages of older ones are dropped."""
 
     @property
     def backend_names(self) -> tuple[str, ...]:
-        return tuple(self.settings.backends)
+        return tuple(self.desk.settings.backends)
 
     @property
     def batch_running(self) -> bool:
@@ -98,11 +93,11 @@ class InboxScreen(Screen[None]):
         return self.query_one(TicketTable)
 
     def compose(self) -> ComposeResult:
-        yield TicketTable(low_confidence=self.settings.routing.low_confidence, id="tickets")
-        yield TicketDetail(self.settings.routing.reference_backend, id="detail")
+        yield TicketTable(low_confidence=self.desk.settings.routing.low_confidence, id="tickets")
+        yield TicketDetail(self.desk.settings.routing.reference_backend, id="detail")
         yield StatusBar(id="status")
         yield Footer(compact=True)
-        yield LiveFeed(self.store, watch=self.watch_dir, own_run_prefix=self.run_prefix)
+        yield LiveFeed(self.desk.store, watch=self.watch_dir, own_run_prefix=self.run_prefix)
         yield self.data
         yield self.runner
 
@@ -120,7 +115,7 @@ class InboxScreen(Screen[None]):
 
     def refresh_status(self) -> None:
         bar = self.query_one(StatusBar)
-        bar.figures = self.tracker.figures(self.router.active, self.router.in_flight)
+        bar.figures = self.tracker.figures(self.desk.router.active, self.desk.router.in_flight)
 
     def _auto_route_changed(self, on: bool) -> None:
         self.query_one(StatusBar).auto_route = on
@@ -132,34 +127,28 @@ class InboxScreen(Screen[None]):
     def watch_inbox_filter(self, flt: InboxFilter) -> None:
         self.load_window(reset=True)
 
+    def _new_query(self, *, reset: bool = False) -> PageQuery:
+        """Number a new request, starting from the table's window (the top of the list on
+        `reset`)."""
+        self._request += 1
+        if reset:
+            return PageQuery(self._request, self.inbox_filter, (), 0)
+        table = self.table
+        return PageQuery(self._request, self.inbox_filter, table.window_rows, table.window_offset)
+
     def load_window(self, *, reset: bool = False) -> None:
         """Reload the rows around the cursor (or the top of the list) from the store."""
-        self._request += 1
-        table = self.table
-        current = table.current
+        current = self.table.current
+        keep = None if reset or current is None else current.ticket_id
         self.data.load_window(
-            self._request,
-            self.inbox_filter,
-            () if reset else table.window_rows,
-            0 if reset else table.window_offset,
-            None if reset or current is None else current.ticket_id,
-            0 if reset else table.cursor_row,
+            self._new_query(reset=reset), keep, 0 if reset else self.table.cursor_row
         )
 
     @on(TicketTable.EdgeReached)
     def fetch_page(self, event: TicketTable.EdgeReached) -> None:
-        self._request += 1
-        table = self.table
-        current = table.current
-        self.data.fetch_page(
-            self._request,
-            self.inbox_filter,
-            table.window_rows,
-            table.window_offset,
-            table.total_rows,
-            event.direction,
-            current.ticket_id if current else None,
-        )
+        current = self.table.current
+        keep = current.ticket_id if current else None
+        self.data.fetch_page(self._new_query(), self.table.total_rows, event.direction, keep)
 
     @on(InboxPageLoaded)
     def show_page(self, message: InboxPageLoaded) -> None:
@@ -298,7 +287,9 @@ class InboxScreen(Screen[None]):
         row = self.table.current
         if row is None:
             return
-        choices = tuple((label.name, label.description) for label in self.router.taxonomy.labels)
+        choices = tuple(
+            (label.name, label.description) for label in self.desk.router.taxonomy.labels
+        )
 
         def picked(label: str | None) -> None:
             if label is not None:
@@ -336,14 +327,7 @@ class InboxScreen(Screen[None]):
         elif table.at_end:
             self.notify("Nothing below needs attention")
         else:
-            self._request += 1
-            self.data.scan_for_attention(
-                self._request,
-                self.inbox_filter,
-                table.window_rows,
-                table.window_offset,
-                table.total_rows,
-            )
+            self.data.scan_for_attention(self._new_query(), table.total_rows)
 
     # Other screens -----------------------------------------------------------------------
 
@@ -352,7 +336,7 @@ class InboxScreen(Screen[None]):
             if name is not None:
                 self.action_use_backend(name)
 
-        self.app.push_screen(BackendPickerModal(self.settings, self.router, self.store), picked)
+        self.app.push_screen(BackendPickerModal(self.desk), picked)
 
     def action_compare(self) -> None:
         row = self.table.current
@@ -361,10 +345,10 @@ class InboxScreen(Screen[None]):
 
     @work(group="store", exit_on_error=False)
     async def open_compare(self, ticket_id: str) -> None:
-        ticket = await asyncio.to_thread(self.store.get_ticket, ticket_id)
+        ticket = await asyncio.to_thread(self.desk.store.get_ticket, ticket_id)
         if ticket is None:
             return
-        modal = CompareModal(ticket, self.router, self.store, self.new_run_id)
+        modal = CompareModal(ticket, self.desk, self.new_run_id)
         if await self.app.push_screen_wait(modal):
             self.load_window()
             self.data.load_stats()
@@ -374,12 +358,12 @@ class InboxScreen(Screen[None]):
             if flt is not None:
                 self.action_set_filter(flt)
 
-        self.app.push_screen(FilterPickerModal(self.store, self.inbox_filter), picked)
+        self.app.push_screen(FilterPickerModal(self.desk.store, self.inbox_filter), picked)
 
     def action_show_stats(self) -> None:
         from screens.stats import StatsScreen  # plotting libraries load when first needed
 
-        self.app.push_screen(StatsScreen(self.store, self.settings))
+        self.app.push_screen(StatsScreen(self.desk))
 
     async def action_toggle_auto_route(self) -> None:
         await self.app.run_action("app.toggle_auto_route")

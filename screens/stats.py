@@ -17,10 +17,9 @@ from textual_plotext import PlotextPlot
 
 from screens import format as fmt
 from screens.messages import CurveComputed, StatsComputed
-from tui.core.config import Settings
 from tui.core.cost_report import break_even_rows, cumulative_costs, hosted_prices
 from tui.core.learning.curve import curve_from_labels, format_curve
-from tui.core.store import Store
+from tui.services.desk import Desk
 
 COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("backend", "Backend", 13),
@@ -45,10 +44,9 @@ class StatsScreen(Screen[None]):
         Binding("g", "reload", "Refresh", id="stats.refresh"),
     ]
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, desk: Desk) -> None:
         super().__init__()
-        self.store = store
-        self.settings = settings
+        self.desk = desk
 
     def compose(self) -> ComposeResult:
         yield DataTable(id="stats-table", cursor_type="row")
@@ -77,7 +75,7 @@ class StatsScreen(Screen[None]):
     def compute_curve(self) -> None:
         """Retrains the specialist on growing samples of the agents' labels: seconds of CPU,
         so it runs in its own worker and the figures above appear first."""
-        examples = self.store.labelled_examples()
+        examples = self.desk.store.labelled_examples()
         points, test_size = curve_from_labels(examples)
         self.post_message(CurveComputed(tuple(points), test_size, len(examples)))
 
@@ -102,15 +100,16 @@ class StatsScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False)
     def compute(self) -> None:
-        stats = tuple(self.store.backend_stats(daily_volume=self.settings.routing.daily_volume))
+        store, settings = self.desk.store, self.desk.settings
+        stats = tuple(store.backend_stats(daily_volume=settings.routing.daily_volume))
         names = [s.backend for s in stats]
         self.post_message(
             StatsComputed(
                 stats=stats,
-                latencies={name: self.store.latencies(name, limit=5000) for name in names},
-                timeline=self.store.cost_timeline(bucket_chars=13),
-                token_means={name: self.store.token_means(name) for name in self.settings.backends},
-                counterfactual_mean=self.store.counterfactual_mean(),
+                latencies={name: store.latencies(name, limit=5000) for name in names},
+                timeline=store.cost_timeline(bucket_chars=13),
+                token_means={name: store.token_means(name) for name in settings.backends},
+                counterfactual_mean=store.counterfactual_mean(),
             )
         )
 
@@ -167,14 +166,15 @@ class StatsScreen(Screen[None]):
         widget.refresh()
 
     def _show_break_even(self, message: StatsComputed) -> None:
+        settings = self.desk.settings
         by_name = {s.backend: s for s in message.stats}
         hosted = hosted_prices(
-            self.settings, by_name, message.token_means.__getitem__, message.counterfactual_mean
+            settings, by_name, message.token_means.__getitem__, message.counterfactual_mean
         )
-        rows = break_even_rows(self.settings, hosted, by_name)
-        volume = self.settings.routing.daily_volume
+        rows = break_even_rows(settings, hosted, by_name)
+        volume = settings.routing.daily_volume
         lines: list[Content] = []
-        if not any(c.gpu_usd_per_hour is not None for c in self.settings.backends.values()):
+        if not any(c.gpu_usd_per_hour is not None for c in settings.backends.values()):
             lines.append(
                 Content.styled(
                     "No self-hosted backend configured: give an ollama or llama.cpp backend"

@@ -20,11 +20,13 @@ from screens.messages import BackendSwapped
 from tui.core.config import ConfigError, Settings
 from tui.core.models import Taxonomy
 from tui.core.store import Store, StoreError, describe_unusable_labels
+from tui.services.desk import Desk
 from tui.services.routing import NoTaxonomy, Router, resolve_taxonomy
 
 
 class TriageApp(App[int]):
-    """Holds the services and the app-wide state: the active backend and auto-route."""
+    """Holds the services (its `Desk`) and the app-wide state: the active backend and
+    auto-route."""
 
     CSS_PATH = "app.tcss"
     TITLE = "triagedesk"
@@ -43,15 +45,18 @@ class TriageApp(App[int]):
         self, settings: Settings, store: Store, router: Router, *, watch: Path | None = None
     ) -> None:
         super().__init__()
-        self.settings = settings
-        self.store = store
-        self.router = router
+        self.desk = Desk(settings, store, router)
         self.watch_dir = watch
         self.set_reactive(TriageApp.active_backend, router.active)
         self.set_reactive(TriageApp.auto_route, settings.routing.auto_route)
 
+    @property
+    def router(self) -> Router:
+        """The desk's router: whose `active` backend and `in_flight` count the app mirrors."""
+        return self.desk.router
+
     def get_default_screen(self) -> Screen[None]:
-        return InboxScreen(self.store, self.router, self.settings, watch=self.watch_dir)
+        return InboxScreen(self.desk, watch=self.watch_dir)
 
     def on_mount(self) -> None:
         if not self.router.taxonomy.labels:
@@ -67,7 +72,7 @@ class TriageApp(App[int]):
     def _warn_unusable_labels(self) -> None:
         """Say which labels an older version stored that today's rules skip (the headless
         commands print the same line), so the agent can relabel those tickets."""
-        found = self.store.unusable_labels()
+        found = self.desk.store.unusable_labels()
         if found:
             self.call_from_thread(
                 self.notify, describe_unusable_labels(found), severity="warning", timeout=15

@@ -6,6 +6,8 @@ handlers draw it, so no worker touches a widget.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from textual import work
 from textual.widget import Widget
 
@@ -23,6 +25,18 @@ from tui.core.models import InboxRow, LabelSource
 from tui.core.store import InboxFilter, Store, StoreError
 
 
+@dataclass(frozen=True, slots=True)
+class PageQuery:
+    """What every window worker starts from: the request's number, the filter and the window
+    of rows the table shows now (empty, at offset 0, to start from the top)."""
+
+    request: int
+    """Numbers the request, so the screen can drop a page a newer request superseded."""
+    flt: InboxFilter
+    window: tuple[InboxRow, ...]
+    offset: int
+
+
 class InboxData(Widget):
     """The inbox's store reads and label writes. `request` numbers let the screen drop pages
     that a newer request (another filter, a further scroll) has superseded."""
@@ -37,51 +51,33 @@ class InboxData(Widget):
         """Who labels: label events say which agent decided."""
 
     @work(thread=True, exclusive=True, group="inbox", exit_on_error=False)
-    def load_window(
-        self,
-        request: int,
-        flt: InboxFilter,
-        window: tuple[InboxRow, ...],
-        offset: int,
-        keep: str | None,
-        cursor_index: int,
-    ) -> None:
-        found = reload_window(self.store, flt, window, offset)
+    def load_window(self, query: PageQuery, keep: str | None, cursor_index: int) -> None:
+        """Reload the rows around `query`'s window (after a filter change or a label)."""
+        found = reload_window(self.store, query.flt, query.window, query.offset)
         total = found.total or 0
         self.post_message(
-            InboxPageLoaded(request, found.rows, found.offset, total, keep, cursor_index)
+            InboxPageLoaded(query.request, found.rows, found.offset, total, keep, cursor_index)
         )
 
     @work(thread=True, exclusive=True, group="inbox", exit_on_error=False)
     def fetch_page(
-        self,
-        request: int,
-        flt: InboxFilter,
-        window: tuple[InboxRow, ...],
-        offset: int,
-        total: int,
-        direction: Direction,
-        keep: str | None,
+        self, query: PageQuery, total: int, direction: Direction, keep: str | None
     ) -> None:
-        found = extend_window(self.store, flt, window, offset, direction)
-        self.post_message(InboxPageLoaded(request, found.rows, found.offset, total, keep))
+        """Slide `query`'s window one page in `direction` (the cursor reached an edge)."""
+        found = extend_window(self.store, query.flt, query.window, query.offset, direction)
+        self.post_message(InboxPageLoaded(query.request, found.rows, found.offset, total, keep))
 
     @work(thread=True, exclusive=True, group="inbox", exit_on_error=False)
-    def scan_for_attention(
-        self,
-        request: int,
-        flt: InboxFilter,
-        window: tuple[InboxRow, ...],
-        offset: int,
-        total: int,
-    ) -> None:
+    def scan_for_attention(self, query: PageQuery, total: int) -> None:
         """Walk pages past the window to the next ticket a person should look at."""
         low = self.settings.routing.low_confidence
-        found = find_attention(self.store, flt, window, offset, low)
+        found = find_attention(self.store, query.flt, query.window, query.offset, low)
         if found is None:
             self.notify("Nothing needs attention in the next pages")
             return
-        self.post_message(InboxPageLoaded(request, found.rows, found.offset, total, found.focus))
+        self.post_message(
+            InboxPageLoaded(query.request, found.rows, found.offset, total, found.focus)
+        )
 
     @work(thread=True, exclusive=True, group="detail", exit_on_error=False)
     def load_detail(self, ticket_id: str) -> None:

@@ -448,3 +448,24 @@ def test_cli_export_can_include_predictions(tmp_path: Path) -> None:
     assert run(args, out=io.StringIO(), err=io.StringIO()) == 0
     report = json.loads((tmp_path / "p" / "report.json").read_text())
     assert report["include_predictions"] is True and report["label_sources"]["prediction"] == 1
+
+
+def test_export_says_what_dropped_every_row(tmp_path: Path) -> None:
+    store = Store(tmp_path / "dropped.db")
+    conflict = text_for("returns", 7)
+    store.import_tickets(
+        [
+            Ticket(id="o-1", text=text_for("billing", 1)),
+            Ticket(id="c-1", text=conflict),
+            Ticket(id="c-2", text=conflict.upper()),
+        ],
+        {"o-1": "spam", "c-1": "returns", "c-2": "account"},
+    )
+    expected = (
+        "nothing left to export: 3 labelled tickets, all dropped"
+        " (1 outside the taxonomy, 2 conflicting duplicates)"
+    )
+    with pytest.raises(ExportError) as raised:
+        export(store, TAXONOMY, fmt="hf", out=tmp_path / "out")
+    assert str(raised.value) == expected
+    assert not (tmp_path / "out").exists()

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from tui.core import registry
 from tui.core.config import _build
-from tui.core.models import Taxonomy, Ticket
+from tui.core.models import Decision, Taxonomy, Ticket
 from tui.core.store import Store
-from tui.services.routing import Router, page_pending
+from tui.services.routing import Router, RunSummary, page_pending
 
 TAXONOMY = Taxonomy.from_names(["billing", "shipping", "returns"])
 
@@ -159,3 +160,29 @@ async def test_eval_mode_stores_nothing(tmp_path: Path) -> None:
         store.get_tickets(["T00001", "T00002"]), run_id="e", store=False, on_decision=got.append
     )
     assert len(got) == 2 and store.decision_count() == 0
+
+
+def test_run_summary_counts_labels_and_errors() -> None:
+    def decision(label: str | None = None, error_class: str | None = None) -> Decision:
+        return Decision(
+            ticket_id="t",
+            run_id="r",
+            backend="b",
+            backend_type="fake",
+            label=label,
+            error_class=error_class,
+        )
+
+    summary = RunSummary("r")
+    for one in (
+        decision("billing"),
+        decision("billing"),
+        decision("shipping"),
+        decision(error_class="Timeout"),
+        decision(error_class=""),
+    ):
+        summary.count(one)
+    assert summary.routed == 5
+    assert summary.labels == Counter({"billing": 2, "shipping": 1})
+    assert summary.errors == 2
+    assert summary.error_classes == Counter({"Timeout": 1, "?": 1})

@@ -80,6 +80,15 @@ class ExportReport:
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, ensure_ascii=False)
 
+    def all_dropped(self) -> str:
+        """Why `clean_rows` kept nothing: "12 labelled tickets, all dropped (...)", with how
+        many each rule took; for the error of any caller that needs some rows left."""
+        return (
+            f"{self.rows_read} labelled tickets, all dropped"
+            f" ({self.out_of_taxonomy_dropped} outside the taxonomy,"
+            f" {self.conflicts_dropped} conflicting duplicates)"
+        )
+
 
 def clean_rows(
     rows: Sequence[ExportRow], taxonomy: Taxonomy, report: ExportReport, *, scrub_pii: bool
@@ -290,11 +299,7 @@ def export(
     )
     rows = clean_rows(raw, taxonomy, report, scrub_pii=scrub_pii)
     if not rows:
-        raise ExportError(
-            f"nothing left to export: {len(raw)} labelled tickets, all dropped"
-            f" ({report.out_of_taxonomy_dropped} outside the taxonomy,"
-            f" {report.conflicts_dropped} conflicting duplicates)"
-        )
+        raise ExportError(f"nothing left to export: {report.all_dropped()}")
     train_idx, val_idx = split([r.label for r in rows], val_fraction, seed)
     train = [rows[i] for i in train_idx]
     validation = [rows[i] for i in val_idx]

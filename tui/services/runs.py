@@ -201,12 +201,7 @@ class RunService:
         started = time.perf_counter()
 
         def stored(decision: Decision) -> None:
-            tally.routed += 1
-            if decision.ok and decision.label:
-                tally.labels[decision.label] += 1
-            else:
-                tally.errors += 1
-                tally.error_classes[decision.error_class or "?"] += 1
+            tally.count(decision)
             if progress is not None:
                 progress.advance()
             if on_decision is not None:

@@ -132,21 +132,20 @@ def _known_keys_uncached(names: tuple[Any, ...]) -> dict[str, str]:
     return keys
 
 
+def _value(record: dict[str, Any], keys: dict[str, str], field: str) -> Any:
+    """The record's value for a known field under whatever spelling it used; None if absent."""
+    return record[keys[field]] if field in keys else None
+
+
 def _optional_str(record: dict[str, Any], keys: dict[str, str], field: str) -> str | None:
-    if field not in keys:
-        return None
-    value = record[keys[field]]
-    if value is None:
-        return None
-    if not isinstance(value, str):
+    value = _value(record, keys, field)
+    if value is not None and not isinstance(value, str):
         raise ValueError(f"field {field!r} must be a string, not {type_name(value)}")
     return value
 
 
 def _scalar_str(record: dict[str, Any], keys: dict[str, str], field: str) -> str | None:
-    if field not in keys:
-        return None
-    value = record[keys[field]]
+    value = _value(record, keys, field)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int | float):

@@ -12,10 +12,12 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 
+Head: TypeAlias = tuple[np.ndarray, np.ndarray]
+"""A classification head as numpy arrays: its weight (classes x hidden) and its bias."""
 OPSET = 17
 """LayerNormalization is a standard op from 17 on; every onnxruntime of recent years reads it."""
 
@@ -40,11 +42,7 @@ class BertShape:
 
 
 def bert_module(
-    weights: Mapping[str, np.ndarray],
-    shape: BertShape,
-    classes: int,
-    *,
-    head: tuple[np.ndarray, np.ndarray] | None = None,
+    weights: Mapping[str, np.ndarray], shape: BertShape, classes: int, *, head: Head | None = None
 ) -> Any:
     """A torch module: `forward(ids, mask) -> (mean-pooled embedding, head logits)`.
 
@@ -117,7 +115,7 @@ def bert_module(
             pooled = (x * maskf[:, :, None]).sum(1) / maskf.sum(1, keepdim=True).clamp(min=1e-9)
             return pooled, self.head(F.dropout(pooled, drop, self.training))
 
-        def numpy_weights(self) -> tuple[dict[str, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        def numpy_weights(self) -> tuple[dict[str, np.ndarray], Head]:
             encoder = {
                 k.replace("__", "."): v.detach().float().cpu().numpy()
                 for k, v in self.params.items()
@@ -137,11 +135,7 @@ def bert_module(
 
 
 def export_onnx(
-    weights: Mapping[str, np.ndarray],
-    shape: BertShape,
-    path: Path,
-    *,
-    head: tuple[np.ndarray, np.ndarray] | None = None,
+    weights: Mapping[str, np.ndarray], shape: BertShape, path: Path, *, head: Head | None = None
 ) -> Path:
     """Write the encoder as fp32 ONNX with `torch.onnx.export`.
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from tui.core.learning.bert_torch import BertShape, bert_module
+from tui.core.learning.bert_torch import BertShape, Head, bert_module
 from tui.core.learning.errors import TrainingError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -111,7 +111,7 @@ class Finetuned:
     """A fine-tuned encoder's weights, its head and how training went."""
 
     weights: dict[str, np.ndarray]
-    head: tuple[np.ndarray, np.ndarray]
+    head: Head
     classes: list[str]
     config: dict[str, Any]
     log: list[dict[str, float]]

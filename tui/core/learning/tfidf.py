@@ -13,39 +13,21 @@ from typing import Any
 
 from tui.core.learning.errors import TrainingError
 
+SHARED_TFIDF: dict[str, Any] = {"sublinear_tf": True, "lowercase": True, "strip_accents": "unicode"}
+"""What both n-gram families share (sublinear term frequency over lowercased, accent-stripped
+text), so the two differ only where they are meant to: the unit, its lengths, the pruning."""
+
 
 def tfidf_features() -> Any:
     """Word 1-2-grams and character 2-5-grams, both sublinear TF-IDF (a sklearn FeatureUnion)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.pipeline import FeatureUnion
 
-    return FeatureUnion(
-        [
-            (
-                "word",
-                TfidfVectorizer(
-                    analyzer="word",
-                    ngram_range=(1, 2),
-                    sublinear_tf=True,
-                    min_df=1,
-                    lowercase=True,
-                    strip_accents="unicode",
-                ),
-            ),
-            (
-                "char",
-                TfidfVectorizer(
-                    analyzer="char_wb",
-                    ngram_range=(2, 5),
-                    sublinear_tf=True,
-                    min_df=2,
-                    lowercase=True,
-                    strip_accents="unicode",
-                    max_features=300_000,
-                ),
-            ),
-        ]
+    word = TfidfVectorizer(analyzer="word", ngram_range=(1, 2), min_df=1, **SHARED_TFIDF)
+    char = TfidfVectorizer(
+        analyzer="char_wb", ngram_range=(2, 5), min_df=2, max_features=300_000, **SHARED_TFIDF
     )
+    return FeatureUnion([("word", word), ("char", char)])
 
 
 def check_trainable(labels: Sequence[str]) -> Counter[str]:

@@ -360,12 +360,7 @@ class Router:
                 outcomes = await self._call(name, group)
                 for ticket, (outcome, wall) in zip(group, outcomes, strict=True):
                     decision = self.decision(ticket, name, run_id, outcome, wall)
-                    summary.routed += 1
-                    if decision.ok and decision.label:
-                        summary.labels[decision.label] += 1
-                    else:
-                        summary.errors += 1
-                        summary.error_classes[decision.error_class or "?"] += 1
+                    summary.count(decision)
                     pending.append(decision)
                 if len(pending) >= BATCH:
                     await flush()

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from tui.core.claims import describe_skipped
 
 if TYPE_CHECKING:
-    pass
+    from tui.core.models import Decision
 
 
 @dataclass(slots=True)
@@ -26,6 +26,15 @@ class RunSummary:
     error_classes: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
     """Tickets left because another run held them: claim owner -> how many."""
+
+    def count(self, decision: Decision) -> None:
+        """Tally one routed ticket: under its label when it got one, else under its error."""
+        self.routed += 1
+        if decision.ok and decision.label:
+            self.labels[decision.label] += 1
+        else:
+            self.errors += 1
+            self.error_classes[decision.error_class or "?"] += 1
 
     @property
     def per_second(self) -> float:

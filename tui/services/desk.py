@@ -1,0 +1,24 @@
+"""The three services the TUI's screens work with, as one object.
+
+The app builds a `Desk` once from what `run_app` opened and hands it down whole, so a screen
+or modal takes one argument for its services (and the ones it was not handed cannot drift
+from the app's). Textual-free, like the rest of `tui.services`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tui.core.config import Settings
+from tui.core.store import Store
+from tui.services.routing import Router
+
+
+@dataclass(frozen=True, slots=True)
+class Desk:
+    """The settings, the ticket store and the router of one TUI session."""
+
+    settings: Settings
+    store: Store
+    router: Router
+    """Routes with `settings`' backends and writes its decisions to `store`."""
