@@ -144,11 +144,7 @@ def make_split(
     rows = [ExportRow(str(i), e.text, e.label, "file") for i, e in enumerate(examples)]
     kept = clean_rows(rows, taxonomy, report, scrub_pii=False)
     if not kept:
-        raise FinetuneError(
-            f"nothing to train on: {len(examples)} labelled tickets, all dropped"
-            f" ({report.out_of_taxonomy_dropped} outside the taxonomy,"
-            f" {report.conflicts_dropped} conflicting duplicates)"
-        )
+        raise FinetuneError(f"nothing to train on: {report.all_dropped()}")
     train_idx, val_idx = split([r.label for r in kept], val_fraction, seed)
     if not val_idx:
         raise FinetuneError(
