@@ -41,22 +41,10 @@ def group_duplicates_datasketch(texts: Sequence[str]) -> dedup.Groups:
     """`dedup.group_duplicates` with datasketch's MinHash and MinHashLSH for the candidates."""
     from datasketch import MinHash, MinHashLSH
 
-    groups = dedup.Groups()
-    by_key: dict[str, int] = {}
-    group_of_rep: dict[int, int] = {}
-    pending: list[int] = []
-    keys = [dedup.normalise(t) for t in texts]
-    for index, key in enumerate(keys):
-        if key in by_key:
-            groups.members[by_key[key]].append(index)
-            groups.kinds[index] = "exact"
-            continue
-        by_key[key] = len(groups.members)
-        group_of_rep[index] = len(groups.members)
-        groups.members.append([index])
-        pending.append(index)
+    exact = dedup.exact_pass(texts)
+    keys, pending, group_of_rep = exact.keys, exact.pending, exact.group_of_rep
     if len(pending) < 2:
-        return groups
+        return exact.groups
     row_sets: list[np.ndarray] = []
 
     def shingle_lists() -> Iterator[list[int]]:
@@ -94,15 +82,7 @@ def group_duplicates_datasketch(texts: Sequence[str]) -> dedup.Groups:
         rep_sets[row] = row_set
         if len(rep_sets) > 20_000:
             rep_sets.popitem(last=False)
-    for index, target in merged_into.items():
-        source = group_of_rep[index]
-        for member in groups.members[source]:
-            groups.kinds.setdefault(member, "near")
-        groups.kinds[index] = "near"
-        groups.members[target].extend(groups.members[source])
-        groups.members[source] = []
-    groups.members = [sorted(m) for m in groups.members if m]
-    return groups
+    return dedup.merge_near(exact, merged_into)
 
 
 def load_texts(relative: str) -> list[str]:

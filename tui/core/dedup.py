@@ -149,22 +149,10 @@ def group_duplicates(texts: Sequence[str], *, near: bool = True) -> Groups:
     Returns:
         The groups and the kind of each duplicate row.
     """
-    groups = Groups()
-    by_key: dict[str, int] = {}
-    group_of_rep: dict[int, int] = {}
-    pending: list[int] = []
-    keys = [normalise(t) for t in texts]
-    for index, key in enumerate(keys):
-        if key in by_key:
-            groups.members[by_key[key]].append(index)
-            groups.kinds[index] = "exact"
-            continue
-        by_key[key] = len(groups.members)
-        group_of_rep[index] = len(groups.members)
-        groups.members.append([index])
-        pending.append(index)
+    exact = exact_pass(texts)
+    keys, pending, group_of_rep = exact.keys, exact.pending, exact.group_of_rep
     if not near or len(pending) < 2:
-        return groups
+        return exact.groups
     signatures = _signatures([keys[i] for i in pending])
     band_hashes = _band_hashes(signatures)
     buckets: list[dict[int, list[int]]] = [{} for _ in range(BANDS)]
@@ -198,10 +186,47 @@ def group_duplicates(texts: Sequence[str], *, near: bool = True) -> Groups:
                 buckets[b].setdefault(band, []).append(row)
             continue
         merged_into[index] = group_of_rep[pending[match]]
+    return merge_near(exact, merged_into)
+
+
+@dataclass(slots=True)
+class ExactPass:
+    """Exact duplicates grouped; what near matching starts from."""
+
+    groups: Groups
+    keys: list[str]
+    """Each text normalised."""
+    pending: list[int]
+    """The representatives of the exact groups, in input order: near-match candidates."""
+    group_of_rep: dict[int, int]
+    """Representative row -> its group's index in `groups.members`."""
+
+
+def exact_pass(texts: Sequence[str]) -> ExactPass:
+    """Group rows whose normalised texts are equal; each group's first row represents it."""
+    result = ExactPass(Groups(), [normalise(t) for t in texts], [], {})
+    by_key: dict[str, int] = {}
+    groups = result.groups
+    for index, key in enumerate(result.keys):
+        if key in by_key:
+            groups.members[by_key[key]].append(index)
+            groups.kinds[index] = "exact"
+            continue
+        by_key[key] = len(groups.members)
+        result.group_of_rep[index] = len(groups.members)
+        groups.members.append([index])
+        result.pending.append(index)
+    return result
+
+
+def merge_near(exact: ExactPass, merged_into: dict[int, int]) -> Groups:
+    """Fold each representative's exact group into the group it near-duplicates
+    (`merged_into`: representative row -> target group index) and drop emptied groups."""
+    groups = exact.groups
     if not merged_into:
         return groups
     for index, target in merged_into.items():
-        source = group_of_rep[index]
+        source = exact.group_of_rep[index]
         for member in groups.members[source]:
             groups.kinds.setdefault(member, "near")
         groups.kinds[index] = "near"
