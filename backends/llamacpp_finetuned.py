@@ -5,7 +5,7 @@ The model learned to read `Ticket: <text>\\nLabel:` (no taxonomy list, so the pr
 and answer ` <label><eos>`. Rather than let it generate and hope, each label's token sequence,
 end-of-sequence token included, is scored from the model's log-probabilities after the prompt:
 with the handful of labels a taxonomy has, scoring them all is exact, costs one prompt pass
-plus one single-token step per label token, and gives a real probability distribution over the
+plus one short batch per label, and gives a real probability distribution over the
 labels, so the confidence is the answered label's share of it. A GBNF grammar of the label
 alternatives would also keep answers inside the taxonomy, but it only yields the sampled
 path's token probabilities, and its check against a 262k-token vocabulary cost more than the
@@ -71,35 +71,50 @@ def label_ids(llm: Any, taxonomy: Taxonomy) -> dict[str, list[int]]:
     }
 
 
-def _last_log_softmax(llm: Any, llama_cpp: Any) -> np.ndarray[Any, np.dtype[np.float64]]:
-    """Log-probabilities of the next token after what the context has evaluated so far."""
-    pointer = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
-    logits = np.ctypeslib.as_array(pointer, shape=(llm.n_vocab(),)).astype(np.float64)
-    shifted = logits - logits.max()
-    result: np.ndarray[Any, np.dtype[np.float64]] = shifted - math.log(np.exp(shifted).sum())
+def _log_softmax_at(llm: Any, llama_cpp: Any, index: int) -> np.ndarray[Any, Any]:
+    """Next-token log-probabilities at position `index` of the last decoded batch (-1: last)."""
+    pointer = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, index)
+    logits = np.ctypeslib.as_array(pointer, shape=(llm.n_vocab(),))
+    top = float(logits.max())
+    result: np.ndarray[Any, Any] = logits - (top + math.log(float(np.exp(logits - top).sum())))
     return result
+
+
+def _decode_all(llm: Any, tokens: list[int], n_past: int) -> None:
+    """Evaluate `tokens` after the first `n_past` in one batch, keeping every position's logits.
+
+    llama-cpp-python's `eval` keeps only the last position's, which would take one pass over
+    the weights per label token; one batch per label reads them once.
+    """
+    llm._ctx.kv_cache_seq_rm(-1, n_past, -1)
+    llm._batch.set_batch(batch=tokens, n_past=n_past, logits_all=True)
+    llm._ctx.decode(llm._batch)
 
 
 def score(llm: Any, llama_cpp: Any, text: str, taxonomy: Taxonomy, n_ctx: int) -> Scored:
     """Score every label after the trained prompt (the model must be free to use).
 
-    The prompt is evaluated once; each label then reuses it, evaluating its own tokens one at
-    a time (the context's KV cache is cut back to the prompt between labels).
+    The prompt is evaluated once; its last logits score every label's first token. Each
+    label's other tokens are then evaluated in one batch after the prompt (the KV cache cut
+    back to the prompt between labels).
     """
     answers = label_ids(llm, taxonomy)
     longest = max(len(ids) for ids in answers.values())
     ids = prompt_ids(llm, text, n_ctx - longest)
     llm.reset()
     llm.eval(ids)
-    after_prompt = _last_log_softmax(llm, llama_cpp)
+    after_prompt = _log_softmax_at(llm, llama_cpp, -1)
     total: dict[str, float] = {}
-    for name, tokens in answers.items():
+    try:
+        for name, tokens in answers.items():
+            logprob = float(after_prompt[tokens[0]])
+            if len(tokens) > 1:
+                _decode_all(llm, tokens[:-1], len(ids))
+                for position, token in enumerate(tokens[1:]):
+                    logprob += float(_log_softmax_at(llm, llama_cpp, position)[token])
+            total[name] = logprob
+    finally:
         llm.n_tokens = len(ids)
-        logprob = float(after_prompt[tokens[0]])
-        for previous, token in zip(tokens, tokens[1:], strict=False):
-            llm.eval([previous])
-            logprob += float(_last_log_softmax(llm, llama_cpp)[token])
-        total[name] = logprob
     top = max(total.values())
     weights = {name: math.exp(value - top) for name, value in total.items()}
     norm = sum(weights.values())
