@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from backends import llamacpp_finetuned
 from backends.llm import Completion, LLMBackend, Message, Request
 from tui.core import numbers
 from tui.core.backend import (
@@ -28,12 +29,14 @@ from tui.core.backend import (
     Health,
     ModelNotFound,
     RequestRejected,
+    RouteResult,
+    Stopwatch,
     Timeout,
 )
 from tui.core.config.options import LlamaCppLocalOptions
 
 if TYPE_CHECKING:
-    from tui.core.backend import Stopwatch
+    from tui.core.models import Taxonomy, Ticket
     from tui.core.registry import Resolver
 
 MAX_ANSWER_TOKENS = 200
@@ -94,6 +97,54 @@ class LlamaCppLocalBackend(LLMBackend[Completion]):
 
     async def _prepare(self) -> float | None:
         return await self._ensure_loaded()
+
+    async def _route(self, ticket: Ticket, taxonomy: Taxonomy) -> RouteResult:
+        """`prompt = "finetuned"`: the trained prompt, every label scored (see
+        `backends.llamacpp_finetuned`); otherwise the shared chat pipeline."""
+        if self.config.prompt != "finetuned":
+            return await super()._route(ticket, taxonomy)
+        watch = Stopwatch()
+        async with self._hold():
+            load_ms = await self._prepare()
+            run = _Run(deadline=time.monotonic() + self.config.timeout_s)
+            try:
+                scored, perf = await _in_llama_thread(self._score_sync, ticket.text, taxonomy, run)
+            except asyncio.CancelledError:
+                run.cancelled.set()
+                raise
+        return llamacpp_finetuned.result(
+            scored,
+            taxonomy,
+            model=self.config.model_name,
+            total_ms=watch.elapsed_ms(),
+            load_ms=load_ms,
+            perf=perf,
+        )
+
+    def _score_sync(
+        self, text: str, taxonomy: Taxonomy, run: _Run
+    ) -> tuple[llamacpp_finetuned.Scored, tuple[float | None, float | None]]:
+        import llama_cpp
+
+        with self._thread_lock:
+            llm = self._llm
+            if llm is None:
+                raise BackendError("the model was closed while a ticket was waiting")
+            if run.cancelled.is_set():
+                raise Timeout("cancelled before the model was free")
+            self._current = run
+            _reset_perf(llm)
+            try:
+                scored = llamacpp_finetuned.score(llm, llama_cpp, text, taxonomy, self.config.n_ctx)
+            except RuntimeError as exc:
+                if self._should_abort():
+                    raise Timeout(
+                        f"no answer within {self.config.timeout_s:g} s (computation aborted)"
+                    ) from exc
+                raise BackendError(f"llama.cpp failed: {exc}") from exc
+            finally:
+                self._current = None
+            return scored, _read_perf(llm)
 
     async def _attempt(self, request: Request, watch: Stopwatch) -> Completion:
         """One generation, bounded by `timeout_s` through llama.cpp's abort callback (a

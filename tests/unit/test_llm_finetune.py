@@ -252,6 +252,7 @@ def test_backend_table_and_modelfile(tmp_path: Path) -> None:
         "model_path": str(gguf.resolve()),
         "model": "model-q8_0",
         "n_ctx": export.SERVE_N_CTX,
+        "prompt": "finetuned",
     }
     text = export.modelfile(gguf)
     assert 'TEMPLATE """Ticket: {{ .Prompt }}\nLabel:"""' in text

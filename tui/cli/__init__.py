@@ -7,7 +7,7 @@ One module per command group, each only parsing, calling the services and printi
   the bare command, which opens the TUI;
 - `demo`: `demo`;  `labels`: `import`, `label`, `train`;  `route`: `route`;
 - `evaluate`: `eval`, `tune-cascade`, `export` (and `tuning`, how tune-cascade prints);
-- `report`: `stats`, `backends`;
+- `report`: `stats`, `backends`;  `finetune`: `finetune` (SPEC "Growing the product");
 - `context`: what every command shares (settings, paths, streams, exit statuses);
 - `usage`: bad usage as one line on stderr, exit 2, and the value types that catch it.
 
@@ -26,6 +26,7 @@ import click
 from tui.cli.context import BadInput, Context, NoProgress, Progress, Runtime
 from tui.cli.demo import demo
 from tui.cli.evaluate import evaluate, export, tune_cascade
+from tui.cli.finetune import finetune
 from tui.cli.group import triagedesk
 from tui.cli.labels import import_files, label, train
 from tui.cli.report import list_backends, stats
@@ -43,7 +44,8 @@ for _command in (
     export,
     stats,
     list_backends,
-):  # SPEC's order, which `triagedesk --help` lists them in
+    finetune,
+):  # SPEC's order ("Growing the product" after), which `triagedesk --help` lists them in
     triagedesk.add_command(_command)
 
 

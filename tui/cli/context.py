@@ -119,10 +119,11 @@ def creates_database(command: str, params: Mapping[str, Any]) -> bool:
     new without needing anything stored already.
 
     - `import`, `eval --store`: yes, they bring their own tickets.
-    - `route`, `label`, `train`, `export`, `tune-cascade`, `stats`, `eval --curve`: no, they
-      read or change what is stored; on a missing database they say "no database at PATH"
-      (exit 2) instead of leaving an empty file (and folders) behind a typo.
-    - `backends`, and `train`/`tune-cascade`/`eval` with `--data`: never open the database.
+    - `route`, `label`, `train`, `finetune`, `export`, `tune-cascade`, `stats`, `eval --curve`:
+      no, they read or change what is stored; on a missing database they say "no database at
+      PATH" (exit 2) instead of leaving an empty file (and folders) behind a typo.
+    - `backends`, and `train`/`finetune`/`tune-cascade`/`eval` with `--data`: never open the
+      database.
     """
     if command == "import":
         return True

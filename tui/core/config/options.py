@@ -171,6 +171,13 @@ class LlamaCppLocalOptions(_Strict):
     n_gpu_layers: int = 0
     n_threads: int | None = Field(default=None, ge=1, description="llama.cpp CPU threads")
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    prompt: Literal["chat", "finetuned"] = Field(
+        default="chat",
+        description=(
+            "chat: the taxonomy in a chat prompt, JSON answer; finetuned: a GGUF from"
+            " `triagedesk finetune`, asked its trained prompt, every label scored"
+        ),
+    )
 
     @property
     def model_name(self) -> str:

@@ -1,8 +1,8 @@
 """Training examples: where they come from, the prompt they are shown in, and the split.
 
-The prompt is short on purpose, with no list of labels: `Ticket: <text>\\nLabel:` and the
-answer ` <label>` then the end-of-sequence token. A served model reads the same prompt, so it
-answers in a handful of tokens. Only the answer is learned: the prompt's tokens are masked
+The prompt (`prompt`) is short on purpose, with no list of labels: `Ticket: <text>\\nLabel:`
+and the answer ` <label>` then the end-of-sequence token. A served model reads the same prompt,
+so it answers in a handful of tokens. Only the answer is learned: the prompt's tokens are masked
 out of the loss. Examples are cleaned and split the way `export` does (out-of-taxonomy labels
 and conflicting duplicates dropped, a stratified split with a seed), so a fine-tune and an
 exported file agree on what was held back.
@@ -19,16 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 from tui.core.export import ExportReport, ExportRow, clean_rows, split
 from tui.core.learning.llm.errors import FinetuneError
+from tui.core.learning.llm.prompt import MAX_TEXT_CHARS as MAX_TEXT_CHARS
+from tui.core.learning.llm.prompt import PROMPT_TAIL as PROMPT_TAIL
+from tui.core.learning.llm.prompt import PROMPT_TEMPLATE as PROMPT_TEMPLATE
+from tui.core.learning.llm.prompt import answer as answer
+from tui.core.learning.llm.prompt import prompt as prompt
 from tui.core.models import Taxonomy
 
 if TYPE_CHECKING:
     from tui.core.store import Store
 
-PROMPT_TAIL = "\nLabel:"
-PROMPT_TEMPLATE = "Ticket: {text}" + PROMPT_TAIL
-"""What the model reads; the Modelfile's template and the served prompt are this string."""
-MAX_TEXT_CHARS = 1500
-"""Longer tickets are cut: the label is nearly always decided by the first lines."""
 IGNORE_INDEX = -100
 """Label value that PyTorch's cross-entropy skips (masked prompt and padding)."""
 
@@ -48,17 +48,6 @@ class Split:
     taxonomy: Taxonomy
     report: ExportReport
     """What cleaning dropped, as `export` reports it."""
-
-
-def prompt(text: str) -> str:
-    """The prompt for one ticket, whitespace collapsed so that a newline cannot end it early."""
-    flat = " ".join(text.split())[:MAX_TEXT_CHARS]
-    return PROMPT_TEMPLATE.format(text=flat)
-
-
-def answer(label: str) -> str:
-    """The answer text that follows the prompt (the end-of-sequence token comes after it)."""
-    return " " + label
 
 
 def read_labelled(path: Path) -> list[Example]:

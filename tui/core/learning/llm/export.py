@@ -18,8 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tui.core.learning.llm.data import Example, prompt
+from tui.core.learning.llm.data import Example
 from tui.core.learning.llm.errors import FinetuneError, require
+from tui.core.learning.llm.prompt import prompt
 
 BACKEND_TYPE = "llamacpp-local"
 SERVE_N_CTX = 512
@@ -91,6 +92,8 @@ def backend_name(out: Path, given: str | None) -> str:
 def backend_toml(name: str, gguf: Path) -> str:
     """One `[backends.<name>]` table that routes with the GGUF in process.
 
+    `prompt = "finetuned"` asks it the trained prompt and scores the taxonomy's labels.
+
     TOML basic strings share JSON's escapes, so `json.dumps` quotes the path safely.
     """
     return (
@@ -100,6 +103,7 @@ def backend_toml(name: str, gguf: Path) -> str:
         f"model_path = {json.dumps(str(gguf.resolve()))}\n"
         f"model = {json.dumps(gguf.stem)}\n"
         f"n_ctx = {SERVE_N_CTX}\n"
+        f'prompt = "finetuned"\n'
     )
 
 

@@ -1,0 +1,128 @@
+"""`triagedesk finetune`: an open model fine-tuned on the team's labels, written as served files.
+
+Only parsing and printing: the work is `tui.core.learning.llm.pipeline.finetune`. Examples come
+from `--data` (a labelled JSONL/CSV) or the database's agent labels; progress (each stage,
+then step, loss and ETA) goes to stderr, one line each, so that stdout keeps the result alone.
+A missing training dependency, base model, converter or usable data is one line, exit 2.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import click
+
+from tui.cli.context import BadInput, Context, headless
+from tui.cli.usage import Choice, Command, PathType, WholeNumber, value_option
+
+DEVICES = ("auto", "cpu", "cuda")
+METHODS = ("lora", "full")
+TRAINING_MODULES = ("torch", "transformers", "peft")
+"""Checked before anything else, so that a missing extra fails in a second, not after loading."""
+
+
+@click.command(
+    name="finetune", cls=Command, help="fine-tune an open model on the labels, served as a GGUF"
+)
+@value_option("--base", default="gemma3-270m", help="gemma3-270m (default), a GGUF or HF folder")
+@value_option("--out", type=PathType(), required=True, help="folder for the model and its files")
+@value_option("--data", type=PathType(), help="labelled JSONL/CSV instead of the database")
+@value_option(
+    "--device",
+    type=Choice(list(DEVICES)),
+    default="auto",
+    metavar="{auto,cpu,cuda}",
+    help="where it trains: auto (default), cpu or cuda",
+)
+@value_option("--max-steps", type=WholeNumber(1), help="stop after this many steps")
+@value_option("--epochs", type=WholeNumber(1), default=1, help="passes over the data (1)")
+@value_option(
+    "--method",
+    type=Choice(list(METHODS)),
+    default="lora",
+    metavar="{lora,full}",
+    help="lora (default) or a full fine-tune",
+)
+@value_option("--converter", type=PathType(), help="llama.cpp folder or llama-cpp-python sdist")
+@value_option("--name", help="backend name in backend.toml (finetuned-<out folder>)")
+@headless
+def finetune(
+    ctx: Context,
+    *,
+    base: str,
+    out: Path,
+    data: Path | None,
+    device: str,
+    max_steps: int | None,
+    epochs: int,
+    method: str,
+    converter: Path | None,
+    name: str | None,
+) -> int:
+    from pydantic import ValidationError
+
+    from tui.core.learning.llm import data as llm_data
+    from tui.core.learning.llm.errors import FinetuneError, require
+    from tui.core.learning.llm.pipeline import FinetuneRequest, export_path
+    from tui.core.learning.llm.pipeline import finetune as run_finetune
+
+    try:
+        request = FinetuneRequest(
+            base=base,
+            out=out,
+            device=device,
+            method=method,  # type: ignore[arg-type]  # Choice checked it
+            epochs=epochs,
+            max_steps=max_steps,
+            converter=converter,
+            name=name,
+        )
+    except ValidationError as exc:
+        raise BadInput(f"finetune: {exc.errors()[0]['msg']}") from None
+    try:
+        if data is not None:
+            examples = llm_data.read_labelled(data)
+            source = str(data)
+        else:
+            with ctx.store() as store:
+                ctx.warn_unusable_labels(store)
+                examples = llm_data.from_store(store)
+            source = str(ctx.db_path)
+        for module in TRAINING_MODULES:
+            require(module)
+        report = run_finetune(
+            examples,
+            ctx.settings.taxonomy(),
+            request,
+            source=source,
+            on_progress=lambda step: _progress(ctx, step.line()),
+            on_stage=lambda stage: _progress(ctx, f"finetune: {stage}"),
+        )
+    except FinetuneError as exc:
+        raise BadInput(str(exc)) from None
+    zero_shot = report.zero_shot_accuracy
+    base_said = "" if zero_shot is None else f" (base zero-shot {zero_shot:.1%})"
+    ctx.say(
+        f"fine-tuned {report.base} ({report.method}, {report.steps} steps,"
+        f" {report.train_seconds:.0f} s on {report.device}) on {report.train_examples} tickets,"
+        f" {len(report.labels)} labels: validation {report.validation_accuracy:.1%}{base_said}"
+    )
+    gguf = export_path(out, request.outtype)
+    ctx.say(
+        f"GGUF {report.gguf_type}: {report.gguf_validation_accuracy:.1%} on the"
+        f" {report.validation_examples} held-back tickets, {report.gguf_p50_ms:.0f} ms a ticket"
+    )
+    ctx.say(f"wrote {gguf} ({report.gguf_bytes / 1_000_000:.1f} MB)")
+    for file_name in ("Modelfile", "report.json", "backend.toml"):
+        ctx.say(f"wrote {out / file_name}")
+    table = shlex.quote(str(out / "backend.toml"))
+    ctx.say(
+        f"route with it: cat {table} >> {shlex.quote(str(ctx.config_path))}"
+        f'  (then [routing] backend = "{report.backend}")'
+    )
+    return 0
+
+
+def _progress(ctx: Context, line: str) -> None:
+    print(line, file=ctx.err, flush=True)
