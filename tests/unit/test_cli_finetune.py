@@ -69,7 +69,7 @@ def test_missing_training_extra_is_one_line_exit_2(
     assert (code, out) == (2, "")
     assert err == (
         "triagedesk: error: torch is not installed;"
-        " fine-tuning needs pip install 'triagedesk[finetune]'\n"
+        " fine-tuning needs pip install torch transformers peft sentencepiece protobuf gguf\n"
     )
     assert not (tmp_path / "out").exists()
 

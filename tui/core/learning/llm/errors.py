@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-FINETUNE_EXTRA = "pip install 'triagedesk[finetune]'"
-"""torch, transformers, peft, sentencepiece, protobuf and gguf: what training needs."""
+FINETUNE_EXTRA = "pip install torch transformers peft sentencepiece protobuf gguf"
+"""What training needs. Not a triagedesk extra: torch would put a multi-GB CUDA build into the
+lock for every install, and a team picks its own torch build (CPU or its CUDA version)."""
 
 
 class FinetuneError(Exception):
