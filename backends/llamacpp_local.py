@@ -14,7 +14,7 @@ import functools
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -126,6 +126,15 @@ class LlamaCppLocalBackend(LLMBackend[Completion]):
     ) -> tuple[llamacpp_finetuned.Scored, tuple[float | None, float | None]]:
         import llama_cpp
 
+        with self._model_for(run) as llm:
+            scored = llamacpp_finetuned.score(llm, llama_cpp, text, taxonomy, self.config.n_ctx)
+            return scored, _read_perf(llm)
+
+    @contextlib.contextmanager
+    def _model_for(self, run: _Run) -> Iterator[Any]:
+        """Hold the model for one ticket's call in the llama thread: refuse a closed model or a
+        run cancelled while it waited, arm the abort callback for `run`, and turn llama.cpp's
+        RuntimeError into Timeout (aborted at `timeout_s`) or BackendError."""
         with self._thread_lock:
             llm = self._llm
             if llm is None:
@@ -135,7 +144,7 @@ class LlamaCppLocalBackend(LLMBackend[Completion]):
             self._current = run
             _reset_perf(llm)
             try:
-                scored = llamacpp_finetuned.score(llm, llama_cpp, text, taxonomy, self.config.n_ctx)
+                yield llm
             except RuntimeError as exc:
                 if self._should_abort():
                     raise Timeout(
@@ -144,7 +153,6 @@ class LlamaCppLocalBackend(LLMBackend[Completion]):
                 raise BackendError(f"llama.cpp failed: {exc}") from exc
             finally:
                 self._current = None
-            return scored, _read_perf(llm)
 
     async def _attempt(self, request: Request, watch: Stopwatch) -> Completion:
         """One generation, bounded by `timeout_s` through llama.cpp's abort callback (a
@@ -211,14 +219,7 @@ class LlamaCppLocalBackend(LLMBackend[Completion]):
     def _generate_sync(
         self, messages: list[Message], response_format: dict[str, Any], run: _Run
     ) -> Completion:
-        with self._thread_lock:
-            llm = self._llm
-            if llm is None:
-                raise BackendError("the model was closed while a ticket was waiting")
-            if run.cancelled.is_set():
-                raise Timeout("cancelled before the model was free")
-            self._current = run
-            _reset_perf(llm)
+        with self._model_for(run) as llm:
             try:
                 result = llm.create_chat_completion(
                     messages=messages,
@@ -226,20 +227,12 @@ class LlamaCppLocalBackend(LLMBackend[Completion]):
                     temperature=self.config.temperature,
                     max_tokens=MAX_ANSWER_TOKENS,
                 )
-            except RuntimeError as exc:
-                if self._should_abort():
-                    raise Timeout(
-                        f"no answer within {self.config.timeout_s:g} s (computation aborted)"
-                    ) from exc
-                raise BackendError(f"llama.cpp failed: {exc}") from exc
             except ValueError as exc:
                 if "context window" in str(exc):
                     raise RequestRejected(
                         f"{exc} (n_ctx is {self.config.n_ctx}; raise it or max_prompt_chars)"
                     ) from exc
                 raise BackendError(f"llama-cpp-python refused the call: {exc}") from exc
-            finally:
-                self._current = None
             return _read_result(result, _read_perf(llm))
 
     async def check(self) -> Health:
