@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import random
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 from backends import llamacpp_finetuned
 from backends.llamacpp_local import LlamaCppLocalBackend
 from tests.backends.conftest import backend_config
+from tests.data.make_finetuned_gguf import WORDS, tickets
 from tui.core.config import ConfigError, load_settings
 from tui.core.learning.llm.data import answer, prompt
 from tui.core.models import Taxonomy, Ticket
@@ -25,22 +25,12 @@ from tui.core.models import Taxonomy, Ticket
 llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python (dev group) runs the model")
 
 GGUF = Path(__file__).parents[1] / "data" / "tiny_finetuned.gguf"
-WORDS = {
-    "refund": "money back refund return charge",
-    "shipping": "parcel delivery courier late box",
-    "login": "password account locked sign reset",
-}
 TAXONOMY = Taxonomy.from_names(list(WORDS))
 
 
 def _tickets(per_label: int, seed: int) -> list[tuple[str, str]]:
     """Tickets in the words the model was trained on (a seed it never saw)."""
-    rng = random.Random(seed)
-    return [
-        (f"hello, {' '.join(rng.choice(words.split()) for _ in range(5))}, please help", label)
-        for label, words in WORDS.items()
-        for _ in range(per_label)
-    ]
+    return [(e.text, e.label) for e in tickets(per_label, seed)]
 
 
 def _backend(**values: Any) -> LlamaCppLocalBackend:

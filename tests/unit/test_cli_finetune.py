@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.data.make_finetuned_gguf import tickets
 from tests.unit.test_llm_finetune import (  # noqa: F401  (fixtures)
-    _tickets,
     heavy,
     llama_converter,
     tiny_base,
@@ -26,7 +26,7 @@ def cli(*argv: str) -> tuple[int, str, str]:
 
 
 def _labelled(path: Path, per_label: int = 4) -> Path:
-    rows = [{"text": e.text, "label": e.label} for e in _tickets(per_label, 3)]
+    rows = [{"text": e.text, "label": e.label} for e in tickets(per_label, 3)]
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path
 

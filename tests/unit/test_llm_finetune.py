@@ -9,37 +9,19 @@ llama-cpp-python reading the GGUF. Skipped without the `finetune` extra or the c
 from __future__ import annotations
 
 import glob
-import io
 import json
 import os
-import random
 import subprocess
 import tomllib
 from pathlib import Path
 
 import pytest
 
+from tests.data.make_finetuned_gguf import WORDS, build_base, tickets
 from tui.core.config import load_settings
 from tui.core.learning.llm import base, converter, data, export, pipeline, train
 from tui.core.learning.llm.errors import FinetuneError
 from tui.core.models import Taxonomy
-
-WORDS = {
-    "refund": "money back refund return charge",
-    "shipping": "parcel delivery courier late box",
-    "login": "password account locked sign reset",
-}
-
-
-def _tickets(per_label: int, seed: int) -> list[data.Example]:
-    rng = random.Random(seed)
-    out = []
-    for label, words in WORDS.items():
-        choices = words.split()
-        for _ in range(per_label):
-            text = " ".join(rng.choice(choices) for _ in range(5))
-            out.append(data.Example(f"hello, {text}, please help", label))
-    return out
 
 
 def _find_converter() -> Path | None:
@@ -76,54 +58,9 @@ def llama_converter(heavy: None) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_base(heavy: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random two-layer Gemma 3 with a 320-piece sentencepiece tokenizer, saved as HF files."""
-    import sentencepiece
-    import torch
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig, GemmaTokenizer
-
-    folder = tmp_path_factory.mktemp("tiny-gemma3")
-    texts = [data.prompt(e.text) + data.answer(e.label) for e in _tickets(30, 0)]
-    model_bytes = io.BytesIO()
-    sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter(texts),
-        model_writer=model_bytes,
-        vocab_size=320,
-        model_type="bpe",
-        pad_id=0,
-        eos_id=1,
-        bos_id=2,
-        unk_id=3,
-        pad_piece="<pad>",
-        eos_piece="<eos>",
-        bos_piece="<bos>",
-        unk_piece="<unk>",
-        user_defined_symbols=list(WORDS),
-        byte_fallback=True,
-        add_dummy_prefix=False,
-        normalization_rule_name="identity",
-        hard_vocab_limit=False,
-        minloglevel=2,
-    )
-    (folder / "tokenizer.model").write_bytes(model_bytes.getvalue())
-    tokenizer = GemmaTokenizer.from_pretrained(folder, add_bos_token=True)
-    torch.manual_seed(0)
-    config = Gemma3TextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=32,
-        max_position_embeddings=512,
-        sliding_window=128,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-    )
-    Gemma3ForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    """A random two-layer Gemma 3 with a 320-piece sentencepiece tokenizer, saved as HF files
+    (the builder the committed tiny GGUF is made with)."""
+    return build_base(tmp_path_factory.mktemp("tiny-gemma3") / "base")
 
 
 def test_prompt_format_masks_the_prompt_and_ends_with_eos(tiny_base: Path) -> None:
@@ -144,7 +81,7 @@ def test_prompt_format_masks_the_prompt_and_ends_with_eos(tiny_base: Path) -> No
 
 
 def test_split_cleans_like_export_and_holds_back_every_label() -> None:
-    examples = _tickets(10, 1) + [data.Example("hello, money back, please help", "other")]
+    examples = tickets(10, 1) + [data.Example("hello, money back, please help", "other")]
     examples.append(data.Example(examples[0].text, "login"))  # conflicts with its twin
     taxonomy = Taxonomy.from_names(list(WORDS))
     split = data.make_split(examples, taxonomy, val_fraction=0.2, seed=3)
@@ -278,7 +215,7 @@ def test_pipeline_tiny_gemma3_to_served_gguf(
         name="tiny",
         n_threads=1,
     )
-    examples = _tickets(24, 5)
+    examples = tickets(24, 5)
     report = pipeline.finetune(examples, None, request, on_progress=steps.append)
     assert [p.step for p in steps] == list(range(1, 61)) and steps[-1].eta_s == 0.0
     assert steps[-1].loss < steps[0].loss / 4
@@ -311,13 +248,13 @@ def test_lora_merged_gguf_answers_like_transformers(
     """A few LoRA steps; the merged model and its q8_0 GGUF give the same greedy answers."""
     loaded = base.load(str(tiny_base), tmp_path, "cpu")
     options = train.TrainOptions(method="lora", max_steps=3, lora_r=4, learning_rate=1e-2)
-    result = train.train(loaded.model, loaded.tokenizer, _tickets(8, 2), options, device="cpu")
+    result = train.train(loaded.model, loaded.tokenizer, tickets(8, 2), options, device="cpu")
     assert result.steps == 3 and 0 < result.trainable_parameters < 50_000
     merged = export.merge(result.model)
     assert not hasattr(merged, "peft_config")
     folder = export.save(merged, loaded.tokenizer, tmp_path / "hf", tiny_base / "tokenizer.model")
     gguf = converter.convert(llama_converter, folder, tmp_path / "m.gguf", "f32")
-    texts = [e.text for e in _tickets(2, 9)]
+    texts = [e.text for e in tickets(2, 9)]
     expected = train.predict(merged, loaded.tokenizer, texts, device="cpu", max_new_tokens=6)
     llm = export.load_gguf(gguf, n_threads=1)
     try:
@@ -347,7 +284,7 @@ def test_real_gemma3_270m_handful_of_steps(
         cache=cache,
         zero_shot=False,
     )
-    report = pipeline.finetune(_tickets(8, 4), None, request)
+    report = pipeline.finetune(tickets(8, 4), None, request)
     assert report.steps == 4 and report.trainable_parameters == 3_796_992
     assert report.gguf_bytes > 250_000_000
     assert 0.0 <= report.gguf_validation_accuracy <= 1.0
