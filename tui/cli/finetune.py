@@ -14,9 +14,8 @@ from pathlib import Path
 import click
 
 from tui.cli.context import BadInput, Context, headless
-from tui.cli.usage import Choice, Command, PathType, WholeNumber, value_option
+from tui.cli.usage import Choice, Command, PathType, WholeNumber, device_option, value_option
 
-DEVICES = ("auto", "cpu", "cuda")
 METHODS = ("lora", "full")
 TRAINING_MODULES = ("torch", "transformers", "peft")
 """Checked before anything else, so that a missing extra fails in a second, not after loading."""
@@ -28,13 +27,7 @@ TRAINING_MODULES = ("torch", "transformers", "peft")
 @value_option("--base", default="gemma3-270m", help="gemma3-270m (default), a GGUF or HF folder")
 @value_option("--out", type=PathType(), required=True, help="folder for the model and its files")
 @value_option("--data", type=PathType(), help="labelled JSONL/CSV instead of the database")
-@value_option(
-    "--device",
-    type=Choice(list(DEVICES)),
-    default="auto",
-    metavar="{auto,cpu,cuda}",
-    help="where it trains: auto (default), cpu or cuda",
-)
+@device_option("where it trains: auto (default), cpu or cuda")
 @value_option("--max-steps", type=WholeNumber(1), help="stop after this many steps")
 @value_option("--epochs", type=WholeNumber(1), default=1, help="passes over the data (1)")
 @value_option(

@@ -7,11 +7,9 @@ from pathlib import Path
 import click
 
 from tui.cli.context import BadInput, Context, headless
-from tui.cli.usage import Choice, Command, PathType, value_option
+from tui.cli.usage import Choice, Command, PathType, device_option, value_option
 from tui.core.store import ImportRejected, StoreError
 from tui.services.evaluation import labelled_tickets, read_labelled
-
-DEVICES = ("auto", "cpu", "cuda")
 
 
 @click.command(name="import", cls=Command, help="add tickets from JSONL, CSV, .eml or mbox files")
@@ -93,13 +91,7 @@ def label(ctx: Context, *, ticket_id: str, label: str, agent: str) -> int:
 @value_option("--data", type=PathType(), help="labelled JSONL/CSV instead of the database")
 @value_option("--out", type=PathType(), help="where to save the model")
 @value_option("--kind", default="tfidf", help="tfidf (default) or a stronger kind")
-@value_option(
-    "--device",
-    type=Choice(list(DEVICES)),
-    default="auto",
-    metavar="{auto,cpu,cuda}",
-    help="where a stronger kind trains: auto (default), cpu or cuda",
-)
+@device_option("where a stronger kind trains: auto (default), cpu or cuda")
 @headless
 def train(ctx: Context, *, data: Path | None, out: Path | None, kind: str, device: str) -> int:
     from tui.core.learning.model import SpecialistModel, TrainingError

@@ -249,6 +249,20 @@ def value_option(*decls: str, **kwargs: Any) -> Callable[[FC], FC]:
     return click.option(*decls, **kwargs)
 
 
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def device_option(description: str) -> Callable[[FC], FC]:
+    """`--device auto|cpu|cuda` (default auto), shared by `train` and `finetune`."""
+    return value_option(
+        "--device",
+        type=Choice(list(DEVICES)),
+        default="auto",
+        metavar="{" + ",".join(DEVICES) + "}",
+        help=description,
+    )
+
+
 def flag(*decls: str, **kwargs: Any) -> Callable[[FC], FC]:
     """`click.option` for an on/off switch, off by default."""
     return click.option(*decls, is_flag=True, default=False, **kwargs)
