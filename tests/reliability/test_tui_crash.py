@@ -69,7 +69,11 @@ def test_kill_9_the_tui_mid_route(tmp_path: Path) -> None:
     assert proc.stdout is not None and proc.stdout.readline().strip() == "routing", proc.stderr
     deadline = time.monotonic() + 120
     with Store(db) as store:
-        while store.decision_count() < KILL_AFTER and time.monotonic() < deadline:
+        # The label is written by a worker thread after the keys are pressed, so on a loaded
+        # machine it can land after the first decisions: wait for both before the kill.
+        while time.monotonic() < deadline and (
+            store.decision_count() < KILL_AFTER or store.label_event_count() < 1
+        ):
             time.sleep(0.05)
         labels_before = store.label_event_count()
     proc.send_signal(signal.SIGKILL)
