@@ -93,6 +93,25 @@ def test_split_cleans_like_export_and_holds_back_every_label() -> None:
         data.make_split(examples[:1], None)
 
 
+def test_a_fixed_validation_set_trains_on_everything_and_never_scores_learnt_text() -> None:
+    examples = tickets(10, 1)
+    held = tickets(4, 2)
+    held.append(data.Example("  " + examples[0].text.upper() + " ", examples[0].label))
+    held.append(data.Example("my parcel is late", "other"))  # outside the taxonomy
+    taxonomy = Taxonomy.from_names(list(WORDS))
+    split = data.make_split(examples, taxonomy, validation=held, seed=3)
+    assert sorted(e.text for e in split.train) == sorted(e.text for e in examples)
+    learnt = {" ".join(e.text.split()).casefold() for e in examples}
+    assert all(" ".join(e.text.split()).casefold() not in learnt for e in split.validation)
+    assert len(split.validation) == len(
+        {e.text for e in held if e.label in WORDS} - {e.text for e in examples}
+    ) - 1  # the upper-cased twin of a training ticket is left out
+    assert split.report.train_rows == len(examples)
+    assert split.report.validation_rows == len(split.validation)
+    with pytest.raises(FinetuneError, match="nothing to validate on"):
+        data.make_split(examples, taxonomy, validation=examples[:3])
+
+
 def test_read_labelled_jsonl_and_csv(tmp_path: Path) -> None:
     jsonl = tmp_path / "t.jsonl"
     jsonl.write_text('{"subject": "Late", "body": "my parcel", "label": "shipping"}\n\n')

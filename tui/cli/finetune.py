@@ -14,7 +14,15 @@ from pathlib import Path
 import click
 
 from tui.cli.context import BadInput, Context, headless
-from tui.cli.usage import Choice, Command, PathType, WholeNumber, device_option, value_option
+from tui.cli.usage import (
+    Choice,
+    Command,
+    PathType,
+    PositiveNumber,
+    WholeNumber,
+    device_option,
+    value_option,
+)
 
 METHODS = ("lora", "full")
 TRAINING_MODULES = ("torch", "transformers", "peft")
@@ -37,6 +45,13 @@ TRAINING_MODULES = ("torch", "transformers", "peft")
     metavar="{lora,full}",
     help="lora (default) or a full fine-tune",
 )
+@value_option(
+    "--validation",
+    type=PathType(),
+    help="labelled JSONL/CSV held out to measure on (default: 20 % of the data)",
+)
+@value_option("--batch-size", type=WholeNumber(1, 4096), default=8, help="tickets a step (8)")
+@value_option("--learning-rate", type=PositiveNumber(), help="default 2e-4 for lora, 2e-5 for full")
 @value_option("--converter", type=PathType(), help="llama.cpp folder or llama-cpp-python sdist")
 @value_option("--name", help="backend name in backend.toml (finetuned-<out folder>)")
 @headless
@@ -50,6 +65,9 @@ def finetune(
     max_steps: int | None,
     epochs: int,
     method: str,
+    validation: Path | None,
+    batch_size: int,
+    learning_rate: float | None,
     converter: Path | None,
     name: str | None,
 ) -> int:
@@ -68,6 +86,8 @@ def finetune(
             method=method,  # type: ignore[arg-type]  # Choice checked it
             epochs=epochs,
             max_steps=max_steps,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
             converter=converter,
             name=name,
         )
@@ -82,6 +102,7 @@ def finetune(
                 ctx.warn_unusable_labels(store)
                 examples = llm_data.from_store(store)
             source = str(ctx.db_path)
+        held_out = None if validation is None else llm_data.read_labelled(validation)
         for module in TRAINING_MODULES:
             require(module)
         report = run_finetune(
@@ -89,6 +110,7 @@ def finetune(
             ctx.settings.taxonomy(),
             request,
             source=source,
+            validation=held_out,
             on_progress=lambda step: _progress(ctx, step.line()),
             on_stage=lambda stage: _progress(ctx, f"finetune: {stage}"),
         )

@@ -214,6 +214,24 @@ class Share(click.ParamType[float]):
         return number
 
 
+class PositiveNumber(click.ParamType[float]):
+    """A finite number above zero (`--learning-rate 2e-4`)."""
+
+    name = "number"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        text = str(value)
+        try:
+            number = float(value)
+        except ValueError:
+            self.fail(f"expected a number, got {text[:40]!r}", param, ctx)
+        if not (math.isfinite(number) and number > 0.0):
+            self.fail(f"must be a number above 0, got {text[:40]!r}", param, ctx)
+        return number
+
+
 class IdList(click.ParamType[list[str]]):
     """`--ids`: comma-separated ticket ids, each stripped, repeats dropped (first order kept).
     A list that names no id (`--ids ","`, `--ids ""`) is bad usage: it used to fall back to

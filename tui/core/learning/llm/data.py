@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,14 +114,19 @@ def make_split(
     val_fraction: float = 0.2,
     seed: int = 13,
     source: str = "",
+    validation: Sequence[Example] | None = None,
 ) -> Split:
     """Clean the examples like `export` does and split them, stratified by label.
 
-    Without a taxonomy, the labels found in the examples are the taxonomy.
+    Without a taxonomy, the labels found in the examples are the taxonomy. With `validation`
+    (a team's fixed held-out set), every usable example trains and the validation examples,
+    cleaned the same way, are what the model is measured on: no split is drawn.
 
     Raises:
         FinetuneError: Nothing is left to train on, or nothing to validate on.
     """
+    if validation is not None:
+        return _fixed_split(examples, validation, taxonomy, seed=seed, source=source)
     if taxonomy is None:
         taxonomy = Taxonomy.from_names({e.label for e in examples})
     report = ExportReport(
@@ -143,6 +149,52 @@ def make_split(
     return Split(
         train=tuple(Example(kept[i].text, kept[i].label) for i in train_idx),
         validation=tuple(Example(kept[i].text, kept[i].label) for i in val_idx),
+        taxonomy=taxonomy,
+        report=report,
+    )
+
+
+def _fixed_split(
+    examples: Sequence[Example],
+    validation: Sequence[Example],
+    taxonomy: Taxonomy | None,
+    *,
+    seed: int,
+    source: str,
+) -> Split:
+    """Train on every usable example and validate on the given held-out examples.
+
+    A validation ticket whose text is also a training ticket's is dropped from validation
+    (counted in the report), so the held-out figure never scores text the model learnt.
+    """
+    if taxonomy is None:
+        taxonomy = Taxonomy.from_names({e.label for e in examples})
+    report = ExportReport(
+        format="finetune", source_db=source, seed=seed, val_fraction=0.0, rows_read=len(examples)
+    )
+    rows = [ExportRow(str(i), e.text, e.label, "file") for i, e in enumerate(examples)]
+    kept = clean_rows(rows, taxonomy, report, scrub_pii=False)
+    if not kept:
+        raise FinetuneError(f"nothing to train on: {report.all_dropped()}")
+    held = ExportReport(
+        format="finetune", source_db=source, seed=seed, val_fraction=0.0, rows_read=len(validation)
+    )
+    val_rows = [ExportRow(f"v{i}", e.text, e.label, "file") for i, e in enumerate(validation)]
+    learnt = {" ".join(r.text.split()).casefold() for r in kept}
+    checked = [
+        r
+        for r in clean_rows(val_rows, taxonomy, held, scrub_pii=False)
+        if " ".join(r.text.split()).casefold() not in learnt
+    ]
+    if not checked:
+        raise FinetuneError("nothing to validate on: every validation ticket was dropped")
+    rng = random.Random(seed)
+    order = list(range(len(kept)))
+    rng.shuffle(order)
+    report.train_rows, report.validation_rows = len(kept), len(checked)
+    return Split(
+        train=tuple(Example(kept[i].text, kept[i].label) for i in order),
+        validation=tuple(Example(r.text, r.label) for r in checked),
         taxonomy=taxonomy,
         report=report,
     )

@@ -21,6 +21,7 @@ from typing import Any
 from tui.core.learning.llm.data import Example
 from tui.core.learning.llm.errors import FinetuneError, require
 from tui.core.learning.llm.prompt import prompt
+from tui.core.safe_files import private_dir
 
 BACKEND_TYPE = "llamacpp-local"
 SERVE_N_CTX = 512
@@ -35,6 +36,21 @@ def merge(model: Any) -> Any:
     """A plain model with the LoRA weights folded in (a full fine-tune is returned as it is)."""
     merge_and_unload = getattr(model, "merge_and_unload", None)
     return merge_and_unload() if callable(merge_and_unload) else model
+
+
+def save_adapter(model: Any, folder: Path) -> Path | None:
+    """Keep a LoRA fine-tune's adapter (a few MB) beside the GGUF, before it is merged.
+
+    With it a team can re-merge into another base file or convert it with llama.cpp's
+    `convert_lora_to_gguf.py` and apply it at load time; a full fine-tune has none.
+    """
+    if getattr(model, "peft_config", None) is None:
+        return None
+    private_dir(folder)
+    model.save_pretrained(folder, safe_serialization=True)
+    for file in folder.rglob("*"):
+        file.chmod(0o700 if file.is_dir() else 0o600)
+    return folder
 
 
 def save(model: Any, tokenizer: Any, folder: Path, sentencepiece: Path | None) -> Path:
@@ -124,8 +140,11 @@ def modelfile(gguf: Path) -> str:
     )
 
 
-def load_gguf(path: Path, *, n_threads: int | None = None) -> Any:
+def load_gguf(path: Path, *, n_threads: int | None = None, gpu: bool = False) -> Any:
     """The GGUF loaded with llama-cpp-python, the way the `llamacpp-local` backend loads it.
+
+    `gpu` offloads every layer when this llama-cpp-python build can (a CUDA build after a
+    fine-tune on the GPU); a CPU build ignores it.
 
     Raises:
         FinetuneError: llama-cpp-python is missing or cannot read the file.
@@ -139,6 +158,7 @@ def load_gguf(path: Path, *, n_threads: int | None = None) -> Any:
             n_ctx=SERVE_N_CTX,
             n_threads=n_threads,
             n_threads_batch=n_threads,
+            n_gpu_layers=-1 if gpu and llama_cpp.llama_supports_gpu_offload() else 0,
             verbose=False,
         )
     except (ValueError, RuntimeError, OSError) as exc:
@@ -154,10 +174,10 @@ def answer_with(llm: Any, text: str) -> str:
 
 
 def score_gguf(
-    path: Path, examples: Sequence[Example], *, n_threads: int | None = None
+    path: Path, examples: Sequence[Example], *, n_threads: int | None = None, gpu: bool = False
 ) -> tuple[float, float]:
     """Accuracy of the served file on `examples` and its median milliseconds a ticket."""
-    llm = load_gguf(path, n_threads=n_threads)
+    llm = load_gguf(path, n_threads=n_threads, gpu=gpu)
     try:
         right, times = 0, []
         for example in examples:

@@ -89,6 +89,10 @@ class FinetuneReport(BaseModel):
     gguf_p50_ms: float
     backend: str
     total_seconds: float
+    adapter: str | None = None
+    """The LoRA adapter's folder (peft format), kept beside the GGUF; None for a full run."""
+    batch_size: int = 8
+    learning_rate: float = 0.0
 
 
 def default_cache() -> Path:
@@ -101,12 +105,14 @@ def finetune(
     request: FinetuneRequest,
     *,
     source: str = "",
+    validation: Sequence[Example] | None = None,
     on_progress: train.ProgressCallback | None = None,
     on_stage: Stage | None = None,
 ) -> FinetuneReport:
     """Fine-tune and write the served files into `request.out`; returns what `report.json` says.
 
     The converter is located before anything slow starts, so a missing one fails in a second.
+    `validation`, when given, is the held-out set measured instead of a split of `examples`.
 
     Raises:
         FinetuneError: Missing dependency, base, converter or data, or a failed step.
@@ -115,7 +121,12 @@ def finetune(
     stage = on_stage or (lambda _name: None)
     found_converter = converter.find(request.converter)
     data = make_split(
-        examples, taxonomy, val_fraction=request.val_fraction, seed=request.seed, source=source
+        examples,
+        taxonomy,
+        val_fraction=request.val_fraction,
+        seed=request.seed,
+        source=source,
+        validation=validation,
     )
     device = train.choose_device(request.device)
     stage("loading the base model")
@@ -140,6 +151,7 @@ def finetune(
     scratch = out / ".merged"
     try:
         stage("merging and saving")
+        adapter = export.save_adapter(result.model, out / "adapter")
         merged = export.merge(result.model)
         sentencepiece = _sentencepiece(loaded, scratch)
         export.save(merged, loaded.tokenizer, scratch, sentencepiece)
@@ -149,7 +161,9 @@ def finetune(
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     stage("checking the GGUF on the validation split")
-    gguf_accuracy, p50 = export.score_gguf(gguf, data.validation, n_threads=request.n_threads)
+    gguf_accuracy, p50 = export.score_gguf(
+        gguf, data.validation, n_threads=request.n_threads, gpu=device == "cuda"
+    )
     name = export.backend_name(out, request.name)
     report = FinetuneReport(
         base=request.base,
@@ -172,6 +186,9 @@ def finetune(
         gguf_p50_ms=round(p50, 1),
         backend=name,
         total_seconds=round(time.perf_counter() - started, 1),
+        adapter=None if adapter is None else adapter.name,
+        batch_size=request.batch_size,
+        learning_rate=request.options().lr(),
     )
     (out / "Modelfile").write_text(export.modelfile(gguf), encoding="utf-8")
     (out / "backend.toml").write_text(export.backend_toml(name, gguf), encoding="utf-8")
