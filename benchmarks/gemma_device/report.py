@@ -32,7 +32,9 @@ def _ms(value: float | None) -> str:
 
 
 def gather(folder: Path) -> dict[str, Any]:
-    out: dict[str, Any] = {"gpu": (folder / "gpu.txt").read_text().strip() if (folder / "gpu.txt").is_file() else None}
+    out: dict[str, Any] = {
+        "gpu": (folder / "gpu.txt").read_text().strip() if (folder / "gpu.txt").is_file() else None
+    }
     for method in ("lora", "full"):
         out[method] = {
             "finetune": _load(folder / f"ft-{method}" / "report.json")

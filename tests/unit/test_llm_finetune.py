@@ -103,9 +103,10 @@ def test_a_fixed_validation_set_trains_on_everything_and_never_scores_learnt_tex
     assert sorted(e.text for e in split.train) == sorted(e.text for e in examples)
     learnt = {" ".join(e.text.split()).casefold() for e in examples}
     assert all(" ".join(e.text.split()).casefold() not in learnt for e in split.validation)
-    assert len(split.validation) == len(
-        {e.text for e in held if e.label in WORDS} - {e.text for e in examples}
-    ) - 1  # the upper-cased twin of a training ticket is left out
+    assert (
+        len(split.validation)
+        == len({e.text for e in held if e.label in WORDS} - {e.text for e in examples}) - 1
+    )  # the upper-cased twin of a training ticket is left out
     assert split.report.train_rows == len(examples)
     assert split.report.validation_rows == len(split.validation)
     with pytest.raises(FinetuneError, match="nothing to validate on"):
