@@ -5,16 +5,19 @@ The model learned to read `Ticket: <text>\\nLabel:` (no taxonomy list, so the pr
 and answer ` <label><eos>`. Rather than let it generate and hope, each label's token sequence,
 end-of-sequence token included, is scored from the model's log-probabilities after the prompt:
 with the handful of labels a taxonomy has, scoring them all is exact, costs one prompt pass
-plus one short batch per label, and gives a real probability distribution over the
-labels, so the confidence is the answered label's share of it. A GBNF grammar of the label
-alternatives would also keep answers inside the taxonomy, but it only yields the sampled
-path's token probabilities, and its check against a 262k-token vocabulary cost more than the
-answer itself (328 ms against 128 ms a ticket on Gemma 3 270M). An answer outside the taxonomy
-cannot happen: only the taxonomy's labels are ever scored.
+plus one short batch for all labels, and gives a real probability distribution over the
+labels, so the confidence is the answered label's share of it. The labels' tokens form a
+trie decoded in one batch, one sequence per branch over the prompt's shared KV cells, so a
+prefix shared by labels is evaluated once and the weights are read once for all labels.
+A GBNF grammar of the label alternatives would also keep answers inside the taxonomy, but it
+only yields the sampled path's token probabilities, and its check against a 262k-token
+vocabulary cost more than the answer itself (328 ms against 128 ms a ticket on Gemma 3 270M). An
+answer outside the taxonomy cannot happen: only the taxonomy's labels are ever scored.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 from dataclasses import dataclass
@@ -74,47 +77,126 @@ def label_ids(llm: Any, taxonomy: Taxonomy) -> dict[str, list[int]]:
 def _log_softmax_at(llm: Any, llama_cpp: Any, index: int) -> np.ndarray[Any, Any]:
     """Next-token log-probabilities at position `index` of the last decoded batch (-1: last)."""
     pointer = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, index)
-    logits = np.ctypeslib.as_array(pointer, shape=(llm.n_vocab(),))
+    logits = np.ctypeslib.as_array(pointer, shape=(llm.n_vocab(),)).astype(np.float64)
     top = float(logits.max())
     result: np.ndarray[Any, Any] = logits - (top + math.log(float(np.exp(logits - top).sum())))
     return result
 
 
-def _decode_all(llm: Any, tokens: list[int], n_past: int) -> None:
-    """Evaluate `tokens` after the first `n_past` in one batch, keeping every position's logits.
+Prefix = tuple[int, ...]
+"""A prefix of label answer tokens: a node of the label trie."""
 
-    llama-cpp-python's `eval` keeps only the last position's, which would take one pass over
-    the weights per label token; one batch per label reads them once.
+
+def branches(answers: dict[str, list[int]]) -> list[Prefix]:
+    """The trie's branches: each label's tokens but the last (whose logits are never needed),
+    keeping only those that are not a prefix of another, longest first.
+
+    Every evaluated prefix lies on some branch, so one sequence per branch covers them all,
+    and a prefix shared by several labels is evaluated once.
     """
-    llm._ctx.kv_cache_seq_rm(-1, n_past, -1)
-    llm._batch.set_batch(batch=tokens, n_past=n_past, logits_all=True)
-    llm._ctx.decode(llm._batch)
+    paths = {tuple(tokens[:-1]) for tokens in answers.values() if len(tokens) > 1}
+    ordered = sorted(paths, key=lambda path: (-len(path), path))
+    kept: list[Prefix] = []
+    for path in ordered:
+        if not any(other[: len(path)] == path for other in kept):
+            kept.append(path)
+    return kept
+
+
+def chunks(paths: list[Prefix], n_seq: int, budget: int) -> list[list[Prefix]]:
+    """Branches grouped so that one group has at most `n_seq` sequences and its distinct
+    prefixes fit one decode batch of `budget` tokens (a single branch always fits)."""
+    groups: list[list[Prefix]] = []
+    current: list[Prefix] = []
+    nodes: set[Prefix] = set()
+    for path in paths:
+        own = {path[:depth] for depth in range(1, len(path) + 1)}
+        if current and (len(current) >= n_seq or len(nodes | own) > budget):
+            groups.append(current)
+            current, nodes = [], set()
+        current.append(path)
+        nodes |= own
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _decode_trie(
+    llm: Any, llama_cpp: Any, group: list[Prefix], n_prompt: int
+) -> dict[Prefix, np.ndarray[Any, Any]]:
+    """Evaluate every prefix of the group's branches in one batch; each prefix's next-token
+    log-probabilities.
+
+    Branch `s` runs in sequence `s`, which first gets the prompt's KV cells (`seq_cp` from
+    sequence 0, which costs no copy in a unified cache). A prefix shared by several branches
+    is one token of the batch carrying all their sequence ids, at position prompt + depth - 1,
+    so each branch attends to the prompt and to its own prefixes only.
+    """
+    memory = llm._ctx.memory
+    llama_cpp.llama_memory_seq_rm(memory, -1, n_prompt, -1)
+    for seq in range(1, len(group)):
+        llama_cpp.llama_memory_seq_cp(memory, 0, seq, -1, -1)
+    owners: dict[Prefix, list[int]] = {}
+    for seq, path in enumerate(group):
+        for depth in range(1, len(path) + 1):
+            owners.setdefault(path[:depth], []).append(seq)
+    nodes = sorted(owners, key=lambda node: (len(node), node))  # parents before children
+    batch = llama_cpp.llama_batch_init(len(nodes), 0, len(group))
+    try:
+        for index, node in enumerate(nodes):
+            batch.token[index] = node[-1]
+            batch.pos[index] = n_prompt + len(node) - 1
+            batch.n_seq_id[index] = len(owners[node])
+            for slot, seq in enumerate(owners[node]):
+                batch.seq_id[index][slot] = seq
+            batch.logits[index] = True
+        batch.n_tokens = len(nodes)
+        status = llama_cpp.llama_decode(llm._ctx.ctx, batch)
+        if status != 0:
+            raise RuntimeError(f"llama_decode returned {status} for the label batch")
+        return {node: _log_softmax_at(llm, llama_cpp, i) for i, node in enumerate(nodes)}
+    finally:
+        llama_cpp.llama_batch_free(batch)
+
+
+def _sequences(llm: Any, llama_cpp: Any) -> int:
+    """How many sequences the context was built for (1 unless `open_for_scoring` ran)."""
+    return max(1, int(llama_cpp.llama_n_seq_max(llm._ctx.ctx)))
 
 
 def score(llm: Any, llama_cpp: Any, text: str, taxonomy: Taxonomy, n_ctx: int) -> Scored:
     """Score every label after the trained prompt (the model must be free to use).
 
-    The prompt is evaluated once; its last logits score every label's first token. Each
-    label's other tokens are then evaluated in one batch after the prompt (the KV cache cut
-    back to the prompt between labels).
+    The prompt is evaluated once; its last logits score every label's first token. The
+    labels' other tokens form a trie whose prefixes are all evaluated in one batch, a
+    sequence per branch (see `_decode_trie`); a taxonomy with more branches than the
+    context's sequences, or more prefixes than a batch holds, takes a few batches.
     """
     answers = label_ids(llm, taxonomy)
     longest = max(len(ids) for ids in answers.values())
     ids = prompt_ids(llm, text, n_ctx - longest)
+    memory = llm._ctx.memory
+    llama_cpp.llama_memory_seq_keep(memory, 0)  # no branch of an earlier ticket survives
     llm.reset()
     llm.eval(ids)
     after_prompt = _log_softmax_at(llm, llama_cpp, -1)
-    total: dict[str, float] = {}
+    budget = max(1, min(int(llm.n_batch), n_ctx - len(ids)))
+    next_logprobs: dict[Prefix, np.ndarray[Any, Any]] = {}
     try:
-        for name, tokens in answers.items():
-            logprob = float(after_prompt[tokens[0]])
-            if len(tokens) > 1:
-                _decode_all(llm, tokens[:-1], len(ids))
-                for position, token in enumerate(tokens[1:]):
-                    logprob += float(_log_softmax_at(llm, llama_cpp, position)[token])
-            total[name] = logprob
+        for group in chunks(branches(answers), _sequences(llm, llama_cpp), budget):
+            next_logprobs.update(_decode_trie(llm, llama_cpp, group, len(ids)))
     finally:
+        llama_cpp.llama_memory_seq_keep(memory, 0)
+        llama_cpp.llama_memory_seq_rm(memory, 0, len(ids), -1)
         llm.n_tokens = len(ids)
+    total = {
+        name: float(after_prompt[tokens[0]])
+        + sum(
+            float(next_logprobs[tuple(tokens[:depth])][tokens[depth]])
+            for depth in range(1, len(tokens))
+        )
+        for name, tokens in answers.items()
+    }
     top = max(total.values())
     weights = {name: math.exp(value - top) for name, value in total.items()}
     norm = sum(weights.values())
@@ -123,6 +205,27 @@ def score(llm: Any, llama_cpp: Any, text: str, taxonomy: Taxonomy, n_ctx: int) -
         prompt_tokens=len(ids),
         answer_tokens=sum(len(tokens) for tokens in answers.values()),
     )
+
+
+def open_for_scoring(llm: Any, llama_cpp: Any, n_seq_max: int) -> None:
+    """Rebuild `llm`'s context with `n_seq_max` sequences over one unified KV cache.
+
+    llama-cpp-python builds a one-sequence context and has no argument for more; `score`
+    needs one per trie branch, all sharing the prompt's cells (a unified cache holds n_ctx
+    cells for all of them, where a split one would give each n_ctx / n_seq_max). The
+    context parameters are otherwise the ones the Llama object chose.
+    """
+    from llama_cpp import _internals as internals
+
+    params = llm.context_params
+    params.n_seq_max = max(1, min(n_seq_max, int(llama_cpp.llama_max_parallel_sequences())))
+    params.kv_unified = True
+    old = llm._ctx
+    llm._ctx = llm._stack.enter_context(
+        contextlib.closing(internals.LlamaContext(model=llm._model, params=params, verbose=False))
+    )
+    old.close()
+    llm.n_tokens = 0
 
 
 def result(
