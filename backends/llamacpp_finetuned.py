@@ -18,16 +18,18 @@ answer outside the taxonomy cannot happen: only the taxonomy's labels are ever s
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from backends.finetuned_wire import prompt_version
 from tui.core.backend import RequestRejected, RouteResult
-from tui.core.learning.llm.prompt import PROMPT_TAIL, PROMPT_TEMPLATE, answer, prompt
+from tui.core.learning.llm.prompt import PROMPT_TAIL, answer, prompt
 from tui.core.models import Taxonomy
+
+__all__ = ["Scored", "open_for_scoring", "prompt_version", "result", "score"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,13 +43,6 @@ class Scored:
     @property
     def label(self) -> str:
         return max(self.probabilities, key=self.probabilities.__getitem__)
-
-
-def prompt_version(taxonomy: Taxonomy) -> str:
-    """Stored with each decision: the trained template and the labels it chose between."""
-    digest = hashlib.sha256(PROMPT_TEMPLATE.encode())
-    digest.update("\n".join(taxonomy.names).encode())
-    return f"ft-{digest.hexdigest()[:10]}"
 
 
 def prompt_ids(llm: Any, text: str, room: int) -> list[int]:
