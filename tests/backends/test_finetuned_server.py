@@ -52,7 +52,7 @@ def test_grammar_is_the_alternation_of_the_answers_escaped() -> None:
     assert finetuned_wire.grammar(TAXONOMY) == (
         'root ::= " login" | " refund" | " say \\"hi\\"\\\\now" | " shipping"'
     )
-    assert finetuned_wire.max_tokens(TAXONOMY) == len(' say "hi"\\now'.encode()) + 1
+    assert finetuned_wire.max_tokens(TAXONOMY) == len(b' say "hi"\\now') + 1
     assert finetuned_wire.max_tokens(Taxonomy.from_names(["é"])) == 4  # bytes, not characters
 
 

@@ -115,7 +115,10 @@ class LlamaCppServer(LoopbackServer):
             return verbatim
         if "token_probs" in reply.extra:
             given = reply.extra["token_probs"]
-            return [self._entry(i, t, p, shape) for i, (t, p) in enumerate(zip(tokens, given))]
+            return [
+                self._entry(i, t, p, shape)
+                for i, (t, p) in enumerate(zip(tokens, given, strict=True))
+            ]
         label_prob = float(reply.extra.get("label_prob", 0.8))
         label_tokens = self._label_token_indexes(tokens)
         first_label_token = min(label_tokens, default=-1)
