@@ -116,11 +116,30 @@ def chunks(paths: list[Prefix], n_seq: int, budget: int) -> list[list[Prefix]]:
     return groups
 
 
+ROWS_AT_ONCE = 32
+"""Output rows normalised together: bounds the temporary at 32 x vocabulary floats."""
+
+
+def _row_logsumexp(rows: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Each row's log-sum-exp (its log-softmax's normaliser), a few rows at a time."""
+    out = np.empty(rows.shape[0], dtype=np.float64)
+    for start in range(0, rows.shape[0], ROWS_AT_ONCE):
+        part = rows[start : start + ROWS_AT_ONCE]
+        top = part.max(axis=1, keepdims=True)
+        sums = np.exp(part - top).sum(axis=1, dtype=np.float64)
+        out[start : start + ROWS_AT_ONCE] = top[:, 0].astype(np.float64) + np.log(sums)
+    return out
+
+
 def _decode_trie(
-    llm: Any, llama_cpp: Any, group: list[Prefix], n_prompt: int
-) -> dict[Prefix, np.ndarray[Any, Any]]:
-    """Evaluate every prefix of the group's branches in one batch; each prefix's next-token
-    log-probabilities.
+    llm: Any,
+    llama_cpp: Any,
+    group: list[Prefix],
+    n_prompt: int,
+    wanted: dict[Prefix, set[int]],
+) -> dict[tuple[Prefix, int], float]:
+    """Evaluate every prefix of the group's branches in one batch; the log-probability of
+    each token that follows a prefix in some label (`wanted`), keyed by (prefix, token).
 
     Branch `s` runs in sequence `s`, which first gets the prompt's KV cells (`seq_cp` from
     sequence 0, which costs no copy in a unified cache). A prefix shared by several branches
@@ -149,7 +168,14 @@ def _decode_trie(
         status = llama_cpp.llama_decode(llm._ctx.ctx, batch)
         if status != 0:
             raise RuntimeError(f"llama_decode returned {status} for the label batch")
-        return {node: _log_softmax_at(llm, llama_cpp, i) for i, node in enumerate(nodes)}
+        pointer = llama_cpp.llama_get_logits(llm._ctx.ctx)
+        rows = np.ctypeslib.as_array(pointer, shape=(len(nodes), llm.n_vocab()))
+        norms = _row_logsumexp(rows)
+        return {
+            (node, token): float(rows[i, token]) - float(norms[i])
+            for i, node in enumerate(nodes)
+            for token in wanted.get(node, ())
+        }
     finally:
         llama_cpp.llama_batch_free(batch)
 
@@ -176,10 +202,14 @@ def score(llm: Any, llama_cpp: Any, text: str, taxonomy: Taxonomy, n_ctx: int) -
     llm.eval(ids)
     after_prompt = _log_softmax_at(llm, llama_cpp, -1)
     budget = max(1, min(int(llm.n_batch), n_ctx - len(ids)))
-    next_logprobs: dict[Prefix, np.ndarray[Any, Any]] = {}
+    wanted: dict[Prefix, set[int]] = {}
+    for tokens in answers.values():
+        for depth in range(1, len(tokens)):
+            wanted.setdefault(tuple(tokens[:depth]), set()).add(tokens[depth])
+    next_logprobs: dict[tuple[Prefix, int], float] = {}
     try:
         for group in chunks(branches(answers), _sequences(llm, llama_cpp), budget):
-            next_logprobs.update(_decode_trie(llm, llama_cpp, group, len(ids)))
+            next_logprobs.update(_decode_trie(llm, llama_cpp, group, len(ids), wanted))
     finally:
         llama_cpp.llama_memory_seq_keep(memory, 0)
         llama_cpp.llama_memory_seq_rm(memory, 0, len(ids), -1)
@@ -187,8 +217,7 @@ def score(llm: Any, llama_cpp: Any, text: str, taxonomy: Taxonomy, n_ctx: int) -
     total = {
         name: float(after_prompt[tokens[0]])
         + sum(
-            float(next_logprobs[tuple(tokens[:depth])][tokens[depth]])
-            for depth in range(1, len(tokens))
+            next_logprobs[tuple(tokens[:depth]), tokens[depth]] for depth in range(1, len(tokens))
         )
         for name, tokens in answers.items()
     }
@@ -211,14 +240,15 @@ def open_for_scoring(llm: Any, llama_cpp: Any, n_seq_max: int) -> None:
     context parameters are otherwise the ones the Llama object chose.
     """
     from llama_cpp import _internals as internals
+    from llama_cpp._utils import suppress_stdout_stderr
 
     params = llm.context_params
     params.n_seq_max = max(1, min(n_seq_max, int(llama_cpp.llama_max_parallel_sequences())))
     params.kv_unified = True
     old = llm._ctx
-    llm._ctx = llm._stack.enter_context(
-        contextlib.closing(internals.LlamaContext(model=llm._model, params=params, verbose=False))
-    )
+    with suppress_stdout_stderr(disable=bool(llm.verbose)):  # as `Llama` loads: quietly
+        context = internals.LlamaContext(model=llm._model, params=params, verbose=llm.verbose)
+    llm._ctx = llm._stack.enter_context(contextlib.closing(context))
     old.close()
     llm.n_tokens = 0
 
