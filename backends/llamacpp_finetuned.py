@@ -84,7 +84,8 @@ Prefix = tuple[int, ...]
 
 def branches(answers: dict[str, list[int]]) -> list[Prefix]:
     """The trie's branches: each label's tokens but the last (whose logits are never needed),
-    keeping only those that are not a prefix of another, longest first.
+    keeping only those that are not a prefix of another, in token order (so that branches
+    sharing a prefix are neighbours, and land in the same batch when there are several).
 
     Every evaluated prefix lies on some branch, so one sequence per branch covers them all,
     and a prefix shared by several labels is evaluated once.
@@ -95,7 +96,7 @@ def branches(answers: dict[str, list[int]]) -> list[Prefix]:
     for path in ordered:
         if not any(other[: len(path)] == path for other in kept):
             kept.append(path)
-    return kept
+    return sorted(kept)
 
 
 def chunks(paths: list[Prefix], n_seq: int, budget: int) -> list[list[Prefix]]:
