@@ -37,12 +37,14 @@ if TYPE_CHECKING:
     from tui.core.registry import Resolver
 
 C = TypeVar("C", bound=Completion)
+R = TypeVar("R")
+"""What one exchange reads a reply as (a Completion, or a fine-tuned answer)."""
 
 MAX_LIST_TEXT = "1 MB"
 """The health checks read a model list up to `http_common.MAX_RESPONSE_BYTES`, as routing does."""
 
-StreamReader = Callable[[httpx.Response, "SecretStr | None", "Stopwatch"], Awaitable[C]]
-PayloadReader = Callable[[dict[str, Any], "SecretStr | None", "Stopwatch"], C]
+StreamReader = Callable[[httpx.Response, "SecretStr | None", "Stopwatch"], Awaitable[R]]
+PayloadReader = Callable[[dict[str, Any], "SecretStr | None", "Stopwatch"], R]
 
 
 class HTTPBackend(LLMBackend[C]):
@@ -84,10 +86,10 @@ class HTTPBackend(LLMBackend[C]):
         key: SecretStr | None,
         watch: Stopwatch,
         *,
-        stream: StreamReader[C],
-        payload: PayloadReader[C],
+        stream: StreamReader[R],
+        payload: PayloadReader[R],
         what: str = "reply",
-    ) -> C:
+    ) -> R:
         """POST `body` and read the reply with `stream` or `payload`, errors mapped.
 
         Raises:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from backends import finetuned_wire
+from backends.finetuned_wire import Answered, Ask
 from backends.http_backend import HTTPBackend
 from backends.http_common import (
     MAX_ERROR_BYTES,
@@ -44,7 +46,8 @@ from tui.core.config.options import LlamaCppOptions
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
-    from tui.core.models import ConfidenceSource
+    from tui.core.backend import RouteResult
+    from tui.core.models import ConfidenceSource, Taxonomy, Ticket
     from tui.core.registry import Resolver
 
 EXPECTED = "a llama.cpp server reply"
@@ -232,9 +235,40 @@ class LlamaCppServerBackend(HTTPBackend[Completion]):
             what="completion",
         )
 
+    async def _route(self, ticket: Ticket, taxonomy: Taxonomy) -> RouteResult:
+        """`prompt = "finetuned"`: the trained prompt, the labels' grammar (see
+        `backends.finetuned_wire`); otherwise the shared chat pipeline."""
+        if self.config.prompt != "finetuned":
+            return await super()._route(ticket, taxonomy)
+        return await finetuned_wire.route_finetuned(self, ticket, taxonomy, self._ask_finetuned)
+
+    async def _ask_finetuned(self, ask: Ask, watch: Stopwatch) -> Answered:
+        """One `/completion`: greedy, grammar-bound, one probability per generated token
+        (the raw softmax: post-sampling probabilities are 1.0 for a greedy pick)."""
+        body = {
+            "prompt": ask.prompt,
+            "grammar": ask.grammar,
+            "n_predict": ask.max_tokens,
+            "temperature": 0.0,
+            "n_probs": 1,
+            "post_sampling_probs": False,
+            "cache_prompt": True,
+            "stream": False,
+        }
+        return await self.exchange_http(
+            join_url(self.base_url, "completion"),
+            body,
+            ask.key,
+            watch,
+            stream=_no_stream,
+            payload=_read_finetuned,
+            what="completion",
+        )
+
     def _streamed(self, content_type: str) -> bool:
-        """Streamed whenever asked: llama-server's stream is events whatever its type says."""
-        return self.config.stream
+        """Streamed whenever asked: llama-server's stream is events whatever its type says.
+        A fine-tuned answer is a few tokens and is never streamed."""
+        return self.config.stream and self.config.prompt != "finetuned"
 
     def _status_model(self) -> str | None:
         return None  # llama-server serves the one model it loaded: a 404 is a wrong URL
@@ -305,3 +339,34 @@ class LlamaCppServerBackend(HTTPBackend[Completion]):
         if reply.status == 200:
             return Health(True, f"{self.base_url} is up ({said or 'ok'})")
         return Health(False, f"{self.base_url}/health answered HTTP {reply.status}: {said}")
+
+
+async def _no_stream(response: httpx.Response, key: SecretStr | None, watch: Stopwatch) -> Answered:
+    raise BadResponse("the server streamed an answer that was asked for in one piece")
+
+
+def _read_finetuned(payload: dict[str, Any], key: SecretStr | None, watch: Stopwatch) -> Answered:
+    """A fine-tuned `/completion` reply: its content, the tokens' probabilities (checked in
+    `finetuned_wire`), counts and timings (checked by `Completion.take_final`)."""
+    watch.mark_first()
+    content = payload.get("content")
+    if not isinstance(content, str):
+        raise BadResponse("completion has no string 'content'")
+    usage = Completion(text=content)
+    usage.take_final(payload)
+    entries = payload.get("completion_probabilities")
+    tokens: finetuned_wire.TokenLogprobs | None = None
+    source: ConfidenceSource = "logprob"
+    if entries is not None:
+        tokens, source = finetuned_wire.server_probabilities(entries, "completion_probabilities")
+    return Answered(
+        text=content,
+        tokens=tokens,
+        source=source,
+        model=usage.model,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cached_tokens=usage.cached_tokens,
+        prompt_ms=usage.prompt_ms,
+        gen_ms=usage.gen_ms,
+    )

@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 MAX_ANSWER_TOKENS = 200
 """An answer is one short JSON object; the cap stops a rambling model early."""
 INSTALL_HINT = "pip install 'triagedesk[llamacpp]'"
+SCORING_SEQUENCES = 64
+"""Sequences of a `prompt = "finetuned"` context: one per branch of the label trie, so a
+taxonomy of up to 64 labels is scored in one batch (more take a few)."""
 
 
 def _import_llama_cpp() -> Any:
@@ -183,6 +186,12 @@ class LlamaCppLocalBackend(LLMBackend[Completion]):
                 )
             except (ValueError, RuntimeError, OSError) as exc:
                 raise BackendError(f"cannot load GGUF model {self.model_path}: {exc}") from exc
+            if self.config.prompt == "finetuned":
+                try:
+                    llamacpp_finetuned.open_for_scoring(llm, llama_cpp, SCORING_SEQUENCES)
+                except (ValueError, RuntimeError, OSError) as exc:
+                    llm.close()
+                    raise BackendError(f"cannot open {self.model_path} for scoring: {exc}") from exc
             self._install_abort(llama_cpp, llm)
             return llm
 

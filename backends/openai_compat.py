@@ -16,20 +16,29 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
+from backends import finetuned_wire
+from backends.finetuned_wire import Answered, Ask
 from backends.http_backend import HTTPBackend
 from backends.http_common import join_url, mentions, quote_server, server_message
 from backends.http_reading import FirstLine, event_object, sse_events
 from backends.llm import Completion as BaseCompletion
 from backends.llm import Request
+from backends.openai_reading import (
+    no_stream,
+    read_completion,
+    str_or_none,
+    take_timings,
+    take_usage,
+)
 from backends.secrets import api_key
-from tui.core import numbers
 from tui.core.backend import AuthenticationFailed, BadResponse, Health, ServerError, Stopwatch
 from tui.core.config.options import OpenAIOptions
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
-    from tui.core.models import ConfidenceSource
+    from tui.core.backend import RouteResult
+    from tui.core.models import ConfidenceSource, Taxonomy, Ticket
     from tui.core.registry import Resolver
 
 FormatMode = Literal["json_schema", "json_object", "none"]
@@ -112,6 +121,8 @@ class OpenAIBackend(HTTPBackend[Completion]):
         """Becomes `max_completion_tokens` for models that refuse `max_tokens` (OpenAI o-series)."""
         self.send_temperature = True
         """False once the model refused a temperature (reasoning models accept only the default)."""
+        self.grammar_supported = True
+        """`prompt = "finetuned"`: False once the server refused the `grammar` field."""
 
     def _key(self) -> SecretStr | None:
         """The API key; raises when a variable is configured but empty, never shows a value."""
@@ -185,9 +196,72 @@ class OpenAIBackend(HTTPBackend[Completion]):
             payload=lambda data, key, _: self._read_message(data, key),
         )
 
+    async def _route(self, ticket: Ticket, taxonomy: Taxonomy) -> RouteResult:
+        """`prompt = "finetuned"`: the trained prompt through `/completions` (see
+        `backends.finetuned_wire`); otherwise the shared chat pipeline."""
+        if self.config.prompt != "finetuned":
+            return await super()._route(ticket, taxonomy)
+        return await finetuned_wire.route_finetuned(self, ticket, taxonomy, self._ask_finetuned)
+
+    def _completions_body(self, ask: Ask) -> dict[str, Any]:
+        """A `/completions` request: the trained prompt, greedy, room for the longest label.
+
+        `grammar` (the labels' GBNF) is a llama.cpp-family field (llama-server,
+        llama-cpp-python); it is dropped once a server refuses it, and servers that ignore it
+        answer unconstrained, so the answer is checked against the taxonomy either way.
+        `logprobs: 1` asks for the generated tokens' log-probabilities (the confidence)."""
+        body: dict[str, Any] = {
+            "model": self.config.model,
+            "prompt": ask.prompt,
+            self.token_param: ask.max_tokens,
+            "temperature": 0.0,
+            "stream": False,
+        }
+        if self.grammar_supported:
+            body["grammar"] = ask.grammar
+        if self.logprobs_supported:
+            body["logprobs"] = 1
+        return body
+
+    async def _ask_finetuned(self, ask: Ask, watch: Stopwatch) -> Answered:
+        """One `/completions` exchange, stepping down refused optional fields (each step only
+        removes one, so the loop ends)."""
+        url = join_url(self.config.base_url, "completions")
+        while True:
+            try:
+                return await self.exchange_http(
+                    url,
+                    self._completions_body(ask),
+                    ask.key,
+                    watch,
+                    stream=no_stream,
+                    payload=lambda data, key, _: read_completion(data, key, watch),
+                )
+            except _Refused as refused:
+                if refused.feature == "grammar":
+                    self.grammar_supported = False
+                elif refused.feature == "logprobs":
+                    self.logprobs_supported = False
+                elif refused.feature == "max_tokens":
+                    self.token_param = "max_completion_tokens"
+                else:
+                    raise BadResponse(f"the server refused {refused.feature}") from None
+
+    def _streamed(self, content_type: str) -> bool:
+        """A fine-tuned answer is a few tokens and is never streamed."""
+        return self.config.prompt != "finetuned" and super()._streamed(content_type)
+
     def _refused(self, status: int, text: str) -> None:
         """Recognise a server refusing a feature we may drop, rather than the request itself."""
         if status not in (400, 422, 500):
+            return
+        if self.config.prompt == "finetuned":
+            if self.grammar_supported and mentions(text, ("grammar",)):
+                raise _Refused("grammar")
+            if self.logprobs_supported and mentions(text, ("logprobs",)):
+                raise _Refused("logprobs")
+            if self.token_param == "max_tokens" and mentions(text, ("max_completion_tokens",)):
+                raise _Refused("max_tokens")
             return
         if self.format_mode in _NEXT_FORMAT and mentions(text, FORMAT_REJECTION):
             raise _Refused("format")
@@ -208,10 +282,10 @@ class OpenAIBackend(HTTPBackend[Completion]):
         content = message.get("content") if isinstance(message, dict) else None
         if not isinstance(content, str) or not content:
             raise BadResponse("reply has no message content")
-        completion = Completion(text=content, model=_str_or_none(payload.get("model")))
+        completion = Completion(text=content, model=str_or_none(payload.get("model")))
         _take_logprobs(choices[0].get("logprobs"), completion)
-        _take_usage(payload.get("usage"), completion)
-        _take_timings(payload.get("timings"), completion)
+        take_usage(payload.get("usage"), completion)
+        take_timings(payload.get("timings"), completion)
         return completion
 
     async def _read_stream(
@@ -232,7 +306,7 @@ class OpenAIBackend(HTTPBackend[Completion]):
             if "error" in chunk:
                 said = server_message(json.dumps(chunk))
                 raise ServerError(f"error inside the stream: {quote_server(said, key)}")
-            completion.model = completion.model or _str_or_none(chunk.get("model"))
+            completion.model = completion.model or str_or_none(chunk.get("model"))
             for choice in chunk.get("choices") or []:
                 saw_choices = True
                 if not isinstance(choice, dict):
@@ -243,8 +317,8 @@ class OpenAIBackend(HTTPBackend[Completion]):
                     watch.mark_first()
                     parts.append(piece)
                 _take_logprobs(choice.get("logprobs"), completion)
-            _take_usage(chunk.get("usage"), completion)
-            _take_timings(chunk.get("timings"), completion)
+            take_usage(chunk.get("usage"), completion)
+            take_timings(chunk.get("timings"), completion)
         if not done:
             if not saw_event:
                 first.raise_if_html(EXPECTED, key)
@@ -277,13 +351,11 @@ class OpenAIBackend(HTTPBackend[Completion]):
 class _Refused(Exception):
     """The server refused an optional request feature; never leaves the module."""
 
-    def __init__(self, feature: Literal["format", "logprobs", "max_tokens", "temperature"]) -> None:
+    def __init__(
+        self, feature: Literal["format", "logprobs", "max_tokens", "temperature", "grammar"]
+    ) -> None:
         super().__init__(feature)
         self.feature = feature
-
-
-def _str_or_none(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 def _take_logprobs(logprobs: Any, completion: Completion) -> None:
@@ -294,35 +366,3 @@ def _take_logprobs(logprobs: Any, completion: Completion) -> None:
             value = _logprob_or_none(item.get("logprob"))
             if value is not None:
                 completion.token_logprobs.append((item["token"], value))
-
-
-def _take_usage(usage: Any, completion: Completion) -> None:
-    """Token counts, each validated (`tui.core.numbers`): a bad one fails the ticket.
-
-    Raises:
-        BadResponse: A count that is not a whole number within 0..10**9, naming its field.
-    """
-    if not isinstance(usage, dict):
-        return
-    completion.input_tokens = numbers.count(usage.get("prompt_tokens"), "usage.prompt_tokens")
-    completion.output_tokens = numbers.count(
-        usage.get("completion_tokens"), "usage.completion_tokens"
-    )
-    details = usage.get("prompt_tokens_details")
-    cached = (
-        numbers.count(details.get("cached_tokens"), "usage.prompt_tokens_details.cached_tokens")
-        if isinstance(details, dict)
-        else None
-    )
-    completion.cached_tokens = cached if cached is not None else 0
-
-
-def _take_timings(timings: Any, completion: Completion) -> None:
-    """llama.cpp's server adds `timings` (prompt_ms, predicted_ms) to OpenAI-style replies.
-
-    Raises:
-        BadResponse: A timing that is not a finite duration within a day, naming its field.
-    """
-    if isinstance(timings, dict):
-        completion.prompt_ms = numbers.duration(timings.get("prompt_ms"), "timings.prompt_ms")
-        completion.gen_ms = numbers.duration(timings.get("predicted_ms"), "timings.predicted_ms")

@@ -44,7 +44,9 @@ class LlamaCppServer(LoopbackServer):
     """Fake `llama-server -m model.gguf`.
 
     A reply's `extra` may set `probs` (`logprob`, `prob`, `legacy` or None), `label_prob`
-    (the probability of the label's first token; its other tokens get 1.0) and `timings`.
+    (the probability of the label's first token; its other tokens get 1.0), `token_probs`
+    (each generated token's probability, for a plain-text answer such as a fine-tuned
+    model's ` <label>`), `completion_probabilities` (sent verbatim) and `timings`.
     """
 
     def __init__(self, model: str = "models/qwen2.5-0.5b-instruct-q4_k_m.gguf") -> None:
@@ -108,6 +110,15 @@ class LlamaCppServer(LoopbackServer):
         shape = reply.extra.get("probs", "logprob")
         if n_probs <= 0 or shape is None:
             return None
+        if "completion_probabilities" in reply.extra:
+            verbatim: list[dict[str, Any]] = reply.extra["completion_probabilities"]
+            return verbatim
+        if "token_probs" in reply.extra:
+            given = reply.extra["token_probs"]
+            return [
+                self._entry(i, t, p, shape)
+                for i, (t, p) in enumerate(zip(tokens, given, strict=True))
+            ]
         label_prob = float(reply.extra.get("label_prob", 0.8))
         label_tokens = self._label_token_indexes(tokens)
         first_label_token = min(label_tokens, default=-1)

@@ -134,11 +134,29 @@ class HTTPOptions(_Chat):
     """The transport: aiohttp's (fast) or httpx's own."""
 
 
+PromptStyle = Literal["chat", "finetuned"]
+
+
+def _prompt_field(finetuned: str) -> Any:
+    """The `prompt` key of the types that can serve a GGUF from `triagedesk finetune`."""
+    return Field(
+        default="chat",
+        description=(
+            "chat: the taxonomy in a chat prompt, JSON answer; finetuned: a GGUF from"
+            f" `triagedesk finetune`, asked its trained prompt, {finetuned}"
+        ),
+    )
+
+
 class OpenAIOptions(HTTPOptions):
-    """`type = "openai"`: any OpenAI-compatible chat completions API."""
+    """`type = "openai"`: any OpenAI-compatible chat completions API (`prompt = "finetuned"`:
+    its completions API, `POST /v1/completions`)."""
 
     base_url: str
     model: str
+    prompt: PromptStyle = _prompt_field(
+        "through /v1/completions with a label grammar (llama.cpp-family servers)"
+    )
 
 
 class AnthropicOptions(HTTPOptions):
@@ -151,6 +169,7 @@ class LlamaCppOptions(HTTPOptions):
     """`type = "llamacpp"`: a llama.cpp server's native API."""
 
     base_url: str
+    prompt: PromptStyle = _prompt_field("the answer constrained to the labels by a grammar")
 
 
 class OllamaOptions(_Chat):
@@ -171,13 +190,7 @@ class LlamaCppLocalOptions(_Strict):
     n_gpu_layers: int = 0
     n_threads: int | None = Field(default=None, ge=1, description="llama.cpp CPU threads")
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
-    prompt: Literal["chat", "finetuned"] = Field(
-        default="chat",
-        description=(
-            "chat: the taxonomy in a chat prompt, JSON answer; finetuned: a GGUF from"
-            " `triagedesk finetune`, asked its trained prompt, every label scored"
-        ),
-    )
+    prompt: PromptStyle = _prompt_field("every label scored")
 
     @property
     def model_name(self) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import statistics
 import time
@@ -105,12 +106,25 @@ def backend_name(out: Path, given: str | None) -> str:
     return name
 
 
+SERVER_PORT = 8080
+"""llama-server's default port, which the commented server table points at."""
+
+
+def server_command(gguf: Path) -> str:
+    """The `llama-server` command line that serves the GGUF for the server table."""
+    path = shlex.quote(str(gguf.resolve()))
+    return f"llama-server -m {path} -c {SERVE_N_CTX} --port {SERVER_PORT}"
+
+
 def backend_toml(name: str, gguf: Path) -> str:
-    """One `[backends.<name>]` table that routes with the GGUF in process.
+    """One `[backends.<name>]` table that routes with the GGUF in process, then the same model
+    through a llama.cpp server as a commented `[backends.<name>-server]` table.
 
-    `prompt = "finetuned"` asks it the trained prompt and scores the taxonomy's labels.
-
-    TOML basic strings share JSON's escapes, so `json.dumps` quotes the path safely.
+    `prompt = "finetuned"` asks it the trained prompt: in process the taxonomy's labels are
+    all scored; through `llama-server` the answer is constrained to them by a grammar. The
+    server table is commented so that appending the file adds one working backend; its
+    first comment line is the command that starts the server. TOML basic strings share
+    JSON's escapes, so `json.dumps` quotes the path safely.
     """
     return (
         f"# Written by `triagedesk finetune`: append to your config to route with this model.\n"
@@ -120,6 +134,16 @@ def backend_toml(name: str, gguf: Path) -> str:
         f"model = {json.dumps(gguf.stem)}\n"
         f"n_ctx = {SERVE_N_CTX}\n"
         f'prompt = "finetuned"\n'
+        f"\n"
+        f"# The same model through a llama.cpp server (CPU or CUDA build): start it with\n"
+        f"#   {server_command(gguf)}\n"
+        f"# then uncomment this table (an OpenAI-compatible llama.cpp-family server works too:\n"
+        f'# type = "openai", base_url = "http://127.0.0.1:{SERVER_PORT}/v1").\n'
+        f"# [backends.{name}-server]\n"
+        f'# type = "llamacpp"\n'
+        f'# base_url = "http://127.0.0.1:{SERVER_PORT}"\n'
+        f"# model = {json.dumps(gguf.stem)}\n"
+        f'# prompt = "finetuned"\n'
     )
 
 
