@@ -65,6 +65,8 @@ for method in lora full; do
 done
 wait
 stamp "fine-tunes done: lora $(cat "$run/finetune-lora.rc"), full $(cat "$run/finetune-full.rc")"
+for i in $(seq 1 120); do [ -f "$run/build.rc" ] && break; sleep 5; done
+stamp "build: $(cat "$run/build.rc" 2>/dev/null)"
 server=$(find /tmp/skbuild -name llama-server -type f | head -1)
 for method in lora full; do
   gguf=$run/ft-$method/model-q8_0.gguf
