@@ -55,7 +55,7 @@ stamp "base: $sum"
   { stamp "base checksum mismatch"; touch "$run/done"; exit 1; }
 src=$(cat "$run/src")
 data=/tmp/gemma-data
-for method in lora full; do
+for method in ${METHODS:-lora full}; do
   epochs=${EPOCHS_LORA:-3}; [ "$method" = full ] && epochs=${EPOCHS_FULL:-2}
   (cd "$run" && /usr/bin/time -v python3 -m tui --db "$run/$method.db" finetune \
     --base "$run/gemma-3-270m-q4_k_m.gguf" --data "$data/train80.jsonl" \
@@ -64,7 +64,7 @@ for method in lora full; do
     >"$run/finetune-$method.out" 2>"$run/finetune-$method.log"; echo $? >"$run/finetune-$method.rc") &
 done
 wait
-stamp "fine-tunes done: lora $(cat "$run/finetune-lora.rc"), full $(cat "$run/finetune-full.rc")"
+stamp "fine-tunes done: $(cat "$run"/finetune-*.rc | tr '\n' ' ')"
 for i in $(seq 1 120); do [ -f "$run/build.rc" ] && break; sleep 5; done
 stamp "build: $(cat "$run/build.rc" 2>/dev/null)"
 server=$(find /tmp/skbuild -name llama-server -type f | head -1)
@@ -72,12 +72,12 @@ for method in lora full; do
   gguf=$run/ft-$method/model-q8_0.gguf
   [ -f "$gguf" ] || continue
   python3 "$repo/benchmarks/gemma_device/serve_bench.py" --server "$server" --gguf "$gguf" \
-    --tickets "$data/test20.jsonl" --out "$run/serve-$method.json" \
+    --tickets "$data/test20.jsonl" --out "$run/serve-$method.json" --single 300 --middle 500 --concurrency ${SERVE_C:-1 8 32 64} \
     >"$run/serve-$method.log" 2>&1
   stamp "served $method: $?"
 done
 # In process, through the product: llamacpp-local with every layer on the GPU, at c=1.
-head -n "${LOCAL_N:-200}" "$data/test20.jsonl" >"$run/local-tickets.jsonl"
+head -n "${LOCAL_N:-100}" "$data/test20.jsonl" >"$run/local-tickets.jsonl"
 for method in lora full; do
   [ -f "$run/ft-$method/backend.toml" ] || continue
   { cat "$run/ft-$method/backend.toml"; echo "n_gpu_layers = -1"; } >"$run/local-$method.toml"

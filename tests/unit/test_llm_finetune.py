@@ -321,3 +321,31 @@ def test_importing_the_package_loads_no_training_stack() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_sentencepiece_rebuilt_from_a_gguf_whose_unk_is_a_control_token(tmp_path: Path) -> None:
+    """Gemma's GGUF types `<unk>` CONTROL; sentencepiece 0.2.2 then refused the rebuilt model
+    ("unk is not defined"), so the converter failed on the GPU machine."""
+    gguf = pytest.importorskip("gguf")
+    sentencepiece = pytest.importorskip("sentencepiece")
+    path = tmp_path / "vocab.gguf"
+    writer = gguf.GGUFWriter(str(path), "gemma3")
+    tokens = ["<pad>", "<eos>", "<bos>", "<unk>", "▁a", "a", "b", "▁ab"]
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(tokens)
+    writer.add_token_scores([0.0, 0.0, 0.0, 0.0, -1.0, -2.0, -3.0, -0.5])
+    writer.add_token_types([3, 3, 3, 3, 1, 1, 1, 1])
+    writer.add_unk_token_id(3)
+    writer.add_bos_token_id(2)
+    writer.add_eos_token_id(1)
+    writer.add_pad_token_id(0)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    model = base.write_sentencepiece(path, tmp_path / "out")
+    assert model is not None
+    processor = sentencepiece.SentencePieceProcessor(model_file=str(model))
+    assert (processor.unk_id(), processor.bos_id(), processor.eos_id()) == (3, 2, 1)
+    assert processor.pad_id() == 0 and processor.is_unknown(3)
+    assert processor.id_to_piece(7) == "▁ab"

@@ -46,6 +46,8 @@ KNOWN_BASES: dict[str, KnownBase] = {
 
 SENTENCEPIECE_MODEL_TYPE_BPE = 2
 """Gemma's tokenizer is a sentencepiece BPE model: scores order the merges."""
+SENTENCEPIECE_UNKNOWN = 2
+"""Piece type of the unknown token, which sentencepiece requires exactly one of."""
 SENTENCEPIECE_BYTE = 6
 """Piece type of the `<0xNN>` byte tokens, which sentencepiece loads only with byte fallback."""
 _GGUF_TOKENIZER_SENTENCEPIECE = "llama"
@@ -183,7 +185,34 @@ def write_sentencepiece(gguf_path: Path, out_dir: Path) -> Path | None:
         piece.piece = token
         piece.score = float(score)
         piece.type = int(kind_id)  # GGUF token types are sentencepiece's, number for number
+    _declare_specials(proto, reader)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / "tokenizer.model"
     target.write_bytes(proto.SerializeToString())
     return target
+
+
+def _declare_specials(proto: Any, reader: Any) -> None:
+    """Give the model the special ids, and its unknown piece the UNKNOWN type.
+
+    Gemma's GGUF types `<unk>` as a control token; sentencepiece before 0.2.3 refuses a model
+    with no UNKNOWN piece ("unk is not defined"), which is what the GPU machine's 0.2.2 did to
+    the converter. Gemma's own `tokenizer.model` types it UNKNOWN, so this restores it.
+    """
+    for field, spec in (
+        ("tokenizer.ggml.unknown_token_id", "unk_id"),
+        ("tokenizer.ggml.bos_token_id", "bos_id"),
+        ("tokenizer.ggml.eos_token_id", "eos_id"),
+        ("tokenizer.ggml.padding_token_id", "pad_id"),
+    ):
+        value = reader.fields.get(field)
+        if value is None:
+            continue
+        token_id = int(value.contents())
+        if 0 <= token_id < len(proto.pieces):
+            setattr(proto.trainer_spec, spec, token_id)
+            # sentencepiece finds its specials by these names (`<s>` and `</s>` by default).
+            piece_field = spec.replace("_id", "_piece")
+            setattr(proto.trainer_spec, piece_field, proto.pieces[token_id].piece)
+            if spec == "unk_id":
+                proto.pieces[token_id].type = SENTENCEPIECE_UNKNOWN

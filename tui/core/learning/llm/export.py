@@ -164,11 +164,8 @@ def modelfile(gguf: Path) -> str:
     )
 
 
-def load_gguf(path: Path, *, n_threads: int | None = None, gpu: bool = False) -> Any:
+def load_gguf(path: Path, *, n_threads: int | None = None) -> Any:
     """The GGUF loaded with llama-cpp-python, the way the `llamacpp-local` backend loads it.
-
-    `gpu` offloads every layer when this llama-cpp-python build can (a CUDA build after a
-    fine-tune on the GPU); a CPU build ignores it.
 
     Raises:
         FinetuneError: llama-cpp-python is missing or cannot read the file.
@@ -182,7 +179,7 @@ def load_gguf(path: Path, *, n_threads: int | None = None, gpu: bool = False) ->
             n_ctx=SERVE_N_CTX,
             n_threads=n_threads,
             n_threads_batch=n_threads,
-            n_gpu_layers=-1 if gpu and llama_cpp.llama_supports_gpu_offload() else 0,
+            n_gpu_layers=0,
             verbose=False,
         )
     except (ValueError, RuntimeError, OSError) as exc:
@@ -198,10 +195,10 @@ def answer_with(llm: Any, text: str) -> str:
 
 
 def score_gguf(
-    path: Path, examples: Sequence[Example], *, n_threads: int | None = None, gpu: bool = False
+    path: Path, examples: Sequence[Example], *, n_threads: int | None = None
 ) -> tuple[float, float]:
     """Accuracy of the served file on `examples` and its median milliseconds a ticket."""
-    llm = load_gguf(path, n_threads=n_threads, gpu=gpu)
+    llm = load_gguf(path, n_threads=n_threads)
     try:
         right, times = 0, []
         for example in examples:

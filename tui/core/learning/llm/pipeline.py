@@ -161,9 +161,9 @@ def finetune(
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     stage("checking the GGUF on the validation split")
-    gguf_accuracy, p50 = export.score_gguf(
-        gguf, data.validation, n_threads=request.n_threads, gpu=device == "cuda"
-    )
+    # On the CPU even after a CUDA fine-tune: llama.cpp's CUDA build initialised in the
+    # process where torch holds the GPU died with SIGSEGV on the H200 (2026-12-02).
+    gguf_accuracy, p50 = export.score_gguf(gguf, data.validation, n_threads=request.n_threads)
     name = export.backend_name(out, request.name)
     report = FinetuneReport(
         base=request.base,
