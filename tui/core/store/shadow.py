@@ -156,7 +156,7 @@ class ShadowMixin(StoreBase):
         agent: str,
         evidence: Mapping[str, Any],
         forced: bool = False,
-        apply: Callable[[], None] | None = None,
+        apply: Callable[[], object] | None = None,
     ) -> Promotion:
         """Record a promotion; `apply` (rewriting the config) runs inside the transaction,
         before it commits, so the event is stored only when the config really changed, and

@@ -118,8 +118,7 @@ class ShadowPool:
             try:
                 lane.queue.put_nowait(_Job(ticket, decision))
             except asyncio.QueueFull:
-                lane.tally.skipped += 1
-                self._skipped[(lane.name, decision.backend)] += 1
+                self._skip(lane, _Job(ticket, decision))
         if self._writer is None and self._lanes:
             self._writer = asyncio.create_task(self._write_loop())
 
@@ -155,8 +154,11 @@ class ShadowPool:
         while not lane.queue.empty():
             job = lane.queue.get_nowait()
             lane.queue.task_done()
-            lane.tally.skipped += 1
-            self._skipped[(lane.name, job.decision.backend)] += 1
+            self._skip(lane, job)
+
+    def _skip(self, lane: _Lane, job: _Job) -> None:
+        lane.tally.skipped += 1
+        self._skipped[(lane.name, job.decision.backend)] += 1
 
     async def _work(self, lane: _Lane) -> None:
         router = self.router
@@ -177,7 +179,9 @@ class ShadowPool:
                     )
                     lane.tally.answered += 1
                     lane.tally.errors += 0 if answer.ok else 1
-            except asyncio.CancelledError:
+            except asyncio.CancelledError:  # stopped mid-call: these count as skipped
+                for job in group:
+                    self._skip(lane, job)
                 raise
             except Exception:  # a bug in pricing or checking: this group only, never the run
                 lane.tally.errors += len(group)
