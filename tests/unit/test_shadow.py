@@ -17,8 +17,14 @@ from typing import Any
 
 import pytest
 
-from tests.screens.helpers import LABELS, build_router, make_tickets, seed, settings_for
-from tests.screens.helpers import train_specialist
+from tests.screens.helpers import (
+    LABELS,
+    build_router,
+    make_tickets,
+    seed,
+    settings_for,
+    train_specialist,
+)
 from tests.servers.openai_server import OpenAIServer, Recorded, Reply, ScriptedHandler
 from tui import cli
 from tui.core.config import ConfigError, load_settings
