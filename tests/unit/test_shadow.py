@@ -173,6 +173,7 @@ async def test_a_slow_shadow_never_holds_the_active_backend_back(
     slow_server.release.set()
     await router.aclose()  # the call in flight is cancelled, the queue skipped
     assert asyncio.all_tasks() <= before  # no shadow worker or writer outlives the router
+    assert router.shadows.running == 0
     counts = store.shadow_counts("slow", "specialist")
     assert counts.routed + counts.skipped == 300
     assert counts.routed == tally.answered

@@ -85,6 +85,13 @@ class ShadowPool:
         """The shadow backends, in config order."""
         return tuple(self._lanes)
 
+    @property
+    def running(self) -> int:
+        """Shadow tasks alive now (workers and the writer): 0 once closed."""
+        tasks = [t for lane in self._lanes.values() for t in lane.tasks]
+        tasks += [self._writer] if self._writer is not None else []
+        return sum(1 for task in tasks if not task.done())
+
     def tallies(self) -> dict[str, ShadowTally]:
         """Per shadow, what it answered, failed and skipped since this pool started."""
         return {name: lane.tally for name, lane in self._lanes.items()}
