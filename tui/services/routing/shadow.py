@@ -18,14 +18,15 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from tui.core.backend import BackendError, RouteResult
-from tui.core.models import Decision, Ticket
+from tui.core.backend import Backend, BackendError, RouteResult
+from tui.core.config import Settings
+from tui.core.models import Decision, Taxonomy, Ticket
 from tui.core.store import ShadowAnswer
 
 if TYPE_CHECKING:
-    from tui.services.routing.router import Router
+    from tui.core.store import Store
 
 SHADOW_QUEUE = 128
 """Tickets waiting per shadow at most; one more is skipped for that shadow, and counted."""
@@ -38,6 +39,25 @@ SHADOW_FLUSH_S = 0.5
 SHADOW_DRAIN_S = 10.0
 """How long a headless `route` lets its shadows finish their queues once the run is done;
 what is still queued then is skipped (and counted)."""
+
+
+class ShadowHost(Protocol):
+    """What the pool uses of its `Router` (named here, not imported: the router owns it)."""
+
+    settings: Settings
+    taxonomy: Taxonomy
+    store: Store | None
+
+    def backend(self, name: str) -> Backend: ...
+    def backend_or_none(self, name: str) -> Backend | None: ...
+    def decision(
+        self,
+        ticket: Ticket,
+        backend_name: str,
+        run_id: str,
+        outcome: RouteResult | BaseException,
+        wall_ms: float,
+    ) -> Decision: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +90,7 @@ class _Lane:
 class ShadowPool:
     """The shadows of one router. Textual-free; every method runs on the event loop."""
 
-    def __init__(self, router: Router, names: Sequence[str]) -> None:
+    def __init__(self, router: ShadowHost, names: Sequence[str]) -> None:
         self.router = router
         self._lanes: dict[str, _Lane] = {}
         self._pending: list[ShadowAnswer] = []
