@@ -23,11 +23,11 @@ from tui.services.shadow_compare import ShadowComparison, compare_shadows
 
 
 def accuracy_cell(c: ShadowComparison) -> str:
-    """`92.0% vs 88.0% (n 50)`: shadow, then active, on the labels both answered."""
-    return (
-        f"{fmt.percent(c.shadow.accuracy.value)} vs {fmt.percent(c.active.accuracy.value)}"
-        f" (n {c.shadow.accuracy.n})"
-    )
+    """Shadow, then active, on the labels both answered: `92.0% vs 88.0% (n=50)`."""
+    s, a = c.shadow.accuracy, c.active.accuracy
+    if s.value is None or a.value is None:
+        return "no held-out labels yet"
+    return f"{fmt.percent(s.value)} vs {fmt.percent(a.value)} (n={s.n})"
 
 
 class PromoteShadowModal(ModalScreen[str | None]):

@@ -21,7 +21,7 @@ from screens.messages import CurveComputed, ShadowsCompared, StatsComputed
 from tui.core.cost_report import break_even_rows, cumulative_costs, hosted_prices
 from tui.core.learning.curve import curve_from_labels, format_curve
 from tui.services.desk import Desk
-from tui.services.shadow_compare import compare_shadows
+from tui.services.shadow_compare import accuracy_text, compare_shadows
 
 COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("backend", "Backend", 13),
@@ -95,12 +95,10 @@ class StatsScreen(Screen[None]):
         lines = []
         for c in message.comparisons:
             s, a = c.shadow, c.active
-            low, high = s.accuracy.low, s.accuracy.high
-            interval = "" if low is None or high is None else f" [{low:.0%}–{high:.0%}]"
             lines.append(
                 f"{s.backend}: {fmt.count(c.compared)} both answered, agree"
-                f" {fmt.percent(c.agreement)} · accuracy {fmt.percent(s.accuracy.value)}{interval}"
-                f" vs {fmt.percent(a.accuracy.value)} (n {s.accuracy.n}) · p50"
+                f" {fmt.percent(c.agreement)} · accuracy {accuracy_text(s.accuracy)}"
+                f" vs {accuracy_text(a.accuracy)} · p50"
                 f" {fmt.ms(s.p50_ms)} vs {fmt.ms(a.p50_ms)} ms · $/1k"
                 f" {fmt.usd(s.cost_per_1k_usd)} vs {fmt.usd(a.cost_per_1k_usd)}"
                 f" · skipped {fmt.count(c.counts.skipped)}"

@@ -272,7 +272,7 @@ def test_the_comparison_on_a_case_with_known_answers() -> None:
         "value": 0.3,
         "low": wilson_interval(3, 10).low,
         "high": wilson_interval(3, 10).high,
-        "n": 10,
+        "scored_on": 10,
     }
     assert (out["answered"], out["errors"], out["skipped"]) == (13, 1, 7)
     assert c.has_evidence
@@ -418,7 +418,7 @@ def test_promote_rewrites_the_config_and_records_the_evidence(
     assert printed["backend"] == "api" and printed["previous_backend"] == "specialist"
     assert printed["agent"] == "ana" and printed["shadows"] == ["specialist", "spare"]
     assert printed["evidence"]["compared"] == 8
-    assert printed["evidence"]["accuracy"]["active"]["n"] == 4
+    assert printed["evidence"]["accuracy"]["active"]["scored_on"] == 4
     text = config.read_text()
     routing = tomllib.loads(text)["routing"]
     assert routing["backend"] == "api" and routing["shadow"] == ["specialist", "spare"]

@@ -43,6 +43,14 @@ def accuracy(rows: Iterable[LabelledAnswer]) -> Interval:
     return wilson_interval(correct, len(counted))
 
 
+def accuracy_text(interval: Interval) -> str:
+    """`86.3% (81–90%, n=412)`, the way every accuracy is shown, or `no held-out labels yet`."""
+    value, low, high = interval.value, interval.low, interval.high
+    if value is None or low is None or high is None:
+        return "no held-out labels yet"
+    return f"{value:.1%} ({low:.0%}–{high:.0%}, n={interval.n})".replace("%–", "–")
+
+
 @dataclass(frozen=True, slots=True)
 class Side:
     """One side of a comparison, over the tickets both answered."""
@@ -54,7 +62,7 @@ class Side:
 
     def accuracy_json(self) -> dict[str, Any]:
         a = self.accuracy
-        return {"value": a.value, "low": a.low, "high": a.high, "n": a.n}
+        return {"value": a.value, "low": a.low, "high": a.high, "scored_on": a.n}
 
 
 @dataclass(frozen=True, slots=True)
