@@ -1,7 +1,8 @@
 """One table of commands: it yields the key bindings, the footer and the command palette.
 
 Keeping keys and palette entries in one place means they cannot drift apart. Dynamic
-entries (each configured backend, each inbox filter) come from `InboxCommands`.
+entries (each configured backend, each inbox filter, promoting a shadow backend when shadows
+are configured) come from `InboxCommands`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from screens.format import highlight_plain
 
 if TYPE_CHECKING:
     from textual.screen import Screen
+
+    from tui.services.desk import Desk
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +130,15 @@ class InboxCommands(Provider):
                     partial(screen.run_action, f"use_backend({name!r})"),
                 )
             )
+        desk = getattr(screen, "desk", None)
+        if desk is not None and desk.router.shadows.names:
+            out.append(
+                (
+                    "Promote a shadow backend…",
+                    "Make a shadow the active backend, with the evidence recorded",
+                    partial(self._promote, screen, desk),
+                )
+            )
         for key, title in FILTER_TITLES.items():
             out.append(
                 (
@@ -136,6 +148,13 @@ class InboxCommands(Provider):
                 )
             )
         return out
+
+    @staticmethod
+    def _promote(screen: Screen[Any], desk: Desk) -> None:
+        from screens.promote_shadow import PromoteShadowModal
+
+        agent = getattr(screen, "agent", "agent")
+        screen.app.push_screen(PromoteShadowModal(desk, agent))
 
     async def discover(self) -> Hits:
         for title, help_text, callback in self._entries():

@@ -12,7 +12,9 @@ from textual.message import Message
 from tui.core.learning.curve import CurvePoint
 from tui.core.models import BackendStats, Decision, InboxRow, LabelEvent, Ticket
 from tui.core.store import InboxFilter
+from tui.services.promotion import Promoted
 from tui.services.routing import RunSummary
+from tui.services.shadow_compare import ShadowComparison
 
 
 @dataclass
@@ -161,3 +163,24 @@ class StatsComputed(Message):
     timeline: list[tuple[str, str, float, int]]
     token_means: dict[str, tuple[float | None, float | None]]
     counterfactual_mean: float | None
+
+
+@dataclass
+class ShadowsCompared(Message):
+    """Each shadow backend against the active one (`tui.services.shadow_compare`)."""
+
+    comparisons: tuple[ShadowComparison, ...]
+
+
+@dataclass
+class ShadowPromoted(Message):
+    """A promotion was made: the config rewritten and the event recorded."""
+
+    promoted: Promoted
+
+
+@dataclass
+class PromotionFailed(Message):
+    """A promotion was refused or could not be made; the line says why."""
+
+    error: str

@@ -1,5 +1,6 @@
 """Statistics and costs: per-backend accuracy against the agents' labels, latency, cost, the
-latency histogram, cost over time and the break-even between a hosted API and a GPU."""
+latency histogram, cost over time and the break-even between a hosted API and a GPU; with
+`[routing] shadow`, one line per shadow backend against the active one."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from textual.widgets import DataTable, Footer, Static
 from textual_plotext import PlotextPlot
 
 from screens import format as fmt
-from screens.messages import CurveComputed, StatsComputed
+from screens.messages import CurveComputed, ShadowsCompared, StatsComputed
 from tui.core.cost_report import break_even_rows, cumulative_costs, hosted_prices
 from tui.core.learning.curve import curve_from_labels, format_curve
 from tui.services.desk import Desk
+from tui.services.shadow_compare import accuracy_text, compare_shadows
 
 COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("backend", "Backend", 13),
@@ -50,6 +52,7 @@ class StatsScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield DataTable(id="stats-table", cursor_type="row")
+        yield Static(id="shadow-compare")
         with Horizontal(id="stats-plots"):
             yield PlotextPlot(id="latency-plot")
             yield PlotextPlot(id="cost-plot")
@@ -63,6 +66,11 @@ class StatsScreen(Screen[None]):
         table.border_title = "Per backend, against the agents' labels"
         for key, header, width in COLUMNS:
             table.add_column(header, key=key, width=width)
+        shadows = self.query_one("#shadow-compare", Static)
+        shadows.border_title = (
+            f"Shadows against {self.desk.router.active}, on tickets both answered"
+        )
+        shadows.display = False
         self.query_one("#break-even", Static).border_title = "Break-even"
         self.query_one("#learning-curve", Static).border_title = "How many labels? (specialist)"
         self.action_reload()
@@ -70,6 +78,33 @@ class StatsScreen(Screen[None]):
     def action_reload(self) -> None:
         self.compute()
         self.compute_curve()
+        if self.desk.router.shadows.names:
+            self.compare_shadows()
+
+    @work(thread=True, exclusive=True, group="shadows", exit_on_error=False)
+    def compare_shadows(self) -> None:
+        desk = self.desk
+        types = {n: c.type for n, c in desk.settings.backends.items()}
+        found = compare_shadows(desk.store, desk.router.active, desk.router.shadows.names, types)
+        self.post_message(ShadowsCompared(tuple(found)))
+
+    @on(ShadowsCompared)
+    def show_shadows(self, message: ShadowsCompared) -> None:
+        """One line per shadow: shadow figures first, the active backend's after `vs`."""
+        panel = self.query_one("#shadow-compare", Static)
+        lines = []
+        for c in message.comparisons:
+            s, a = c.shadow, c.active
+            lines.append(
+                f"{s.backend}: {fmt.count(c.compared)} both answered, agree"
+                f" {fmt.percent(c.agreement)} · accuracy {accuracy_text(s.accuracy)}"
+                f" vs {accuracy_text(a.accuracy)} · p50"
+                f" {fmt.ms(s.p50_ms)} vs {fmt.ms(a.p50_ms)} ms · $/1k"
+                f" {fmt.usd(s.cost_per_1k_usd)} vs {fmt.usd(a.cost_per_1k_usd)}"
+                f" · skipped {fmt.count(c.counts.skipped)}"
+            )
+        panel.update(Content("\n".join(lines)))
+        panel.display = bool(lines)
 
     @work(thread=True, exclusive=True, group="curve", exit_on_error=False)
     def compute_curve(self) -> None:

@@ -7,7 +7,8 @@ One module per command group, each only parsing, calling the services and printi
   the bare command, which opens the TUI;
 - `demo`: `demo`;  `labels`: `import`, `label`, `train`;  `route`: `route`;
 - `evaluate`: `eval`, `tune-cascade`, `export` (and `tuning`, how tune-cascade prints);
-- `report`: `stats`, `backends`;  `finetune`: `finetune` (SPEC "Growing the product");
+- `report`: `stats`, `backends`;  `finetune`: `finetune`, `promote`: `promote` (SPEC
+  "Growing the product");
 - `context`: what every command shares (settings, paths, streams, exit statuses);
 - `usage`: bad usage as one line on stderr, exit 2, and the value types that catch it.
 
@@ -29,6 +30,7 @@ from tui.cli.evaluate import evaluate, export, tune_cascade
 from tui.cli.finetune import finetune
 from tui.cli.group import triagedesk
 from tui.cli.labels import import_files, label, train
+from tui.cli.promote import promote
 from tui.cli.report import list_backends, stats
 from tui.cli.route import route
 from tui.cli.usage import usage_line
@@ -45,6 +47,7 @@ for _command in (
     stats,
     list_backends,
     finetune,
+    promote,
 ):  # SPEC's order ("Growing the product" after), which `triagedesk --help` lists them in
     triagedesk.add_command(_command)
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from tui.cli.context import Context, headless
 from tui.cli.usage import Command, flag
+
+if TYPE_CHECKING:
+    from tui.services.shadow_compare import ShadowComparison
 
 
 def _fmt(value: float | None, pattern: str) -> str:
@@ -18,10 +21,19 @@ def _fmt(value: float | None, pattern: str) -> str:
 
 def print_stats(ctx: Context, *, as_json: bool) -> int:
     """The stats table (or JSON list), also what `demo --no-tui` prints."""
+    from tui.services.shadow_compare import compare_shadows
+
+    routing = ctx.settings.routing
     with ctx.store() as store:
-        stats = store.backend_stats(daily_volume=ctx.settings.routing.daily_volume)
+        stats = store.backend_stats(daily_volume=routing.daily_volume)
+        types = {name: config.type for name, config in ctx.settings.backends.items()}
+        shadows = compare_shadows(store, routing.backend, routing.shadow, types)
     if as_json:
-        ctx.say(json.dumps([s.model_dump() for s in stats], indent=2))
+        entries = [s.model_dump() for s in stats]
+        for entry in entries:  # the comparison is against the active backend only
+            active = entry["backend"] == routing.backend
+            entry["shadows"] = [c.to_json() for c in shadows] if active else []
+        ctx.say(json.dumps(entries, indent=2))
         return 0
     if not stats:
         ctx.say("no decisions yet: run `triagedesk route`")
@@ -38,7 +50,24 @@ def print_stats(ctx: Context, *, as_json: bool) -> int:
             f"{_fmt(s.projected_monthly_usd, '{:,.0f}'):>12}",
         )
     ctx.say(f"(monthly projection at {ctx.settings.routing.daily_volume:,} tickets/day)")
+    for c in shadows:
+        ctx.say(shadow_line(c))
     return 0
+
+
+def shadow_line(c: ShadowComparison) -> str:
+    """One shadow against the active backend, on the tickets both answered."""
+    from tui.services.shadow_compare import accuracy_text
+
+    s, a = c.shadow, c.active
+    return (
+        f"shadow {s.backend} vs {a.backend}: {c.compared} both answered, agreement"
+        f" {_fmt(c.agreement, '{:.1%}')}; accuracy {accuracy_text(s.accuracy)} vs"
+        f" {accuracy_text(a.accuracy)}; p50 {_fmt(s.p50_ms, '{:.1f}')} vs"
+        f" {_fmt(a.p50_ms, '{:.1f}')} ms; $/1k {_fmt(s.cost_per_1k_usd, '{:.4f}')} vs"
+        f" {_fmt(a.cost_per_1k_usd, '{:.4f}')}; {c.counts.skipped} skipped,"
+        f" {c.counts.errors} failed"
+    )
 
 
 @click.command(name="stats", cls=Command, help="per-backend decisions, accuracy, latency and cost")

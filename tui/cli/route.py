@@ -11,7 +11,7 @@ from click.decorators import FC
 from tui.cli.context import BadInput, Context, headless, wait_printer
 from tui.cli.usage import Command, IdList, WholeNumber, flag, value_option
 from tui.core.store import Store, describe_owner
-from tui.services.routing import MAX_CONCURRENCY, Router, RunSummary
+from tui.services.routing import MAX_CONCURRENCY, SHADOW_DRAIN_S, Router, RunSummary
 from tui.services.runs import RunService, Selection, UnknownTickets
 
 CONCURRENCY_HELP = (
@@ -102,6 +102,15 @@ async def _route(
             progress=ctx.progress(),
             description=f"routing with {backend}",
         )
+        if router.shadows.names:
+            await router.shadows.drain(SHADOW_DRAIN_S)  # what is left then is skipped
+            await router.shadows.aclose()
+            for name, tally in router.shadows.tallies().items():
+                print(
+                    f"shadow {name}: answered {tally.answered} ({tally.errors} failed),"
+                    f" skipped {tally.skipped} (queue full)",
+                    file=ctx.err,
+                )
     finally:
         await router.aclose()
     summary = outcome.summary

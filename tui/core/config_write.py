@@ -1,4 +1,5 @@
-"""Writing the config file: the one setting the program saves for the user (a tuned cascade).
+"""Writing the config file: the settings the program saves for the user (a tuned cascade, and
+the active and shadow backends after a promotion).
 
 Every write is validated and atomic, so a failed or invalid one leaves the config as it was.
 """
@@ -6,7 +7,11 @@ Every write is validated and atomic, so a failed or invalid one leaves the confi
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
+
+import tomlkit
+import tomlkit.exceptions
 
 from tui.core.cascade_tuning import update_cascade_block
 from tui.core.config import DEFAULT_BACKENDS, ConfigError, load_settings, read_config_text
@@ -40,5 +45,36 @@ def write_cascade(path: Path, first: str, then: str, threshold: float) -> Path:
         try:
             load_settings(Path(pending.temp_path), required=True)
         except ConfigError as exc:  # leaving the block drops the temp file, keeps the config
+            raise ConfigError(f"{path}: not updated, the result would be invalid: {exc}") from None
+    return path
+
+
+def write_routing(path: Path, backend: str, shadow: Sequence[str]) -> Path:
+    """Set `[routing] backend` and `shadow` in the config (a promotion), validated,
+    atomically, keeping the file's mode, links, comments and layout (tomlkit edits the
+    document in place: only the two values change).
+
+    Raises:
+        ConfigError: The file cannot be parsed or the result would not load; the config is
+            left untouched.
+    """
+    text = read_config_text(path)
+    try:
+        document = tomlkit.parse(text)
+    except tomlkit.exceptions.ParseError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    routing = document.get("routing")
+    if routing is None:
+        routing = tomlkit.table()
+        document["routing"] = routing
+    routing["backend"] = backend
+    routing["shadow"] = list(shadow)
+    target = path.resolve() if path.is_symlink() else path
+    with atomic_writer(target, keep_mode=True) as pending:
+        pending.write(tomlkit.dumps(document))
+        pending.file.flush()
+        try:
+            load_settings(Path(pending.temp_path), required=True)
+        except ConfigError as exc:
             raise ConfigError(f"{path}: not updated, the result would be invalid: {exc}") from None
     return path

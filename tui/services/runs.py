@@ -6,7 +6,9 @@ A run is planned, then routed. Planning checks what can be checked before anythi
 TUI's, with the caller's run id) has no row to resume. Routing claims and pages the selected
 tickets, hands them to `Router.run` and marks a recorded run done once its selection is
 exhausted. Both callers share the claims (a ticket another run holds is skipped and counted),
-the per-decision callback, the progress protocol, stopping and cancellation.
+the per-decision callback, the progress protocol, stopping and cancellation, and shadow mode:
+each stored decision's ticket is offered to the router's `[routing] shadow` backends, which
+answer in the background without holding the run back.
 
 Textual-free and print-free: what to show, and how, is the caller's.
 """
@@ -199,9 +201,17 @@ class RunService:
         claims = RunClaims(self.store, plan.run_id, lease_s=plan.lease_s)
         tally = RunSummary(plan.run_id)
         started = time.perf_counter()
+        shadows = self.router.shadows
+        tickets = self._tickets(plan, claims)
+        routing_now: dict[str, Ticket] = {}
+        if shadows.names:  # each stored decision's ticket goes to the shadows (shadow mode)
+            tickets = _remembered(tickets, routing_now)
 
         def stored(decision: Decision) -> None:
             tally.count(decision)
+            ticket = routing_now.pop(decision.ticket_id, None)
+            if ticket is not None:
+                shadows.offer(ticket, decision)
             if progress is not None:
                 progress.advance()
             if on_decision is not None:
@@ -212,7 +222,7 @@ class RunService:
         try:
             routing = asyncio.ensure_future(
                 self.router.run(
-                    self._tickets(plan, claims),
+                    tickets,
                     run_id=plan.run_id,
                     backend=plan.backend,
                     concurrency=concurrency or self.default_concurrency(plan.backend),
@@ -287,6 +297,16 @@ class RunService:
             for ticket in await claims.take(wanted if limit is None else wanted[: limit - given]):
                 given += 1
                 yield ticket
+
+
+async def _remembered(
+    tickets: AsyncIterator[Ticket], seen: dict[str, Ticket]
+) -> AsyncIterator[Ticket]:
+    """The tickets, each kept in `seen` by id until its decision is stored: the shadows are
+    handed the ticket beside the decision (a decision carries only the ticket's id)."""
+    async for ticket in tickets:
+        seen[ticket.id] = ticket
+        yield ticket
 
 
 __all__ = [

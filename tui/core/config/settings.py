@@ -24,9 +24,9 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from tui.core.config.errors import ConfigError, short, suggest
+from tui.core.config.errors import ConfigError, key_path, short, suggest
 from tui.core.config.options import BackendConfig
-from tui.core.config.references import reference_problems
+from tui.core.config.references import Loc, reference_problems
 from tui.core.models import Label, Taxonomy, check_label_name
 
 
@@ -66,6 +66,43 @@ class RoutingConfig(BaseModel):
     low_confidence: float = Field(default=0.6, ge=0, le=1)
     """Below this a prediction counts as low confidence in filters and the inbox."""
     auto_route: bool = False
+    shadow: tuple[str, ...] = ()
+    """Candidate backends that also route every live ticket in the background (shadow
+    mode): stored as shadow decisions, never the ticket's decision (`tui.services.shadow`)."""
+
+
+def shadow_problems(data: Mapping[str, Any], default_backend: str) -> list[tuple[Loc, str]]:
+    """What is wrong with `[routing] shadow` in the raw config, one (location, message) each:
+    a name no backend has, the active backend itself (it would route every ticket twice and
+    compare it with itself), a name listed twice. A list that is not a list of strings is
+    the field validation's to report."""
+    routing = data.get("routing", {})
+    backends = data.get("backends")
+    if isinstance(routing, BaseModel):
+        routing = routing.model_dump(include=routing.model_fields_set)
+    if not isinstance(routing, Mapping) or not isinstance(backends, Mapping):
+        return []
+    names = routing.get("shadow", ())
+    if not isinstance(names, list | tuple):
+        return []
+    active = routing.get("backend", default_backend)
+    configured = [str(n) for n in backends]
+    problems: list[tuple[Loc, str]] = []
+    seen: set[str] = set()
+    for index, name in enumerate(names):
+        loc: Loc = ("routing", "shadow", index)
+        if not isinstance(name, str):
+            continue
+        if name not in backends:
+            listing = ", ".join(key_path([n]) for n in configured) or "none"
+            hint = suggest(name, configured)
+            problems.append((loc, f"no backend named {short(name)}{hint} (configured: {listing})"))
+        elif name == active:
+            problems.append((loc, f"{short(name)} is the active backend; it cannot shadow itself"))
+        elif name in seen:
+            problems.append((loc, f"{short(name)} is listed twice"))
+        seen.add(name)
+    return problems
 
 
 def _label_name(name: str) -> str:
@@ -118,7 +155,8 @@ class Settings(BaseModel):
         if isinstance(data, Mapping):
             seen = {tuple(e["loc"]) for e in errors}
             default = RoutingConfig.model_fields["backend"].default
-            for loc, message in reference_problems(data, default):
+            problems = reference_problems(data, default) + shadow_problems(data, default)
+            for loc, message in problems:
                 if loc not in seen:
                     seen.add(loc)
                     error = PydanticCustomError("config_reference", message)

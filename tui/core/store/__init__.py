@@ -18,6 +18,7 @@ so the modules import downwards and never each other's classes:
 - runs.py / claims.py: runs and their pending tickets; the claims on tickets in flight
 - inbox.py: keyset pages and filters
 - stats.py: backend statistics from the aggregates (latency.py: the histogram's buckets)
+- shadow.py: shadow answers (never decisions), shadow skips, promotions
 - meta.py: the `meta` table, the read-only probe, the integrity check
 
 Everything callers use is re-exported here: import from `tui.core.store`, not from its modules.
@@ -42,6 +43,13 @@ from tui.core.store.latency import LATENCY_BASE, bucket_value, latency_bucket
 from tui.core.store.meta import DatabaseProbe, MetaMixin, probe_database
 from tui.core.store.migrations import MIGRATIONS, SCHEMA_VERSION, Migration
 from tui.core.store.runs import PendingQuery, RunInfo, RunsMixin
+from tui.core.store.shadow import (
+    Promotion,
+    ShadowAnswer,
+    ShadowCounts,
+    ShadowMixin,
+    ShadowPair,
+)
 from tui.core.store.stats import StatsMixin
 from tui.core.store.tickets import CONTENT_COLUMNS, ImportRejected, ImportResult, TicketsMixin
 
@@ -61,7 +69,11 @@ __all__ = [
     "InboxFilter",
     "Migration",
     "PendingQuery",
+    "Promotion",
     "RunInfo",
+    "ShadowAnswer",
+    "ShadowCounts",
+    "ShadowPair",
     "Store",
     "StoreError",
     "bucket_value",
@@ -83,6 +95,7 @@ class Store(
     ClaimsMixin,
     InboxMixin,
     StatsMixin,
+    ShadowMixin,
     MetaMixin,
     StoreBase,
 ):

@@ -254,7 +254,55 @@ V4 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (V1, V2, V3, V4)
+SHADOWS = Migration(
+    "Shadow mode and promotions. `shadow_decisions` holds what each `[routing] shadow`"
+    " backend answered for a live ticket, beside the decision the agent saw (`decision_id`,"
+    " made by `active_backend`): never a ticket's decision, so no inbox, export or backend"
+    " statistic reads it. `shadow_skips` counts the tickets a shadow let pass because its"
+    " queue was full (it must never slow the active backend). `promotions` records each"
+    " `promote`: the backend made active, the one it replaced, who, when, and the comparison"
+    " figures at that moment as JSON.",
+    (
+        """CREATE TABLE shadow_decisions (
+            id INTEGER PRIMARY KEY,
+            ticket_id TEXT NOT NULL REFERENCES tickets(id) ON DELETE CASCADE,
+            run_id TEXT NOT NULL,
+            shadow TEXT NOT NULL,
+            backend_type TEXT NOT NULL,
+            model TEXT NOT NULL DEFAULT '',
+            active_backend TEXT NOT NULL,
+            decision_id INTEGER NOT NULL,
+            label TEXT,
+            confidence REAL,
+            total_ms REAL,
+            input_tokens INTEGER,
+            output_tokens INTEGER,
+            cost_usd REAL,
+            error_class TEXT,
+            error_message TEXT,
+            created_at TEXT NOT NULL
+        )""",
+        """CREATE INDEX ix_shadow_decisions_pair
+            ON shadow_decisions(shadow, active_backend, ticket_id, id)""",
+        """CREATE TABLE shadow_skips (
+            shadow TEXT NOT NULL,
+            active_backend TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            PRIMARY KEY (shadow, active_backend)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE promotions (
+            id INTEGER PRIMARY KEY,
+            backend TEXT NOT NULL,
+            previous_backend TEXT NOT NULL,
+            agent TEXT NOT NULL,
+            forced INTEGER NOT NULL DEFAULT 0,
+            evidence TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (V1, V2, V3, V4, SHADOWS)
 """Ordered schema migrations; the database's `PRAGMA user_version` counts those applied."""
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -5,6 +5,7 @@ Textual-free so the headless CLI, the TUI and the benchmarks share it. One modul
 - `router`: the `Router`, which builds backends on demand, routes, prices and stores;
 - `taxonomy`: `resolve_taxonomy`, the labels a run may answer with;
 - `pending`: `page_pending`, the tickets still to route in a run, claimed page by page;
+- `shadow`: `ShadowPool`, the `[routing] shadow` backends answering beside the active one;
 - `summary`: `RunSummary`, what a run did, and `percentile` for its figures.
 
 Import from here (`from tui.services.routing import Router`): the names below are the API.
@@ -16,6 +17,7 @@ from tui.core.claims import RunClaims
 from tui.core.config import ConfigError
 from tui.services.routing.pending import page_pending
 from tui.services.routing.router import BATCH, FLUSH_EVERY_S, MAX_CONCURRENCY, Router
+from tui.services.routing.shadow import SHADOW_DRAIN_S, ShadowPool, ShadowTally
 from tui.services.routing.summary import RunSummary, percentile
 from tui.services.routing.taxonomy import NoTaxonomy, resolve_taxonomy
 
@@ -24,10 +26,13 @@ __all__ = [
     "FLUSH_EVERY_S",
     "MAX_CONCURRENCY",
     "ConfigError",
+    "SHADOW_DRAIN_S",
     "NoTaxonomy",
     "RunClaims",
     "Router",
     "RunSummary",
+    "ShadowPool",
+    "ShadowTally",
     "page_pending",
     "percentile",
     "resolve_taxonomy",

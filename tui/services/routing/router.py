@@ -24,6 +24,7 @@ from tui.core.costs import price_result, token_cost
 from tui.core.models import Decision, Taxonomy, Ticket
 from tui.core.prompt import build_prompt, check_confidence, estimate_tokens, estimated_answer
 from tui.core.registry import create_backend
+from tui.services.routing.shadow import ShadowPool
 from tui.services.routing.summary import RunSummary
 
 if TYPE_CHECKING:
@@ -58,6 +59,8 @@ class Router:
         self.in_flight = 0
         self.on_wait: WaitCallback | None = None
         """Told of every retry wait (rate limits above all), so a run never waits unseen."""
+        self.shadows = ShadowPool(self, settings.routing.shadow)
+        """The `[routing] shadow` backends, offered each stored live decision (`RunService`)."""
 
     def backend(self, name: str) -> Backend:
         """The backend instance for a configured name, built once and reused."""
@@ -76,6 +79,7 @@ class Router:
         return self._limits[name]
 
     async def aclose(self) -> None:
+        await self.shadows.aclose()
         for backend in self._backends.values():
             with contextlib.suppress(Exception):
                 await backend.aclose()

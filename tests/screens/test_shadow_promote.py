@@ -1,0 +1,80 @@
+"""Shadow mode in the TUI: routing in the app feeds the shadow, the stats screen compares it
+with the active backend, and the palette's "Promote a shadow backend…" promotes it (config
+rewritten, event recorded, backend hot-swapped in, the old one now a shadow)."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from screens.promote_shadow import PromoteShadowModal
+from screens.stats import StatsScreen
+from screens.widgets.ticket_table import TicketTable
+from tests.screens.helpers import LABELS, build_router, seed, wait_until
+from tui.app import make_app
+from tui.core.config import load_settings
+from tui.core.store import Store
+
+SIZE = (130, 40)
+
+
+def config_file(tmp_path: Path, specialist: Path) -> Path:
+    labels = "\n".join(f'{k} = "{v}"' for k, v in LABELS.items())
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[labels]\n{labels}\n\n[routing]\nbackend = "specialist"\nshadow = ["candidate"]\n\n'
+        f'[backends.specialist]\ntype = "specialist"\npath = "{specialist}"\n\n'
+        '[backends.candidate]\ntype = "hash"\n'
+    )
+    path.chmod(0o600)
+    return path
+
+
+async def test_routing_feeds_the_shadow_and_the_palette_promotes_it(
+    tmp_path: Path, store: Store, specialist: Path
+) -> None:
+    seed(store, 30, labelled=20)
+    config = config_file(tmp_path, specialist)
+    settings = load_settings(config)
+    router = build_router(settings, store)
+    app = make_app(settings, store, router)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one(TicketTable)
+        await wait_until(pilot, lambda: table.current is not None)
+        await pilot.press("R")  # route every unrouted ticket with the active backend
+        await wait_until(
+            pilot, lambda: store.shadow_counts("candidate", "specialist").routed == 30, timeout=20
+        )
+        assert store.count_unrouted() == 0
+        assert {s.backend for s in store.backend_stats()} == {"specialist"}
+
+        await pilot.press("s")
+        await wait_until(pilot, lambda: isinstance(app.screen, StatsScreen))
+        panel = app.screen.query_one("#shadow-compare")
+        await wait_until(pilot, lambda: panel.display)
+        assert str(panel.render()).startswith("candidate: 30 both answered")
+        await pilot.press("escape")
+
+        await pilot.press("ctrl+p")
+        await pilot.press(*"promote")
+        commands = app.screen.query_one("CommandList")
+        await wait_until(pilot, lambda: commands.option_count > 0)  # type: ignore[attr-defined]
+        assert "Promote" in str(commands.get_option_at_index(0).prompt)  # type: ignore[attr-defined]
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, PromoteShadowModal))
+        grid = app.screen.query_one("#shadows")
+        await wait_until(pilot, lambda: grid.row_count == 1)  # type: ignore[attr-defined]
+        assert str(grid.get_cell("candidate", "answered")) == "30"  # type: ignore[attr-defined]
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: router.active == "candidate", timeout=10)
+        assert app.active_backend == "candidate"
+        assert router.shadows.names == ("specialist",)
+        assert not isinstance(app.screen, PromoteShadowModal)
+        routing = tomllib.loads(config.read_text())["routing"]
+        assert routing == {"backend": "candidate", "shadow": ["specialist"]}
+        assert config.stat().st_mode & 0o777 == 0o600
+        (event,) = store.promotions()
+        assert event.backend == "candidate" and event.agent == "maria"
+        assert event.evidence["compared"] == 30 and event.evidence["labelled"] == 20
+        assert router.shadows.running > 0
+    assert router.shadows.running == 0  # the app closed its router, and the shadows with it
