@@ -18,6 +18,8 @@ so the modules import downwards and never each other's classes:
 - runs.py / claims.py: runs and their pending tickets; the claims on tickets in flight
 - inbox.py: keyset pages and filters
 - stats.py: backend statistics from the aggregates (latency.py: the histogram's buckets)
+- trained.py: what each trained model learnt (training sets), and `labels_that_count`, the
+  rule that leaves those labels out of every accuracy
 - meta.py: the `meta` table, the read-only probe, the integrity check
 
 Everything callers use is re-exported here: import from `tui.core.store`, not from its modules.
@@ -44,6 +46,7 @@ from tui.core.store.migrations import MIGRATIONS, SCHEMA_VERSION, Migration
 from tui.core.store.runs import PendingQuery, RunInfo, RunsMixin
 from tui.core.store.stats import StatsMixin
 from tui.core.store.tickets import CONTENT_COLUMNS, ImportRejected, ImportResult, TicketsMixin
+from tui.core.store.trained import LabelledTicket, TrainedMixin
 
 __all__ = [
     "CLAIM_LEASE_S",
@@ -59,6 +62,7 @@ __all__ = [
     "ImportRejected",
     "ImportResult",
     "InboxFilter",
+    "LabelledTicket",
     "Migration",
     "PendingQuery",
     "RunInfo",
@@ -83,6 +87,7 @@ class Store(
     ClaimsMixin,
     InboxMixin,
     StatsMixin,
+    TrainedMixin,
     MetaMixin,
     StoreBase,
 ):

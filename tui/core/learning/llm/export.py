@@ -89,10 +89,12 @@ def backend_name(out: Path, given: str | None) -> str:
     return name
 
 
-def backend_toml(name: str, gguf: Path) -> str:
+def backend_toml(name: str, gguf: Path, model: str | None = None) -> str:
     """One `[backends.<name>]` table that routes with the GGUF in process.
 
     `prompt = "finetuned"` asks it the trained prompt and scores the taxonomy's labels.
+    `model` is the identity its decisions carry (the GGUF's stem and the training set's id,
+    see `pipeline.training_set`), so that its accuracy leaves out what it trained on.
 
     TOML basic strings share JSON's escapes, so `json.dumps` quotes the path safely.
     """
@@ -101,7 +103,7 @@ def backend_toml(name: str, gguf: Path) -> str:
         f"[backends.{name}]\n"
         f'type = "{BACKEND_TYPE}"\n'
         f"model_path = {json.dumps(str(gguf.resolve()))}\n"
-        f"model = {json.dumps(gguf.stem)}\n"
+        f"model = {json.dumps(model or gguf.stem)}\n"
         f"n_ctx = {SERVE_N_CTX}\n"
         f'prompt = "finetuned"\n'
     )
