@@ -56,7 +56,9 @@ def make_rows(n: int, *, start: int = 0, with_ids: bool = True) -> list[dict[str
 
 
 def write_jsonl(path: Path, rows: list[dict[str, str]], *, labels: bool = True) -> Path:
-    lines = [json.dumps(r if labels else {k: v for k, v in r.items() if k != "label"}) for r in rows]
+    lines = [
+        json.dumps(r if labels else {k: v for k, v in r.items() if k != "label"}) for r in rows
+    ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -76,9 +78,7 @@ class Desk:
 
     def cli(self, *argv: str) -> str:
         out, err = io.StringIO(), io.StringIO()
-        code = run(
-            ["--db", str(self.db), "--config", str(self.config), *argv], out=out, err=err
-        )
+        code = run(["--db", str(self.db), "--config", str(self.config), *argv], out=out, err=err)
         assert code == 0, err.getvalue()
         return out.getvalue()
 
