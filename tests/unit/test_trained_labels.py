@@ -276,3 +276,28 @@ def test_the_demo_holds_labels_back_and_scores_its_specialist_on_them(tmp_path: 
     assert stats.scored_on == held_back > 0
     assert stats.excluded_trained == labelled - held_back
     assert stats.accuracy_low is not None and stats.accuracy_low < (stats.accuracy or 0)
+
+
+def test_tune_cascade_on_the_database_leaves_out_the_specialists_training_labels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tui.core import registry
+
+    monkeypatch.setitem(registry.BUILTIN, "hash", "tests.unit.plugin_backends:HashBackend")
+    desk = Desk(tmp_path)
+    with desk.config.open("a", encoding="utf-8") as handle:
+        handle.write('\n[backends.hashy]\ntype = "hash"\n')
+    rows = make_rows(30)
+    desk.cli("import", str(write_jsonl(tmp_path / "inbox.jsonl", rows, labels=False)))
+    desk.label(rows[:18])
+    desk.cli("train")
+    out, err = io.StringIO(), io.StringIO()
+    argv = ["--db", str(desk.db), "--config", str(desk.config), "tune-cascade"]
+    argv += ["--first", "specialist", "--then", "hashy", "--json"]
+    assert run(argv, out=out, err=err) == 2  # every label was trained on: nothing to tune on
+    assert "all 18 labelled tickets were trained on by specialist or hashy" in err.getvalue()
+    desk.label(rows[18:])
+    out, err = io.StringIO(), io.StringIO()
+    assert run(argv, out=out, err=err) == 0, err.getvalue()
+    assert json.loads(out.getvalue())["n"] == 12
+    assert "left out 18 labelled tickets that specialist or hashy trained on" in err.getvalue()
