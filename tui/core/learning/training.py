@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from tui.core.learning.model import SpecialistModel
     from tui.core.models import BackendStats
     from tui.core.store import Store
-    from tui.core.training_sets import TrainingSet
 
 FINETUNE_TRAINING_FILE = "training.json"
 """The training set `triagedesk finetune` writes beside its GGUF."""
@@ -95,24 +94,21 @@ def save_and_record(model: SpecialistModel, target: Path, store: Store | None) -
         store.record_training(model.training)
 
 
-def configured_training_sets(settings: Settings) -> list[TrainingSet]:
-    """The training sets of the models the configured backends route with: each specialist's
-    (when it is the model now in its file) and each fine-tuned GGUF's."""
+def configured_models(settings: Settings) -> list[tuple[str, Path]]:
+    """(identity, training set file) of the models the configured backends route with: each
+    specialist's model now in its file, and each fine-tuned GGUF's (`model` in its table)."""
     from tui.core.learning.model import SpecialistModel
 
-    found: list[TrainingSet] = []
+    found: list[tuple[str, Path]] = []
     for config in settings.backends.values():
         if config.type == "specialist":
             model_path = paths.specialist_path(config)
             info = SpecialistModel.read_info(model_path)
-            training = read_training_set(training_set_path(model_path))
-            if info is not None and training is not None and training.model == info.identity:
-                found.append(training)
+            if info is not None and info.model_id:
+                found.append((info.identity, training_set_path(model_path)))
         elif config.type == "llamacpp-local" and getattr(config, "prompt", "") == "finetuned":
             gguf = Path(str(getattr(config, "model_path", ""))).expanduser()
-            training = read_training_set(gguf.parent / FINETUNE_TRAINING_FILE)
-            if training is not None and training.model == config.model_name:
-                found.append(training)
+            found.append((config.model_name, gguf.parent / FINETUNE_TRAINING_FILE))
     return found
 
 
@@ -120,12 +116,17 @@ def record_configured_models(settings: Settings, store: Store) -> int:
     """Record in `store` the training sets of the configured backends' models not recorded
     there yet (a model trained from a file, or on another database); returns how many.
 
+    A recorded model costs one look-up: its training set file is read only when it is not.
+
     Raises:
         StoreError: The database could not be written.
     """
     added = 0
-    for training in configured_training_sets(settings):
-        if not store.is_recorded(training.model):
+    for identity, path in configured_models(settings):
+        if store.is_recorded(identity):
+            continue
+        training = read_training_set(path)
+        if training is not None and training.model == identity:
             store.record_training(training)
             added += 1
     return added

@@ -12,7 +12,7 @@ from tui.core.scoring import score
 from tui.core.store.connection import StoreBase
 from tui.core.store.errors import StoreError
 from tui.core.store.latency import bucket_value
-from tui.core.store.trained import excluded_agreement, match_new_tickets
+from tui.core.store.trained import BEHIND, excluded_agreement, match_new_tickets
 
 
 class StatsMixin(StoreBase):
@@ -96,8 +96,9 @@ class StatsMixin(StoreBase):
         first; a database that cannot be written (read-only) is read as it stands."""
         if not self._read("SELECT 1 FROM trained_models LIMIT 1"):
             return {}
-        with contextlib.suppress(StoreError), self._write() as conn:
-            match_new_tickets(conn)
+        if self._read(BEHIND):
+            with contextlib.suppress(StoreError), self._write() as conn:
+                match_new_tickets(conn)
         with self._lock:
             return excluded_agreement(self.conn)
 

@@ -37,6 +37,14 @@ class LabelledTicket:
     label_event_id: int | None
 
 
+BEHIND = (
+    "SELECT 1 FROM trained_models"
+    " WHERE matched_seq < (SELECT coalesce(max(seq), 0) FROM tickets) LIMIT 1"
+)
+"""Whether some model's training texts have not been matched against the newest tickets:
+read first, so that the usual case takes no write lock."""
+
+
 def match_new_tickets(conn: sqlite3.Connection) -> int:
     """Match the texts of tickets imported since each model was recorded against its training
     texts, in the caller's transaction; returns how many tickets were matched."""
@@ -178,8 +186,9 @@ class TrainedMixin(StoreBase):
         """
         if not rows:
             return []
-        with self._write() as conn:  # tickets imported since: matched first
-            match_new_tickets(conn)
+        if self._read(BEHIND):  # tickets imported since the model was recorded: matched first
+            with self._write() as conn:
+                match_new_tickets(conn)
         components = model_components(model)
         marks = ",".join("?" * len(components))
         trained: set[tuple[str, str]] = set()
