@@ -301,3 +301,46 @@ def test_tune_cascade_on_the_database_leaves_out_the_specialists_training_labels
     assert run(argv, out=out, err=err) == 0, err.getvalue()
     assert json.loads(out.getvalue())["n"] == 12
     assert "left out 18 labelled tickets that specialist or hashy trained on" in err.getvalue()
+
+
+def test_a_fine_tuned_model_leaves_out_its_training_split_only(tmp_path: Path) -> None:
+    """The fine-tune's recording hook without the training stack: the pipeline's training set
+    of a real split, written where `finetune` writes it, read through the configured table."""
+    from tui.core.learning.llm.data import from_store, make_split
+    from tui.core.learning.llm.export import backend_toml
+    from tui.core.learning.llm.pipeline import training_set
+    from tui.core.models import Decision
+    from tui.core.training_sets import write_training_set
+
+    desk = Desk(tmp_path)
+    rows = make_rows(30)
+    desk.cli("import", str(write_jsonl(tmp_path / "inbox.jsonl", rows)))
+    with Store(desk.db) as store:
+        split = make_split(from_store(store), None, val_fraction=0.2, seed=13)
+    out = tmp_path / "ft"
+    out.mkdir()
+    gguf = out / "model-q8_0.gguf"
+    training = training_set(gguf, split, "gemma3-270m", str(desk.db))
+    write_training_set(out / "training.json", training)
+    assert {e.ticket_id for e in training.examples} == {e.ticket_id for e in split.train}
+    with desk.config.open("a", encoding="utf-8") as handle:
+        handle.write("\n" + backend_toml("tiny", gguf, training.model).split("\n", 1)[1])
+    truth = {r["id"]: r["label"] for r in rows}
+    with Store(desk.db) as store:
+        store.record_decisions(
+            [
+                Decision(
+                    ticket_id=ticket,
+                    run_id="ft",
+                    backend="tiny",
+                    backend_type="llamacpp-local",
+                    model=training.model,
+                    label=label,
+                )
+                for ticket, label in truth.items()
+            ]
+        )
+    (tiny,) = [s for s in json.loads(desk.cli("stats", "--json")) if s["backend"] == "tiny"]
+    assert tiny["excluded_trained"] == len(split.train)
+    assert tiny["scored_on"] == len(split.validation) > 0
+    assert tiny["accuracy"] == 1.0 and tiny["accuracy_low"] < 1.0
