@@ -277,6 +277,16 @@ def test_the_demo_holds_labels_back_and_scores_its_specialist_on_them(tmp_path: 
     assert stats.excluded_trained == labelled - held_back
     assert stats.accuracy_low is not None and stats.accuracy_low < (stats.accuracy or 0)
 
+    said: list[str] = []
+    build_demo(target, say=said.append)  # built already, with its training set: no hint
+    assert len(said) == 1 and "already built" in said[0]
+    sidecar = target.model.with_suffix(".json")  # as a build from before training sets
+    info = json.loads(sidecar.read_text())
+    del info["model_id"]
+    sidecar.write_text(json.dumps(info))
+    build_demo(target, say=said.append)
+    assert "`demo --fresh` rebuilds it" in said[-1]
+
 
 def test_tune_cascade_on_the_database_leaves_out_the_specialists_training_labels(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

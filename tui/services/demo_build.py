@@ -179,6 +179,12 @@ def build_demo(
             store.set_meta(DEMO_MARK_KEY, utcnow().isoformat())
         if existing and store.ticket_count() and target.model.exists():
             say(f"demo database {target.db} already built (use --fresh to rebuild)")
+            info = SpecialistModel.read_info(target.model)
+            if info is None or not info.model_id:
+                say(
+                    "its specialist was trained before training sets were recorded, so its"
+                    " accuracy counts its own training labels: `demo --fresh` rebuilds it"
+                )
             return settings
         say(f"generating {size} demo tickets ...")
         inbox = generate_inbox(size)
