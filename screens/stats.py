@@ -27,11 +27,11 @@ from tui.core.models import BackendStats
 from tui.services.desk import Desk
 
 COLUMNS: tuple[tuple[str, str, int], ...] = (
-    ("backend", "Backend", 12),
+    ("backend", "Backend", 11),
     ("type", "Type", 9),
     ("n", "Decisions", 9),
     ("errors", "Errors", 6),
-    ("accuracy", "Accuracy (95% CI, labels)", 23),
+    ("accuracy", "Accuracy (95% CI, n)", 22),
     ("f1", "Macro-F1", 8),
     ("p50", "p50 ms", 7),
     ("p95", "p95 ms", 7),

@@ -38,9 +38,7 @@ def print_stats(ctx: Context, *, as_json: bool) -> int:
     if not stats:
         ctx.say("no decisions yet: run `triagedesk route`")
         return 0
-    header = (
-        f"{'backend':<18}{'n':>8}{'errors':>8}{'accuracy (95% CI, labels)':>28}{'macro-F1':>10}"
-    )
+    header = f"{'backend':<18}{'n':>8}{'errors':>8}{'accuracy (95% CI, n)':>28}{'macro-F1':>10}"
     header += f"{'p50 ms':>10}{'p95 ms':>10}{'cost $':>12}{'$/1k':>10}{'$/month':>12}"
     ctx.say(header)
     for s in stats:

@@ -53,11 +53,13 @@ def accuracy_text(
     labels it rests on, e.g. `86.3% (81–90%, n=412)`.
 
     The bounds are rounded outwards (low down, high up), so the interval shown is never
-    narrower than the one computed. With nothing counted: "no held-out labels yet" when
-    labels were left out because the model trained on them, "–" when there are none at all.
+    narrower than the one computed; n has no thousands separator, so that the text fits a
+    table column up to n = 9999 with two-digit bounds. With nothing counted: "no held-out
+    labels yet" when labels were left out because the model trained on them, "–" when there
+    are none at all.
     """
     if accuracy is None or low is None or high is None or n == 0:
         return "no held-out labels yet" if left_out else "–"
     floor = math.floor(low * 100 + 1e-9)
     ceil = math.ceil(high * 100 - 1e-9)
-    return f"{accuracy * 100:.1f}% ({floor}–{ceil}%, n={n:,})"
+    return f"{accuracy * 100:.1f}% ({floor}–{ceil}%, n={n})"
