@@ -354,3 +354,19 @@ def test_a_fine_tuned_model_leaves_out_its_training_split_only(tmp_path: Path) -
     assert tiny["excluded_trained"] == len(split.train)
     assert tiny["scored_on"] == len(split.validation) > 0
     assert tiny["accuracy"] == 1.0 and tiny["accuracy_low"] < 1.0
+
+
+def test_retraining_from_the_tui_records_the_new_model(tmp_path: Path) -> None:
+    from tui.core.config import load_settings
+    from tui.core.learning.training import retrain
+
+    desk = Desk(tmp_path)
+    rows = make_rows(15)
+    desk.cli("import", str(write_jsonl(tmp_path / "inbox.jsonl", rows)))
+    settings = load_settings(desk.config, required=True)
+    with Store(desk.db) as store:
+        assert "15 labelled tickets" in retrain(settings, store)
+        info = SpecialistModel.read_info(desk.model)
+        assert info is not None and store.is_recorded(info.identity)
+        events = [(r["id"], store.label_history(r["id"])[-1].id) for r in rows]
+        assert store.labels_that_count(info.identity, events) == [False] * 15  # type: ignore[arg-type]
