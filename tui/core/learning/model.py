@@ -67,7 +67,7 @@ class SpecialistModel:
         self.pipeline = pipeline
         self.info = info
         self.training = training
-        """What it learnt from (None for a model loaded from disk: read the sidecar)."""
+        """What it learnt from; None for a model saved before training sets were recorded."""
         self.classes: list[str] = [str(c) for c in pipeline.classes_]
 
     @classmethod
