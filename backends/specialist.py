@@ -46,7 +46,7 @@ class SpecialistBackend:
         info = SpecialistModel.read_info(self.path) if self._model is None else self._model.info
         if info is None:
             return "specialist (untrained)"
-        return f"{info.kind}:{info.n_examples}ex"
+        return info.identity  # names the very model, so its training set can be left out
 
     def _load_sync(self) -> SpecialistModel:
         if not self.path.exists():

@@ -1,10 +1,12 @@
-"""Statistics and costs: per-backend accuracy against the agents' labels, latency, cost, the
-latency histogram, cost over time and the break-even between a hosted API and a GPU; with
-`[routing] shadow`, one line per shadow backend against the active one."""
+"""Statistics and costs: per-backend accuracy against the agents' labels (only those the
+answering model did not train on, with a 95 % interval and the number of labels), latency,
+cost, the latency histogram, cost over time and the break-even between a hosted API and a GPU;
+with `[routing] shadow`, one line per shadow backend against the active one."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from rich.text import Text
 from textual import on, work
@@ -19,23 +21,45 @@ from textual_plotext import PlotextPlot
 from screens import format as fmt
 from screens.messages import CurveComputed, ShadowsCompared, StatsComputed
 from tui.core.cost_report import break_even_rows, cumulative_costs, hosted_prices
+from tui.core.intervals import accuracy_text
 from tui.core.learning.curve import curve_from_labels, format_curve
+from tui.core.learning.training import held_out_stats
+from tui.core.models import BackendStats
 from tui.services.desk import Desk
 from tui.services.shadow_compare import accuracy_text, compare_shadows
 
 COLUMNS: tuple[tuple[str, str, int], ...] = (
-    ("backend", "Backend", 13),
-    ("type", "Type", 10),
+    ("backend", "Backend", 11),
+    ("type", "Type", 9),
     ("n", "Decisions", 9),
-    ("errors", "Errors", 7),
-    ("labelled", "Labelled", 8),
-    ("accuracy", "Accuracy", 8),
+    ("errors", "Errors", 6),
+    ("accuracy", "Accuracy (95% CI, n)", 22),
     ("f1", "Macro-F1", 8),
     ("p50", "p50 ms", 7),
     ("p95", "p95 ms", 7),
     ("per1k", "$/1k", 9),
     ("monthly", "$/month", 9),
 )
+
+
+def accuracy_cell(stats: BackendStats) -> str:
+    """The accuracy on labels the answering model did not train on, with interval and n."""
+    return accuracy_text(
+        stats.accuracy,
+        stats.accuracy_low,
+        stats.accuracy_high,
+        stats.scored_on,
+        left_out=stats.excluded_trained,
+    )
+
+
+def left_out_note(stats: Sequence[BackendStats]) -> str:
+    """Under the table: how many labels were left out because the model trained on them."""
+    left_out = {s.backend: s.excluded_trained for s in stats if s.excluded_trained}
+    if not left_out:
+        return "accuracy on every agent label (no backend trained on them)"
+    named = ", ".join(f"{name} {n:,}" for name, n in left_out.items())
+    return f"labels a backend's model trained on are left out of its accuracy: {named}"
 
 
 class StatsScreen(Screen[None]):
@@ -63,7 +87,7 @@ class StatsScreen(Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.border_title = "Per backend, against the agents' labels"
+        table.border_title = "Per backend, against agent labels its model did not train on"
         for key, header, width in COLUMNS:
             table.add_column(header, key=key, width=width)
         shadows = self.query_one("#shadow-compare", Static)
@@ -136,7 +160,7 @@ class StatsScreen(Screen[None]):
     @work(thread=True, exclusive=True, exit_on_error=False)
     def compute(self) -> None:
         store, settings = self.desk.store, self.desk.settings
-        stats = tuple(store.backend_stats(daily_volume=settings.routing.daily_volume))
+        stats = tuple(held_out_stats(settings, store))
         names = [s.backend for s in stats]
         self.post_message(
             StatsComputed(
@@ -158,8 +182,7 @@ class StatsScreen(Screen[None]):
                 Text(s.backend_type or ""),
                 Text(fmt.count(s.n), justify="right"),
                 Text(fmt.count(s.errors), justify="right"),
-                Text(fmt.count(s.labelled), justify="right"),
-                Text(fmt.percent(s.accuracy), justify="right"),
+                Text(accuracy_cell(s), justify="right"),
                 Text(fmt.percent(s.macro_f1), justify="right"),
                 Text(fmt.ms(s.latency_ms.get("p50")), justify="right"),
                 Text(fmt.ms(s.latency_ms.get("p95")), justify="right"),
@@ -167,6 +190,7 @@ class StatsScreen(Screen[None]):
                 Text(fmt.usd(s.projected_monthly_usd), justify="right"),
                 key=s.backend,
             )
+        table.border_subtitle = left_out_note(message.stats)
         self._plot_latency(message.latencies)
         self._plot_cost(message.timeline)
         self._show_break_even(message)

@@ -20,7 +20,7 @@ from screens.messages import (
 )
 from tui.core.config import Settings
 from tui.core.inbox_window import Direction, extend_window, find_attention, reload_window
-from tui.core.learning.training import retrain
+from tui.core.learning.training import held_out_stats, retrain
 from tui.core.models import InboxRow, LabelSource
 from tui.core.store import InboxFilter, Store, StoreError
 
@@ -90,7 +90,7 @@ class InboxData(Widget):
 
     @work(thread=True, exclusive=True, group="stats", exit_on_error=False)
     def load_stats(self) -> None:
-        stats = tuple(self.store.backend_stats(daily_volume=self.settings.routing.daily_volume))
+        stats = tuple(held_out_stats(self.settings, self.store))
         total = sum(s.cost_usd for s in stats)
         self.post_message(StatsLoaded(stats, total, sum(s.n for s in stats)))
 

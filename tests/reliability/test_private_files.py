@@ -82,9 +82,11 @@ def test_models_are_private(tmp_path: Path, umask: int) -> None:
     model.save(target)
     assert mode(target) == 0o600 and mode(target.with_suffix(".json")) == 0o600
     assert mode(target.parent) == 0o700
+    assert mode(target.with_name("specialist.training.json")) == 0o600  # ticket ids, hashes
     assert sorted(p.name for p in target.parent.iterdir()) == [
         "specialist.joblib",
         "specialist.json",
+        "specialist.training.json",
     ]
 
 

@@ -8,6 +8,7 @@ from screens.compare import CompareModal
 from screens.stats import StatsScreen
 from screens.widgets.ticket_table import TicketTable
 from tests.screens.helpers import seed, wait_until
+from tui.core.intervals import accuracy_text
 from tui.core.store import Store
 
 SIZE = (120, 40)
@@ -46,7 +47,7 @@ async def test_compare_runs_every_backend_side_by_side(
 async def test_stats_screen_shows_the_store_figures(
     store: Store, app_for, specialist: Path
 ) -> None:
-    seed(store, 40, labelled=20)
+    seed(store, 60, labelled=50)  # the specialist trained on the first 40 (their texts)
     app = app_for(
         {
             "specialist": {"type": "specialist", "path": str(specialist)},
@@ -65,12 +66,35 @@ async def test_stats_screen_shows_the_store_figures(
         grid = screen.query_one("#stats-table")
         await wait_until(pilot, lambda: grid.row_count == 1)
         (expected,) = store.backend_stats(daily_volume=10_000)
+        assert (expected.labelled, expected.excluded_trained, expected.scored_on) == (50, 40, 10)
         row = [str(cell) for cell in grid.get_row("specialist")]
         assert row[2] == f"{expected.n:,}"
         assert row[3] == str(expected.errors)
-        assert row[5] == f"{expected.accuracy * 100:.1f}%"
-        assert row[6] == f"{expected.macro_f1 * 100:.1f}%"
+        assert expected.accuracy is not None and expected.macro_f1 is not None
+        low, high = expected.accuracy_low, expected.accuracy_high
+        assert row[4] == accuracy_text(expected.accuracy, low, high, 10)
+        assert row[4].startswith(f"{expected.accuracy * 100:.1f}% (") and "n=10)" in row[4]
+        assert row[5] == f"{expected.macro_f1 * 100:.1f}%"
+        assert "specialist 40" in str(grid.border_subtitle)  # the labels left out, said
         text = str(screen.query_one("#break-even").render())
         assert "gpt" in text and "llama" in text
         await pilot.press("escape")
         await wait_until(pilot, lambda: not isinstance(app.screen, StatsScreen))
+
+
+async def test_stats_screen_says_when_no_label_is_held_out(
+    store: Store, app_for, specialist: Path
+) -> None:
+    seed(store, 40, labelled=20)  # every label is one the specialist trained on
+    app = app_for()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("R")
+        await wait_until(pilot, lambda: store.count_unrouted() == 0)
+        await wait_until(pilot, lambda: not app.screen.batch_running)
+        await pilot.press("s")
+        await wait_until(pilot, lambda: isinstance(app.screen, StatsScreen))
+        grid = app.screen.query_one("#stats-table")
+        await wait_until(pilot, lambda: grid.row_count == 1)
+        row = [str(cell) for cell in grid.get_row("specialist")]
+        assert row[4] == "no held-out labels yet"
+        assert "specialist 20" in str(grid.border_subtitle)

@@ -240,10 +240,27 @@ def test_cli_subprocess_two_specialists_from_the_database(
             timeout=180,
         )
 
-    assert cli("import", str(data)).returncode == 0
+    held_out = tmp_path / "held-out.jsonl"  # labels neither model trained on
+    held_out.write_text(
+        "".join(
+            json.dumps({"id": f"H{i}", "text": text, "label": label}) + "\n"
+            for i, (text, label) in enumerate(
+                [
+                    ("I was charged twice, refund it", "billing"),
+                    ("the invoice total is wrong again", "billing"),
+                    ("my parcel tracking has been stuck for days", "shipping"),
+                    ("the courier lost my box", "shipping"),
+                    ("I want to return these shoes", "returns"),
+                    ("please send a return label for the item", "returns"),
+                ]
+            )
+        )
+    )
+    assert cli("import", str(data), str(held_out)).returncode == 0
     r = cli("tune-cascade", "--first", "weak", "--then", "strong", "--target-accuracy", "1")
     assert r.returncode == 0, r.stderr
-    assert "cascade weak -> strong on 24 labelled tickets" in r.stdout
+    assert "cascade weak -> strong on 6 labelled tickets" in r.stdout
+    assert "left out 24 labelled tickets that weak or strong trained on" in r.stderr
     assert "pick: threshold" in r.stdout or "no threshold reaches" in r.stdout
     assert "[backends.cascade]" not in config.read_text()
 

@@ -135,10 +135,16 @@ def test_finetune_run_writes_the_files_and_the_table_routes(
         "backend.toml",
         "model-q8_0.gguf",
         "report.json",
+        "training.json",
     ]
     assert f"wrote {out / 'model-q8_0.gguf'}" in said
     assert f"route with it: cat {out / 'backend.toml'} >> " in said
-    assert json.loads((out / "report.json").read_text())["steps"] == 6
+    report = json.loads((out / "report.json").read_text())
+    assert report["steps"] == 6 and report["training_set"] == "training.json"
+    trained = json.loads((out / "training.json").read_text())  # the training split only
+    assert trained["model"] == report["model"] and report["model"].startswith("model-q8_0@")
+    assert len(trained["examples"]) == report["train_examples"]
+    assert f'model = "{report["model"]}"' in (out / "backend.toml").read_text()
     config = tmp_path / "config.toml"
     config.write_text('[routing]\nbackend = "tiny"\n\n' + (out / "backend.toml").read_text())
     settings = load_settings(config)
@@ -152,6 +158,7 @@ def test_finetune_run_writes_the_files_and_the_table_routes(
         finally:
             await backend.aclose()
         assert result.confidence is not None and 0 < result.confidence <= 1
+        assert result.model == report["model"]  # the identity its training set is recorded by
         return result.label
 
     assert asyncio.run(route()) in taxonomy.names

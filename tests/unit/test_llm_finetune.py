@@ -146,7 +146,9 @@ def test_examples_from_the_store_are_agent_labels_only(tmp_path: Path) -> None:
             ]
         )
         store.add_label("A", "shipping", agent="ann", source="correct")
-        assert data.from_store(store) == [data.Example("parcel late", "shipping")]
+        (example,) = data.from_store(store)
+        assert (example.text, example.label, example.ticket_id) == ("parcel late", "shipping", "A")
+        assert example.label_event_id == store.label_history("A")[-1].id  # where it came from
     finally:
         store.close()
 

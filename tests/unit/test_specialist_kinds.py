@@ -200,7 +200,8 @@ async def test_ensemble_cascade_routes_through_the_backend(
         Ticket(id="1", text="parcel delivery late"), Taxonomy.from_names(sorted(WORDS))
     )
     assert result.label == "shipping" and 0.5 < (result.confidence or 0) <= 1
-    assert backend.model == "ensemble:60ex"
+    assert backend.model == model.info.identity  # kind, size and the training set's id
+    assert backend.model == f"ensemble:60ex@{model.info.model_id}" and model.info.model_id
 
 
 def noisy_data(n: int, seed: int) -> tuple[list[str], list[str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ from tui.cli.usage import (
     value_option,
 )
 from tui.core.models import Decision, Taxonomy, Ticket
+from tui.core.store import StoreError
 from tui.services import evaluation
 from tui.services.routing import Router
 
@@ -191,6 +193,8 @@ def tune_cascade(
         on_decision=collect,
     )
     ids = [t.id for t in tickets]
+    if not data:
+        ids = _held_out(ctx, ids, [answers[first], answers[then]], f"{first} or {then}")
     firsts = [answers[first][i] for i in ids]
     thens = [answers[then][i] for i in ids]
     result = tune(firsts, thens, [labels[i] for i in ids], target_accuracy)
@@ -201,12 +205,6 @@ def tune_cascade(
                 f"{name} failed on {len(failed)} of {len(stage)} tickets"
                 f" (e.g. {failed[0].error_class}: {failed[0].error_message})"
             )
-    if not data:
-        print(
-            "triagedesk: note: scored on the database's own labels; a specialist trained on"
-            " them looks better here than on new tickets (--data FILE takes a held-out set)",
-            file=ctx.err,
-        )
     written = None
     if write:
         from tui.core.config_write import write_cascade
@@ -215,6 +213,48 @@ def tune_cascade(
     errors = {"first": sum(not d.ok for d in firsts), "then": sum(not d.ok for d in thens)}
     print_tuning(ctx, first, then, result, errors, written, as_json=as_json)
     return 0
+
+
+def _held_out(
+    ctx: Context, ids: list[str], stages: list[dict[str, Decision]], names: str
+) -> list[str]:
+    """The tickets whose label neither stage's model trained on (`Store.labels_that_count`):
+    a threshold tuned on a specialist's own training labels trusts it far too much.
+
+    Raises:
+        BadInput: Every labelled ticket was trained on.
+    """
+    from tui.core.learning.training import record_configured_models
+
+    with ctx.store() as db:
+        with contextlib.suppress(StoreError):
+            record_configured_models(ctx.settings, db)
+        events = {e.ticket_id: e.label_event_id for e in db.training_examples()}
+        rows = [(i, event) for i in ids if (event := events.get(i)) is not None]
+        counts = dict.fromkeys((i for i, _ in rows), True)
+        for answers in stages:
+            by_model: dict[str, list[tuple[str, int]]] = {}
+            for ticket_id, event in rows:
+                by_model.setdefault(answers[ticket_id].model, []).append((ticket_id, event))
+            for model, asked in by_model.items():
+                for (ticket_id, _), counted in zip(
+                    asked, db.labels_that_count(model, asked), strict=True
+                ):
+                    counts[ticket_id] = counts[ticket_id] and counted
+    kept = [i for i in ids if counts.get(i, True)]
+    left_out = len(ids) - len(kept)
+    if not kept:
+        raise BadInput(
+            f"all {len(ids)} labelled tickets were trained on by {names}: label new tickets"
+            " or pass --data FILE with a held-out set"
+        )
+    if left_out:
+        print(
+            f"triagedesk: note: left out {left_out} labelled tickets that {names} trained on;"
+            f" tuned on the other {len(kept)}",
+            file=ctx.err,
+        )
+    return kept
 
 
 def _tuning_data(ctx: Context, data: Path | None) -> tuple[list[Ticket], dict[str, str], Taxonomy]:

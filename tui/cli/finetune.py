@@ -116,6 +116,7 @@ def finetune(
         )
     except FinetuneError as exc:
         raise BadInput(str(exc)) from None
+    _record(ctx, out / report.training_set)
     zero_shot = report.zero_shot_accuracy
     base_said = "" if zero_shot is None else f" (base zero-shot {zero_shot:.1%})"
     ctx.say(
@@ -137,6 +138,23 @@ def finetune(
         f'  (then [routing] backend = "{report.backend}")'
     )
     return 0
+
+
+def _record(ctx: Context, path: Path) -> None:
+    """Record what the model learnt in the configured database (when there is one), so that
+    its accuracy there leaves those labels out; another database records it from `path`
+    when its statistics are read. A database that cannot take it is a warning only."""
+    from tui.core.store import StoreError
+    from tui.core.training_sets import read_training_set
+
+    training = read_training_set(path)
+    if training is None or not ctx.db_path.exists():
+        return
+    try:
+        with ctx.store() as store:
+            store.record_training(training)
+    except StoreError as exc:
+        ctx.warn(f"the model's training set is not recorded in the database yet: {exc}")
 
 
 def _progress(ctx: Context, line: str) -> None:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from tui.cli.context import BadInput, Context, headless
 from tui.cli.usage import Choice, Command, PathType, device_option, value_option
 from tui.core.store import ImportRejected, StoreError
+
+if TYPE_CHECKING:
+    from tui.core.learning.model import SpecialistModel
 from tui.services.evaluation import labelled_tickets, read_labelled
 
 
@@ -95,7 +99,7 @@ def label(ctx: Context, *, ticket_id: str, label: str, agent: str) -> int:
 @headless
 def train(ctx: Context, *, data: Path | None, out: Path | None, kind: str, device: str) -> int:
     from tui.core.learning.model import SpecialistModel, TrainingError
-    from tui.core.learning.training import specialist_file
+    from tui.core.learning.training import specialist_file, train_on_store
     from tui.core.safe_files import UnwritablePath, check_writable_file
 
     target = out or specialist_file(ctx.settings)
@@ -103,21 +107,22 @@ def train(ctx: Context, *, data: Path | None, out: Path | None, kind: str, devic
         check_writable_file(target)
     except UnwritablePath as exc:
         raise BadInput(f"--out {exc}" if out else str(exc)) from None
-    if data:
-        parsed = read_labelled(data)
-        tickets = labelled_tickets(parsed)
-        texts = [t.text for t in tickets]
-        targets = [parsed.labels[t.id] for t in tickets]
-        source = str(data)
-    else:
-        with ctx.store() as store:
-            ctx.warn_unusable_labels(store)
-            examples = store.labelled_examples()
-        texts = [text for text, _ in examples]
-        targets = [name for _, name in examples]
-        source = str(ctx.db_path)
     try:
-        model = SpecialistModel.train(texts, targets, source=source, kind=kind, device=device)
+        if data:
+            parsed = read_labelled(data)
+            tickets = labelled_tickets(parsed)
+            model = SpecialistModel.train(
+                [t.text for t in tickets],
+                [parsed.labels[t.id] for t in tickets],
+                source=str(data),
+                kind=kind,
+                device=device,
+                ticket_ids=[t.id for t in tickets],
+            )
+        else:
+            with ctx.store() as store:
+                ctx.warn_unusable_labels(store)
+                model = train_on_store(store, kind=kind, device=device)
     except TrainingError as exc:
         raise BadInput(str(exc)) from None
     except ImportError as exc:
@@ -126,9 +131,27 @@ def train(ctx: Context, *, data: Path | None, out: Path | None, kind: str, devic
         model.save(target)
     except OSError as exc:  # the disk filled up or went read-only while training
         raise BadInput(f"{target}: cannot save the model ({exc.strerror or exc})") from None
+    _record(ctx, model, from_file=data is not None)
     info = model.info
     ctx.say(
         f"trained {info.kind} specialist on {info.n_examples} tickets, {len(info.labels)} labels,"
         f" in {info.train_seconds:.1f} s -> {target}"
     )
     return 0
+
+
+def _record(ctx: Context, model: SpecialistModel, *, from_file: bool) -> None:
+    """Record what the model learnt in the database, so that its accuracy leaves it out.
+
+    A model trained from a file is recorded in the configured database when there is one
+    (it may route its tickets); any other is matched from the training set saved beside the
+    model when its statistics are read. A database that cannot take the record is a warning:
+    the model is saved, and the next `stats` records it from that file.
+    """
+    if model.training is None or (from_file and not ctx.db_path.exists()):
+        return
+    try:
+        with ctx.store() as store:
+            store.record_training(model.training)
+    except StoreError as exc:
+        ctx.warn(f"the model's training set is not recorded in the database yet: {exc}")

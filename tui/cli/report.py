@@ -10,6 +10,10 @@ import click
 
 from tui.cli.context import Context, headless
 from tui.cli.usage import Command, flag
+from tui.core.intervals import accuracy_text
+
+if TYPE_CHECKING:
+    from tui.core.models import BackendStats
 
 if TYPE_CHECKING:
     from tui.services.shadow_compare import ShadowComparison
@@ -19,13 +23,20 @@ def _fmt(value: float | None, pattern: str) -> str:
     return "-" if value is None else pattern.format(value)
 
 
+def _accuracy(s: BackendStats) -> str:
+    return accuracy_text(
+        s.accuracy, s.accuracy_low, s.accuracy_high, s.scored_on, left_out=s.excluded_trained
+    )
+
+
 def print_stats(ctx: Context, *, as_json: bool) -> int:
     """The stats table (or JSON list), also what `demo --no-tui` prints."""
+    from tui.core.learning.training import held_out_stats
     from tui.services.shadow_compare import compare_shadows
 
     routing = ctx.settings.routing
     with ctx.store() as store:
-        stats = store.backend_stats(daily_volume=routing.daily_volume)
+        stats = held_out_stats(ctx.settings, store)
         types = {name: config.type for name, config in ctx.settings.backends.items()}
         shadows = compare_shadows(store, routing.backend, routing.shadow, types)
     if as_json:
@@ -38,12 +49,12 @@ def print_stats(ctx: Context, *, as_json: bool) -> int:
     if not stats:
         ctx.say("no decisions yet: run `triagedesk route`")
         return 0
-    header = f"{'backend':<18}{'n':>8}{'errors':>8}{'accuracy':>10}{'macro-F1':>10}"
+    header = f"{'backend':<18}{'n':>8}{'errors':>8}{'accuracy (95% CI, n)':>28}{'macro-F1':>10}"
     header += f"{'p50 ms':>10}{'p95 ms':>10}{'cost $':>12}{'$/1k':>10}{'$/month':>12}"
     ctx.say(header)
     for s in stats:
         ctx.say(
-            f"{s.backend:<18}{s.n:>8}{s.errors:>8}{_fmt(s.accuracy, '{:.1%}'):>10}"
+            f"{s.backend:<18}{s.n:>8}{s.errors:>8}{_accuracy(s):>28}"
             f"{_fmt(s.macro_f1, '{:.3f}'):>10}{_fmt(s.latency_ms['p50'], '{:.1f}'):>10}"
             f"{_fmt(s.latency_ms['p95'], '{:.1f}'):>10}{s.cost_usd:>12.4f}"
             f"{_fmt(s.cost_per_1k_usd, '{:.4f}'):>10}"
@@ -52,6 +63,13 @@ def print_stats(ctx: Context, *, as_json: bool) -> int:
     ctx.say(f"(monthly projection at {ctx.settings.routing.daily_volume:,} tickets/day)")
     for c in shadows:
         ctx.say(shadow_line(c))
+    left_out = [f"{s.backend} {s.excluded_trained:,}" for s in stats if s.excluded_trained]
+    if left_out:
+        ctx.say(
+            "(accuracy leaves out the labels the answering model trained on: "
+            + ", ".join(left_out)
+            + ")"
+        )
     return 0
 
 

@@ -44,3 +44,22 @@ def wilson_interval(successes: int, n: int, z: float = Z_95) -> Interval:
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
     return Interval(successes, n, max(0.0, centre - half), min(1.0, centre + half))
+
+
+def accuracy_text(
+    accuracy: float | None, low: float | None, high: float | None, n: int, *, left_out: int = 0
+) -> str:
+    """An accuracy as every screen shows it: the figure, its 95 % interval and the number of
+    labels it rests on, e.g. `86.3% (81–90%, n=412)`.
+
+    The bounds are rounded outwards (low down, high up), so the interval shown is never
+    narrower than the one computed; n has no thousands separator, so that the text fits a
+    table column up to n = 9999 with two-digit bounds. With nothing counted: "no held-out
+    labels yet" when labels were left out because the model trained on them, "–" when there
+    are none at all.
+    """
+    if accuracy is None or low is None or high is None or n == 0:
+        return "no held-out labels yet" if left_out else "–"
+    floor = math.floor(low * 100 + 1e-9)
+    ceil = math.ceil(high * 100 - 1e-9)
+    return f"{accuracy * 100:.1f}% ({floor}–{ceil}%, n={n})"

@@ -320,7 +320,14 @@ class BackendStats(BaseModel):
     accuracy: float | None
     macro_f1: float | None
     labelled: int = 0
-    """Decisions whose ticket has an agent label (the accuracy's denominator)."""
+    """Decisions whose ticket has an agent label."""
+    scored_on: int = 0
+    """Agent labels counted in `accuracy`: `labelled` less `excluded_trained`."""
+    excluded_trained: int = 0
+    """Labels left out because the model that answered trained on them."""
+    accuracy_low: float | None = None
+    accuracy_high: float | None = None
+    """The accuracy's 95 % Wilson interval (None when nothing was counted)."""
     latency_ms: dict[str, float | None]
     cost_usd: float
     cost_per_1k_usd: float | None

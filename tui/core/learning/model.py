@@ -20,6 +20,13 @@ import numpy as np
 from tui.core.learning.errors import TrainingError
 from tui.core.learning.kinds import build_pipeline
 from tui.core.learning.tfidf import build_tfidf_pipeline, check_trainable
+from tui.core.training_sets import (
+    TrainingSet,
+    build_training_set,
+    model_id,
+    training_set_path,
+    write_training_set,
+)
 
 __all__ = ["FORMAT_VERSION", "SpecialistModel", "TrainingError", "TrainingInfo"]
 
@@ -39,14 +46,28 @@ class TrainingInfo:
     source: str
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
+    model_id: str = ""
+    """Hash of kind, training data and time (`training_sets.model_id`); empty in a model
+    saved before training sets were recorded."""
+
+    @property
+    def identity(self) -> str:
+        """What the specialist's decisions store as their model: kind, size and id, so each
+        decision names the very model (and so the training set) that made it."""
+        base = f"{self.kind}:{self.n_examples}ex"
+        return f"{base}@{self.model_id}" if self.model_id else base
 
 
 class SpecialistModel:
     """A trained pipeline plus its training info; saved as one joblib file and a JSON sidecar."""
 
-    def __init__(self, pipeline: Any, info: TrainingInfo) -> None:
+    def __init__(
+        self, pipeline: Any, info: TrainingInfo, training: TrainingSet | None = None
+    ) -> None:
         self.pipeline = pipeline
         self.info = info
+        self.training = training
+        """What it learnt from; None for a model saved before training sets were recorded."""
         self.classes: list[str] = [str(c) for c in pipeline.classes_]
 
     @classmethod
@@ -58,8 +79,14 @@ class SpecialistModel:
         source: str = "",
         kind: str = "tfidf",
         device: str = "auto",
+        ticket_ids: Sequence[str | None] | None = None,
+        label_event_ids: Sequence[int | None] | None = None,
     ) -> SpecialistModel:
         """Fit a model of `kind` on the labelled texts.
+
+        `ticket_ids` and `label_event_ids` (in the texts' order) say where each example came
+        from; with the texts' hashes they make the model's `training` set, saved beside it, so
+        that no accuracy is ever measured on these labels.
 
         `device` (auto, cpu, cuda) is where a kind with a neural network trains: auto takes
         the GPU when torch sees one. The TF-IDF and embeddings kinds run on the CPU anyway.
@@ -77,16 +104,28 @@ class SpecialistModel:
         else:
             pipeline = build_tfidf_pipeline(counts)
         pipeline.fit(list(texts), list(labels))
+        trained_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         info = TrainingInfo(
             kind=kind,
             labels=sorted(counts),
             n_examples=len(texts),
             per_label=dict(sorted(counts.items())),
             train_seconds=round(time.perf_counter() - started, 3),
-            trained_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            trained_at=trained_at,
             source=source,
+            model_id=model_id(kind, texts, labels, trained_at),
         )
-        return cls(pipeline, info)
+        training = build_training_set(
+            info.identity,
+            kind=kind,
+            source=source,
+            trained_at=trained_at,
+            texts=texts,
+            labels=labels,
+            ticket_ids=ticket_ids,
+            label_event_ids=label_event_ids,
+        )
+        return cls(pipeline, info, training)
 
     def predict(
         self, texts: Sequence[str], allowed: Collection[str] | None = None
@@ -137,7 +176,9 @@ class SpecialistModel:
                 artifacts = private_dir(path.with_name(f"{path.stem}.artifacts-{time.time_ns():x}"))
                 self.pipeline.save_artifacts(artifacts)
                 make_tree_private(artifacts)
-            payload = {"pipeline": self.pipeline, "info": asdict(self.info)}
+            payload: dict[str, Any] = {"pipeline": self.pipeline, "info": asdict(self.info)}
+            if self.training is not None:  # in the artefact, and readable beside it (below)
+                payload["training"] = self.training.model_dump(mode="json")
             if artifacts is not None:
                 payload["artifacts"] = artifacts.name
             with atomic_writer(path) as pending:
@@ -151,16 +192,24 @@ class SpecialistModel:
                 if old != artifacts and old.is_dir():
                     shutil.rmtree(old, ignore_errors=True)
         write_private(path.with_suffix(".json"), json.dumps(asdict(self.info), indent=2))
+        if self.training is not None:
+            write_training_set(training_set_path(path), self.training)
 
     @classmethod
     def load(cls, path: Path) -> SpecialistModel:
-        """Load a model saved by `save`. Only load files you trust: joblib files are pickles."""
+        """Load a model saved by `save` (its training set too, when it was saved with one).
+        Only load files you trust: joblib files are pickles."""
         import joblib
 
         payload = joblib.load(path)
         if payload.get("artifacts"):
             payload["pipeline"].load_artifacts(path.parent / payload["artifacts"])
-        return cls(payload["pipeline"], TrainingInfo(**payload["info"]))
+        training = payload.get("training")
+        return cls(
+            payload["pipeline"],
+            TrainingInfo(**payload["info"]),
+            None if training is None else TrainingSet.model_validate(training),
+        )
 
     @staticmethod
     def read_info(path: Path) -> TrainingInfo | None:

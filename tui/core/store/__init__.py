@@ -19,6 +19,8 @@ so the modules import downwards and never each other's classes:
 - inbox.py: keyset pages and filters
 - stats.py: backend statistics from the aggregates (latency.py: the histogram's buckets)
 - shadow.py: shadow answers (never decisions), shadow skips, promotions
+- trained.py: what each trained model learnt (training sets), and `labels_that_count`, the
+  rule that leaves those labels out of every accuracy
 - meta.py: the `meta` table, the read-only probe, the integrity check
 
 Everything callers use is re-exported here: import from `tui.core.store`, not from its modules.
@@ -52,6 +54,7 @@ from tui.core.store.shadow import (
 )
 from tui.core.store.stats import StatsMixin
 from tui.core.store.tickets import CONTENT_COLUMNS, ImportRejected, ImportResult, TicketsMixin
+from tui.core.store.trained import LabelledTicket, TrainedMixin
 
 __all__ = [
     "CLAIM_LEASE_S",
@@ -67,6 +70,7 @@ __all__ = [
     "ImportRejected",
     "ImportResult",
     "InboxFilter",
+    "LabelledTicket",
     "Migration",
     "PendingQuery",
     "Promotion",
@@ -96,6 +100,7 @@ class Store(
     InboxMixin,
     StatsMixin,
     ShadowMixin,
+    TrainedMixin,
     MetaMixin,
     StoreBase,
 ):

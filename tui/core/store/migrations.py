@@ -302,7 +302,42 @@ SHADOWS = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (V1, V2, V3, V4, SHADOWS)
+TRAINED = Migration(
+    "Training sets: which tickets, with which labels, each trained model learnt from, so that"
+    " no accuracy counts them. `trained_models` holds one row per model, under the identity"
+    " its decisions store in `decisions.model`; `trained_texts` the hash of each training"
+    " text and its label (how a model trained from a file is matched to this database's"
+    " tickets); `trained_examples` the tickets of this database the model learnt, each with"
+    " the label it learnt and the label event it came from (NULL when matched by text)."
+    " `matched_seq` is the last ticket `seq` whose text has been matched.",
+    (
+        """CREATE TABLE trained_models (
+            model TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            source TEXT NOT NULL,
+            trained_at TEXT NOT NULL,
+            n_examples INTEGER NOT NULL,
+            recorded_at TEXT NOT NULL,
+            matched_seq INTEGER NOT NULL DEFAULT 0
+        ) WITHOUT ROWID""",
+        """CREATE TABLE trained_texts (
+            model TEXT NOT NULL REFERENCES trained_models(model) ON DELETE CASCADE,
+            text_sha256 TEXT NOT NULL,
+            label TEXT NOT NULL,
+            PRIMARY KEY (model, text_sha256)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE trained_examples (
+            model TEXT NOT NULL REFERENCES trained_models(model) ON DELETE CASCADE,
+            ticket_id TEXT NOT NULL REFERENCES tickets(id) ON DELETE CASCADE,
+            label TEXT NOT NULL,
+            label_event_id INTEGER,
+            PRIMARY KEY (model, ticket_id)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX ix_trained_examples_ticket ON trained_examples(ticket_id, model)",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (V1, V2, V3, V4, SHADOWS, TRAINED)
 """Ordered schema migrations; the database's `PRAGMA user_version` counts those applied."""
 SCHEMA_VERSION = len(MIGRATIONS)
 

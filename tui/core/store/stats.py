@@ -3,10 +3,16 @@ latency percentiles from the histogram, costs over time and token means."""
 
 from __future__ import annotations
 
+import contextlib
+from collections import Counter
+
+from tui.core.intervals import wilson_interval
 from tui.core.models import BackendStats
 from tui.core.scoring import score
 from tui.core.store.connection import StoreBase
+from tui.core.store.errors import StoreError
 from tui.core.store.latency import bucket_value
+from tui.core.store.trained import BEHIND, excluded_agreement, match_new_tickets
 
 
 class StatsMixin(StoreBase):
@@ -35,20 +41,31 @@ class StatsMixin(StoreBase):
 
     def backend_stats(self, *, daily_volume: int = 0) -> list[BackendStats]:
         """Per-backend figures against the agents' labels (SPEC `stats --json`), read from the
-        aggregates, so they cost the same at a million decisions as at a hundred."""
+        aggregates, so they cost the same at a million decisions as at a hundred.
+
+        Accuracy counts only labels the answering model did not train on (`scored_on`, with
+        its 95 % Wilson interval); those it trained on are `excluded_trained`, read from the
+        training sets (a cost proportional to them, not to the decisions)."""
         from tui.core.costs import monthly, per_1k
 
         totals = self._read(
             "SELECT backend, backend_type, n, errors, cost_usd FROM backend_totals ORDER BY backend"
         )
-        by_backend: dict[str, list[tuple[str, str, int]]] = {}
+        by_backend: dict[str, Counter[tuple[str, str]]] = {}
         for backend, predicted, truth, count in self._read(
             "SELECT backend, predicted, truth, n FROM label_agreement WHERE n > 0"
         ):
-            by_backend.setdefault(backend, []).append((predicted, truth, count))
+            by_backend.setdefault(backend, Counter())[(predicted, truth)] += count
+        excluded = self._excluded_trained()
         out: list[BackendStats] = []
         for backend, backend_type, n, errors, cost in totals:
-            scored = score(by_backend.get(backend, []))
+            agreement = by_backend.get(backend, Counter())
+            labelled = sum(agreement.values())
+            left_out = excluded.get(backend, Counter())
+            held_out = agreement - left_out  # Counter subtraction drops what reaches 0
+            scored = score((p, t, c) for (p, t), c in held_out.items())
+            correct = sum(c for (p, t), c in held_out.items() if p == t)
+            interval = wilson_interval(correct, scored.support)
             answered = n - errors
             per_ticket = cost / answered if answered else None
             out.append(
@@ -59,7 +76,11 @@ class StatsMixin(StoreBase):
                     errors=errors,
                     accuracy=scored.accuracy,
                     macro_f1=scored.macro_f1,
-                    labelled=scored.support,
+                    labelled=labelled,
+                    scored_on=scored.support,
+                    excluded_trained=labelled - scored.support,
+                    accuracy_low=interval.low,
+                    accuracy_high=interval.high,
                     latency_ms=self.latency_percentiles(backend),
                     cost_usd=cost,
                     cost_per_1k_usd=per_1k(cost, answered),
@@ -68,6 +89,18 @@ class StatsMixin(StoreBase):
                 )
             )
         return out
+
+    def _excluded_trained(self) -> dict[str, Counter[tuple[str, str]]]:
+        """Per backend, the agreement counts resting on labels the answering model trained
+        on. Tickets imported since a model was recorded are matched to its training texts
+        first; a database that cannot be written (read-only) is read as it stands."""
+        if not self._read("SELECT 1 FROM trained_models LIMIT 1"):
+            return {}
+        if self._read(BEHIND):
+            with contextlib.suppress(StoreError), self._write() as conn:
+                match_new_tickets(conn)
+        with self._lock:
+            return excluded_agreement(self.conn)
 
     def latencies(self, backend: str, *, limit: int = 5000) -> list[float]:
         """The most recent successful latencies of a backend, for histograms."""

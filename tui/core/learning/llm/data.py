@@ -14,7 +14,7 @@ import csv
 import json
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +38,9 @@ IGNORE_INDEX = -100
 class Example:
     text: str
     label: str
+    ticket_id: str | None = None
+    """The ticket it came from, when known: recorded as trained on (`training_sets`)."""
+    label_event_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +107,11 @@ def from_store(store: Store) -> list[Example]:
             "no agent-labelled tickets to learn from: label tickets in the app, with"
             " `triagedesk label`, or pass --data with a labelled JSONL/CSV file"
         )
-    return [Example(text=text, label=label) for _id, text, label, _source in rows]
+    events = {e.ticket_id: e.label_event_id for e in store.training_examples()}
+    return [
+        Example(text=text, label=label, ticket_id=ticket_id, label_event_id=events.get(ticket_id))
+        for ticket_id, text, label, _source in rows
+    ]
 
 
 def make_split(
@@ -147,8 +154,8 @@ def make_split(
         )
     report.train_rows, report.validation_rows = len(train_idx), len(val_idx)
     return Split(
-        train=tuple(Example(kept[i].text, kept[i].label) for i in train_idx),
-        validation=tuple(Example(kept[i].text, kept[i].label) for i in val_idx),
+        train=tuple(_kept(examples, kept[i]) for i in train_idx),
+        validation=tuple(_kept(examples, kept[i]) for i in val_idx),
         taxonomy=taxonomy,
         report=report,
     )
@@ -179,7 +186,7 @@ def _fixed_split(
     held = ExportReport(
         format="finetune", source_db=source, seed=seed, val_fraction=0.0, rows_read=len(validation)
     )
-    val_rows = [ExportRow(f"v{i}", e.text, e.label, "file") for i, e in enumerate(validation)]
+    val_rows = [ExportRow(str(i), e.text, e.label, "file") for i, e in enumerate(validation)]
     learnt = {" ".join(r.text.split()).casefold() for r in kept}
     checked = [
         r
@@ -193,11 +200,16 @@ def _fixed_split(
     rng.shuffle(order)
     report.train_rows, report.validation_rows = len(kept), len(checked)
     return Split(
-        train=tuple(Example(kept[i].text, kept[i].label) for i in order),
-        validation=tuple(Example(r.text, r.label) for r in checked),
+        train=tuple(_kept(examples, kept[i]) for i in order),
+        validation=tuple(_kept(validation, r) for r in checked),
         taxonomy=taxonomy,
         report=report,
     )
+
+
+def _kept(examples: Sequence[Example], row: ExportRow) -> Example:
+    """The cleaned row as an example, keeping where it came from (its row index is the id)."""
+    return replace(examples[int(row.ticket_id)], text=row.text, label=row.label)
 
 
 def encode(tokenizer: Any, example: Example, max_tokens: int) -> tuple[list[int], list[int]]:

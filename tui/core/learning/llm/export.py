@@ -116,22 +116,24 @@ def server_command(gguf: Path) -> str:
     return f"llama-server -m {path} -c {SERVE_N_CTX} --port {SERVER_PORT}"
 
 
-def backend_toml(name: str, gguf: Path) -> str:
+def backend_toml(name: str, gguf: Path, model: str | None = None) -> str:
     """One `[backends.<name>]` table that routes with the GGUF in process, then the same model
     through a llama.cpp server as a commented `[backends.<name>-server]` table.
 
     `prompt = "finetuned"` asks it the trained prompt: in process the taxonomy's labels are
     all scored; through `llama-server` the answer is constrained to them by a grammar. The
     server table is commented so that appending the file adds one working backend; its
-    first comment line is the command that starts the server. TOML basic strings share
-    JSON's escapes, so `json.dumps` quotes the path safely.
+    first comment line is the command that starts the server. `model` is the identity its
+    decisions carry (the GGUF's stem and the training set's id, see `pipeline.training_set`),
+    so that its accuracy leaves out what it trained on. TOML basic strings share JSON's
+    escapes, so `json.dumps` quotes the path safely.
     """
     return (
         f"# Written by `triagedesk finetune`: append to your config to route with this model.\n"
         f"[backends.{name}]\n"
         f'type = "{BACKEND_TYPE}"\n'
         f"model_path = {json.dumps(str(gguf.resolve()))}\n"
-        f"model = {json.dumps(gguf.stem)}\n"
+        f"model = {json.dumps(model or gguf.stem)}\n"
         f"n_ctx = {SERVE_N_CTX}\n"
         f'prompt = "finetuned"\n'
         f"\n"
@@ -142,7 +144,7 @@ def backend_toml(name: str, gguf: Path) -> str:
         f"# [backends.{name}-server]\n"
         f'# type = "llamacpp"\n'
         f'# base_url = "http://127.0.0.1:{SERVER_PORT}"\n'
-        f"# model = {json.dumps(gguf.stem)}\n"
+        f"# model = {json.dumps(model or gguf.stem)}\n"
         f'# prompt = "finetuned"\n'
     )
 

@@ -1,8 +1,9 @@
 """`triagedesk finetune` end to end: base, split, zero-shot, train, validate, merge, GGUF, files.
 
-Everything a user gets lands in one folder: the GGUF, an Ollama `Modelfile`, `report.json`
-and `backend.toml`. The merged Hugging Face weights are an intermediate step, kept in a
-scratch folder inside it until the GGUF exists and then removed (they are as large again).
+Everything a user gets lands in one folder: the GGUF, an Ollama `Modelfile`, `report.json`,
+`backend.toml` and `training.json` (the tickets it learnt, so that no accuracy counts them).
+The merged Hugging Face weights are an intermediate step, kept in a scratch folder inside it
+until the GGUF exists and then removed (they are as large again).
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from tui.core.learning.llm import base, converter, export, train
 from tui.core.learning.llm.converter import OutType
 from tui.core.learning.llm.data import Example, Split, answer, make_split
 from tui.core.learning.llm.train import Method
+from tui.core.learning.training import FINETUNE_TRAINING_FILE
 from tui.core.models import Taxonomy
 from tui.core.safe_files import private_dir
+from tui.core.training_sets import TrainingSet, build_training_set, model_id, write_training_set
 
 Stage = Callable[[str], None]
 """Told each stage's name as it starts (for a progress display)."""
@@ -93,6 +96,10 @@ class FinetuneReport(BaseModel):
     """The LoRA adapter's folder (peft format), kept beside the GGUF; None for a full run."""
     batch_size: int = 8
     learning_rate: float = 0.0
+    model: str = ""
+    """The identity the backend's decisions carry (`model` in `backend.toml`)."""
+    training_set: str = ""
+    """The file beside the GGUF naming the tickets it trained on (`training.json`)."""
 
 
 def default_cache() -> Path:
@@ -165,6 +172,8 @@ def finetune(
     # process where torch holds the GPU died with SIGSEGV on the H200 (2026-12-02).
     gguf_accuracy, p50 = export.score_gguf(gguf, data.validation, n_threads=request.n_threads)
     name = export.backend_name(out, request.name)
+    training = training_set(gguf, data, request.base, source)
+    write_training_set(out / FINETUNE_TRAINING_FILE, training)
     report = FinetuneReport(
         base=request.base,
         method=request.method,
@@ -189,11 +198,34 @@ def finetune(
         adapter=None if adapter is None else adapter.name,
         batch_size=request.batch_size,
         learning_rate=request.options().lr(),
+        model=training.model,
+        training_set=FINETUNE_TRAINING_FILE,
     )
     (out / "Modelfile").write_text(export.modelfile(gguf), encoding="utf-8")
-    (out / "backend.toml").write_text(export.backend_toml(name, gguf), encoding="utf-8")
+    (out / "backend.toml").write_text(
+        export.backend_toml(name, gguf, training.model), encoding="utf-8"
+    )
     (out / "report.json").write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
     return report
+
+
+def training_set(gguf: Path, data: Split, base_name: str, source: str) -> TrainingSet:
+    """What the fine-tuned model learnt: the training split only (the validation split was
+    held back, so its labels still count), under the identity its decisions will carry."""
+    kind = f"finetuned:{base_name}"
+    trained_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    texts = [e.text for e in data.train]
+    labels = [e.label for e in data.train]
+    return build_training_set(
+        f"{gguf.stem}@{model_id(kind, texts, labels, trained_at)}",
+        kind=kind,
+        source=source,
+        trained_at=trained_at,
+        texts=texts,
+        labels=labels,
+        ticket_ids=[e.ticket_id for e in data.train],
+        label_event_ids=[e.label_event_id for e in data.train],
+    )
 
 
 def export_path(out: Path, outtype: str) -> Path:
