@@ -26,7 +26,7 @@ from tui.core.learning.curve import curve_from_labels, format_curve
 from tui.core.learning.training import held_out_stats
 from tui.core.models import BackendStats
 from tui.services.desk import Desk
-from tui.services.shadow_compare import accuracy_text, compare_shadows
+from tui.services.shadow_compare import compare_shadows, interval_text
 
 COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("backend", "Backend", 11),
@@ -121,8 +121,8 @@ class StatsScreen(Screen[None]):
             s, a = c.shadow, c.active
             lines.append(
                 f"{s.backend}: {fmt.count(c.compared)} both answered, agree"
-                f" {fmt.percent(c.agreement)} · accuracy {accuracy_text(s.accuracy)}"
-                f" vs {accuracy_text(a.accuracy)} · p50"
+                f" {fmt.percent(c.agreement)} · accuracy {interval_text(s.accuracy)}"
+                f" vs {interval_text(a.accuracy)} · p50"
                 f" {fmt.ms(s.p50_ms)} vs {fmt.ms(a.p50_ms)} ms · $/1k"
                 f" {fmt.usd(s.cost_per_1k_usd)} vs {fmt.usd(a.cost_per_1k_usd)}"
                 f" · skipped {fmt.count(c.counts.skipped)}"

@@ -486,3 +486,25 @@ def test_a_route_run_stores_shadow_answers_and_says_what_they_did(
     (api,) = entry["shadows"]
     billing = sum(1 for t in sorted(truth)[:12] if truth[t] == "billing")
     assert api["labelled"] == 12 and api["accuracy"]["shadow"]["value"] == billing / 12
+
+
+def test_labels_the_active_model_trained_on_count_for_neither_side(tmp_path: Path) -> None:
+    """A label the specialist learnt is not evidence: both sides are scored on the rest."""
+    store = Store(tmp_path / "trained.db")
+    truth = seed(store, 8, labelled=4)
+    ids = sorted(truth)
+    record_pairs(store, [(t, truth[t], truth[t]) for t in ids])
+    store.conn.execute("UPDATE decisions SET model = 'tfidf:40ex@feed'")
+    store.conn.execute(
+        "INSERT INTO trained_models VALUES ('tfidf:40ex@feed', 'tfidf', 'db', 't', 2, 't', 0)"
+    )
+    store.conn.executemany(
+        "INSERT INTO trained_examples VALUES ('tfidf:40ex@feed', ?, ?, NULL)",
+        [(t, truth[t]) for t in ids[:2]],
+    )
+    store.conn.commit()
+    (c,) = compare_shadows(store, "specialist", ["api"], {"api": "openai"})
+    assert c.shadow.accuracy == wilson_interval(2, 2)
+    assert c.active.accuracy == wilson_interval(2, 2)
+    assert c.compared == 8  # agreement and latency still use every pair
+    store.close()

@@ -75,13 +75,13 @@ def print_stats(ctx: Context, *, as_json: bool) -> int:
 
 def shadow_line(c: ShadowComparison) -> str:
     """One shadow against the active backend, on the tickets both answered."""
-    from tui.services.shadow_compare import accuracy_text
+    from tui.services.shadow_compare import interval_text
 
     s, a = c.shadow, c.active
     return (
         f"shadow {s.backend} vs {a.backend}: {c.compared} both answered, agreement"
-        f" {_fmt(c.agreement, '{:.1%}')}; accuracy {accuracy_text(s.accuracy)} vs"
-        f" {accuracy_text(a.accuracy)}; p50 {_fmt(s.p50_ms, '{:.1f}')} vs"
+        f" {_fmt(c.agreement, '{:.1%}')}; accuracy {interval_text(s.accuracy)} vs"
+        f" {interval_text(a.accuracy)}; p50 {_fmt(s.p50_ms, '{:.1f}')} vs"
         f" {_fmt(a.p50_ms, '{:.1f}')} ms; $/1k {_fmt(s.cost_per_1k_usd, '{:.4f}')} vs"
         f" {_fmt(a.cost_per_1k_usd, '{:.4f}')}; {c.counts.skipped} skipped,"
         f" {c.counts.errors} failed"

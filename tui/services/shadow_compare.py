@@ -14,11 +14,11 @@ goes there and applies to both sides alike.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tui.core.costs import per_1k
-from tui.core.intervals import Interval, wilson_interval
+from tui.core.intervals import Interval, accuracy_text, wilson_interval
 from tui.core.store import ShadowCounts, ShadowPair, Store
 from tui.services.routing import percentile
 
@@ -43,12 +43,11 @@ def accuracy(rows: Iterable[LabelledAnswer]) -> Interval:
     return wilson_interval(correct, len(counted))
 
 
-def accuracy_text(interval: Interval) -> str:
+def interval_text(interval: Interval) -> str:
     """`86.3% (81–90%, n=412)`, the way every accuracy is shown, or `no held-out labels yet`."""
-    value, low, high = interval.value, interval.low, interval.high
-    if value is None or low is None or high is None:
+    if interval.value is None:
         return "no held-out labels yet"
-    return f"{value:.1%} ({low:.0%}–{high:.0%}, n={interval.n})".replace("%–", "–")
+    return accuracy_text(interval.value, interval.low, interval.high, interval.n)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,9 +159,34 @@ def compare_shadows(
         compare(
             name,
             active,
-            store.shadow_pairs(name, active),
+            held_out(store, store.shadow_pairs(name, active)),
             store.shadow_counts(name, active),
             types.get(name, ""),
         )
         for name in shadows
     ]
+
+
+def held_out(store: Store, pairs: Sequence[ShadowPair]) -> list[ShadowPair]:
+    """The pairs with each side's label dropped where that side's model trained on it.
+
+    A label a model learnt is not evidence about it (`Store.trained_pairs`, the rule every
+    accuracy follows): both sides are scored on the labels neither trained on, so they are
+    measured on the same tickets; the pair stays for agreement, latency and cost.
+    """
+    trained: dict[str, set[tuple[str, str]]] = {}
+
+    def learnt(model: str, ticket_id: str, label: str) -> bool:
+        if model not in trained:
+            trained[model] = store.trained_pairs(model) if model else set()
+        return (ticket_id, label) in trained[model]
+
+    kept: list[ShadowPair] = []
+    for p in pairs:
+        if p.truth is not None and (
+            learnt(p.shadow_model, p.ticket_id, p.truth)
+            or learnt(p.active_model, p.ticket_id, p.truth)
+        ):
+            p = replace(p, truth=None)
+        kept.append(p)
+    return kept

@@ -203,6 +203,23 @@ class TrainedMixin(StoreBase):
             for ticket_id, event_id in rows
         ]
 
+    def trained_pairs(self, model: str) -> set[tuple[str, str]]:
+        """The (ticket id, label) pairs `model` (or any stage of a cascade) learnt: a label
+        equal to the one learnt for that ticket never counts for it (`labels_that_count`'s
+        rule, for callers that hold the label rather than its event)."""
+        if self._read(BEHIND):
+            with self._write() as conn:
+                match_new_tickets(conn)
+        components = model_components(model)
+        marks = ",".join("?" * len(components))
+        return {
+            (ticket_id, label)
+            for ticket_id, label in self._read(
+                f"SELECT DISTINCT ticket_id, label FROM trained_examples WHERE model IN ({marks})",
+                components,
+            )
+        }
+
     def _event_labels(self, event_ids: Iterable[int]) -> list[tuple[int, str]]:
         ids = sorted(set(event_ids))
         out: list[tuple[int, str]] = []
