@@ -4,21 +4,35 @@ Only parsing and printing: the work is `tui.core.learning.llm.pipeline.finetune`
 from `--data` (a labelled JSONL/CSV) or the database's agent labels; progress (each stage,
 then step, loss and ETA) goes to stderr, one line each, so that stdout keeps the result alone.
 A missing training dependency, base model, converter or usable data is one line, exit 2.
+
+`--progress json` is for programs (the TUI's background job, scripts): stdout carries only
+JSON lines (`tui.core.learning.llm.progress` writes them, SPEC lists them), one per stage and
+step, then one `done` or one `error` line; the exit status and the stderr line stay the same.
 """
 
 from __future__ import annotations
 
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from tui.cli.context import BadInput, Context, headless
 from tui.cli.usage import Choice, Command, PathType, WholeNumber, device_option, value_option
+from tui.core.config import ConfigError
+from tui.core.store import StoreError
+from tui.services.evaluation import UnusableData
+
+if TYPE_CHECKING:
+    from tui.core.learning.llm.progress import Emitter
 
 METHODS = ("lora", "full")
+PROGRESS_FORMATS = ("text", "json")
 TRAINING_MODULES = ("torch", "transformers", "peft")
 """Checked before anything else, so that a missing extra fails in a second, not after loading."""
+EXPECTED = (BadInput, ConfigError, StoreError, UnusableData)
+"""The failures `headless` reports as bad input (exit 2), message as is."""
 
 
 @click.command(
@@ -39,6 +53,13 @@ TRAINING_MODULES = ("torch", "transformers", "peft")
 )
 @value_option("--converter", type=PathType(), help="llama.cpp folder or llama-cpp-python sdist")
 @value_option("--name", help="backend name in backend.toml (finetuned-<out folder>)")
+@value_option(
+    "--progress",
+    type=Choice(list(PROGRESS_FORMATS)),
+    default="text",
+    metavar="{text,json}",
+    help="text on stderr (default) or JSON lines on stdout",
+)
 @headless
 def finetune(
     ctx: Context,
@@ -52,6 +73,35 @@ def finetune(
     method: str,
     converter: Path | None,
     name: str | None,
+    progress: str = "text",
+) -> int:
+    if progress != "json":
+        return _finetune(ctx, base, out, data, device, max_steps, epochs, method, converter, name)
+    from tui.core.learning.llm import progress as events
+
+    emit = events.Emitter(ctx.out)
+    try:
+        return _finetune(
+            ctx, base, out, data, device, max_steps, epochs, method, converter, name, emit=emit
+        )
+    except BaseException as exc:
+        emit.error(_message(exc), _exit_status(exc))
+        raise
+
+
+def _finetune(
+    ctx: Context,
+    base: str,
+    out: Path,
+    data: Path | None,
+    device: str,
+    max_steps: int | None,
+    epochs: int,
+    method: str,
+    converter: Path | None,
+    name: str | None,
+    *,
+    emit: Emitter | None = None,
 ) -> int:
     from pydantic import ValidationError
 
@@ -89,11 +139,14 @@ def finetune(
             ctx.settings.taxonomy(),
             request,
             source=source,
-            on_progress=lambda step: _progress(ctx, step.line()),
-            on_stage=lambda stage: _progress(ctx, f"finetune: {stage}"),
+            on_progress=emit.step if emit else lambda step: _progress(ctx, step.line()),
+            on_stage=emit.stage if emit else lambda stage: _progress(ctx, f"finetune: {stage}"),
         )
     except FinetuneError as exc:
         raise BadInput(str(exc)) from None
+    if emit is not None:
+        emit.done(out, report)
+        return 0
     zero_shot = report.zero_shot_accuracy
     base_said = "" if zero_shot is None else f" (base zero-shot {zero_shot:.1%})"
     ctx.say(
@@ -119,3 +172,19 @@ def finetune(
 
 def _progress(ctx: Context, line: str) -> None:
     print(line, file=ctx.err, flush=True)
+
+
+def _message(exc: BaseException) -> str:
+    """The text of the `triagedesk: error:` line `headless` prints for the same exception."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(exc, EXPECTED):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _exit_status(exc: BaseException) -> int:
+    """What `headless` returns for the exception (SPEC's exit statuses)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return 130
+    return 2 if isinstance(exc, EXPECTED) else 1
