@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from tui.core.cascade_tuning import update_cascade_block
@@ -62,13 +62,16 @@ def free_backend_name(wanted: str, taken: set[str] | frozenset[str]) -> str:
     return f"{wanted}-{number}"
 
 
-def append_backend(path: Path, name: str, values: Mapping[str, Scalar]) -> str:
+def append_backend(
+    path: Path, name: str, values: Mapping[str, Scalar], *, taken: Iterable[str] = ()
+) -> str:
     """Append one `[backends.<name>]` table to the config, validated, atomically.
 
-    A name a configured backend already has is not overwritten: the table gets the first
-    free `name-N`, which is returned. The file keeps its mode and comments (the table is
-    appended as text), a link stays a link, and a file without [backends] gets the built-in
-    backends written out too (as `write_cascade` does), so they stay configured.
+    A name a configured backend already has (or one in `taken`: the running app's) is not
+    overwritten: the table gets the first free `name-N`, which is returned. The file keeps
+    its mode and comments (the table is appended as text), a link stays a link, and a file
+    without [backends] gets the built-in backends written out too (as `write_cascade`
+    does), so they stay configured.
 
     Raises:
         ConfigError: The config cannot be read, a value is not a plain TOML scalar, or the
@@ -81,8 +84,8 @@ def append_backend(path: Path, name: str, values: Mapping[str, Scalar]) -> str:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    taken = set(load_settings(path).backends) if path.exists() else set(DEFAULT_BACKENDS)
-    final = free_backend_name(name, taken)
+    configured = set(load_settings(path).backends) if path.exists() else set(DEFAULT_BACKENDS)
+    final = free_backend_name(name, configured | set(taken))
     blocks: dict[str, Mapping[str, object]] = {}
     if "backends" not in raw:
         blocks.update((n, b) for n, b in DEFAULT_BACKENDS.items() if n != "specialist")

@@ -21,7 +21,7 @@ import sys
 import time
 import tomllib
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -29,7 +29,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tui.core import paths
-from tui.core.config_write import Scalar
+from tui.core.config import BackendConfig, load_settings
+from tui.core.config_write import Scalar, append_backend
 from tui.core.learning.llm.progress import DoneEvent, ErrorEvent, StageEvent, StepEvent, parse_line
 
 Event = StageEvent | StepEvent | DoneEvent | ErrorEvent
@@ -250,6 +251,24 @@ def read_backend_table(toml_path: Path) -> tuple[str, dict[str, Scalar]]:
             raise ValueError(f"{toml_path}: backends.{name}.{key}: expected a plain value")
         values[key] = value
     return name, values
+
+
+def install_backend(
+    done: DoneEvent, config: Path, running: Iterable[str]
+) -> tuple[str, BackendConfig]:
+    """Append a finished job's table to the config and return it as the loader reads it.
+
+    Runs off the event loop (file work). The name is the job's, or the first free `name-N`
+    when the config or the running app (`running`) already has it.
+
+    Raises:
+        ValueError: The job's `backend.toml` is not one plain backend table.
+        ConfigError: The config cannot be updated (left untouched), or the result does not
+            load.
+    """
+    name, values = read_backend_table(Path(done.backend_toml))
+    final = append_backend(config, name, values, taken=running)
+    return final, load_settings(config, required=True).backend(final)
 
 
 async def _lines(stream: asyncio.StreamReader, take: Callable[[str], None]) -> None:
