@@ -64,6 +64,14 @@ INBOX_COMMANDS: tuple[CommandSpec, ...] = (
         show=False,
     ),
     CommandSpec(
+        "model.finetune",
+        "F",
+        "finetune",
+        "Fine-tune an open model…",
+        "Fine-tune a local model on the agents' labels in the background, then offer it",
+        show=False,
+    ),
+    CommandSpec(
         "inbox.retry-errors",
         "E",
         "retry_errors",
@@ -125,6 +133,14 @@ class InboxCommands(Provider):
                     f"Use backend: {name}",
                     "Hot swap: the next ticket goes to this backend",
                     partial(screen.run_action, f"use_backend({name!r})"),
+                )
+            )
+        if getattr(getattr(screen, "finetune", None), "running", False):
+            out.append(
+                (
+                    "Cancel the fine-tune",
+                    "Stop the running fine-tune; nothing it wrote is kept",
+                    partial(screen.run_action, "cancel_finetune"),
                 )
             )
         for key, title in FILTER_TITLES.items():

@@ -28,6 +28,9 @@ def main() -> int:
     out = Path(argv[argv.index("--out") + 1])
     out.mkdir(parents=True)
     (out / "model-q8_0.gguf").write_bytes(b"GGUF partial")
+    if mode == "hang":
+        child = subprocess.Popen(["sleep", "60"])
+        (out / "grandchild.pid").write_text(str(child.pid))
     say("Loading checkpoint shards: 100%|####| [not JSON]")
     say('{"event": "step", "step": 1, "tot')
     say({"event": "stage", "phase": "training"})
@@ -46,9 +49,6 @@ def main() -> int:
             }
         )
     if mode == "hang":
-        child = subprocess.Popen(["sleep", "60"])
-        (out / "grandchild.pid").write_text(str(child.pid))
-        say({"event": "stage", "phase": "waiting"})
         time.sleep(60)
         return 0
     if mode == "lie":

@@ -157,12 +157,10 @@ async def test_cancel_kills_the_process_group_and_removes_the_output(tmp_path: P
     import asyncio
 
     out = tmp_path / "out"
-    stages: list[str] = []
     job = FinetuneJob(JobRequest(out=out), _scripted("hang"))
-    job.on_event = lambda e: stages.append(getattr(e, "phase", ""))
     task = asyncio.create_task(job.run())
     deadline = time.monotonic() + 30
-    while "waiting" not in stages:
+    while not (isinstance(job.last, StepEvent) and job.last.step == 3):
         assert time.monotonic() < deadline, "the child never got going"
         await asyncio.sleep(0.05)
     pid = job.pid
@@ -180,10 +178,9 @@ async def test_cancelling_the_awaiting_task_kills_the_child_at_once(tmp_path: Pa
     import asyncio
 
     out = tmp_path / "out"
-    seen: list[object] = []
-    job = FinetuneJob(JobRequest(out=out), _scripted("hang"), seen.append)
+    job = FinetuneJob(JobRequest(out=out), _scripted("hang"))
     task = asyncio.create_task(job.run())
-    while not any(getattr(e, "phase", "") == "waiting" for e in seen):
+    while not (isinstance(job.last, StepEvent) and job.last.step == 3):
         await asyncio.sleep(0.05)
     pid = job.pid
     assert pid is not None
