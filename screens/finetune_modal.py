@@ -52,21 +52,28 @@ class FinetuneModal(ModalScreen[JobRequest | None]):
             yield Label("Fine-tune an open model on the agents' labels", id="finetune-title")
             with Horizontal(classes="finetune-row"):
                 yield Label("Base model", classes="finetune-key")
-                yield Input(self.base, id="finetune-base")
+                yield Input(self.base, compact=True, id="finetune-base")
             with Horizontal(classes="finetune-row"):
                 yield Label("Method", classes="finetune-key")
-                yield Select(METHODS, value="lora", allow_blank=False, id="finetune-method")
+                yield Select(
+                    METHODS, value="lora", allow_blank=False, compact=True, id="finetune-method"
+                )
             with Horizontal(classes="finetune-row"):
                 yield Label("Device", classes="finetune-key")
-                yield Select(DEVICES, value="auto", allow_blank=False, id="finetune-device")
+                yield Select(
+                    DEVICES, value="auto", allow_blank=False, compact=True, id="finetune-device"
+                )
             with Horizontal(classes="finetune-row"):
                 yield Label("Max steps", classes="finetune-key")
                 yield Input(
-                    placeholder="all (every epoch)", type="integer", id="finetune-max-steps"
+                    placeholder="all (every epoch)",
+                    type="integer",
+                    compact=True,
+                    id="finetune-max-steps",
                 )
             with Horizontal(classes="finetune-row"):
                 yield Label("Epochs", classes="finetune-key")
-                yield Input("1", type="integer", id="finetune-epochs")
+                yield Input("1", type="integer", compact=True, id="finetune-epochs")
             yield Label("", id="finetune-problem")
             yield Label(
                 "Runs in the background: the inbox stays usable, progress shows above the"
@@ -74,8 +81,8 @@ class FinetuneModal(ModalScreen[JobRequest | None]):
                 id="finetune-help",
             )
             with Horizontal(id="finetune-buttons"):
-                yield Button("Start", variant="primary", id="finetune-start")
-                yield Button("Cancel", id="finetune-close")
+                yield Button("Start", variant="primary", compact=True, id="finetune-start")
+                yield Button("Cancel", compact=True, id="finetune-close")
 
     def on_mount(self) -> None:
         self._check()
@@ -166,10 +173,12 @@ class FinetuneDoneModal(ModalScreen[DoneChoice]):
                 id="finetune-done-where",
             )
             with Horizontal(id="finetune-done-buttons"):
-                yield Button("Route with it now", variant="primary", id="finetune-swap")
+                yield Button(
+                    "Route with it now", variant="primary", compact=True, id="finetune-swap"
+                )
                 if shadow_supported():
-                    yield Button("Shadow it", id="finetune-shadow")
-                yield Button("Keep for later", id="finetune-keep")
+                    yield Button("Shadow it", compact=True, id="finetune-shadow")
+                yield Button("Keep for later", compact=True, id="finetune-keep")
 
     def on_mount(self) -> None:
         self.query_one("#finetune-swap", Button).focus()

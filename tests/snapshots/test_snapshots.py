@@ -173,3 +173,24 @@ def test_stats(snap_compare: Any, snapshot_app: TriageApp) -> None:
         await pilot.pause(0.5)
 
     assert snap_compare(snapshot_app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_finetune_modal_without_torch(
+    snap_compare: Any, snapshot_app: TriageApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The options modal as CI and a fresh install see it: torch missing, said in one line."""
+    import sys
+
+    from screens.finetune_modal import FinetuneModal
+
+    monkeypatch.setitem(sys.modules, "torch", None)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await loaded(pilot)
+        await pilot.press("F")
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, FinetuneModal))
+        for field in pilot.app.screen.query(Input):
+            field.cursor_blink = False
+        await pilot.pause(0.3)
+
+    assert snap_compare(snapshot_app, terminal_size=SIZE, run_before=run_before)
