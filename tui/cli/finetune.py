@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -61,29 +61,15 @@ EXPECTED = (BadInput, ConfigError, StoreError, UnusableData)
     help="text on stderr (default) or JSON lines on stdout",
 )
 @headless
-def finetune(
-    ctx: Context,
-    *,
-    base: str,
-    out: Path,
-    data: Path | None,
-    device: str,
-    max_steps: int | None,
-    epochs: int,
-    method: str,
-    converter: Path | None,
-    name: str | None,
-    progress: str = "text",
-) -> int:
+def finetune(ctx: Context, *, progress: str = "text", **options: Any) -> int:
+    """With `--progress json`, every way out of the run also leaves its one `error` line."""
     if progress != "json":
-        return _finetune(ctx, base, out, data, device, max_steps, epochs, method, converter, name)
-    from tui.core.learning.llm import progress as events
+        return _finetune(ctx, **options)
+    from tui.core.learning.llm.progress import Emitter
 
-    emit = events.Emitter(ctx.out)
+    emit = Emitter(ctx.out)
     try:
-        return _finetune(
-            ctx, base, out, data, device, max_steps, epochs, method, converter, name, emit=emit
-        )
+        return _finetune(ctx, emit=emit, **options)
     except BaseException as exc:
         emit.error(_message(exc), _exit_status(exc))
         raise
@@ -91,6 +77,7 @@ def finetune(
 
 def _finetune(
     ctx: Context,
+    *,
     base: str,
     out: Path,
     data: Path | None,
@@ -100,7 +87,6 @@ def _finetune(
     method: str,
     converter: Path | None,
     name: str | None,
-    *,
     emit: Emitter | None = None,
 ) -> int:
     from pydantic import ValidationError
