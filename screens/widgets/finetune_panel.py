@@ -193,9 +193,10 @@ class FinetunePanel(Static):
                 timeout=20,
             )
         else:
-            self._offer(installed, outcome.done)
+            self.offer(installed, outcome.done)
 
-    def _offer(self, installed: Installed, done: DoneEvent) -> None:
+    def offer(self, installed: Installed, done: DoneEvent) -> None:
+        """Add the backend to the desk and ask what to do with it."""
         try:
             self.desk.add_backend(installed.name, installed.config)
         except ConfigError as exc:

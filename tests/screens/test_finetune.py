@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import types
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,12 @@ import pytest
 from textual.command import CommandPalette
 from textual.widgets import Button, Input, Select
 
-from screens.finetune_modal import FinetuneDoneModal, FinetuneModal
-from screens.widgets.finetune_panel import FinetunePanel
+from screens.backend_picker import BackendPickerModal
+from screens.finetune_modal import FinetuneDoneModal, FinetuneModal, shadow_supported
+from screens.widgets.finetune_panel import FinetunePanel, Installed
 from screens.widgets.ticket_table import TicketTable
-from tests.screens.helpers import seed, wait_until
-from tests.unit.test_finetune_job import SCRIPT, _blocked_torch, _group_gone
+from tests.screens.helpers import seed, settings_for, wait_until
+from tests.unit.test_finetune_job import SCRIPT, _blocked_torch, _gone, _group_gone
 from tests.unit.test_llm_finetune import (  # noqa: F401  (fixtures)
     heavy,
     llama_converter,
@@ -28,6 +30,7 @@ from tui.core import paths
 from tui.core.config import load_settings
 from tui.core.learning.llm.base import KNOWN_BASES
 from tui.core.learning.llm.errors import FINETUNE_EXTRA
+from tui.core.learning.llm.progress import DoneEvent
 from tui.core.learning.llm.requirements import NEEDED_MODULES
 from tui.core.store import Store
 from tui.services.finetune_job import Launcher
@@ -142,6 +145,31 @@ async def test_progress_shows_live_and_cancel_leaves_nothing(
         assert not panel.display
 
 
+async def test_quitting_the_app_kills_the_job_and_removes_its_output(
+    store: Store, app_for: Any, isolated_home: Path, training_modules: None
+) -> None:
+    seed(store, 5)
+    app = app_for()
+    async with app.run_test(size=SIZE) as pilot:
+        panel = _panel(app)
+        panel.launcher = Launcher(None, None, command=(sys.executable, str(SCRIPT), "hang"))
+        await pilot.press("F")
+        await wait_until(pilot, lambda: isinstance(app.screen, FinetuneModal))
+        await pilot.click("#finetune-start")
+        await wait_until(pilot, lambda: "step 3/40" in _panel_text(app), timeout=30)
+        job = panel.job
+        assert job is not None and job.pid is not None
+        pid, out = job.pid, job.request.out
+        grandchild = int((out / "grandchild.pid").read_text())
+        await pilot.press("q")
+    for _ in range(100):
+        if _group_gone(pid) and _gone(grandchild):
+            break
+        time.sleep(0.05)
+    assert _group_gone(pid) and _gone(grandchild)
+    assert not out.exists()
+
+
 async def test_an_error_line_is_one_notification_and_the_panel_hides(
     store: Store, app_for: Any, isolated_home: Path, training_modules: None
 ) -> None:
@@ -215,6 +243,43 @@ async def test_tiny_model_from_the_tui_adds_the_backend_and_hot_swaps(
         assert name.startswith("finetuned-")
         assert name in app.desk.settings.backends and name in app.router.settings.backends
         assert load_settings(config).backends[name].type == "llamacpp-local"
+        await pilot.pause(0.3)
         await pilot.click("#finetune-swap")
         await wait_until(pilot, lambda: app.router.active == name)
         assert app.active_backend == name
+
+
+DONE = DoneEvent(
+    event="done",
+    out="/models/finetuned/x",
+    backend="ft",
+    backend_toml="/models/finetuned/x/backend.toml",
+    validation_accuracy=0.95,
+    gguf_validation_accuracy=0.94,
+    zero_shot_accuracy=0.1,
+    steps=40,
+    total_seconds=160,
+)
+
+
+@pytest.mark.parametrize(("button", "active"), [("#finetune-swap", "ft"), ("#finetune-keep", "a")])
+async def test_the_finished_model_is_listed_and_offered_for_a_hot_swap(
+    store: Store, app_for: Any, isolated_home: Path, button: str, active: str
+) -> None:
+    seed(store, 5)
+    app = app_for({"a": {"type": "hash"}})
+    ft = settings_for({"ft": {"type": "hash"}}).backends["ft"]
+    async with app.run_test(size=SIZE) as pilot:
+        _panel(app).offer(Installed("ft", ft, isolated_home / "config.toml"), DONE)
+        await wait_until(pilot, lambda: isinstance(app.screen, FinetuneDoneModal))
+        await pilot.pause(0.3)
+        figures = str(app.screen.query_one("#finetune-done-figures").render())
+        assert figures.startswith("Validation 95.0% (the base, untrained: 10.0%)")
+        assert bool(app.screen.query("#finetune-shadow")) == shadow_supported()
+        await pilot.click(button)
+        await wait_until(pilot, lambda: not isinstance(app.screen, FinetuneDoneModal))
+        assert app.router.active == active and app.active_backend == active
+        assert "ft" in app.desk.settings.backends
+        await pilot.press("b")
+        await wait_until(pilot, lambda: isinstance(app.screen, BackendPickerModal))
+        assert app.screen.query_one("#backends").get_row("ft")
