@@ -67,6 +67,14 @@ INBOX_COMMANDS: tuple[CommandSpec, ...] = (
         show=False,
     ),
     CommandSpec(
+        "model.finetune",
+        "F",
+        "finetune",
+        "Fine-tune an open model…",
+        "Fine-tune a local model on the agents' labels in the background, then offer it",
+        show=False,
+    ),
+    CommandSpec(
         "inbox.retry-errors",
         "E",
         "retry_errors",
@@ -137,6 +145,14 @@ class InboxCommands(Provider):
                     "Promote a shadow backend…",
                     "Make a shadow the active backend, with the evidence recorded",
                     partial(self._promote, screen, desk),
+                )
+            )
+        if getattr(getattr(screen, "finetune", None), "running", False):
+            out.append(
+                (
+                    "Cancel the fine-tune",
+                    "Stop the running fine-tune; nothing it wrote is kept",
+                    partial(screen.run_action, "cancel_finetune"),
                 )
             )
         for key, title in FILTER_TITLES.items():

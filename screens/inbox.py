@@ -38,6 +38,7 @@ from screens.messages import (
     TicketsImported,
     TicketsRouted,
 )
+from screens.widgets.finetune_panel import FinetunePanel
 from screens.widgets.inbox_data import InboxData, PageQuery
 from screens.widgets.live_feed import LiveFeed
 from screens.widgets.route_runner import RouteRunner
@@ -76,6 +77,7 @@ class InboxScreen(Screen[None]):
         self.tracker = StatusTracker(desk.settings.routing.daily_volume)
         self.data = InboxData(desk.store, desk.settings, agent=self.agent)
         self.runner = RouteRunner(desk.store, desk.router, run_prefix=self.run_prefix)
+        self.finetune = FinetunePanel(desk, widget_id="finetune")
         self._request = 0
         """Identity of the latest page request: pages of older ones are dropped."""
 
@@ -95,6 +97,7 @@ class InboxScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield TicketTable(low_confidence=self.desk.settings.routing.low_confidence, id="tickets")
         yield TicketDetail(self.desk.settings.routing.reference_backend, id="detail")
+        yield self.finetune
         yield StatusBar(id="status")
         yield Footer(compact=True)
         yield LiveFeed(self.desk.store, watch=self.watch_dir, own_run_prefix=self.run_prefix)
@@ -371,6 +374,13 @@ class InboxScreen(Screen[None]):
     def action_retrain_specialist(self) -> None:
         self.notify("Retraining the specialist on the agents' labels…")
         self.data.retrain_specialist()
+
+    def action_finetune(self) -> None:
+        self.finetune.open()
+
+    def action_cancel_finetune(self) -> None:
+        if not self.finetune.cancel():
+            self.notify("No fine-tune is running")
 
     def action_use_backend(self, name: str) -> None:
         swap = getattr(self.app, "swap_backend", None)

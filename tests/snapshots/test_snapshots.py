@@ -173,3 +173,57 @@ def test_stats(snap_compare: Any, snapshot_app: TriageApp) -> None:
         await pilot.pause(0.5)
 
     assert snap_compare(snapshot_app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_finetune_modal_without_torch(
+    snap_compare: Any, snapshot_app: TriageApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The options modal as CI and a fresh install see it: torch missing, said in one line."""
+    import sys
+
+    from screens.finetune_modal import FinetuneModal
+
+    monkeypatch.setitem(sys.modules, "torch", None)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await loaded(pilot)
+        await pilot.press("F")
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, FinetuneModal))
+        for field in pilot.app.screen.query(Input):
+            field.cursor_blink = False
+        await pilot.pause(0.3)
+
+    assert snap_compare(snapshot_app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_finetune_progress_line(
+    snap_compare: Any, snapshot_app: TriageApp, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The inbox while a fine-tune runs: a real child (scripted) at step 3 of 40."""
+    import sys
+    import types
+
+    from screens.finetune_modal import FinetuneModal
+    from screens.widgets.finetune_panel import FinetunePanel
+    from tests.unit.test_finetune_job import SCRIPT
+    from tui.core.learning.llm.base import KNOWN_BASES
+    from tui.core.learning.llm.requirements import NEEDED_MODULES
+    from tui.services.finetune_job import Launcher
+
+    monkeypatch.setenv("TRIAGEDESK_HOME", str(tmp_path / "home"))
+    for name in (*NEEDED_MODULES, *(known.module for known in KNOWN_BASES.values())):
+        if name not in sys.modules:
+            monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await loaded(pilot)
+        panel = pilot.app.screen.query_one(FinetunePanel)
+        panel.launcher = Launcher(None, None, command=(sys.executable, str(SCRIPT), "hang"))
+        await pilot.press("F")
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, FinetuneModal))
+        await pilot.pause(0.2)
+        await pilot.click("#finetune-start")
+        await wait_until(pilot, lambda: "step 3/40" in str(panel.render()), timeout=30)
+        await pilot.pause(0.3)
+
+    assert snap_compare(snapshot_app, terminal_size=SIZE, run_before=run_before)

@@ -4,12 +4,17 @@ Only parsing and printing: the work is `tui.core.learning.llm.pipeline.finetune`
 from `--data` (a labelled JSONL/CSV) or the database's agent labels; progress (each stage,
 then step, loss and ETA) goes to stderr, one line each, so that stdout keeps the result alone.
 A missing training dependency, base model, converter or usable data is one line, exit 2.
+
+`--progress json` is for programs (the TUI's background job, scripts): stdout carries only
+JSON lines (`tui.core.learning.llm.progress` writes them, SPEC lists them), one per stage and
+step, then one `done` or one `error` line; the exit status and the stderr line stay the same.
 """
 
 from __future__ import annotations
 
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -23,10 +28,19 @@ from tui.cli.usage import (
     device_option,
     value_option,
 )
+from tui.core.config import ConfigError
+from tui.core.store import StoreError
+from tui.services.evaluation import UnusableData
+
+if TYPE_CHECKING:
+    from tui.core.learning.llm.progress import Emitter
 
 METHODS = ("lora", "full")
+PROGRESS_FORMATS = ("text", "json")
 TRAINING_MODULES = ("torch", "transformers", "peft")
 """Checked before anything else, so that a missing extra fails in a second, not after loading."""
+EXPECTED = (BadInput, ConfigError, StoreError, UnusableData)
+"""The failures `headless` reports as bad input (exit 2), message as is."""
 
 
 @click.command(
@@ -54,8 +68,29 @@ TRAINING_MODULES = ("torch", "transformers", "peft")
 @value_option("--learning-rate", type=PositiveNumber(), help="default 2e-4 for lora, 2e-5 for full")
 @value_option("--converter", type=PathType(), help="llama.cpp folder or llama-cpp-python sdist")
 @value_option("--name", help="backend name in backend.toml (finetuned-<out folder>)")
+@value_option(
+    "--progress",
+    type=Choice(list(PROGRESS_FORMATS)),
+    default="text",
+    metavar="{text,json}",
+    help="text on stderr (default) or JSON lines on stdout",
+)
 @headless
-def finetune(
+def finetune(ctx: Context, *, progress: str = "text", **options: Any) -> int:
+    """With `--progress json`, every way out of the run also leaves its one `error` line."""
+    if progress != "json":
+        return _finetune(ctx, **options)
+    from tui.core.learning.llm.progress import Emitter
+
+    emit = Emitter(ctx.out)
+    try:
+        return _finetune(ctx, emit=emit, **options)
+    except BaseException as exc:
+        emit.error(_message(exc), _exit_status(exc))
+        raise
+
+
+def _finetune(
     ctx: Context,
     *,
     base: str,
@@ -70,6 +105,7 @@ def finetune(
     learning_rate: float | None,
     converter: Path | None,
     name: str | None,
+    emit: Emitter | None = None,
 ) -> int:
     from pydantic import ValidationError
 
@@ -111,12 +147,15 @@ def finetune(
             request,
             source=source,
             validation=held_out,
-            on_progress=lambda step: _progress(ctx, step.line()),
-            on_stage=lambda stage: _progress(ctx, f"finetune: {stage}"),
+            on_progress=emit.step if emit else lambda step: _progress(ctx, step.line()),
+            on_stage=emit.stage if emit else lambda stage: _progress(ctx, f"finetune: {stage}"),
         )
     except FinetuneError as exc:
         raise BadInput(str(exc)) from None
     _record(ctx, out / report.training_set)
+    if emit is not None:
+        emit.done(out, report)
+        return 0
     zero_shot = report.zero_shot_accuracy
     base_said = "" if zero_shot is None else f" (base zero-shot {zero_shot:.1%})"
     ctx.say(
@@ -159,3 +198,19 @@ def _record(ctx: Context, path: Path) -> None:
 
 def _progress(ctx: Context, line: str) -> None:
     print(line, file=ctx.err, flush=True)
+
+
+def _message(exc: BaseException) -> str:
+    """The text of the `triagedesk: error:` line `headless` prints for the same exception."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(exc, EXPECTED):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _exit_status(exc: BaseException) -> int:
+    """What `headless` returns for the exception (SPEC's exit statuses)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return 130
+    return 2 if isinstance(exc, EXPECTED) else 1

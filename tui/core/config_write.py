@@ -1,13 +1,15 @@
-"""Writing the config file: the settings the program saves for the user (a tuned cascade, and
-the active and shadow backends after a promotion).
+"""Writing the config file: the settings the program saves for the user (a tuned cascade, the
+active and shadow backends after a promotion, a fine-tuned model's backend table).
 
 Every write is validated and atomic, so a failed or invalid one leaves the config as it was.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import tomlkit
@@ -78,3 +80,74 @@ def write_routing(path: Path, backend: str, shadow: Sequence[str]) -> Path:
         except ConfigError as exc:
             raise ConfigError(f"{path}: not updated, the result would be invalid: {exc}") from None
     return path
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
+Scalar = str | int | float | bool
+
+
+def free_backend_name(wanted: str, taken: set[str] | frozenset[str]) -> str:
+    """`wanted`, or `wanted-2`, `wanted-3`, ... : the first that no configured backend has."""
+    if wanted not in taken:
+        return wanted
+    number = 2
+    while f"{wanted}-{number}" in taken:
+        number += 1
+    return f"{wanted}-{number}"
+
+
+def append_backend(
+    path: Path, name: str, values: Mapping[str, Scalar], *, taken: Iterable[str] = ()
+) -> str:
+    """Append one `[backends.<name>]` table to the config, validated, atomically.
+
+    A name a configured backend already has (or one in `taken`: the running app's) is not
+    overwritten: the table gets the first free `name-N`, which is returned. The file keeps
+    its mode and comments (the table is appended as text), a link stays a link, and a file
+    without [backends] gets the built-in backends written out too (as `write_cascade`
+    does), so they stay configured.
+
+    Raises:
+        ConfigError: The config cannot be read, a value is not a plain TOML scalar, or the
+            result would not load; the config is left untouched.
+    """
+    if not _PLAIN_KEY.fullmatch(name):
+        raise ConfigError(f"backend name {name!r}: use letters, digits, '-' or '_'")
+    text = read_config_text(path) if path.exists() else ""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    configured = set(load_settings(path).backends) if path.exists() else set(DEFAULT_BACKENDS)
+    final = free_backend_name(name, configured | set(taken))
+    blocks: dict[str, Mapping[str, object]] = {}
+    if "backends" not in raw:
+        blocks.update((n, b) for n, b in DEFAULT_BACKENDS.items() if n != "specialist")
+    blocks[final] = values
+    parts = [text.rstrip("\n")] if text.strip() else []
+    for block_name, block in blocks.items():
+        lines = [f"[backends.{block_name}]"]
+        lines += [f"{key} = {_toml_scalar(path, key, value)}" for key, value in block.items()]
+        parts.append("\n".join(lines))
+    updated = "\n\n".join(parts) + "\n"
+    target = path.resolve() if path.is_symlink() else path
+    private_dir(target.parent)
+    with atomic_writer(target, keep_mode=True) as pending:
+        pending.write(updated)
+        pending.file.flush()
+        try:
+            load_settings(Path(pending.temp_path), required=True)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: not updated, the result would be invalid: {exc}") from None
+    return final
+
+
+def _toml_scalar(path: Path, key: str, value: object) -> str:
+    """A TOML literal (a JSON string is a valid TOML basic string)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, int | float):
+        return repr(value)
+    raise ConfigError(f"{path}: {key}: cannot write a {type(value).__name__} value")

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tui.core.config import Settings
+from tui.core.config import BackendConfig, Settings
 from tui.core.store import Store
 from tui.services.routing import Router
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Desk:
     """The settings, the ticket store and the router of one TUI session."""
 
@@ -22,3 +22,12 @@ class Desk:
     store: Store
     router: Router
     """Routes with `settings`' backends and writes its decisions to `store`."""
+
+    def add_backend(self, name: str, config: BackendConfig) -> None:
+        """One more backend for the rest of the session (the backend picker lists it).
+
+        Raises:
+            ConfigError: A backend of that name is already configured.
+        """
+        self.router.add_backend(name, config)
+        self.settings = self.router.settings

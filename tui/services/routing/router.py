@@ -19,7 +19,7 @@ from backends.secrets import api_key, redact
 from tui.core import numbers
 from tui.core.backend import Backend, BackendError, LabelNotInTaxonomy, RouteResult
 from tui.core.claims import RunClaims
-from tui.core.config import Settings
+from tui.core.config import BackendConfig, ConfigError, Settings
 from tui.core.costs import price_result, token_cost
 from tui.core.models import Decision, Taxonomy, Ticket
 from tui.core.prompt import build_prompt, check_confidence, estimate_tokens, estimated_answer
@@ -67,6 +67,21 @@ class Router:
         if name not in self._backends:
             self._backends[name] = create_backend(self.settings.backend(name), resolve=self.backend)
         return self._backends[name]
+
+    def add_backend(self, name: str, config: BackendConfig) -> None:
+        """Configure one more backend while running (a fine-tune just wrote its table).
+
+        The settings are replaced, not changed in place (they are frozen): whoever reads
+        `router.settings` from now on sees it; existing backend instances are kept.
+
+        Raises:
+            ConfigError: A backend of that name is already configured.
+        """
+        if name in self.settings.backends:
+            raise ConfigError(f"backend {name!r} is already configured")
+        backends = {**self.settings.backends, name: config}
+        self.settings = self.settings.model_copy(update={"backends": backends})
+        self._secrets.append(api_key(config))
 
     def swap(self, name: str) -> None:
         """Make `name` the backend for tickets dispatched from now on."""

