@@ -3,6 +3,7 @@ this module. `make_app` builds the app for `run_app`, the tests and the snapshot
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -115,6 +116,31 @@ class TriageApp(App[int]):
             finishing = f"; {in_flight} in flight finish on {old}" if in_flight else ""
             self.notify(f"Backend: {old} → {name}{finishing}", title="Hot swap")
             self.screen.post_message(BackendSwapped(old, name))
+
+    @work(group="shadow", exit_on_error=False)
+    async def shadow_backend(self, name: str) -> None:
+        """Shadow `name` from the next routed ticket on (a fine-tune just added offers it):
+        appended to `[routing] shadow` in the config file, off the event loop."""
+        from tui.core.config_write import write_routing
+
+        settings = self.router.settings
+        path = settings.source
+        if path is None or not path.exists():
+            self.notify("No config file to record the shadow in", severity="error")
+            return
+        if name == self.router.active:
+            self.notify(f"{name} is the active backend: it cannot shadow itself", severity="error")
+            return
+        shadows = tuple(dict.fromkeys([*self.router.shadows.names, name]))
+        try:
+            await asyncio.to_thread(write_routing, path, settings.routing.backend, shadows)
+        except ConfigError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        routing = settings.routing.model_copy(update={"shadow": shadows})
+        self.router.settings = settings.model_copy(update={"routing": routing})
+        await self.router.shadows.set_names(shadows)
+        self.notify(f"{name} now shadows {self.router.active} (written to {path})")
 
     def action_toggle_auto_route(self) -> None:
         self.auto_route = not self.auto_route
