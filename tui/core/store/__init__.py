@@ -18,6 +18,7 @@ so the modules import downwards and never each other's classes:
 - runs.py / claims.py: runs and their pending tickets; the claims on tickets in flight
 - inbox.py: keyset pages and filters
 - stats.py: backend statistics from the aggregates (latency.py: the histogram's buckets)
+- helpdesk.py / pushes.py: helpdesk pull cursors and links; write-back records
 - meta.py: the `meta` table, the read-only probe, the integrity check
 
 Everything callers use is re-exported here: import from `tui.core.store`, not from its modules.
@@ -36,11 +37,19 @@ from tui.core.store.claims import (
 from tui.core.store.connection import DB_FILE_MODE, StoreBase, storage_problem
 from tui.core.store.decisions import DecisionsMixin
 from tui.core.store.errors import StoreError
+from tui.core.store.helpdesk import (
+    HelpdeskMixin,
+    HelpdeskState,
+    PulledTicket,
+    PullStored,
+    TicketLink,
+)
 from tui.core.store.inbox import INBOX_FILTERS, Cursor, InboxFilter, InboxMixin
 from tui.core.store.labels import LabelsMixin, describe_unusable_labels
 from tui.core.store.latency import LATENCY_BASE, bucket_value, latency_bucket
 from tui.core.store.meta import DatabaseProbe, MetaMixin, probe_database
 from tui.core.store.migrations import MIGRATIONS, SCHEMA_VERSION, Migration
+from tui.core.store.pushes import PushesMixin, PushRecord
 from tui.core.store.runs import PendingQuery, RunInfo, RunsMixin
 from tui.core.store.stats import StatsMixin
 from tui.core.store.tickets import CONTENT_COLUMNS, ImportRejected, ImportResult, TicketsMixin
@@ -55,6 +64,11 @@ __all__ = [
     "SCHEMA_VERSION",
     "Claimed",
     "Cursor",
+    "HelpdeskState",
+    "PullStored",
+    "PulledTicket",
+    "PushRecord",
+    "TicketLink",
     "DatabaseProbe",
     "ImportRejected",
     "ImportResult",
@@ -84,6 +98,8 @@ class Store(
     InboxMixin,
     StatsMixin,
     MetaMixin,
+    HelpdeskMixin,
+    PushesMixin,
     StoreBase,
 ):
     """A connection to one triagedesk database.
