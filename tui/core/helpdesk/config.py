@@ -87,6 +87,9 @@ class HelpdeskConfig(BaseModel):
     the team's other integrations."""
     max_retries: int = Field(default=5, ge=0, le=20)
     timeout_s: float = Field(default=30.0, gt=0, le=600)
+    page_size: int | None = Field(default=None, ge=1, le=1000)
+    """Tickets per pulled page; absent: the most the helpdesk serves (Zendesk 1000,
+    Freshdesk 100)."""
     start_time: datetime | None = None
     """Where the first pull starts; absent: 7 days before it."""
     label_field: int | str | None = None
@@ -104,6 +107,8 @@ class HelpdeskConfig(BaseModel):
             raise ValueError("needs token_env (or keyring_service): where the API token is")
         if self.type == "zendesk" and not self.email:
             raise ValueError("type 'zendesk' needs email (API token auth is email/token)")
+        if self.type == "freshdesk" and self.page_size is not None and self.page_size > 100:
+            raise ValueError("page_size: Freshdesk serves at most 100 tickets a page")
         kind = int if self.type == "zendesk" else str
         for key in ("label_field", "confidence_field"):
             value = getattr(self, key)

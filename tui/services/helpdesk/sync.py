@@ -67,8 +67,8 @@ def make_client(config: HelpdeskConfig, *, sleep: Sleep = asyncio.sleep) -> Help
     """
     http = HelpdeskHTTP(config, helpdesk_token(config), sleep=sleep)
     if config.type == "zendesk":
-        return ZendeskClient(http)
-    return FreshdeskClient(http)
+        return ZendeskClient(http, per_page=config.page_size or 1000)
+    return FreshdeskClient(http, per_page=config.page_size or 100)
 
 
 @dataclass
