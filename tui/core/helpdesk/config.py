@@ -9,10 +9,10 @@ and committed without leaking an API token.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tui.core.models import check_label_name
 
@@ -98,6 +98,14 @@ class HelpdeskConfig(BaseModel):
     webhook_secret_env: EnvName = None
     """Zendesk: the webhook's signing secret; Freshdesk: the shared secret header's value."""
     labels: dict[Annotated[str, AfterValidator(_label)], LabelMapping] = Field(default_factory=dict)
+
+    @field_validator("start_time")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        """A TOML date-time without an offset is UTC, as helpdesks' own times are."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
