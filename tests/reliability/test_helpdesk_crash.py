@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers.helpdesk_server import Fault, ZendeskServer, zendesk
+from tests.servers.helpdesk_server import FakeHelpdesk, Fault, freshdesk, zendesk
 from tui.core.learning.model import SpecialistModel
 from tui.core.store import Store
 
@@ -23,7 +23,7 @@ N = 24
 pytestmark = pytest.mark.slow
 
 
-def _setup(tmp_path: Path, server: ZendeskServer) -> tuple[Path, Path]:
+def _setup(tmp_path: Path, server: FakeHelpdesk, kind: str = "zendesk") -> tuple[Path, Path]:
     model = tmp_path / "spec.joblib"
     texts = [f"refund my card charge {i}" for i in range(10)]
     texts += [f"where is my parcel {i}" for i in range(10)]
@@ -40,9 +40,9 @@ reference_backend = ""
 type = "specialist"
 path = "{model}"
 [helpdesk.zd]
-type = "zendesk"
+type = "{kind}"
 base_url = "{server.url}"
-email = "bot@acme.test"
+{'email = "bot@acme.test"' if kind == "zendesk" else ""}
 token_env = "ZD_TOKEN"
 writeback = "apply"
 requests_per_minute = 100000
@@ -74,12 +74,13 @@ def _cmd(config: Path, db: Path) -> list[str]:
 
 
 def _env(tmp_path: Path, token: str = TOKEN) -> dict[str, str]:
+    """The environment of a `triagedesk` process; the Freshdesk tests use the same variable."""
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
     return {**os.environ, "PYTHONPATH": str(ROOT), "ZD_TOKEN": token, "TRIAGEDESK_HOME": str(home)}
 
 
-def _kill_when_stalled(server: ZendeskServer, proc: subprocess.Popen[bytes]) -> None:
+def _kill_when_stalled(server: FakeHelpdesk, proc: subprocess.Popen[bytes]) -> None:
     assert server.stalled.wait(60), proc.communicate(timeout=5)
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
@@ -95,7 +96,7 @@ def _final_run(config: Path, db: Path, tmp_path: Path) -> subprocess.CompletedPr
     return done
 
 
-def _assert_once(server: ZendeskServer, db: Path) -> None:
+def _assert_once(server: FakeHelpdesk, db: Path) -> None:
     with Store(db) as store:
         assert store.ticket_count() == N
         assert all(store.get_ticket(f"zd-{i}") is not None for i in range(1, N + 1))
@@ -165,3 +166,15 @@ def test_token_never_in_database_or_output(tmp_path: Path) -> None:
         for path in db.parent.glob("t.db*"):
             data = path.read_bytes()
             assert TOKEN.encode() not in data and b"other-secret-value" not in data
+
+
+def test_kill_9_between_the_freshdesk_update_and_its_note(tmp_path: Path) -> None:
+    with freshdesk(key=TOKEN) as server:
+        config, db = _setup(tmp_path, server, "freshdesk")
+        server.stall_on = ("PUT", "/api/v2/tickets/", 2)  # updated, the note not yet written
+        proc = subprocess.Popen(
+            _cmd(config, db), env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        _kill_when_stalled(server, proc)
+        _final_run(config, db, tmp_path)
+        _assert_once(server, db)

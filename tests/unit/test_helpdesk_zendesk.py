@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -83,7 +84,7 @@ def test_last_minute_is_pulled_by_the_next_pass(server: ZendeskServer, tmp_path:
     config = write_config(tmp_path / "c.toml", server.url)
     db = tmp_path / "t.db"
     assert _once(config, db, Sleeps()).new == 1
-    server.now = lambda: __import__("time").time() + 120  # type: ignore[method-assign]
+    server.now = lambda: time.time() + 120  # type: ignore[method-assign]
     assert _once(config, db, Sleeps()).new == 1
     with Store(db) as store:
         assert store.ticket_count() == 2
@@ -233,3 +234,19 @@ def test_empty_export_and_writeback_off(server: ZendeskServer, tmp_path: Path) -
     report = _once(config, db, Sleeps())
     assert (report.new, report.routed, report.pushed) == (1, 1, 0)
     assert server.notes[1] == [] and not server.writes(1)
+
+
+def test_change_between_passes_is_a_conflict_for_the_queued_push(
+    server: ZendeskServer, tmp_path: Path
+) -> None:
+    server.add(1)
+    config = write_config(tmp_path / "c.toml", server.url, extra="max_retries = 0")
+    db = tmp_path / "t.db"
+    server.faults.append(Fault(1, 503, path="/tickets/1.json"))
+    first = _once(config, db, Sleeps())
+    assert len(first.failed) == 1 and first.pushed == 0
+    server.agent_edit(1, group_id=77)  # after the push was queued with the older stamp
+    server.now = lambda: time.time() + 120  # type: ignore[method-assign]
+    second = _once(config, db, Sleeps())  # its pull sees the edit, its push must not win
+    assert second.updated == 1 and len(second.conflicts) == 1 and second.pushed == 0
+    assert server.tickets[1]["group_id"] == 77 and server.notes[1] == []

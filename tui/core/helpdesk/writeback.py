@@ -29,7 +29,7 @@ class PushRequest:
     correction: bool
     """An agent's label in triagedesk, not a backend's decision."""
     stamp: str | None
-    """The ticket's `updated_at` when it was last pulled or written."""
+    """The ticket's `updated_at` (last pulled or written) when the push was queued."""
     resumed: bool
     """A push a crashed run started: check the helpdesk before writing it again."""
     confidence: float | None = None

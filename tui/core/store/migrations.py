@@ -262,7 +262,8 @@ V5_HELPDESK = Migration(
     " write sends back for Zendesk `safe_update`. `helpdesk_pushes`: every write-back, one row"
     " per label written to a ticket: `pending`, `sending` (started: a rerun checks the"
     " helpdesk for its marker before writing again), `done`, `failed`, `conflict` (someone"
-    " changed the ticket meanwhile; never overwritten) or `superseded` (a newer label queued"
+    " changed the ticket since the push was queued, with the"
+    " `stamp` it then had; never overwritten) or `superseded` (a newer label queued"
     " before it was sent). No token or secret is ever stored.",
     (
         """CREATE TABLE helpdesk_cursors (
@@ -286,6 +287,7 @@ V5_HELPDESK = Migration(
             previous_label TEXT,
             decision_id INTEGER,
             correction INTEGER NOT NULL DEFAULT 0,
+            stamp TEXT,
             state TEXT NOT NULL,
             attempts INTEGER NOT NULL DEFAULT 0,
             error TEXT,

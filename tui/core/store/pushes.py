@@ -3,9 +3,10 @@
 A push is queued when a ticket's wanted label (the agent's, else the latest decision's)
 differs from what its last push wrote. It is marked `sending` before the request and `done`
 after; a run killed between the two leaves `sending`, and the next run looks for the push's
-marker in the ticket before writing (`PushRequest.resumed`). A conflict (someone changed the
-ticket in the helpdesk meanwhile) is kept and shown, never retried over their change; a
-later label of the ticket queues a new push.
+marker in the ticket before writing (`PushRequest.resumed`). A push carries the ticket's
+helpdesk stamp from when it was queued: someone changing the ticket in the helpdesk after that
+is a conflict, kept and shown, never retried over their change; a later label of the ticket
+queues a new push, with the stamp of then.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ class PushesMixin(StoreBase):
         with self._write() as conn:
             rows = fetch_rows(
                 conn,
-                "SELECT t.id, t.label, t.predicted_label, t.decision_id, p.id AS push_id,"
+                "SELECT t.id, t.label, t.predicted_label, t.decision_id, h.remote_updated_at,"
+                " p.id AS push_id,"
                 " p.label AS push_label, p.state FROM helpdesk_tickets h"
                 " JOIN tickets t ON t.id = h.ticket_id"
                 " LEFT JOIN helpdesk_pushes p ON p.id = (SELECT max(id) FROM helpdesk_pushes"
@@ -70,8 +72,8 @@ class PushesMixin(StoreBase):
                 previous = self._last_done_label(conn, r["id"])
                 conn.execute(
                     "INSERT INTO helpdesk_pushes (helpdesk, ticket_id, label, previous_label,"
-                    " decision_id, correction, state, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)",
+                    " decision_id, correction, stamp, state, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
                     (
                         helpdesk,
                         r["id"],
@@ -79,6 +81,7 @@ class PushesMixin(StoreBase):
                         previous,
                         None if r["label"] else r["decision_id"],
                         1 if r["label"] else 0,
+                        r["remote_updated_at"],
                         now,
                     ),
                 )
@@ -97,7 +100,7 @@ class PushesMixin(StoreBase):
     def open_pushes(self, helpdesk: str, *, limit: int = 200) -> list[PushRequest]:
         """Pending pushes and those a crashed run left `sending`, oldest first."""
         rows = self._read(
-            "SELECT p.*, h.remote_id, h.remote_updated_at, d.confidence, d.backend,"
+            "SELECT p.*, h.remote_id, d.confidence, d.backend,"
             " d.backend_type, d.model, d.total_ms, d.cost_usd FROM helpdesk_pushes p"
             " JOIN helpdesk_tickets h ON h.ticket_id = p.ticket_id"
             " LEFT JOIN decisions d ON d.id = p.decision_id"
@@ -113,7 +116,7 @@ class PushesMixin(StoreBase):
                 label=r["label"],
                 previous_label=r["previous_label"],
                 correction=bool(r["correction"]),
-                stamp=r["remote_updated_at"],
+                stamp=r["stamp"],
                 resumed=r["state"] == "sending",
                 confidence=r["confidence"],
                 backend=r["backend"],

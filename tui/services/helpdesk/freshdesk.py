@@ -105,7 +105,10 @@ class FreshdeskClient:
             HelpdeskConflict: The ticket changed since `push.stamp`.
         """
         current = freshdesk_ticket(await self._ticket_json(push.remote_id))
-        if push.stamp is not None and parse_stamp(current.updated_at) > parse_stamp(push.stamp):
+        # A resumed push was checked before its first attempt, whose own update may have
+        # landed before the crash: its stamp would read as someone else's change.
+        stale = push.stamp is not None and not push.resumed
+        if stale and parse_stamp(current.updated_at) > parse_stamp(push.stamp or ""):
             raise HelpdeskConflict(
                 f"helpdesk.{push.helpdesk}: ticket {push.remote_id} changed in Freshdesk"
                 f" at {current.updated_at}, after it was pulled"

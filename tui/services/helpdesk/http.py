@@ -186,5 +186,5 @@ class HelpdeskHTTP:
                 + (" and email" if self.config.type == "zendesk" else "")
             )
         if status == 409:
-            raise HelpdeskConflict(f"{where}: changed in the helpdesk since it was pulled")
+            raise HelpdeskConflict(f"{where}: changed in the helpdesk since triagedesk read it")
         raise HelpdeskRequestError(f"{where}: {text}", status=status)
