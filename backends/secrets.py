@@ -117,3 +117,25 @@ def redact_error(error: BaseException, *secrets: SecretStr | None) -> None:
                 current.raw_output = redact(raw, *secrets)  # type: ignore[attr-defined]
             pending += [e for e in (current.__cause__, current.__context__) if e is not None]
         current = pending.pop() if pending else None
+
+
+def secret_from(variable: str | None, service: str | None, username: str) -> SecretStr | None:
+    """A token from `variable` in the environment, else from the keyring's `service` under
+    `username`; None when neither has one. Used by helpdesk clients, whose config blocks are
+    not backends; the value is registered for redaction like a backend's key."""
+    if variable:
+        value = os.environ.get(variable)
+        if value:
+            _keep_out_of_logs(value)
+            return SecretStr(value)
+    if service:
+        try:
+            import keyring  # optional extra
+
+            stored = keyring.get_password(service, username)
+        except Exception:  # no keyring backend on this machine: same as no key
+            stored = None
+        if stored:
+            _keep_out_of_logs(stored)
+            return SecretStr(stored)
+    return None

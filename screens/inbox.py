@@ -185,7 +185,9 @@ class InboxScreen(Screen[None]):
     def show_detail(self, message: TicketDetailLoaded) -> None:
         current = self.table.current
         if current is not None and current.ticket_id == message.ticket.id:
-            self.query_one(TicketDetail).show(message.ticket, message.decisions, message.history)
+            self.query_one(TicketDetail).show(
+                message.ticket, message.decisions, message.history, message.link
+            )
 
     @on(StatsLoaded)
     def stats_loaded(self, message: StatsLoaded) -> None:

@@ -11,7 +11,7 @@ from textual.message import Message
 
 from tui.core.learning.curve import CurvePoint
 from tui.core.models import BackendStats, Decision, InboxRow, LabelEvent, Ticket
-from tui.core.store import InboxFilter
+from tui.core.store import HelpdeskState, InboxFilter, TicketLink
 from tui.services.promotion import Promoted
 from tui.services.routing import RunSummary
 from tui.services.shadow_compare import ShadowComparison
@@ -68,6 +68,8 @@ class TicketDetailLoaded(Message):
     ticket: Ticket
     decisions: tuple[Decision, ...]
     history: tuple[LabelEvent, ...]
+    link: TicketLink | None = None
+    """The ticket's helpdesk id and push state, for a ticket `sync` pulled."""
 
 
 @dataclass
@@ -163,6 +165,8 @@ class StatsComputed(Message):
     timeline: list[tuple[str, str, float, int]]
     token_means: dict[str, tuple[float | None, float | None]]
     counterfactual_mean: float | None
+    helpdesks: tuple[HelpdeskState, ...] = ()
+    """Each configured helpdesk's last pull and pending/failed pushes."""
 
 
 @dataclass

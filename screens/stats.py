@@ -169,6 +169,7 @@ class StatsScreen(Screen[None]):
                 timeline=store.cost_timeline(bucket_chars=13),
                 token_means={name: store.token_means(name) for name in settings.backends},
                 counterfactual_mean=store.counterfactual_mean(),
+                helpdesks=tuple(store.helpdesk_states(list(settings.helpdesk))),
             )
         )
 
@@ -277,4 +278,11 @@ class StatsScreen(Screen[None]):
                         f"\n  one GPU serves ~{r.gpu_capacity_per_day:,.0f} tickets/day at its p50"
                     )
                 )
+        if message.helpdesks:  # small, and only where a helpdesk is configured
+            lines.append(Content.styled("\nHelpdesk sync", "bold"))
+            for state in message.helpdesks:
+                style = "$warning" if state.failed or state.conflicts else ""
+                lines.append(Content.styled(f"  {state.line()}", style))
+                if state.last_error:
+                    lines.append(Content.styled(f"    last error: {state.last_error}", "$error"))
         self.query_one("#break-even", Static).update(Content("\n").join(lines))

@@ -86,7 +86,8 @@ class InboxData(Widget):
             return
         decisions = tuple(self.store.decisions_for(ticket_id))
         history = tuple(self.store.label_history(ticket_id))
-        self.post_message(TicketDetailLoaded(ticket, decisions, history))
+        link = self.store.ticket_link(ticket_id)
+        self.post_message(TicketDetailLoaded(ticket, decisions, history, link))
 
     @work(thread=True, exclusive=True, group="stats", exit_on_error=False)
     def load_stats(self) -> None:

@@ -12,18 +12,21 @@ from textual.widgets import Static
 
 from screens import format as fmt
 from tui.core.models import Decision, LabelEvent, Ticket
+from tui.core.store import TicketLink
 
 
 def _pair(name: str, value: str) -> Content:
     return Content.assemble((f"{name:<15}", "$text-muted"), value, "\n")
 
 
-def ticket_content(ticket: Ticket) -> Content:
+def ticket_content(ticket: Ticket, link: TicketLink | None = None) -> Content:
     head = [
         Content.assemble((ticket.subject or "(no subject)", "bold"), "\n"),
         _pair("ticket", ticket.id),
         _pair("received", fmt.when(ticket.received_at)),
     ]
+    if link is not None:
+        head.append(_pair("helpdesk", link.line()))
     if ticket.customer:
         head.append(_pair("customer", ticket.customer))
     if ticket.channel:
@@ -114,9 +117,13 @@ class TicketDetail(Horizontal):
             yield Static(id="detail-decision-text")
 
     def show(
-        self, ticket: Ticket, decisions: Sequence[Decision], history: Sequence[LabelEvent]
+        self,
+        ticket: Ticket,
+        decisions: Sequence[Decision],
+        history: Sequence[LabelEvent],
+        link: TicketLink | None = None,
     ) -> None:
-        self.query_one("#detail-ticket-text", Static).update(ticket_content(ticket))
+        self.query_one("#detail-ticket-text", Static).update(ticket_content(ticket, link))
         decision = decision_content(decisions, self.reference)
         self.query_one("#detail-decision-text", Static).update(
             Content("").join([decision, history_content(history)])

@@ -39,7 +39,7 @@ def cli(*argv: str) -> tuple[int, str, str]:
             ["frobnicate"],
             "triagedesk: error: argument COMMAND: invalid choice: 'frobnicate' (choose from"
             " 'demo', 'import', 'route', 'label', 'train', 'eval', 'tune-cascade', 'export',"
-            " 'stats', 'backends', 'finetune', 'promote') (see `triagedesk --help`)",
+            " 'stats', 'backends', 'finetune', 'promote', 'sync', 'webhooks') (see `triagedesk --help`)",
         ),
         (
             ["--bogus"],
@@ -110,7 +110,7 @@ def cli(*argv: str) -> tuple[int, str, str]:
             ["tui"],
             "triagedesk: error: argument COMMAND: invalid choice: 'tui' (choose from"
             " 'demo', 'import', 'route', 'label', 'train', 'eval', 'tune-cascade', 'export',"
-            " 'stats', 'backends', 'finetune', 'promote') (see `triagedesk --help`)",
+            " 'stats', 'backends', 'finetune', 'promote', 'sync', 'webhooks') (see `triagedesk --help`)",
         ),
     ],
 )
@@ -123,7 +123,7 @@ def test_help_lists_the_commands_in_specs_order(capsys: pytest.CaptureFixture[st
     assert run(["--help"]) == 0
     text = capsys.readouterr().out
     names = ["demo", "import", "route", "label", "train", "eval", "tune-cascade", "export"]
-    names += ["stats", "backends", "finetune"]
+    names += ["stats", "backends", "finetune", "sync", "webhooks"]
     positions = [text.index(f"\n  {name} ") for name in names]
     assert positions == sorted(positions)
     assert "\n  tui" not in text and "--watch DIR" in text

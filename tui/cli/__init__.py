@@ -9,6 +9,7 @@ One module per command group, each only parsing, calling the services and printi
 - `evaluate`: `eval`, `tune-cascade`, `export` (and `tuning`, how tune-cascade prints);
 - `report`: `stats`, `backends`;  `finetune`: `finetune`, `promote`: `promote` (SPEC
   "Growing the product");
+- `sync`: `sync`, `webhooks` (helpdesk sync, SPEC "Growing the product");
 - `context`: what every command shares (settings, paths, streams, exit statuses);
 - `usage`: bad usage as one line on stderr, exit 2, and the value types that catch it.
 
@@ -33,6 +34,7 @@ from tui.cli.labels import import_files, label, train
 from tui.cli.promote import promote
 from tui.cli.report import list_backends, stats
 from tui.cli.route import route
+from tui.cli.sync import sync, webhooks
 from tui.cli.usage import usage_line
 
 for _command in (
@@ -48,6 +50,8 @@ for _command in (
     list_backends,
     finetune,
     promote,
+    sync,
+    webhooks,
 ):  # SPEC's order ("Growing the product" after), which `triagedesk --help` lists them in
     triagedesk.add_command(_command)
 

@@ -118,14 +118,14 @@ def creates_database(command: str, params: Mapping[str, Any]) -> bool:
     """Whether the command may create a missing database: only commands that store something
     new without needing anything stored already.
 
-    - `import`, `eval --store`: yes, they bring their own tickets.
+    - `import`, `eval --store`, `sync`, `webhooks`: yes, they bring their own tickets.
     - `route`, `label`, `train`, `finetune`, `export`, `tune-cascade`, `stats`, `eval --curve`:
       no, they read or change what is stored; on a missing database they say "no database at
       PATH" (exit 2) instead of leaving an empty file (and folders) behind a typo.
     - `backends`, and `train`/`finetune`/`tune-cascade`/`eval` with `--data`: never open the
       database.
     """
-    if command == "import":
+    if command in ("import", "sync", "webhooks"):  # they bring the helpdesk's tickets
         return True
     return command == "eval" and bool(params.get("store", False))
 

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from tui.core.config.errors import ConfigError, key_path, suggest
 from tui.core.config.options import BACKEND_TYPE_KEYS
 from tui.core.config.settings import RoutingConfig, Settings, known_types
+from tui.core.helpdesk.config import HelpdeskConfig, LabelMapping
 
 DEFAULT_BACKENDS: dict[str, dict[str, Any]] = {
     "specialist": {"type": "specialist"},
@@ -49,6 +50,12 @@ def _build(raw: dict[str, Any], source: Path | None) -> Settings:
             name: {**block, "name": name} if isinstance(block, dict) else block
             for name, block in backends.items()
         }
+    helpdesks = raw.get("helpdesk")
+    if isinstance(helpdesks, dict):
+        data["helpdesk"] = {
+            name: {**block, "name": name} if isinstance(block, dict) else block
+            for name, block in helpdesks.items()
+        }
     settings = Settings.model_validate(data)
     settings._source = source
     return settings
@@ -73,6 +80,11 @@ def _describe(error: Mapping[str, Any], raw: Mapping[str, Any]) -> str:
             return f"unknown {what}{suggest(key, Settings.model_fields)}"
         if loc[0] == "routing":
             return f"unknown key{suggest(key, RoutingConfig.model_fields)}"
+        if loc[0] == "helpdesk":
+            fields = (
+                LabelMapping.model_fields if "labels" in loc[2:-1] else HelpdeskConfig.model_fields
+            )
+            return f"unknown key{suggest(key, fields)}"
         block_type = _block_type(raw, loc[1]) if loc[0] == "backends" else None
         if block_type in BACKEND_TYPE_KEYS:
             valid = BACKEND_TYPE_KEYS[block_type].all()

@@ -27,6 +27,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from tui.core.config.errors import ConfigError, key_path, short, suggest
 from tui.core.config.options import BackendConfig
 from tui.core.config.references import Loc, reference_problems
+from tui.core.helpdesk.config import HelpdeskConfig, HelpdeskName
 from tui.core.models import Label, Taxonomy, check_label_name
 
 
@@ -124,6 +125,8 @@ class Settings(BaseModel):
     labels: dict[LabelName, str] = Field(default_factory=dict)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     backends: dict[str, BackendBlock] = Field(default_factory=dict)
+    helpdesk: dict[HelpdeskName, HelpdeskConfig] = Field(default_factory=dict)
+    """`[helpdesk.NAME]`: helpdesks `sync` pulls from and writes back to."""
     _source: Path | None = PrivateAttr(default=None)
 
     @property
@@ -178,6 +181,13 @@ class Settings(BaseModel):
         except KeyError:
             known = ", ".join(self.backends) or "none"
             raise ConfigError(f"unknown backend {name!r} (configured: {known})") from None
+
+    def helpdesk_named(self, name: str) -> HelpdeskConfig:
+        try:
+            return self.helpdesk[name]
+        except KeyError:
+            known = ", ".join(self.helpdesk) or "none"
+            raise ConfigError(f"unknown helpdesk {name!r} (configured: {known})") from None
 
     @property
     def reference(self) -> BackendConfig | None:

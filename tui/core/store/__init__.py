@@ -21,6 +21,7 @@ so the modules import downwards and never each other's classes:
 - shadow.py: shadow answers (never decisions), shadow skips, promotions
 - trained.py: what each trained model learnt (training sets), and `labels_that_count`, the
   rule that leaves those labels out of every accuracy
+- helpdesk.py / pushes.py: helpdesk pull cursors and links; write-back records
 - meta.py: the `meta` table, the read-only probe, the integrity check
 
 Everything callers use is re-exported here: import from `tui.core.store`, not from its modules.
@@ -39,11 +40,19 @@ from tui.core.store.claims import (
 from tui.core.store.connection import DB_FILE_MODE, StoreBase, storage_problem
 from tui.core.store.decisions import DecisionsMixin
 from tui.core.store.errors import StoreError
+from tui.core.store.helpdesk import (
+    HelpdeskMixin,
+    HelpdeskState,
+    PulledTicket,
+    PullStored,
+    TicketLink,
+)
 from tui.core.store.inbox import INBOX_FILTERS, Cursor, InboxFilter, InboxMixin
 from tui.core.store.labels import LabelsMixin, describe_unusable_labels
 from tui.core.store.latency import LATENCY_BASE, bucket_value, latency_bucket
 from tui.core.store.meta import DatabaseProbe, MetaMixin, probe_database
 from tui.core.store.migrations import MIGRATIONS, SCHEMA_VERSION, Migration
+from tui.core.store.pushes import PushesMixin, PushRecord
 from tui.core.store.runs import PendingQuery, RunInfo, RunsMixin
 from tui.core.store.shadow import (
     Promotion,
@@ -66,6 +75,11 @@ __all__ = [
     "SCHEMA_VERSION",
     "Claimed",
     "Cursor",
+    "HelpdeskState",
+    "PullStored",
+    "PulledTicket",
+    "PushRecord",
+    "TicketLink",
     "DatabaseProbe",
     "ImportRejected",
     "ImportResult",
@@ -102,6 +116,8 @@ class Store(
     ShadowMixin,
     TrainedMixin,
     MetaMixin,
+    HelpdeskMixin,
+    PushesMixin,
     StoreBase,
 ):
     """A connection to one triagedesk database.

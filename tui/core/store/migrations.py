@@ -337,7 +337,52 @@ TRAINED = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (V1, V2, V3, V4, SHADOWS, TRAINED)
+HELPDESK = Migration(
+    "Helpdesk sync. `helpdesk_cursors`: where each `[helpdesk.NAME]`'s pull stands (its"
+    " incremental cursor, written in the same transaction as the page it follows, so a crash"
+    " resumes without gaps or duplicates) and its last pull. `helpdesk_tickets`: which"
+    " helpdesk ticket each imported ticket is, with the helpdesk's `updated_at` stamp that a"
+    " write sends back for Zendesk `safe_update`. `helpdesk_pushes`: every write-back, one row"
+    " per label written to a ticket: `pending`, `sending` (started: a rerun checks the"
+    " helpdesk for its marker before writing again), `done`, `failed`, `conflict` (someone"
+    " changed the ticket since the push was queued, with the"
+    " `stamp` it then had; never overwritten) or `superseded` (a newer label queued"
+    " before it was sent). No token or secret is ever stored.",
+    (
+        """CREATE TABLE helpdesk_cursors (
+            helpdesk TEXT PRIMARY KEY,
+            cursor TEXT,
+            last_pull_at TEXT,
+            last_error TEXT
+        ) WITHOUT ROWID""",
+        """CREATE TABLE helpdesk_tickets (
+            ticket_id TEXT PRIMARY KEY REFERENCES tickets(id) ON DELETE CASCADE,
+            helpdesk TEXT NOT NULL,
+            remote_id INTEGER NOT NULL,
+            remote_updated_at TEXT NOT NULL,
+            UNIQUE (helpdesk, remote_id)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE helpdesk_pushes (
+            id INTEGER PRIMARY KEY,
+            helpdesk TEXT NOT NULL,
+            ticket_id TEXT NOT NULL REFERENCES tickets(id) ON DELETE CASCADE,
+            label TEXT NOT NULL,
+            previous_label TEXT,
+            decision_id INTEGER,
+            correction INTEGER NOT NULL DEFAULT 0,
+            stamp TEXT,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            created_at TEXT NOT NULL,
+            pushed_at TEXT
+        )""",
+        "CREATE INDEX ix_helpdesk_pushes_ticket ON helpdesk_pushes(ticket_id, id)",
+        "CREATE INDEX ix_helpdesk_pushes_state ON helpdesk_pushes(helpdesk, state, id)",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (V1, V2, V3, V4, SHADOWS, TRAINED, HELPDESK)
 """Ordered schema migrations; the database's `PRAGMA user_version` counts those applied."""
 SCHEMA_VERSION = len(MIGRATIONS)
 
