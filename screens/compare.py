@@ -109,7 +109,6 @@ class CompareModal(ModalScreen[bool]):
             label = Text(d.label or "", style="bold")
         else:
             label = Text(f"⚠ {d.error_class}", style=theme.get("error", ""), overflow="ellipsis")
-        per_1k = None if d.cost_usd is None else d.cost_usd * 1000
         values = {
             "label": label,
             "confidence": Text(fmt.confidence(d.confidence)),
@@ -119,7 +118,7 @@ class CompareModal(ModalScreen[bool]):
             "ms": Text(fmt.ms(d.total_ms), justify="right"),
             "tokens": Text(fmt.tokens(d.input_tokens, d.output_tokens, d.tokens_estimated)),
             "cost": Text(fmt.usd(d.cost_usd), justify="right"),
-            "per1k": Text(fmt.usd(per_1k), justify="right"),
+            "per1k": Text(fmt.per_1k(d.cost_usd), justify="right"),
         }
         for key, cell in values.items():
             table.update_cell(d.backend, key, cell)
