@@ -35,7 +35,7 @@ async def test_compare_runs_every_backend_side_by_side(
         grid = modal.query_one("#compare-table")
         assert grid.row_count == 3
         cost = str(grid.get_cell("hash", "cost"))
-        assert cost == "$1.2e-04"  # 100 tokens in at $1/M + 10 out at $2/M
+        assert cost == "$0.00012"  # 100 tokens in at $1/M + 10 out at $2/M
         decisions = store.decisions_for(ticket_id)
         assert sorted(d.backend for d in decisions) == ["broken", "hash", "specialist"]
         assert store.latest_decision(ticket_id).backend == "specialist"  # the active one
