@@ -7,7 +7,8 @@ One module per command group, each only parsing, calling the services and printi
   the bare command, which opens the TUI;
 - `demo`: `demo`;  `labels`: `import`, `label`, `train`;  `route`: `route`;
 - `evaluate`: `eval`, `tune-cascade`, `export` (and `tuning`, how tune-cascade prints);
-- `report`: `stats`, `backends`;  `finetune`: `finetune` (SPEC "Growing the product");
+- `report`: `stats`, `backends`;  `serve`: `serve` (the TUI in a browser);
+- `finetune`: `finetune` (SPEC "Growing the product");
 - `context`: what every command shares (settings, paths, streams, exit statuses);
 - `usage`: bad usage as one line on stderr, exit 2, and the value types that catch it.
 
@@ -31,6 +32,7 @@ from tui.cli.group import triagedesk
 from tui.cli.labels import import_files, label, train
 from tui.cli.report import list_backends, stats
 from tui.cli.route import route
+from tui.cli.serve import serve
 from tui.cli.usage import usage_line
 
 for _command in (
@@ -44,6 +46,7 @@ for _command in (
     export,
     stats,
     list_backends,
+    serve,
     finetune,
 ):  # SPEC's order ("Growing the product" after), which `triagedesk --help` lists them in
     triagedesk.add_command(_command)
