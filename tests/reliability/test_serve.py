@@ -6,6 +6,7 @@ nor the app processes' environment."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -163,10 +164,8 @@ def test_with_the_token_the_page_loads_and_the_websocket_starts_the_app(served: 
                 apps = descendants(served.process.pid)
                 environ = ""
                 for pid in apps:
-                    try:
+                    with contextlib.suppress(OSError):  # an app may have exited already
                         environ += Path(f"/proc/{pid}/environ").read_text(errors="replace")
-                    except OSError:
-                        pass
                 return received, apps, environ
 
     received, apps, environ = asyncio.run(open_app())
