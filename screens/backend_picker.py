@@ -28,8 +28,8 @@ def price(config: BackendConfig) -> str:
         return fmt.rate(config.gpu_usd_per_hour, "GPU-h")
     if config.input_usd_per_mtok is not None or config.output_usd_per_mtok is not None:
         return (
-            f"{fmt.rate(config.input_usd_per_mtok or 0, 'Mtok')} in"
-            f" / {fmt.rate(config.output_usd_per_mtok or 0, 'Mtok')} out"
+            f"{fmt.price(config.input_usd_per_mtok or 0)}"
+            f"/{fmt.price(config.output_usd_per_mtok or 0)} per Mtok"
         )
     if config.type == "specialist":
         return "CPU time"

@@ -25,13 +25,13 @@ from tui.services.desk import Desk
 
 COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("backend", "Backend", 14),
-    ("label", "Label", 22),
+    ("label", "Label", 18),
     ("confidence", "Conf", 5),
     ("source", "Source / error", 16),
     ("ms", "Latency ms", 10),
     ("tokens", "Tokens in/out", 13),
-    ("cost", "Cost", 9),
-    ("per1k", "$ per 1k", 9),
+    ("cost", "Cost", 11),
+    ("per1k", "$ per 1k", 10),
 )
 
 
@@ -137,7 +137,7 @@ class CompareModal(ModalScreen[bool]):
             "ms": Text(fmt.ms(d.total_ms), justify="right"),
             "tokens": Text(fmt.tokens(d.input_tokens, d.output_tokens, d.tokens_estimated)),
             "cost": Text(fmt.usd(d.cost_usd), justify="right"),
-            "per1k": Text(fmt.per_1k(d.cost_usd), justify="right"),
+            "per1k": Text(fmt.usd_per_1k(d.cost_usd), justify="right"),
         }
         for key, cell in values.items():
             table.update_cell(d.backend, key, cell)

@@ -20,17 +20,17 @@ from tui.core.learning.curve import curve_from_labels, format_curve
 from tui.services.desk import Desk
 
 COLUMNS: tuple[tuple[str, str, int], ...] = (
-    ("backend", "Backend", 13),
+    ("backend", "Backend", 12),
     ("type", "Type", 10),
     ("n", "Decisions", 9),
-    ("errors", "Errors", 7),
+    ("errors", "Errors", 6),
     ("labelled", "Labelled", 8),
     ("accuracy", "Accuracy", 8),
     ("f1", "Macro-F1", 8),
-    ("p50", "p50 ms", 7),
-    ("p95", "p95 ms", 7),
-    ("per1k", "per 1k", 9),
-    ("monthly", "per month", 10),
+    ("p50", "p50 ms", 6),
+    ("p95", "p95 ms", 6),
+    ("per1k", "$ per 1k", 10),
+    ("monthly", "$/month", 10),
 )
 
 

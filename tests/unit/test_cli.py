@@ -82,7 +82,7 @@ def test_full_headless_workflow(isolated_home: Path, tmp_path: Path, labelled_fi
     assert spec["backend"] == "specialist" and spec["n"] == 26 and spec["errors"] == 0
     assert set(spec["latency_ms"]) == {"p50", "p95"} and spec["accuracy"] is not None
     r = run(isolated_home, "stats")
-    assert "specialist" in r.stdout and "$/month" in r.stdout
+    assert "specialist" in r.stdout and "per month" in r.stdout
     r = run(isolated_home, "route", "--all", "--limit", "5")
     assert "routed 5 tickets" in r.stdout
     r = run(isolated_home, "route", "--ids", "N1,N2")

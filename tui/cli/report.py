@@ -52,8 +52,8 @@ def _price(config: Any) -> str:
     if config.gpu_usd_per_hour is not None:
         return money.rate(config.gpu_usd_per_hour, "GPU-h")
     if config.input_usd_per_mtok is not None or config.output_usd_per_mtok is not None:
-        inp = money.rate(config.input_usd_per_mtok or 0, "Mtok")
-        return f"{inp} in / {money.rate(config.output_usd_per_mtok or 0, 'Mtok')} out"
+        inp, out = config.input_usd_per_mtok or 0, config.output_usd_per_mtok or 0
+        return f"{money.price(inp)}/{money.price(out)} per Mtok"
     if config.type == "specialist":
         from tui.core.config import DEFAULT_CPU_USD_PER_HOUR
 

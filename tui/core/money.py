@@ -82,15 +82,20 @@ def monthly_at(per_ticket: float | None, daily_volume: int) -> str:
     return monthly(per_ticket * daily_volume * DAYS_PER_MONTH)
 
 
-def rate(value: float | None, unit: str) -> str:
-    """A configured price per unit of resource, as written (`$1.10/GPU-h`, `$0.075/Mtok`):
-    a price is typed by a person, so it keeps all its digits, never a rounded `7.5e-02`."""
+def price(value: float | None) -> str:
+    """A configured price as written (`$1.10`, `$0.075`, `$0.00001`): a price is typed by a
+    person, so it keeps all its digits (to a billionth), never a rounded `7.5e-02`."""
     if value is None or not math.isfinite(value):
         return DASH
     if value == 0 or abs(value) >= 1:
-        return f"{usd(value)}/{unit}"
+        return usd(value)
     whole, _, digits = f"{abs(value):.9f}".partition(".")
     sign = "-" if value < 0 else ""
     if not digits.strip("0"):
-        return f"< {sign}$0.000000001/{unit}"
-    return f"{sign}${whole}.{digits.rstrip('0').ljust(2, '0')}/{unit}"
+        return f"< {sign}$0.000000001"
+    return f"{sign}${whole}.{digits.rstrip('0').ljust(2, '0')}"
+
+
+def rate(value: float | None, unit: str) -> str:
+    """A configured price per unit of resource: `$1.10/GPU-h`, `$0.075/Mtok`."""
+    return DASH if value is None else f"{price(value)}/{unit}"
