@@ -46,8 +46,8 @@ for _command in (
     export,
     stats,
     list_backends,
-    serve,
     finetune,
+    serve,
 ):  # SPEC's order ("Growing the product" after), which `triagedesk --help` lists them in
     triagedesk.add_command(_command)
 
