@@ -74,3 +74,35 @@ async def test_stats_screen_shows_the_store_figures(
         assert "gpt" in text and "llama" in text
         await pilot.press("escape")
         await wait_until(pilot, lambda: not isinstance(app.screen, StatsScreen))
+
+
+async def test_compare_says_why_a_backend_cannot_answer_instead_of_failing(
+    store: Store, app_for, specialist: Path, monkeypatch
+) -> None:
+    monkeypatch.delenv("TRIAGEDESK_TEST_NO_KEY", raising=False)
+    seed(store, 3)
+    app = app_for(
+        {
+            "specialist": {"type": "specialist", "path": str(specialist)},
+            "hosted": {
+                "type": "openai",
+                "base_url": "http://127.0.0.1:9/v1",
+                "model": "gpt-4o-mini",
+                "api_key_env": "TRIAGEDESK_TEST_NO_KEY",
+            },
+        }
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one(TicketTable)
+        await wait_until(pilot, lambda: table.current is not None)
+        ticket_id = table.current.ticket_id
+        await pilot.press("c")
+        await wait_until(pilot, lambda: isinstance(app.screen, CompareModal))
+        modal = app.screen
+        await wait_until(pilot, lambda: modal.stored)
+        grid = modal.query_one("#compare-table")
+        assert str(grid.get_cell("hosted", "label")) == "unavailable"
+        assert "TRIAGEDESK_TEST_NO_KEY is not set" in str(grid.get_cell("hosted", "source"))
+        assert "1 unavailable" in str(modal.query_one("#compare-help").render())
+        # routed only where it can answer: no error decision stored for the hosted one
+        assert [d.backend for d in store.decisions_for(ticket_id)] == ["specialist"]
