@@ -85,8 +85,11 @@ class CostPlot(PlotextPlot):
             ticks = sorted({0, len(buckets) // 2, len(buckets) - 1})
             labels = [buckets[i][5:13].replace("T", " ") + "h" for i in ticks]
             plt.xticks([float(tick) for tick in ticks], labels)
-            if len(buckets) == 1:
-                plt.xlim(-1, 1)
+            # a fixed x range: every hour's point and tick label inside the canvas, so the
+            # last label is never dropped at the edge (one hour: a point in the middle)
+            plt.xlim(
+                -0.5 if len(buckets) > 1 else -1, len(buckets) - 0.5 if len(buckets) > 1 else 1
+            )
             yticks, ylabels = money_ticks(top)
             plt.yticks(list(yticks), list(ylabels))
             plt.ylim(0, top * 1.1 if top > 0 else 1)
