@@ -25,10 +25,11 @@ HEALTH_TIMEOUT_S = 5.0
 def price(config: BackendConfig) -> str:
     """The backend's pricing in one short phrase."""
     if config.gpu_usd_per_hour is not None:
-        return f"${config.gpu_usd_per_hour:.2f}/GPU-h"
+        return fmt.rate(config.gpu_usd_per_hour, "GPU-h")
     if config.input_usd_per_mtok is not None or config.output_usd_per_mtok is not None:
         return (
-            f"${config.input_usd_per_mtok or 0:g} / ${config.output_usd_per_mtok or 0:g} per Mtok"
+            f"{fmt.price(config.input_usd_per_mtok or 0)}"
+            f"/{fmt.price(config.output_usd_per_mtok or 0)} per Mtok"
         )
     if config.type == "specialist":
         return "CPU time"

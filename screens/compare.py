@@ -16,21 +16,22 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label
 
 from screens import format as fmt
+from screens.backend_picker import HEALTH_TIMEOUT_S
 from screens.messages import CompareAnswered
 from screens.widgets.route_runner import wait_notifier
 from tui.core.models import Decision, Ticket
-from tui.services.compare import compare_backends, store_compared
+from tui.services.compare import compare_backends, store_compared, unavailable_backends
 from tui.services.desk import Desk
 
 COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("backend", "Backend", 14),
-    ("label", "Label", 22),
+    ("label", "Label", 18),
     ("confidence", "Conf", 5),
     ("source", "Source / error", 16),
     ("ms", "Latency ms", 10),
     ("tokens", "Tokens in/out", 13),
-    ("cost", "Cost", 9),
-    ("per1k", "$ per 1k", 9),
+    ("cost", "Cost", 11),
+    ("per1k", "$ per 1k", 10),
 )
 
 
@@ -88,7 +89,17 @@ class CompareModal(ModalScreen[bool]):
         def answered(decision: Decision) -> None:
             self.post_message(CompareAnswered(decision))
 
-        decisions = await compare_backends(router, self.ticket, self.new_run_id, answered)
+        unavailable = await unavailable_backends(router, HEALTH_TIMEOUT_S)
+        self.show_unavailable(unavailable)
+        names = [name for name in router.settings.backends if name not in unavailable]
+        decisions = await compare_backends(
+            router, self.ticket, self.new_run_id, answered, names=names
+        )
+        if not decisions:
+            self.query_one("#compare-help", Label).update(
+                "No backend can answer now (see each row); escape to close"
+            )
+            return
         try:
             await asyncio.to_thread(store_compared, self.desk.store, decisions, router.active)
         except Exception as exc:  # the answers stay on screen; say why they were not kept
@@ -98,6 +109,14 @@ class CompareModal(ModalScreen[bool]):
             return
         self.stored = True
         self.post_message(CompareAnswered(decisions[0]))
+
+    def show_unavailable(self, unavailable: dict[str, str]) -> None:
+        """Backends that cannot answer now: one muted line each, not a failed attempt."""
+        muted = self.app.theme_variables.get("text-muted", "")
+        table = self.query_one(DataTable)
+        for name, reason in unavailable.items():
+            table.update_cell(name, "label", Text("unavailable", style=muted))
+            table.update_cell(name, "source", Text(reason, style=muted, overflow="ellipsis"))
 
     @on(CompareAnswered)
     def show_answer(self, message: CompareAnswered) -> None:
@@ -109,7 +128,6 @@ class CompareModal(ModalScreen[bool]):
             label = Text(d.label or "", style="bold")
         else:
             label = Text(f"⚠ {d.error_class}", style=theme.get("error", ""), overflow="ellipsis")
-        per_1k = None if d.cost_usd is None else d.cost_usd * 1000
         values = {
             "label": label,
             "confidence": Text(fmt.confidence(d.confidence)),
@@ -119,7 +137,7 @@ class CompareModal(ModalScreen[bool]):
             "ms": Text(fmt.ms(d.total_ms), justify="right"),
             "tokens": Text(fmt.tokens(d.input_tokens, d.output_tokens, d.tokens_estimated)),
             "cost": Text(fmt.usd(d.cost_usd), justify="right"),
-            "per1k": Text(fmt.usd(per_1k), justify="right"),
+            "per1k": Text(fmt.usd_per_1k(d.cost_usd), justify="right"),
         }
         for key, cell in values.items():
             table.update_cell(d.backend, key, cell)
@@ -129,6 +147,9 @@ class CompareModal(ModalScreen[bool]):
             verdict = "all agree" if len(labels) == 1 else f"{len(labels)} different labels"
             if failed:
                 verdict += f", {failed} failed"
+            skipped = len(self.desk.settings.backends) - len(self.answers)
+            if skipped:
+                verdict += f", {skipped} unavailable"
             self.query_one("#compare-help", Label).update(
                 f"Done: {verdict}; stored. escape to close"
             )

@@ -8,20 +8,22 @@ from datetime import datetime
 from textual.content import Content
 from textual.fuzzy import Matcher
 
+from tui.core import money
+from tui.core.money import monthly, per_1k, per_1k_amount, price, rate
+
+__all__ = ["monthly", "per_1k", "per_1k_amount", "price", "rate", "usd", "usd_per_1k"]
+
 
 def usd(value: float | None) -> str:
-    """Dollars at a precision that keeps tiny per-ticket costs readable."""
-    if value is None:
-        return "–"
-    if value == 0:
-        return "$0"
-    if abs(value) >= 100:
-        return f"${value:,.0f}"
-    if abs(value) >= 1:
-        return f"${value:,.2f}"
-    if abs(value) >= 0.001:
-        return f"${value:.4f}"
-    return f"${value:.1e}"
+    """Dollars as people write them (`tui.core.money.usd`): the screens and the command line
+    share one formatter, so no screen shows `7.6e-09`."""
+    return money.usd(value)
+
+
+def usd_per_1k(per_ticket: float | None) -> str:
+    """What 1,000 tickets at this per-ticket cost come to, for a column headed per 1k: a
+    specialist's $0.0000000076 reads $0.0000076, not a row of `< $0.000001`."""
+    return money.usd(None if per_ticket is None else per_ticket * 1000)
 
 
 def ms(value: float | None) -> str:

@@ -5,7 +5,6 @@ with `[routing] shadow`, one line per shadow backend against the active one."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 from rich.text import Text
@@ -16,11 +15,11 @@ from textual.containers import Horizontal
 from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
-from textual_plotext import PlotextPlot
 
 from screens import format as fmt
 from screens.messages import CurveComputed, ShadowsCompared, StatsComputed
-from tui.core.cost_report import break_even_rows, cumulative_costs, hosted_prices
+from screens.widgets.stats_plots import CostPlot, CurvePlot, LatencyPlot, backend_colors
+from tui.core.cost_report import break_even_rows, hosted_prices
 from tui.core.intervals import accuracy_text
 from tui.core.learning.curve import curve_from_labels, format_curve
 from tui.core.learning.training import held_out_stats
@@ -35,10 +34,10 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("errors", "Errors", 6),
     ("accuracy", "Accuracy (95% CI, n)", 22),
     ("f1", "Macro-F1", 8),
-    ("p50", "p50 ms", 7),
-    ("p95", "p95 ms", 7),
-    ("per1k", "$/1k", 9),
-    ("monthly", "$/month", 9),
+    ("p50", "p50 ms", 6),
+    ("p95", "p95 ms", 6),
+    ("per1k", "$ per 1k", 10),
+    ("monthly", "$/month", 10),
 )
 
 
@@ -78,8 +77,9 @@ class StatsScreen(Screen[None]):
         yield DataTable(id="stats-table", cursor_type="row")
         yield Static(id="shadow-compare")
         with Horizontal(id="stats-plots"):
-            yield PlotextPlot(id="latency-plot")
-            yield PlotextPlot(id="cost-plot")
+            yield LatencyPlot(id="latency-plot")
+            yield CostPlot(id="cost-plot")
+            yield CurvePlot(id="curve-plot")
         with Horizontal(id="stats-bottom"):
             yield Static(id="break-even")
             yield Static("computing the learning curve ...", id="learning-curve")
@@ -141,6 +141,7 @@ class StatsScreen(Screen[None]):
     @on(CurveComputed)
     def show_curve(self, message: CurveComputed) -> None:
         panel = self.query_one("#learning-curve", Static)
+        self.query_one(CurvePlot).show(message.points)
         if not message.points:
             panel.update(
                 f"{message.labelled} labelled tickets: label at least 20, with 5 or more per"
@@ -192,38 +193,10 @@ class StatsScreen(Screen[None]):
                 key=s.backend,
             )
         table.border_subtitle = left_out_note(message.stats)
-        self._plot_latency(message.latencies)
-        self._plot_cost(message.timeline)
+        colors = backend_colors(s.backend for s in message.stats)
+        self.query_one(LatencyPlot).show(message.latencies, colors)
+        self.query_one(CostPlot).show(message.timeline, colors)
         self._show_break_even(message)
-
-    def _plot_latency(self, latencies: dict[str, list[float]]) -> None:
-        widget = self.query_one("#latency-plot", PlotextPlot)
-        plt = widget.plt
-        plt.clear_data()
-        plt.clear_figure()
-        plt.title("Latency (ms, log scale)")
-        for name, values in latencies.items():
-            logs = [math.log10(max(v, 0.01)) for v in values]
-            if logs:
-                plt.hist(logs, bins=30, label=name)
-        plt.xticks([-1, 0, 1, 2, 3, 4], ["0.1", "1", "10", "100", "1k", "10k"])
-        widget.refresh()
-
-    def _plot_cost(self, timeline: list[tuple[str, str, float, int]]) -> None:
-        widget = self.query_one("#cost-plot", PlotextPlot)
-        plt = widget.plt
-        plt.clear_data()
-        plt.clear_figure()
-        plt.title("Cumulative cost by hour ($)")
-        series = cumulative_costs(timeline)
-        for backend, (xs, ys) in series.lines.items():
-            plt.plot(xs, ys, label=backend, marker="braille")
-        buckets = series.buckets
-        if buckets:
-            ticks = sorted({0, len(buckets) // 2, len(buckets) - 1})
-            labels = [buckets[i][5:13].replace("T", " ") + "h" for i in ticks]
-            plt.xticks([float(tick) for tick in ticks], labels)
-        widget.refresh()
 
     def _show_break_even(self, message: StatsComputed) -> None:
         settings = self.desk.settings
@@ -261,13 +234,13 @@ class StatsScreen(Screen[None]):
             lines.append(
                 Content.assemble(
                     (f"{h.backend}", "bold"),
-                    f" {fmt.usd(h.per_ticket)}/ticket ({h.how})  vs  ",
+                    f" {fmt.per_1k(h.per_ticket)} ({h.how})  vs  ",
                     (f"{row.self_hosted}", "bold"),
-                    f" ${row.gpu_usd_per_hour:.2f}/GPU-h = {fmt.usd(gpu_monthly)}/month\n",
+                    f" {fmt.rate(row.gpu_usd_per_hour, 'GPU-h')} = {fmt.monthly(gpu_monthly)}\n",
                     "  the GPU is cheaper above ",
                     (where, "bold $accent"),
-                    f"; at your {volume:,}/day: hosted {fmt.usd(row.hosted_monthly)}/mo,"
-                    f" GPU {fmt.usd(gpu_monthly)}/mo → ",
+                    f"; at your {volume:,}/day: hosted {fmt.monthly(row.hosted_monthly)},"
+                    f" GPU {fmt.monthly(gpu_monthly)} → ",
                     (row.cheaper, "bold $success"),
                     " is cheaper",
                 )

@@ -47,8 +47,8 @@ class StatusBar(Horizontal):
             f" │ {flight} │ {figures.per_second:.1f}/s",
             f" │ p50 {fmt.ms(figures.p50_ms)} p95 {fmt.ms(figures.p95_ms)} ms",
             f" │ spent {fmt.usd(figures.total_cost)}",
-            f" │ {fmt.usd(figures.per_1k)}/1k",
-            f" │ {fmt.usd(figures.monthly)}/mo",
+            f" │ {fmt.per_1k_amount(figures.per_1k)}",
+            f" │ {fmt.monthly(figures.monthly)}",
         )
         self.query_one("#status-text", Static).update(text)
 

@@ -72,8 +72,8 @@ def decision_content(decisions: Sequence[Decision], reference: str | None) -> Co
             )
         )
     parts.append(_pair("tokens in/out", fmt.tokens(d.input_tokens, d.output_tokens)))
-    parts.append(_pair("cost", fmt.usd(d.cost_usd)))
-    counterfactual = f"{fmt.usd(d.counterfactual_cost_usd)} on {reference or 'the reference'}"
+    parts.append(_pair("cost", f"{fmt.per_1k(d.cost_usd)} ({fmt.usd(d.cost_usd)} this ticket)"))
+    counterfactual = f"{fmt.per_1k(d.counterfactual_cost_usd)} on {reference or 'the reference'}"
     if d.tokens_estimated:
         counterfactual += " (tokens estimated)"
     parts.append(_pair("counterfactual", counterfactual))

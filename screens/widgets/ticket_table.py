@@ -29,7 +29,7 @@ FIXED_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("confidence", "Conf", 4),
     ("backend", "Backend", 11),
     ("ms", "ms", 5),
-    ("cost", "Cost", 8),
+    ("cost", "$ per 1k", 10),
     ("status", "Agent / status", 15),
 )
 """(key, header, width); the subject takes what the others leave."""
@@ -157,7 +157,7 @@ class TicketTable(DataTable[Text], inherit_bindings=False):
             Text(fmt.confidence(row.confidence), style=style["warning"] if low else ""),
             Text(row.backend or "", overflow="ellipsis", no_wrap=True),
             Text(fmt.ms(row.total_ms) if row.backend else "", justify="right"),
-            Text(fmt.usd(row.cost_usd) if row.backend else "", justify="right"),
+            Text(fmt.usd_per_1k(row.cost_usd) if row.backend else "", justify="right"),
             status,
         ]
 

@@ -36,7 +36,7 @@ async def test_compare_runs_every_backend_side_by_side(
         grid = modal.query_one("#compare-table")
         assert grid.row_count == 3
         cost = str(grid.get_cell("hash", "cost"))
-        assert cost == "$1.2e-04"  # 100 tokens in at $1/M + 10 out at $2/M
+        assert cost == "$0.00012"  # 100 tokens in at $1/M + 10 out at $2/M
         decisions = store.decisions_for(ticket_id)
         assert sorted(d.backend for d in decisions) == ["broken", "hash", "specialist"]
         assert store.latest_decision(ticket_id).backend == "specialist"  # the active one
@@ -98,3 +98,35 @@ async def test_stats_screen_says_when_no_label_is_held_out(
         row = [str(cell) for cell in grid.get_row("specialist")]
         assert row[4] == "no held-out labels yet"
         assert "specialist 20" in str(grid.border_subtitle)
+
+
+async def test_compare_says_why_a_backend_cannot_answer_instead_of_failing(
+    store: Store, app_for, specialist: Path, monkeypatch
+) -> None:
+    monkeypatch.delenv("TRIAGEDESK_TEST_NO_KEY", raising=False)
+    seed(store, 3)
+    app = app_for(
+        {
+            "specialist": {"type": "specialist", "path": str(specialist)},
+            "hosted": {
+                "type": "openai",
+                "base_url": "http://127.0.0.1:9/v1",
+                "model": "gpt-4o-mini",
+                "api_key_env": "TRIAGEDESK_TEST_NO_KEY",
+            },
+        }
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one(TicketTable)
+        await wait_until(pilot, lambda: table.current is not None)
+        ticket_id = table.current.ticket_id
+        await pilot.press("c")
+        await wait_until(pilot, lambda: isinstance(app.screen, CompareModal))
+        modal = app.screen
+        await wait_until(pilot, lambda: modal.stored)
+        grid = modal.query_one("#compare-table")
+        assert str(grid.get_cell("hosted", "label")) == "unavailable"
+        assert "TRIAGEDESK_TEST_NO_KEY is not set" in str(grid.get_cell("hosted", "source"))
+        assert "1 unavailable" in str(modal.query_one("#compare-help").render())
+        # routed only where it can answer: no error decision stored for the hosted one
+        assert [d.backend for d in store.decisions_for(ticket_id)] == ["specialist"]

@@ -82,7 +82,7 @@ def test_full_headless_workflow(isolated_home: Path, tmp_path: Path, labelled_fi
     assert spec["backend"] == "specialist" and spec["n"] == 26 and spec["errors"] == 0
     assert set(spec["latency_ms"]) == {"p50", "p95"} and spec["accuracy"] is not None
     r = run(isolated_home, "stats")
-    assert "specialist" in r.stdout and "$/month" in r.stdout
+    assert "specialist" in r.stdout and "per month" in r.stdout
     r = run(isolated_home, "route", "--all", "--limit", "5")
     assert "routed 5 tickets" in r.stdout
     r = run(isolated_home, "route", "--ids", "N1,N2")
@@ -182,11 +182,22 @@ def test_invalid_config_names_file_and_key(isolated_home: Path, tmp_path: Path) 
 def test_demo_builds_offline_and_reuses_its_database(isolated_home: Path) -> None:
     r = run(isolated_home, "demo", "--no-tui", "--size", "400")
     assert r.returncode == 0, r.stderr
-    assert "trained the specialist on" in r.stderr and "routed 400 tickets" in r.stderr
-    assert "specialist" in r.stdout and "$/month" in r.stdout
+    assert "trained specialist (tfidf) on" in r.stderr
+    assert "trained embeddings (embeddings) on" in r.stderr
+    assert "routed 400 tickets with specialist" in r.stderr
+    assert "specialist" in r.stdout and "per month" in r.stdout
     data = isolated_home / "data"
     assert (data / "demo.db").exists() and (data / "demo.toml").exists()
     assert (data / "models" / "demo-specialist.joblib").exists()
+    assert (data / "models" / "demo-embeddings.joblib").exists()
+    # three backends answer offline, on a shared sample: real alternatives, no errors
+    demo_files = ("--db", str(data / "demo.db"), "--config", str(data / "demo.toml"))
+    listed = run(isolated_home, *demo_files, "stats", "--json")
+    stats = {s["backend"]: s for s in json.loads(listed.stdout)}
+    assert set(stats) == {"specialist", "embeddings", "local-cascade"}
+    assert stats["specialist"]["n"] == 400
+    assert stats["embeddings"]["n"] == stats["local-cascade"]["n"] == 300
+    assert all(s["errors"] == 0 for s in stats.values())
     assert not (data / "models" / "specialist.joblib").exists()  # the user's own model is untouched
     again = run(isolated_home, "demo", "--no-tui", "--size", "400")
     assert again.returncode == 0 and "already built" in again.stderr

@@ -137,7 +137,13 @@ def test_demo_config_loads(tmp_path: Path) -> None:
         "claude-haiku",
         "llama3",
         "cascade",
+        "embeddings",
+        "local-cascade",
     }
+    embeddings = settings.backend("embeddings")
+    assert embeddings.type == "specialist"
+    local = settings.backend("local-cascade")
+    assert (local.first, local.then, local.threshold) == ("specialist", "embeddings", 0.7)
     haiku = settings.backend("claude-haiku")
     assert (haiku.type, haiku.model, haiku.api_key_env) == (
         "anthropic",
@@ -161,7 +167,7 @@ def test_demo_config_loads(tmp_path: Path) -> None:
     )
     cascade = settings.backend("cascade")
     assert (cascade.first, cascade.then, cascade.threshold) == ("specialist", "gpt-4o-mini", 0.6)
-    assert demo_config_toml().count("\n# ") >= 6  # every block is explained
+    assert demo_config_toml().count("\n# ") >= 8  # every block is explained
 
 
 @pytest.mark.slow

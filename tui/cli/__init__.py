@@ -10,6 +10,7 @@ One module per command group, each only parsing, calling the services and printi
 - `report`: `stats`, `backends`;  `finetune`: `finetune`, `promote`: `promote` (SPEC
   "Growing the product");
 - `sync`: `sync`, `webhooks` (helpdesk sync, SPEC "Growing the product");
+- `serve`: `serve` (the TUI in a browser);
 - `context`: what every command shares (settings, paths, streams, exit statuses);
 - `usage`: bad usage as one line on stderr, exit 2, and the value types that catch it.
 
@@ -34,6 +35,7 @@ from tui.cli.labels import import_files, label, train
 from tui.cli.promote import promote
 from tui.cli.report import list_backends, stats
 from tui.cli.route import route
+from tui.cli.serve import serve
 from tui.cli.sync import sync, webhooks
 from tui.cli.usage import usage_line
 
@@ -52,6 +54,7 @@ for _command in (
     promote,
     sync,
     webhooks,
+    serve,
 ):  # SPEC's order ("Growing the product" after), which `triagedesk --help` lists them in
     triagedesk.add_command(_command)
 

@@ -23,6 +23,7 @@ from tui.cli.usage import (
     flag,
     value_option,
 )
+from tui.core import money
 from tui.core.models import Decision, Taxonomy, Ticket
 from tui.core.store import StoreError
 from tui.services import evaluation
@@ -116,7 +117,7 @@ def evaluate(
     ctx.say(
         f"{backend}: n={report['n']} errors={report['errors']}"
         f" accuracy={acc:.3f} macro_f1={report['macro_f1'] or 0:.3f}"
-        f" p50={report['latency_ms']['p50'] or 0:.1f} ms cost=${report['cost_usd']:.4f}"
+        f" p50={report['latency_ms']['p50'] or 0:.1f} ms cost={money.usd(report['cost_usd'])}"
         if acc is not None
         else f"{backend}: no tickets scored"
     )

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 if TYPE_CHECKING:
     from tui.services.shadow_compare import ShadowComparison
+from tui.core import money
 
 
 def _fmt(value: float | None, pattern: str) -> str:
@@ -50,15 +51,14 @@ def print_stats(ctx: Context, *, as_json: bool) -> int:
         ctx.say("no decisions yet: run `triagedesk route`")
         return 0
     header = f"{'backend':<18}{'n':>8}{'errors':>8}{'accuracy (95% CI, n)':>28}{'macro-F1':>10}"
-    header += f"{'p50 ms':>10}{'p95 ms':>10}{'cost $':>12}{'$/1k':>10}{'$/month':>12}"
+    header += f"{'p50 ms':>10}{'p95 ms':>10}{'spent':>12}{'per 1k':>12}{'per month':>14}"
     ctx.say(header)
     for s in stats:
         ctx.say(
             f"{s.backend:<18}{s.n:>8}{s.errors:>8}{_accuracy(s):>28}"
             f"{_fmt(s.macro_f1, '{:.3f}'):>10}{_fmt(s.latency_ms['p50'], '{:.1f}'):>10}"
-            f"{_fmt(s.latency_ms['p95'], '{:.1f}'):>10}{s.cost_usd:>12.4f}"
-            f"{_fmt(s.cost_per_1k_usd, '{:.4f}'):>10}"
-            f"{_fmt(s.projected_monthly_usd, '{:,.0f}'):>12}",
+            f"{_fmt(s.latency_ms['p95'], '{:.1f}'):>10}{money.usd(s.cost_usd):>12}"
+            f"{money.usd(s.cost_per_1k_usd):>12}{money.usd(s.projected_monthly_usd):>14}",
         )
     ctx.say(f"(monthly projection at {ctx.settings.routing.daily_volume:,} tickets/day)")
     for c in shadows:
@@ -97,13 +97,14 @@ def stats(ctx: Context, *, as_json: bool) -> int:
 
 def _price(config: Any) -> str:
     if config.gpu_usd_per_hour is not None:
-        return f"${config.gpu_usd_per_hour}/GPU-h"
+        return money.rate(config.gpu_usd_per_hour, "GPU-h")
     if config.input_usd_per_mtok is not None or config.output_usd_per_mtok is not None:
-        return f"${config.input_usd_per_mtok or 0}/${config.output_usd_per_mtok or 0} per Mtok"
+        inp, out = config.input_usd_per_mtok or 0, config.output_usd_per_mtok or 0
+        return f"{money.price(inp)}/{money.price(out)} per Mtok"
     if config.type == "specialist":
         from tui.core.config import DEFAULT_CPU_USD_PER_HOUR
 
-        return f"${config.cpu_usd_per_hour or DEFAULT_CPU_USD_PER_HOUR}/vCPU-h"
+        return money.rate(config.cpu_usd_per_hour or DEFAULT_CPU_USD_PER_HOUR, "vCPU-h")
     return "-"
 
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from tui.cli.context import Context
+from tui.core import money
 from tui.core.cascade_tuning import TuningResult, table_rows
 
 
@@ -30,18 +31,18 @@ def print_tuning(
     )
     for name, row in ((first, result.first_only), (then, result.then_only)):
         cost = row.cost_per_1k_usd
-        ctx.say(f"  {name} alone: accuracy {row.accuracy:.1%}, ${cost:.4f} per 1k")
-    ctx.say(f"{'threshold':>10}{'accuracy':>10}{'$/1k':>12}{'escalated':>11}")
+        ctx.say(f"  {name} alone: accuracy {row.accuracy:.1%}, {money.per_1k_amount(cost)}")
+    ctx.say(f"{'threshold':>10}{'accuracy':>10}{'per 1k':>12}{'escalated':>11}")
     for row in table_rows(result):
         mark = "  <- pick" if row == result.pick else ""
         ctx.say(
-            f"{row.threshold:>10.2f}{row.accuracy:>10.1%}{row.cost_per_1k_usd:>12.4f}"
+            f"{row.threshold:>10.2f}{row.accuracy:>10.1%}{money.usd(row.cost_per_1k_usd):>12}"
             f"{row.escalated:>11.1%}{mark}"
         )
     pick = result.pick
     summary = (
         f"threshold {pick.threshold:.2f}: accuracy {pick.accuracy:.1%},"
-        f" ${pick.cost_per_1k_usd:.4f} per 1k tickets, {pick.escalated:.0%} escalated"
+        f" {money.usd(pick.cost_per_1k_usd)} per 1k tickets, {pick.escalated:.0%} escalated"
     )
     if result.reached:
         ctx.say(f"pick: {summary} (cheapest reaching {result.target:.1%})")

@@ -19,11 +19,15 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tui.core import paths
 from tui.core.config import Settings, load_settings
 from tui.core.safe_files import private_dir, write_private
 from tui.core.store import StoreError, probe_database
+
+if TYPE_CHECKING:
+    from tui.core.store import Store
 
 DEMO_MARK_KEY = "demo"
 """The `meta` key that marks a demo database; its value is when the demo built it."""
@@ -45,6 +49,20 @@ class DemoPaths:
     db: Path
     config: Path
     model: Path
+    embeddings_model: Path
+
+    def models(self) -> dict[str, tuple[str, Path]]:
+        """Per demo backend block that runs a trained model: its kind and its file."""
+        return {
+            "specialist": ("tfidf", self.model),
+            "embeddings": ("embeddings", self.embeddings_model),
+        }
+
+
+DEMO_SAMPLE = 300
+"""Tickets the demo also routes through each other offline backend, so the statistics,
+histogram and break-even compare real alternatives from the first screen."""
+OFFLINE_ALTERNATIVES = ("embeddings", "local-cascade")
 
 
 def demo_paths(db: Path | None = None, config: Path | None = None) -> DemoPaths:
@@ -58,6 +76,7 @@ def demo_paths(db: Path | None = None, config: Path | None = None) -> DemoPaths:
         db=db or paths.demo_db_path(),
         config=config or paths.data_dir() / "demo.toml",
         model=paths.models_dir() / "demo-specialist.joblib",
+        embeddings_model=paths.models_dir() / "demo-embeddings.joblib",
     )
     check_demo_db(target.db)
     check_demo_config(target.config)
@@ -133,12 +152,13 @@ def _same(path: Path, other: Path) -> bool:
 def write_demo_config(target: DemoPaths) -> None:
     from tui.core.demo import demo_config_toml
 
-    block = '[backends.specialist]\ntype = "specialist"\n'
     text = demo_config_toml()
-    if block not in text:
-        raise RuntimeError("demo config template lost its [backends.specialist] block")
-    # The demo trains its own model file so it never overwrites the user's real specialist.
-    text = text.replace(block, f"{block}path = {json.dumps(str(target.model))}\n", 1)
+    for name, (_kind, model) in target.models().items():
+        block = f'[backends.{name}]\ntype = "specialist"\n'
+        if block not in text:
+            raise RuntimeError(f"demo config template lost its [backends.{name}] block")
+        # The demo trains its own model files so it never overwrites the user's specialist.
+        text = text.replace(block, f"{block}path = {json.dumps(str(model))}\n", 1)
     text = DEMO_CONFIG_MARK + text
     private_dir(target.config.parent)
     write_private(target.config, text)
@@ -160,7 +180,6 @@ def build_demo(
     """
     from tui.core.demo import demo_taxonomy, generate_inbox
     from tui.core.learning.model import SpecialistModel
-    from tui.core.learning.training import save_and_record
     from tui.core.models import utcnow
     from tui.core.store import Store
     from tui.services.routing import Router, RunClaims, page_pending
@@ -178,6 +197,7 @@ def build_demo(
         if store.get_meta(DEMO_MARK_KEY) is None:  # before any ticket: a half-built one is ours
             store.set_meta(DEMO_MARK_KEY, utcnow().isoformat())
         if existing and store.ticket_count() and target.model.exists():
+            _train_missing(store, target, settings, say)
             say(f"demo database {target.db} already built (use --fresh to rebuild)")
             info = SpecialistModel.read_info(target.model)
             if info is None or not info.model_id:
@@ -190,39 +210,72 @@ def build_demo(
         inbox = generate_inbox(size)
         labels = {d.ticket.id: d.agent_label for d in inbox if d.agent_label is not None}
         store.import_tickets([d.ticket for d in inbox], labels, source="demo")
-        labelled = store.training_examples()
-        examples = [e for i, e in enumerate(labelled) if i % DEMO_HOLD_OUT_EVERY]
+        _train_missing(store, target, settings, say, fresh=True)
+        router = Router(settings, demo_taxonomy(), store)
+        sample = [d.ticket.id for d in inbox[:DEMO_SAMPLE]]
+        others = [name for name in OFFLINE_ALTERNATIVES if name in settings.backends]
+
+        async def route(backend: str, ids: list[str] | None) -> None:
+            run = store.open_run(backend, "demo")
+            claims = RunClaims(store, run.id)
+            summary = await router.run(
+                page_pending(store, run.id, ids=ids, claims=claims),
+                run_id=run.id,
+                backend=backend,
+                concurrency=2,
+                on_decision=(lambda _d: on_decision()) if on_decision else None,
+                claims=claims,
+            )
+            store.finish_run(run.id)
+            say(f"routed {summary.routed} tickets with {backend} in {summary.elapsed_s:.1f} s")
+
+        async def route_all() -> None:
+            try:
+                # the alternatives first, on a sample: the specialist's answers, routed last,
+                # stay each ticket's decision in the inbox
+                for name in others:
+                    await route(name, sample)
+                await route("specialist", None)
+            finally:
+                await router.aclose()
+
+        asyncio.run(route_all())
+    return settings
+
+
+def _train_missing(
+    store: Store,
+    target: DemoPaths,
+    settings: Settings,
+    say: Callable[[str], None],
+    *,
+    fresh: bool = False,
+) -> None:
+    """Train each demo model the config uses that is not on disk yet (all of them with
+    `fresh`): a demo built before the embeddings backend gains it on its next start."""
+    from tui.core.learning.model import SpecialistModel
+    from tui.core.learning.training import save_and_record
+
+    examples = None
+    held_back = 0
+    for name, (kind, path) in target.models().items():
+        if name not in settings.backends or (path.exists() and not fresh):
+            continue
+        if examples is None:  # every DEMO_HOLD_OUT_EVERY-th label measures, never trains
+            labelled = store.training_examples()
+            examples = [e for i, e in enumerate(labelled) if i % DEMO_HOLD_OUT_EVERY]
+            held_back = len(labelled) - len(examples)
         model = SpecialistModel.train(
             [e.text for e in examples],
             [e.label for e in examples],
             source="demo",
+            kind=kind,
             ticket_ids=[e.ticket_id for e in examples],
             label_event_ids=[e.label_event_id for e in examples],
         )
-        save_and_record(model, target.model, store)
+        save_and_record(model, path, store)
         say(
-            f"trained the specialist on {model.info.n_examples} agent-labelled tickets"
-            f" in {model.info.train_seconds:.1f} s ({len(labelled) - len(examples)} held back"
-            " to measure its accuracy)"
+            f"trained {name} ({kind}) on {model.info.n_examples} agent-labelled tickets"
+            f" in {model.info.train_seconds:.1f} s ({held_back} held back to measure its"
+            " accuracy)"
         )
-        router = Router(settings, demo_taxonomy(), store)
-
-        async def route_all() -> None:
-            run = store.open_run("specialist", "unrouted")
-            claims = RunClaims(store, run.id)
-            try:
-                summary = await router.run(
-                    page_pending(store, run.id, unrouted_only=True, claims=claims),
-                    run_id=run.id,
-                    backend="specialist",
-                    concurrency=2,
-                    on_decision=(lambda _d: on_decision()) if on_decision else None,
-                    claims=claims,
-                )
-            finally:
-                await router.aclose()
-            store.finish_run(run.id)
-            say(f"routed {summary.routed} tickets in {summary.elapsed_s:.1f} s")
-
-        asyncio.run(route_all())
-    return settings
