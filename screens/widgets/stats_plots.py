@@ -83,8 +83,13 @@ class CostPlot(PlotextPlot):
         buckets = series.buckets
         if buckets:
             ticks = sorted({0, len(buckets) // 2, len(buckets) - 1})
-            labels = [buckets[i][5:13].replace("T", " ") + "h" for i in ticks]
+            # short labels ("09h"), the day in the axis title: a 9-character label at the
+            # canvas edge was dropped or kept from one render to the next
+            labels = [buckets[i][11:13] + "h" for i in ticks]
             plt.xticks([float(tick) for tick in ticks], labels)
+            days = sorted({bucket[5:10] for bucket in buckets})
+            span = days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}"
+            plt.xlabel(f"hour (UTC), {span}")
             # a fixed x range: every hour's point and tick label inside the canvas, so the
             # last label is never dropped at the edge (one hour: a point in the middle)
             plt.xlim(

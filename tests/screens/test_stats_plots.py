@@ -73,7 +73,7 @@ async def test_one_hour_of_cost_is_drawn_as_points_with_dollar_ticks() -> None:
         legend = plain.count("●●")  # the legend's marker pair, one per backend
         assert legend == 2
         assert plain.count("●") >= legend * 2 + 2  # and a point per backend on the canvas
-        assert "$0.00062" in plain and "03-14 09h" in plain
+        assert "$0.00062" in plain and "09h" in plain and "hour (UTC), 03-14" in plain
         assert not SCIENTIFIC.search(plain)
 
 
