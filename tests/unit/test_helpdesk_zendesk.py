@@ -250,3 +250,29 @@ def test_change_between_passes_is_a_conflict_for_the_queued_push(
     second = _once(config, db, Sleeps())  # its pull sees the edit, its push must not win
     assert second.updated == 1 and len(second.conflicts) == 1 and second.pushed == 0
     assert server.tickets[1]["group_id"] == 77 and server.notes[1] == []
+
+
+def test_a_reply_past_the_size_cap_is_refused_and_nothing_is_stored(
+    server: ZendeskServer, tmp_path: Path
+) -> None:
+    """A hostile or broken helpdesk cannot make the sync buffer without bound."""
+    for i in range(1, 4):
+        server.add(i, age_s=1000 - i)
+    config = write_config(tmp_path / "c.toml", server.url)
+    db = tmp_path / "t.db"
+    settings = load(config)
+
+    async def run() -> SyncReport:
+        with Store(db) as store:
+            sync = make_sync(settings, store, "zd", Sleeps())
+            sync.client.http.max_reply_bytes = 200  # one export page is more than this
+            try:
+                return await sync.once()
+            finally:
+                await sync.aclose()
+
+    with pytest.raises(HelpdeskError, match="reply larger than 200 bytes, refused"):
+        asyncio.run(run())
+    with Store(db) as store:
+        assert store.ticket_count() == 0
+    assert len([r for r in server.requests if "incremental" in r.path]) == 1  # not retried

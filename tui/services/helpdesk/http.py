@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json as jsonlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -41,6 +42,10 @@ from tui.core.helpdesk import (
 
 LOW_REMAINING = 10
 """Below this many requests left in the helpdesk's window, requests are spread out."""
+MAX_REPLY_BYTES = 64 * 1024 * 1024
+"""A reply is read up to this many bytes (a 1,000-ticket export page is a few MB) and refused
+past it: a hostile or broken server cannot make the sync buffer without bound."""
+
 REMAINING_HEADERS = ("x-rate-limit-remaining", "x-ratelimit-remaining", "ratelimit-remaining")
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -87,6 +92,7 @@ class HelpdeskHTTP:
         self.remaining: int | None = None
         """The helpdesk's last `X-Rate-Limit-Remaining`."""
         self.requests = 0
+        self.max_reply_bytes = MAX_REPLY_BYTES
         if config.type == "zendesk":
             user = f"{config.email}/token:{token.get_secret_value()}"
         else:
@@ -141,6 +147,20 @@ class HelpdeskHTTP:
             where = f"helpdesk.{self.config.name}: {method} {path}"
             raise HelpdeskError(self._clean(f"{where}: {reason(exc)}: {exc}")) from None
 
+    async def _read_capped(self, response: httpx.Response, method: str, path: str) -> bytes:
+        """The body, refused (not retried) once it passes `max_reply_bytes`."""
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > self.max_reply_bytes:
+                raise HelpdeskProtocolError(
+                    f"helpdesk.{self.config.name}: {method} {path}: reply larger than"
+                    f" {self.max_reply_bytes:,} bytes, refused"
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
     def _clean(self, text: str) -> str:
         return redact(text, self._token, self._auth).replace("\n", " ")[:400]
 
@@ -148,13 +168,14 @@ class HelpdeskHTTP:
         await self._pace()
         self.requests += 1
         try:
-            response = await self._client.request(
+            async with self._client.stream(
                 method,
                 path,
                 params=params,
                 json=body,
                 headers={"Authorization": self._auth.get_secret_value()},
-            )
+            ) as response:
+                content = await self._read_capped(response, method, path)
         except httpx.TimeoutException:
             raise Timeout(f"no answer within {self.config.timeout_s:g} s") from None
         except httpx.TransportError as exc:
@@ -166,15 +187,15 @@ class HelpdeskHTTP:
                 break
         status = response.status_code
         if 200 <= status < 300:
-            if not response.content:
+            if not content:
                 return None
             try:
-                return response.json()
+                return jsonlib.loads(content)
             except ValueError:
                 raise HelpdeskProtocolError(
                     f"helpdesk.{self.config.name}: {method} {path}: reply is not JSON"
                 ) from None
-        text = self._clean(response.text[:200])
+        text = self._clean(content[:200].decode("utf-8", "replace"))
         where = f"helpdesk.{self.config.name}: {method} {path}: HTTP {status}"
         if status == 429:
             raise RateLimited(f"HTTP 429 {text}", retry_after=_retry_after(response))
