@@ -70,22 +70,11 @@ def api_key(config: BackendConfig) -> SecretStr | None:
     """
     variable = getattr(config, "api_key_env", None)
     service = getattr(config, "keyring_service", None)
-    if isinstance(variable, str) and variable:
-        value = os.environ.get(variable)
-        if value:
-            _keep_out_of_logs(value)
-            return SecretStr(value)
-    if isinstance(service, str) and service:
-        try:
-            import keyring  # optional extra
-
-            stored = keyring.get_password(service, config.name)
-        except Exception:  # no keyring backend on this machine: same as no key
-            stored = None
-        if stored:
-            _keep_out_of_logs(stored)
-            return SecretStr(stored)
-    return None
+    return secret_from(
+        variable if isinstance(variable, str) else None,
+        service if isinstance(service, str) else None,
+        config.name,
+    )
 
 
 def redact(text: str, *secrets: SecretStr | None) -> str:

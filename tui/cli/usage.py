@@ -191,6 +191,17 @@ class WholeNumber(click.ParamType[int]):
         return number
 
 
+def parse_number(
+    kind: click.ParamType[Any], value: Any, param: click.Parameter | None, ctx: click.Context | None
+) -> tuple[float, str]:
+    """`value` as a float and as typed (for the message), or bad usage naming it."""
+    text = str(value)
+    try:
+        return float(value), text
+    except ValueError:
+        kind.fail(f"expected a number, got {text[:40]!r}", param, ctx)
+
+
 class Share(click.ParamType[float]):
     """A finite number within [0, 1] (or [0, 1) with `below_one`)."""
 
@@ -202,11 +213,7 @@ class Share(click.ParamType[float]):
     def convert(
         self, value: Any, param: click.Parameter | None, ctx: click.Context | None
     ) -> float:
-        text = str(value)
-        try:
-            number = float(value)
-        except ValueError:
-            self.fail(f"expected a number, got {text[:40]!r}", param, ctx)
+        number, text = parse_number(self, value, param, ctx)
         top_ok = number < 1.0 if self.below_one else number <= 1.0
         if not (math.isfinite(number) and number >= 0.0 and top_ok):
             span = "[0, 1)" if self.below_one else "[0, 1]"
@@ -222,11 +229,7 @@ class PositiveNumber(click.ParamType[float]):
     def convert(
         self, value: Any, param: click.Parameter | None, ctx: click.Context | None
     ) -> float:
-        text = str(value)
-        try:
-            number = float(value)
-        except ValueError:
-            self.fail(f"expected a number, got {text[:40]!r}", param, ctx)
+        number, text = parse_number(self, value, param, ctx)
         if not (math.isfinite(number) and number > 0.0):
             self.fail(f"must be a number above 0, got {text[:40]!r}", param, ctx)
         return number

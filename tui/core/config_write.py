@@ -41,13 +41,7 @@ def write_cascade(path: Path, first: str, then: str, threshold: float) -> Path:
     updated = update_cascade_block(text, values, extra)
     target = path.resolve() if path.is_symlink() else path
     private_dir(target.parent)
-    with atomic_writer(target, keep_mode=True) as pending:
-        pending.write(updated)
-        pending.file.flush()
-        try:
-            load_settings(Path(pending.temp_path), required=True)
-        except ConfigError as exc:  # leaving the block drops the temp file, keeps the config
-            raise ConfigError(f"{path}: not updated, the result would be invalid: {exc}") from None
+    _replace_checked(path, target, updated)
     return path
 
 
@@ -72,13 +66,7 @@ def write_routing(path: Path, backend: str, shadow: Sequence[str]) -> Path:
     routing["backend"] = backend
     routing["shadow"] = list(shadow)
     target = path.resolve() if path.is_symlink() else path
-    with atomic_writer(target, keep_mode=True) as pending:
-        pending.write(tomlkit.dumps(document))
-        pending.file.flush()
-        try:
-            load_settings(Path(pending.temp_path), required=True)
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: not updated, the result would be invalid: {exc}") from None
+    _replace_checked(path, target, tomlkit.dumps(document))
     return path
 
 
@@ -132,14 +120,20 @@ def append_backend(
     updated = "\n\n".join(parts) + "\n"
     target = path.resolve() if path.is_symlink() else path
     private_dir(target.parent)
+    _replace_checked(path, target, updated)
+    return final
+
+
+def _replace_checked(path: Path, target: Path, text: str) -> None:
+    """Write `text` over `target` (the config, or the file its link points to) atomically,
+    only if it loads: leaving the block on a failure drops the temp file, keeps the config."""
     with atomic_writer(target, keep_mode=True) as pending:
-        pending.write(updated)
+        pending.write(text)
         pending.file.flush()
         try:
             load_settings(Path(pending.temp_path), required=True)
         except ConfigError as exc:
             raise ConfigError(f"{path}: not updated, the result would be invalid: {exc}") from None
-    return final
 
 
 def _toml_scalar(path: Path, key: str, value: object) -> str:

@@ -186,17 +186,7 @@ class TrainedMixin(StoreBase):
         """
         if not rows:
             return []
-        if self._read(BEHIND):  # tickets imported since the model was recorded: matched first
-            with self._write() as conn:
-                match_new_tickets(conn)
-        components = model_components(model)
-        marks = ",".join("?" * len(components))
-        trained: set[tuple[str, str]] = set()
-        for ticket_id, label in self._read(
-            f"SELECT DISTINCT ticket_id, label FROM trained_examples WHERE model IN ({marks})",
-            components,
-        ):
-            trained.add((ticket_id, label))
+        trained = self.trained_pairs(model)
         events = dict(self._event_labels(row[1] for row in rows))
         return [
             (ticket_id, events.get(event_id)) not in trained  # an unknown event: counts
@@ -207,7 +197,7 @@ class TrainedMixin(StoreBase):
         """The (ticket id, label) pairs `model` (or any stage of a cascade) learnt: a label
         equal to the one learnt for that ticket never counts for it (`labels_that_count`'s
         rule, for callers that hold the label rather than its event)."""
-        if self._read(BEHIND):
+        if self._read(BEHIND):  # tickets imported since the model was recorded: matched first
             with self._write() as conn:
                 match_new_tickets(conn)
         components = model_components(model)
