@@ -249,6 +249,7 @@ def test_pipeline_tiny_gemma3_to_served_gguf(
         "backend.toml",
         "model-f16.gguf",
         "report.json",
+        "training.json",
     ]
     assert json.loads((out / "report.json").read_text())["labels"] == sorted(WORDS)
     config = tmp_path / "config.toml"

@@ -166,7 +166,7 @@ def modelfile(gguf: Path) -> str:
     )
 
 
-def load_gguf(path: Path, *, n_threads: int | None = None) -> Any:
+def load_gguf(path: Path, *, n_threads: int | None = None, n_gpu_layers: int = 0) -> Any:
     """The GGUF loaded with llama-cpp-python, the way the `llamacpp-local` backend loads it.
 
     Raises:
@@ -181,7 +181,7 @@ def load_gguf(path: Path, *, n_threads: int | None = None) -> Any:
             n_ctx=SERVE_N_CTX,
             n_threads=n_threads,
             n_threads_batch=n_threads,
-            n_gpu_layers=0,
+            n_gpu_layers=n_gpu_layers,
             verbose=False,
         )
     except (ValueError, RuntimeError, OSError) as exc:
@@ -197,10 +197,14 @@ def answer_with(llm: Any, text: str) -> str:
 
 
 def score_gguf(
-    path: Path, examples: Sequence[Example], *, n_threads: int | None = None
+    path: Path,
+    examples: Sequence[Example],
+    *,
+    n_threads: int | None = None,
+    n_gpu_layers: int = 0,
 ) -> tuple[float, float]:
     """Accuracy of the served file on `examples` and its median milliseconds a ticket."""
-    llm = load_gguf(path, n_threads=n_threads)
+    llm = load_gguf(path, n_threads=n_threads, n_gpu_layers=n_gpu_layers)
     try:
         right, times = 0, []
         for example in examples:
@@ -210,3 +214,40 @@ def score_gguf(
     finally:
         llm.close()
     return right / max(1, len(examples)), statistics.median(times) if times else 0.0
+
+
+def score_gguf_apart(
+    path: Path,
+    examples: Sequence[Example],
+    *,
+    n_threads: int | None = None,
+    gpu: bool = False,
+) -> tuple[float, float]:
+    """`score_gguf` in a fresh child process, on the GPU when `gpu`.
+
+    Why a child: llama.cpp's CUDA build initialised in the process where torch already holds
+    the GPU died with SIGSEGV on the H200 (2026-12-02). A spawned child starts with no CUDA
+    context (a forked one would inherit torch's), so the served file is checked on the GPU it
+    will be served from, and a crash there is a failed check, not a lost fine-tune.
+
+    Raises:
+        FinetuneError: The child failed or died.
+    """
+    import concurrent.futures
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        future = pool.submit(
+            score_gguf,
+            path,
+            list(examples),
+            n_threads=n_threads,
+            n_gpu_layers=-1 if gpu else 0,
+        )
+        try:
+            return future.result()
+        except FinetuneError:
+            raise
+        except concurrent.futures.process.BrokenProcessPool as exc:
+            raise FinetuneError(f"checking {path.name} failed: the checking process died") from exc

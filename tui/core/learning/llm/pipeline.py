@@ -153,6 +153,8 @@ def finetune(
     )
     stage("validating")
     accuracy = _validate(result.model, loaded.tokenizer, data, device)
+    # Said at once, not only in report.json: a later step that fails must not take it along.
+    stage(f"validated: {accuracy:.1%} on {len(data.validation)} held-out tickets")
     out = request.out
     private_dir(out)
     scratch = out / ".merged"
@@ -168,9 +170,10 @@ def finetune(
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     stage("checking the GGUF on the validation split")
-    # On the CPU even after a CUDA fine-tune: llama.cpp's CUDA build initialised in the
-    # process where torch holds the GPU died with SIGSEGV on the H200 (2026-12-02).
-    gguf_accuracy, p50 = export.score_gguf(gguf, data.validation, n_threads=request.n_threads)
+    gguf_accuracy, p50 = export.score_gguf_apart(
+        gguf, data.validation, n_threads=request.n_threads, gpu=device == "cuda"
+    )
+    stage(f"GGUF checked: {gguf_accuracy:.1%}, p50 {p50:.1f} ms a ticket")
     name = export.backend_name(out, request.name)
     training = training_set(gguf, data, request.base, source)
     write_training_set(out / FINETUNE_TRAINING_FILE, training)
