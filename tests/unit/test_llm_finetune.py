@@ -352,3 +352,35 @@ def test_sentencepiece_rebuilt_from_a_gguf_whose_unk_is_a_control_token(tmp_path
     assert (processor.unk_id(), processor.bos_id(), processor.eos_id()) == (3, 2, 1)
     assert processor.pad_id() == 0 and processor.is_unknown(3)
     assert processor.id_to_piece(7) == "▁ab"
+
+
+def test_a_gguf_check_that_dies_on_the_gpu_is_redone_on_the_cpu(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """After a CUDA fine-tune the check runs in a GPU child; when that child dies the check is
+    redone on the CPU and said, so the fine-tune's written files are not lost to it."""
+    calls: list[bool] = []
+
+    def score(
+        path: Path, examples: object, *, n_threads: int | None, gpu: bool = False
+    ) -> tuple[float, float]:
+        calls.append(gpu)
+        if gpu:
+            raise FinetuneError(f"checking {path.name} failed: the checking process died")
+        return 0.75, 12.0
+
+    monkeypatch.setattr(export, "score_gguf_apart", score)
+    split = data.make_split(tickets(10, 3), None, val_fraction=0.3, seed=0)
+    request = pipeline.FinetuneRequest(base="x", out=tmp_path / "out")
+    said: list[str] = []
+    figures = pipeline._check_gguf(tmp_path / "m.gguf", split, request, "cuda", said.append)
+    assert figures == (0.75, 12.0) and calls == [True, False]
+    assert said == [
+        "checking m.gguf failed: the checking process died; checking on the CPU instead"
+    ]
+    calls.clear()
+    assert pipeline._check_gguf(tmp_path / "m.gguf", split, request, "cpu", said.append) == (
+        0.75,
+        12.0,
+    )
+    assert calls == [False]

@@ -20,6 +20,7 @@ from tui.core import paths
 from tui.core.learning.llm import base, converter, export, train
 from tui.core.learning.llm.converter import OutType
 from tui.core.learning.llm.data import Example, Split, answer, make_split
+from tui.core.learning.llm.errors import FinetuneError
 from tui.core.learning.llm.train import Method
 from tui.core.learning.training import FINETUNE_TRAINING_FILE
 from tui.core.models import Taxonomy
@@ -170,9 +171,7 @@ def finetune(
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     stage("checking the GGUF on the validation split")
-    gguf_accuracy, p50 = export.score_gguf_apart(
-        gguf, data.validation, n_threads=request.n_threads, gpu=device == "cuda"
-    )
+    gguf_accuracy, p50 = _check_gguf(gguf, data, request, device, stage)
     stage(f"GGUF checked: {gguf_accuracy:.1%}, p50 {p50:.1f} ms a ticket")
     name = export.backend_name(out, request.name)
     training = training_set(gguf, data, request.base, source)
@@ -233,6 +232,26 @@ def training_set(gguf: Path, data: Split, base_name: str, source: str) -> Traini
 
 def export_path(out: Path, outtype: str) -> Path:
     return out / f"model-{outtype}.gguf"
+
+
+def _check_gguf(
+    gguf: Path, data: Split, request: FinetuneRequest, device: str, stage: Stage
+) -> tuple[float, float]:
+    """The served file's accuracy, in a child process: on the GPU after a CUDA fine-tune,
+    and on the CPU when that child dies.
+
+    Why the fallback: on the H200 (2026-12-02) the GPU child died without a word after a CUDA
+    fine-tune, while the same file answered on the GPU from a fresh shell; a check that cannot
+    run on the GPU must not cost the fine-tune, whose files are already written.
+    """
+    if device == "cuda":
+        try:
+            return export.score_gguf_apart(
+                gguf, data.validation, n_threads=request.n_threads, gpu=True
+            )
+        except FinetuneError as exc:
+            stage(f"{exc}; checking on the CPU instead")
+    return export.score_gguf_apart(gguf, data.validation, n_threads=request.n_threads)
 
 
 def _validate(model: object, tokenizer: Any, data: Split, device: str) -> float:
