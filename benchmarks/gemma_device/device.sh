@@ -71,10 +71,16 @@ server=$(find /tmp/skbuild -name llama-server -type f | head -1)
 for method in lora full; do
   gguf=$run/ft-$method/model-q8_0.gguf
   [ -f "$gguf" ] || continue
-  python3 "$repo/benchmarks/gemma_device/serve_bench.py" --server "$server" --gguf "$gguf" \
-    --tickets "$data/test20.jsonl" --out "$run/serve-$method.json" --single 300 --middle 500 --concurrency ${SERVE_C:-1 8 32 64} \
-    >"$run/serve-$method.log" 2>&1
+  # serve_free.py, not serve_bench.py: on the H200 (2026-12-02) serve_bench's runs hung (the
+  # grammar variant past 300 s a request; its free variant too, cause not found), while the
+  # plain loop of serve_free.py answered every ticket.
+  "$server" -m "$gguf" --port 8092 --host 127.0.0.1 -ngl 999 -np 64 -c 16384 >"$run/server-$method.log" 2>&1 &
+  pid=$!
+  for i in $(seq 1 120); do curl -s -m 1 127.0.0.1:8092/health | grep -q ok && break; sleep 0.5; done
+  timeout 300 python3 "$repo/benchmarks/gemma_device/serve_free.py" --tickets "$data/test20.jsonl" \
+    --port 8092 --runs 1:200 8:500 32:1000 64:2001 >"$run/serve-$method.jsonl" 2>"$run/serve-$method.log"
   stamp "served $method: $?"
+  kill "$pid"; wait "$pid" 2>/dev/null
 done
 # In process, through the product: llamacpp-local with every layer on the GPU, at c=1.
 head -n "${LOCAL_N:-100}" "$data/test20.jsonl" >"$run/local-tickets.jsonl"
