@@ -18,6 +18,7 @@ from tui.core.inbox_window import (
 )
 from tui.core.models import Decision, Ticket
 from tui.core.store import Store
+from tui.core.store.target import PgTarget
 
 N = 1000
 
@@ -37,8 +38,9 @@ def decided(tid: str, *, label: str | None = "billing", confidence: float = 0.9)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    opened = Store(tmp_path / "w.db")
+def store(db_target: Path | PgTarget) -> Store:
+    """On both engines: the conformance suite (tests/conftest.py `db_target`)."""
+    opened = Store(db_target)
     opened.import_tickets([Ticket(id=f"T{i:04d}", text=f"text {i}") for i in range(N)])
     sure = [decided(f"T{i:04d}") for i in range(N)]
     opened.record_decisions(sure)

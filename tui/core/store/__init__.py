@@ -62,6 +62,7 @@ from tui.core.store.shadow import (
     ShadowPair,
 )
 from tui.core.store.stats import StatsMixin
+from tui.core.store.target import DbTarget, PgTarget, database_target, is_database_url
 from tui.core.store.tickets import CONTENT_COLUMNS, ImportRejected, ImportResult, TicketsMixin
 from tui.core.store.trained import LabelledTicket, TrainedMixin
 
@@ -75,6 +76,10 @@ __all__ = [
     "SCHEMA_VERSION",
     "Claimed",
     "Cursor",
+    "DbTarget",
+    "PgTarget",
+    "database_target",
+    "is_database_url",
     "HelpdeskState",
     "PullStored",
     "PulledTicket",

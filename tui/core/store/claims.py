@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import os
 import socket
-import sqlite3
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -14,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tui.core.models import Ticket, utcnow
-from tui.core.store.connection import StoreBase, fetch_rows
+from tui.core.store.connection import Conn, Row, StoreBase, fetch_rows
 from tui.core.store.errors import StoreError
 from tui.core.store.runs import PendingQuery, pending_sql
 from tui.core.store.tickets import ticket_from_row
@@ -119,7 +118,7 @@ class ClaimsMixin(StoreBase):
                 last_seq = max([0, *(r["seq"] for r in rows)])
             claims = self._claims_on(conn, [r["id"] for r in rows])
             alive: dict[str, bool] = {}
-            taken: list[sqlite3.Row] = []
+            taken: list[Row] = []
             held: Counter[str] = Counter()
             for row in rows:
                 found = claims.get(row["id"])
@@ -139,7 +138,7 @@ class ClaimsMixin(StoreBase):
         return Claimed([(r["seq"], ticket_from_row(r)) for r in taken], dict(held), last_seq)
 
     @staticmethod
-    def _claims_on(conn: sqlite3.Connection, ids: list[str]) -> dict[str, tuple[str, str]]:
+    def _claims_on(conn: Conn, ids: list[str]) -> dict[str, tuple[str, str]]:
         """Ticket id -> (owner, expires_at) of the claims on these tickets."""
         found: dict[str, tuple[str, str]] = {}
         for start in range(0, len(ids), 500):

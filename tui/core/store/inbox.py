@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from tui.core.models import InboxRow
-from tui.core.store.connection import StoreBase
+from tui.core.store.connection import Row, StoreBase
 from tui.core.store.errors import StoreError
 from tui.core.store.values import from_iso
 
@@ -41,7 +40,7 @@ class InboxMixin(StoreBase):
     )
 
     _FILTER_WHERE: dict[str, str] = {
-        "all": "1",
+        "all": "TRUE",
         "unlabelled": "t.label IS NULL",
         "low_confidence": "t.label IS NULL AND t.confidence IS NOT NULL",
         "disagreement": "t.disagreement = 1",
@@ -94,7 +93,7 @@ class InboxMixin(StoreBase):
         return rows[::-1] if going_up else rows
 
     @staticmethod
-    def _inbox_row(row: sqlite3.Row) -> InboxRow:
+    def _inbox_row(row: Row) -> InboxRow:
         data = dict(row)
         data["received_at"] = from_iso(data["received_at"])
         data["disagreement"] = bool(data["disagreement"])

@@ -21,9 +21,14 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tui.core.store.errors import StoreError
 from tui.core.store.latency import latency_bucket
+
+if TYPE_CHECKING:
+    from tui.core.store.pg import PgConnection
+    from tui.core.store.target import PgTarget
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,3 +407,51 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
     for version in range(current, SCHEMA_VERSION):
         MIGRATIONS[version](conn)
         conn.execute(f"PRAGMA user_version = {version + 1}")
+
+
+PG_VERSION_TABLE = "triagedesk_schema"
+"""PostgreSQL has no `user_version`: the schema version is the one row of this table."""
+
+
+def pg_schema_version(conn: PgConnection) -> int:
+    """The version a PostgreSQL database's schema is at (0: a new, empty database)."""
+    found = conn.execute(
+        "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema()"
+        " AND table_name = ?",
+        (PG_VERSION_TABLE,),
+    ).fetchone()
+    if found is None:
+        return 0
+    row = conn.execute(f"SELECT version FROM {PG_VERSION_TABLE}").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def migrate_pg(conn: PgConnection, target: PgTarget) -> None:
+    """`migrate` on PostgreSQL: the same migrations, each statement translated
+    (`tui.core.store.pg.translate`), in the caller's transaction (PostgreSQL's DDL is
+    transactional, so a failed step leaves the database as it was).
+
+    Raises:
+        StoreError: The database's schema is newer than this triagedesk's.
+    """
+    from tui.core.store.pg import PG_FUNCTIONS
+
+    current = pg_schema_version(conn)
+    if current > SCHEMA_VERSION:
+        raise StoreError(
+            f"{target}: schema version {current} is newer than this triagedesk "
+            f"({SCHEMA_VERSION}); upgrade triagedesk"
+        )
+    if current == SCHEMA_VERSION:
+        return
+    if current == 0:
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {PG_VERSION_TABLE} (version INTEGER NOT NULL)")
+        conn.execute(f"DELETE FROM {PG_VERSION_TABLE}")
+        conn.execute(f"INSERT INTO {PG_VERSION_TABLE} (version) VALUES (0)")
+    for version in range(current, SCHEMA_VERSION):
+        step = MIGRATIONS[version]
+        for name, _, _ in step.functions:
+            conn.execute(PG_FUNCTIONS[name])
+        for statement in step.statements:
+            conn.execute(statement)
+        conn.execute(f"UPDATE {PG_VERSION_TABLE} SET version = ?", (version + 1,))

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tui.core.models import STORED, Ticket, check_label_name, utcnow
-from tui.core.store.connection import StoreBase
+from tui.core.store.connection import Conn, Row, StoreBase
 from tui.core.store.decisions import relabel
 from tui.core.store.errors import StoreError
 from tui.core.store.values import from_iso, iso
@@ -55,7 +54,7 @@ def _content(ticket: Ticket) -> tuple[Any, ...]:
     return (ticket.subject, ticket.text, ticket.customer, ticket.channel, ticket.created_at)
 
 
-def ticket_from_row(row: sqlite3.Row) -> Ticket:
+def ticket_from_row(row: Row) -> Ticket:
     """A `tickets` row as a Ticket: shared by the readers here, runs and claims."""
     # STORED: an id an older version accepted (a newline in it) must still load.
     return Ticket.model_validate(
@@ -168,7 +167,7 @@ class TicketsMixin(StoreBase):
 
     @staticmethod
     def _stored_content(
-        conn: sqlite3.Connection, ids: list[str]
+        conn: Conn, ids: list[str]
     ) -> dict[str, tuple[tuple[Any, ...], str | None]]:
         """Ticket id -> (its `CONTENT_COLUMNS` values, its current label) for stored ids."""
         found: dict[str, tuple[tuple[Any, ...], str | None]] = {}
