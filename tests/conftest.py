@@ -68,6 +68,6 @@ def db_target(request: pytest.FixtureRequest, tmp_path: Path) -> object:
     harlequin runs its tests over every adapter). A test taking it runs on both engines."""
     if request.param == "sqlite":
         return tmp_path / "t.db"
-    from tui.core.store.target import PgTarget
+    from tui.core.database_url import PgTarget
 
     return PgTarget(request.getfixturevalue("pg_url"))

@@ -15,9 +15,9 @@ import pytest
 from tui.core import registry
 from tui.core.claims import RunClaims, describe_skipped
 from tui.core.config import _build
+from tui.core.database_url import PgTarget
 from tui.core.models import Decision, Taxonomy, Ticket
 from tui.core.store import PendingQuery, Store, StoreError
-from tui.core.store.target import PgTarget
 from tui.services.routing import Router, page_pending
 
 TAXONOMY = Taxonomy.from_names(["billing", "shipping", "returns"])

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tui.core.database_url import PgTarget
 from tui.core.inbox_window import (
     PAGE,
     WINDOW,
@@ -18,7 +19,6 @@ from tui.core.inbox_window import (
 )
 from tui.core.models import Decision, Ticket
 from tui.core.store import Store
-from tui.core.store.target import PgTarget
 
 N = 1000
 

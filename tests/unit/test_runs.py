@@ -11,9 +11,9 @@ import pytest
 
 from tui.core import registry
 from tui.core.config import ConfigError, Settings, _build
+from tui.core.database_url import PgTarget
 from tui.core.models import Decision, Taxonomy, Ticket
 from tui.core.store import Store
-from tui.core.store.target import PgTarget
 from tui.services.compare import compare_backends, store_compared
 from tui.services.routing import Router
 from tui.services.runs import (

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
+from tui.core.database_url import PgTarget
 from tui.core.models import Decision, Ticket
 from tui.core.store import MIGRATIONS, SCHEMA_VERSION, Cursor, Store, StoreError
-from tui.core.store.target import PgTarget
 
 
 def tickets(n: int, prefix: str = "T") -> list[Ticket]:

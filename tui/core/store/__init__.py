@@ -29,6 +29,7 @@ Everything callers use is re-exported here: import from `tui.core.store`, not fr
 
 from __future__ import annotations
 
+from tui.core.database_url import DbTarget, PgTarget, database_target, is_database_url
 from tui.core.store.claims import (
     CLAIM_LEASE_S,
     Claimed,
@@ -62,7 +63,6 @@ from tui.core.store.shadow import (
     ShadowPair,
 )
 from tui.core.store.stats import StatsMixin
-from tui.core.store.target import DbTarget, PgTarget, database_target, is_database_url
 from tui.core.store.tickets import CONTENT_COLUMNS, ImportRejected, ImportResult, TicketsMixin
 from tui.core.store.trained import LabelledTicket, TrainedMixin
 

@@ -23,9 +23,9 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, Self
 
+from tui.core.database_url import DbTarget, PgTarget, database_target
 from tui.core.store.errors import StoreError
 from tui.core.store.migrations import migrate, migrate_pg, pg_schema_version
-from tui.core.store.target import DbTarget, PgTarget, database_target
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -292,8 +292,10 @@ class StoreBase:
     @property
     def schema_version(self) -> int:
         if self._pg is not None:
-            with self._reading() as conn:
-                return pg_schema_version(conn)
+            from tui.core.store.pg import PgConnection
+
+            with self._pg.connection() as raw:
+                return pg_schema_version(PgConnection(raw))
         return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
 
     def _migrate(self) -> None:

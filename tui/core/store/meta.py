@@ -4,8 +4,8 @@ integrity check."""
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 

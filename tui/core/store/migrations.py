@@ -27,8 +27,8 @@ from tui.core.store.errors import StoreError
 from tui.core.store.latency import latency_bucket
 
 if TYPE_CHECKING:
+    from tui.core.database_url import PgTarget
     from tui.core.store.pg import PgConnection
-    from tui.core.store.target import PgTarget
 
 
 @dataclass(frozen=True, slots=True)

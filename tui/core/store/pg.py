@@ -41,8 +41,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
+from tui.core.database_url import PgTarget
 from tui.core.store.errors import StoreError
-from tui.core.store.target import PgTarget
 
 if TYPE_CHECKING:
     import psycopg
@@ -161,7 +161,7 @@ class PgConnection:
 
     def execute(self, sql: str, parameters: Any = (), /) -> PgCursor:
         text, returning = translate(sql)
-        cur = self.raw.execute(text, parameters or None)  # type: ignore[call-overload]
+        cur = self.raw.execute(text, parameters or None)
         rows: list[Any] = cur.fetchall() if cur.description is not None else []
         count = max(cur.rowcount, 0)
         if text.lstrip()[:6].upper() != "SELECT":
@@ -257,7 +257,7 @@ class PgEngine:
         while True:
             try:
                 with self.connection() as raw:
-                    return raw.execute(text, params or None).fetchall()  # type: ignore[call-overload,no-any-return]
+                    return raw.execute(text, params or None).fetchall()
             except psycopg.OperationalError as exc:
                 if time.monotonic() > deadline:
                     raise StoreError(f"{self.target}: {_one_line(exc)}") from None

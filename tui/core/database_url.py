@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-from tui.core.store.errors import StoreError
+from tui.core.store_error import StoreError
 
 SCHEMES = ("postgresql", "postgres")
 
