@@ -11,6 +11,7 @@ One module per command group, each only parsing, calling the services and printi
   "Growing the product");
 - `sync`: `sync`, `webhooks` (helpdesk sync, SPEC "Growing the product");
 - `serve`: `serve` (the TUI in a browser);
+- `database`: `db upgrade`, `db copy --to URL` (team mode on PostgreSQL);
 - `context`: what every command shares (settings, paths, streams, exit statuses);
 - `usage`: bad usage as one line on stderr, exit 2, and the value types that catch it.
 
@@ -27,6 +28,7 @@ from typing import TextIO
 import click
 
 from tui.cli.context import BadInput, Context, NoProgress, Progress, Runtime
+from tui.cli.database import database
 from tui.cli.demo import demo
 from tui.cli.evaluate import evaluate, export, tune_cascade
 from tui.cli.finetune import finetune
@@ -55,6 +57,7 @@ for _command in (
     sync,
     webhooks,
     serve,
+    database,
 ):  # SPEC's order ("Growing the product" after), which `triagedesk --help` lists them in
     triagedesk.add_command(_command)
 

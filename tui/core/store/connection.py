@@ -235,7 +235,7 @@ class StoreBase:
             self._pg = PgEngine(target)
             try:
                 with self._pg.transaction() as pg:
-                    migrate_pg(pg, target)
+                    self.opened_at_version = migrate_pg(pg, target)
             except BaseException:
                 self._pg.close()
                 raise
@@ -298,9 +298,12 @@ class StoreBase:
                 return pg_schema_version(PgConnection(raw))
         return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
 
+    opened_at_version: int = 0
+    """The schema version the database was at before this open migrated it (`db upgrade`)."""
+
     def _migrate(self) -> None:
         with self._write():
-            migrate(self.conn, self.file)
+            self.opened_at_version = migrate(self.conn, self.file)
 
     @contextmanager
     def _write(self, *, serial: bool = True) -> Iterator[Conn]:

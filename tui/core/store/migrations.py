@@ -392,8 +392,9 @@ MIGRATIONS: tuple[Migration, ...] = (V1, V2, V3, V4, SHADOWS, TRAINED, HELPDESK)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def migrate(conn: sqlite3.Connection, path: Path) -> None:
-    """Apply the migrations `conn`'s database has not seen, inside the caller's transaction.
+def migrate(conn: sqlite3.Connection, path: Path) -> int:
+    """Apply the migrations `conn`'s database has not seen, inside the caller's transaction;
+    returns the version it was at.
 
     Raises:
         StoreError: The database's schema is newer than this triagedesk's.
@@ -407,6 +408,7 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
     for version in range(current, SCHEMA_VERSION):
         MIGRATIONS[version](conn)
         conn.execute(f"PRAGMA user_version = {version + 1}")
+    return current
 
 
 PG_VERSION_TABLE = "triagedesk_schema"
@@ -426,7 +428,7 @@ def pg_schema_version(conn: PgConnection) -> int:
     return 0 if row is None else int(row[0])
 
 
-def migrate_pg(conn: PgConnection, target: PgTarget) -> None:
+def migrate_pg(conn: PgConnection, target: PgTarget) -> int:
     """`migrate` on PostgreSQL: the same migrations, each statement translated
     (`tui.core.store.pg.translate`), in the caller's transaction (PostgreSQL's DDL is
     transactional, so a failed step leaves the database as it was).
@@ -443,7 +445,7 @@ def migrate_pg(conn: PgConnection, target: PgTarget) -> None:
             f"({SCHEMA_VERSION}); upgrade triagedesk"
         )
     if current == SCHEMA_VERSION:
-        return
+        return current
     if current == 0:
         conn.execute(f"CREATE TABLE IF NOT EXISTS {PG_VERSION_TABLE} (version INTEGER NOT NULL)")
         conn.execute(f"DELETE FROM {PG_VERSION_TABLE}")
@@ -455,3 +457,4 @@ def migrate_pg(conn: PgConnection, target: PgTarget) -> None:
         for statement in step.statements:
             conn.execute(statement)
         conn.execute(f"UPDATE {PG_VERSION_TABLE} SET version = ?", (version + 1,))
+    return current
