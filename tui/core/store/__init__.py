@@ -31,9 +31,11 @@ from __future__ import annotations
 
 from tui.core.database_url import DbTarget, PgTarget, database_target, is_database_url
 from tui.core.store.claims import (
+    AGENT_RUN,
     CLAIM_LEASE_S,
     Claimed,
     ClaimsMixin,
+    agent_owner,
     claim_owner,
     describe_owner,
     owner_alive,
@@ -67,6 +69,7 @@ from tui.core.store.tickets import CONTENT_COLUMNS, ImportRejected, ImportResult
 from tui.core.store.trained import LabelledTicket, TrainedMixin
 
 __all__ = [
+    "AGENT_RUN",
     "CLAIM_LEASE_S",
     "CONTENT_COLUMNS",
     "DB_FILE_MODE",
@@ -99,6 +102,7 @@ __all__ = [
     "ShadowPair",
     "Store",
     "StoreError",
+    "agent_owner",
     "bucket_value",
     "claim_owner",
     "describe_owner",

@@ -1,4 +1,11 @@
-"""Claims: which routing session holds which ticket, so two runs never route one twice."""
+"""Claims: which routing session or agent holds which ticket, so two runs never route one
+twice and two agents never work one ticket.
+
+One table for both (`claims`, one row per ticket): a routing session's claims carry its run,
+an agent's lease carries `run_id` 'agent' and the agent's name (`claim_for_agent`). Either
+kind blocks the other, and an expired lease (or one of a process of this host that is gone)
+is taken over by whoever claims next.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +24,9 @@ from tui.core.store.connection import Conn, Row, StoreBase, fetch_rows
 from tui.core.store.errors import StoreError
 from tui.core.store.runs import PendingQuery, pending_sql
 from tui.core.store.tickets import ticket_from_row
+
+AGENT_RUN = "agent"
+"""The `run_id` of an agent's lease: no run, a person working on the ticket."""
 
 CLAIM_LEASE_S = 60.0
 """How long a claim holds a ticket without renewal. A run renews its claims every quarter of
@@ -39,6 +49,12 @@ def claim_owner() -> str:
     """A new claim owner, `host:pid:tag`: one per routing session (the TUI may route a batch and
     a single ticket at once, each its own owner), the pid saying which process holds tickets."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def agent_owner(agent: str) -> str:
+    """The owner of the leases `triagedesk claim --agent NAME` takes: `agent:NAME`, with no
+    pid, since the command exits at once; they last until released, labelled or expired."""
+    return f"agent:{agent}"
 
 
 def _owner_parts(owner: str) -> tuple[str, int] | None:
@@ -116,6 +132,10 @@ class ClaimsMixin(StoreBase):
                     rows += fetch_rows(conn, f"SELECT * FROM tickets WHERE id IN ({marks})", chunk)
                 rows.sort(key=lambda r: int(r["seq"]))
                 last_seq = max([0, *(r["seq"] for r in rows)])
+            if self.engine == "postgresql":
+                # Agent leases are taken concurrently (not under the write lock): lock the
+                # tickets first, so a lease committed meanwhile is seen below, not overwritten.
+                self._lock_tickets(conn, [r["id"] for r in rows])
             claims = self._claims_on(conn, [r["id"] for r in rows])
             alive: dict[str, bool] = {}
             taken: list[Row] = []
@@ -136,6 +156,136 @@ class ClaimsMixin(StoreBase):
                 [(row["id"], owner, run_id, expires) for row in taken],
             )
         return Claimed([(r["seq"], ticket_from_row(r)) for r in taken], dict(held), last_seq)
+
+    @staticmethod
+    def _lock_tickets(conn: Conn, ids: list[str]) -> None:
+        """PostgreSQL: lock these tickets' rows until the transaction ends (agent leases skip
+        locked tickets, so they never take one a routing claim is being written for)."""
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            conn.execute(
+                f"SELECT id FROM tickets WHERE id IN ({marks}) ORDER BY seq FOR UPDATE", chunk
+            ).fetchall()
+
+    def claim_for_agent(
+        self,
+        agent: str,
+        owner: str,
+        *,
+        lease_s: float,
+        n: int = 1,
+        ids: Sequence[str] | None = None,
+    ) -> list[str]:
+        """Lease tickets to an agent: the `n` oldest unlabelled tickets nobody holds, or of
+        `ids` those nobody else holds (the owner's own are renewed). Returns the ids now held,
+        in import order.
+
+        One statement claims them: `INSERT ... SELECT ... ON CONFLICT DO UPDATE ... WHERE the
+        old claim expired ... RETURNING`, inside an IMMEDIATE transaction on SQLite; on
+        PostgreSQL outside the write lock, picking with `FOR UPDATE SKIP LOCKED`, so twenty
+        agents pressing "next" at once each get other tickets without waiting on each other
+        (a ticket another claimer committed meanwhile fails the upsert's WHERE, and the
+        pick is repeated for what is missing).
+        """
+        if not (math.isfinite(lease_s) and lease_s >= 0):
+            raise StoreError(f"claim lease {lease_s!r}: must be a finite number of seconds >= 0")
+        if n < 1 and ids is None:
+            return []
+        wanted = None if ids is None else list(dict.fromkeys(ids))[:500]
+        lock = " FOR UPDATE OF t SKIP LOCKED" if self.engine == "postgresql" else ""
+        got: list[str] = []
+        for _ in range(5):
+            now = utcnow()
+            now_s, expires = _stamp(now), _stamp(now + timedelta(seconds=lease_s))
+            if wanted is None:
+                which, params = "t.label IS NULL", [now_s]
+                limit: list[Any] = [n - len(got)]
+            else:
+                which = f"t.id IN ({','.join('?' * len(wanted))})"
+                params, limit = [*wanted, now_s], [len(wanted)]
+            sql = (
+                "WITH pick AS (SELECT t.id FROM tickets t"
+                f" WHERE {which} AND NOT EXISTS (SELECT 1 FROM claims c"
+                "   WHERE c.ticket_id = t.id AND c.expires_at > ? AND c.owner != ?)"
+                f" ORDER BY t.seq LIMIT ?{lock})"
+                " INSERT INTO claims (ticket_id, owner, run_id, expires_at, agent)"
+                " SELECT id, ?, ?, ?, ? FROM pick WHERE TRUE"
+                " ON CONFLICT (ticket_id) DO UPDATE SET owner = excluded.owner,"
+                " run_id = excluded.run_id, expires_at = excluded.expires_at,"
+                " agent = excluded.agent"
+                " WHERE claims.expires_at <= ? OR claims.owner = excluded.owner"
+                " RETURNING ticket_id"
+            )
+            with self._write(serial=False) as conn:
+                self._void_dead_owners(conn, now_s)
+                rows = conn.execute(
+                    sql, [*params, owner, *limit, owner, AGENT_RUN, expires, agent, now_s]
+                ).fetchall()
+            fresh = [r[0] for r in rows if r[0] not in got]
+            got += fresh
+            if wanted is not None or len(got) >= n or not fresh:
+                break
+        if not got:
+            return []
+        marks = ",".join("?" * len(got))
+        return [
+            r[0]
+            for r in self._read(f"SELECT id FROM tickets WHERE id IN ({marks}) ORDER BY seq", got)
+        ]
+
+    @staticmethod
+    def _void_dead_owners(conn: Conn, now_s: str) -> None:
+        """Drop the live-looking claims of processes of this host that are gone (a `kill -9`ed
+        TUI or route): their tickets are free at once, not after the lease."""
+        owners = [
+            r[0]
+            for r in conn.execute(
+                "SELECT DISTINCT owner FROM claims WHERE expires_at > ?", (now_s,)
+            ).fetchall()
+        ]
+        for dead in [o for o in owners if not owner_alive(o)]:
+            conn.execute("DELETE FROM claims WHERE owner = ?", (dead,))
+
+    def release_agent_claims(
+        self,
+        agent: str | None = None,
+        *,
+        owner: str | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> int:
+        """End agent leases: those of `agent` (any of their desks) or of one `owner`, only on
+        `ids` when given. Returns how many were released."""
+        where, params = [f"run_id = '{AGENT_RUN}'"], []
+        if agent is not None:
+            where.append("agent = ?")
+            params.append(agent)
+        if owner is not None:
+            where.append("owner = ?")
+            params.append(owner)
+        released = 0
+        unique = None if ids is None else list(dict.fromkeys(ids))
+        with self._write() as conn:
+            if unique is None:
+                return conn.execute(
+                    f"DELETE FROM claims WHERE {' AND '.join(where)}", params
+                ).rowcount
+            for start in range(0, len(unique), 500):
+                chunk = unique[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                released += conn.execute(
+                    f"DELETE FROM claims WHERE {' AND '.join(where)} AND ticket_id IN ({marks})",
+                    [*params, *chunk],
+                ).rowcount
+        return released
+
+    def agent_leases(self) -> dict[str, str]:
+        """Ticket id -> the agent holding it, for the live agent leases."""
+        rows = self._read(
+            "SELECT ticket_id, agent, owner FROM claims WHERE run_id = ? AND expires_at > ?",
+            (AGENT_RUN, _stamp(utcnow())),
+        )
+        return {r[0]: r[1] for r in rows if owner_alive(r[2])}
 
     @staticmethod
     def _claims_on(conn: Conn, ids: list[str]) -> dict[str, tuple[str, str]]:

@@ -60,6 +60,10 @@ class LabelsMixin(StoreBase):
                 "UPDATE tickets SET label = ?, label_source = ? WHERE id = ?",
                 (label, source, ticket_id),
             )
+            # a labelled ticket is done: whoever leased it to work on it holds it no longer
+            conn.execute(
+                "DELETE FROM claims WHERE ticket_id = ? AND run_id = 'agent'", (ticket_id,)
+            )
             return event.model_copy(update={"id": cur.lastrowid})
 
     def undo_last_label(self, agent: str) -> LabelEvent | None:

@@ -387,7 +387,28 @@ HELPDESK = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (V1, V2, V3, V4, SHADOWS, TRAINED, HELPDESK)
+AGENT_LEASES = Migration(
+    "Agent leases (team mode): `claims.agent` names the agent holding a ticket they are"
+    " working on (NULL for a routing run's claim). An agent's claim is a row of `claims`"
+    " with `run_id` 'agent': one mechanism for both, so a route run never takes a ticket an"
+    " agent holds and two agents never get one ticket; the lease (`expires_at`) gives the"
+    " tickets of a crashed TUI back.",
+    (
+        "ALTER TABLE claims ADD COLUMN agent TEXT",
+        "CREATE INDEX ix_claims_agent ON claims(agent)",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    V1,
+    V2,
+    V3,
+    V4,
+    SHADOWS,
+    TRAINED,
+    HELPDESK,
+    AGENT_LEASES,
+)
 """Ordered schema migrations; the database's `PRAGMA user_version` counts those applied."""
 SCHEMA_VERSION = len(MIGRATIONS)
 
