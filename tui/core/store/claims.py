@@ -198,12 +198,12 @@ class ClaimsMixin(StoreBase):
         for _ in range(5):
             now = utcnow()
             now_s, expires = _stamp(now), _stamp(now + timedelta(seconds=lease_s))
-            if wanted is None:
-                which, params = "t.label IS NULL", [now_s]
+            if wanted is None:  # new tickets: any live claim, the owner's own too, keeps one out
+                which, params = "t.label IS NULL", [now_s, ""]
                 limit: list[Any] = [n - len(got)]
-            else:
+            else:  # these tickets: the owner's own claims are renewed
                 which = f"t.id IN ({','.join('?' * len(wanted))})"
-                params, limit = [*wanted, now_s], [len(wanted)]
+                params, limit = [*wanted, now_s, owner], [len(wanted)]
             sql = (
                 "WITH pick AS (SELECT t.id FROM tickets t"
                 f" WHERE {which} AND NOT EXISTS (SELECT 1 FROM claims c"
@@ -220,7 +220,7 @@ class ClaimsMixin(StoreBase):
             with self._write(serial=False) as conn:
                 self._void_dead_owners(conn, now_s)
                 rows = conn.execute(
-                    sql, [*params, owner, *limit, owner, AGENT_RUN, expires, agent, now_s]
+                    sql, [*params, *limit, owner, AGENT_RUN, expires, agent, now_s]
                 ).fetchall()
             fresh = [r[0] for r in rows if r[0] not in got]
             got += fresh
