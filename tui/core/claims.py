@@ -178,7 +178,7 @@ class AgentLeases:
         return got[0] if got else None
 
     def renew(self) -> int:
-        return self.store.renew_claims(self.owner, self.lease_s)
+        return self.store.renew_agent_leases(self.owner, self.lease_s)
 
     def release(self) -> int:
         return self.store.release_agent_claims(owner=self.owner)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 from tui.core.database_url import DbTarget, PgTarget, database_target, is_database_url
 from tui.core.store.claims import (
-    AGENT_RUN,
     CLAIM_LEASE_S,
     Claimed,
     ClaimsMixin,
@@ -69,7 +68,6 @@ from tui.core.store.tickets import CONTENT_COLUMNS, ImportRejected, ImportResult
 from tui.core.store.trained import LabelledTicket, TrainedMixin
 
 __all__ = [
-    "AGENT_RUN",
     "CLAIM_LEASE_S",
     "CONTENT_COLUMNS",
     "DB_FILE_MODE",

@@ -1,10 +1,10 @@
-"""Claims: which routing session or agent holds which ticket, so two runs never route one
-twice and two agents never work one ticket.
+"""Claims: which routing session holds which ticket, so two runs never route one twice; and
+agent leases: which agent is working on which ticket, so two agents never get one.
 
-One table for both (`claims`, one row per ticket): a routing session's claims carry its run,
-an agent's lease carries `run_id` 'agent' and the agent's name (`claim_for_agent`). Either
-kind blocks the other, and an expired lease (or one of a process of this host that is gone)
-is taken over by whoever claims next.
+Both are the same mechanism (an owner that is a process, a lease renewed while it lives, void
+once it lapses or the process of this host is gone, taken over by whoever claims next), in two
+tables (`claims`, `agent_leases`), because a run routing a ticket and an agent reading it do
+not exclude each other.
 """
 
 from __future__ import annotations
@@ -24,9 +24,6 @@ from tui.core.store.connection import Conn, Row, StoreBase, fetch_rows
 from tui.core.store.errors import StoreError
 from tui.core.store.runs import PendingQuery, pending_sql
 from tui.core.store.tickets import ticket_from_row
-
-AGENT_RUN = "agent"
-"""The `run_id` of an agent's lease: no run, a person working on the ticket."""
 
 CLAIM_LEASE_S = 60.0
 """How long a claim holds a ticket without renewal. A run renews its claims every quarter of
@@ -132,10 +129,6 @@ class ClaimsMixin(StoreBase):
                     rows += fetch_rows(conn, f"SELECT * FROM tickets WHERE id IN ({marks})", chunk)
                 rows.sort(key=lambda r: int(r["seq"]))
                 last_seq = max([0, *(r["seq"] for r in rows)])
-            if self.engine == "postgresql":
-                # Agent leases are taken concurrently (not under the write lock): lock the
-                # tickets first, so a lease committed meanwhile is seen below, not overwritten.
-                self._lock_tickets(conn, [r["id"] for r in rows])
             claims = self._claims_on(conn, [r["id"] for r in rows])
             alive: dict[str, bool] = {}
             taken: list[Row] = []
@@ -157,17 +150,6 @@ class ClaimsMixin(StoreBase):
             )
         return Claimed([(r["seq"], ticket_from_row(r)) for r in taken], dict(held), last_seq)
 
-    @staticmethod
-    def _lock_tickets(conn: Conn, ids: list[str]) -> None:
-        """PostgreSQL: lock these tickets' rows until the transaction ends (agent leases skip
-        locked tickets, so they never take one a routing claim is being written for)."""
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            conn.execute(
-                f"SELECT id FROM tickets WHERE id IN ({marks}) ORDER BY seq FOR UPDATE", chunk
-            ).fetchall()
-
     def claim_for_agent(
         self,
         agent: str,
@@ -177,12 +159,12 @@ class ClaimsMixin(StoreBase):
         n: int = 1,
         ids: Sequence[str] | None = None,
     ) -> list[str]:
-        """Lease tickets to an agent: the `n` oldest unlabelled tickets nobody holds, or of
-        `ids` those nobody else holds (the owner's own are renewed). Returns the ids now held,
-        in import order.
+        """Lease tickets to an agent: the `n` oldest unlabelled tickets no agent holds, or of
+        `ids` those no other desk holds (the owner's own are renewed). Returns the ids now
+        held, in import order.
 
         One statement claims them: `INSERT ... SELECT ... ON CONFLICT DO UPDATE ... WHERE the
-        old claim expired ... RETURNING`, inside an IMMEDIATE transaction on SQLite; on
+        old lease expired ... RETURNING`, inside an IMMEDIATE transaction on SQLite; on
         PostgreSQL outside the write lock, picking with `FOR UPDATE SKIP LOCKED`, so twenty
         agents pressing "next" at once each get other tickets without waiting on each other
         (a ticket another claimer committed meanwhile fails the upsert's WHERE, and the
@@ -206,22 +188,19 @@ class ClaimsMixin(StoreBase):
                 params, limit = [*wanted, now_s, owner], [len(wanted)]
             sql = (
                 "WITH pick AS (SELECT t.id FROM tickets t"
-                f" WHERE {which} AND NOT EXISTS (SELECT 1 FROM claims c"
-                "   WHERE c.ticket_id = t.id AND c.expires_at > ? AND c.owner != ?)"
+                f" WHERE {which} AND NOT EXISTS (SELECT 1 FROM agent_leases a"
+                "   WHERE a.ticket_id = t.id AND a.expires_at > ? AND a.owner != ?)"
                 f" ORDER BY t.seq LIMIT ?{lock})"
-                " INSERT INTO claims (ticket_id, owner, run_id, expires_at, agent)"
-                " SELECT id, ?, ?, ?, ? FROM pick WHERE TRUE"
+                " INSERT INTO agent_leases (ticket_id, owner, expires_at, agent)"
+                " SELECT id, ?, ?, ? FROM pick WHERE TRUE"
                 " ON CONFLICT (ticket_id) DO UPDATE SET owner = excluded.owner,"
-                " run_id = excluded.run_id, expires_at = excluded.expires_at,"
-                " agent = excluded.agent"
-                " WHERE claims.expires_at <= ? OR claims.owner = excluded.owner"
+                " expires_at = excluded.expires_at, agent = excluded.agent"
+                " WHERE agent_leases.expires_at <= ? OR agent_leases.owner = excluded.owner"
                 " RETURNING ticket_id"
             )
             with self._write(serial=False) as conn:
                 self._void_dead_owners(conn, now_s)
-                rows = conn.execute(
-                    sql, [*params, *limit, owner, AGENT_RUN, expires, agent, now_s]
-                ).fetchall()
+                rows = conn.execute(sql, [*params, *limit, owner, expires, agent, now_s]).fetchall()
             fresh = [r[0] for r in rows if r[0] not in got]
             got += fresh
             if wanted is not None or len(got) >= n or not fresh:
@@ -241,11 +220,11 @@ class ClaimsMixin(StoreBase):
         owners = [
             r[0]
             for r in conn.execute(
-                "SELECT DISTINCT owner FROM claims WHERE expires_at > ?", (now_s,)
+                "SELECT DISTINCT owner FROM agent_leases WHERE expires_at > ?", (now_s,)
             ).fetchall()
         ]
         for dead in [o for o in owners if not owner_alive(o)]:
-            conn.execute("DELETE FROM claims WHERE owner = ?", (dead,))
+            conn.execute("DELETE FROM agent_leases WHERE owner = ?", (dead,))
 
     def release_agent_claims(
         self,
@@ -256,7 +235,7 @@ class ClaimsMixin(StoreBase):
     ) -> int:
         """End agent leases: those of `agent` (any of their desks) or of one `owner`, only on
         `ids` when given. Returns how many were released."""
-        where, params = [f"run_id = '{AGENT_RUN}'"], []
+        where, params = ["TRUE"], []
         if agent is not None:
             where.append("agent = ?")
             params.append(agent)
@@ -265,16 +244,17 @@ class ClaimsMixin(StoreBase):
             params.append(owner)
         released = 0
         unique = None if ids is None else list(dict.fromkeys(ids))
-        with self._write() as conn:
+        with self._write(serial=False) as conn:
             if unique is None:
                 return conn.execute(
-                    f"DELETE FROM claims WHERE {' AND '.join(where)}", params
+                    f"DELETE FROM agent_leases WHERE {' AND '.join(where)}", params
                 ).rowcount
             for start in range(0, len(unique), 500):
                 chunk = unique[start : start + 500]
                 marks = ",".join("?" * len(chunk))
                 released += conn.execute(
-                    f"DELETE FROM claims WHERE {' AND '.join(where)} AND ticket_id IN ({marks})",
+                    f"DELETE FROM agent_leases WHERE {' AND '.join(where)}"
+                    f" AND ticket_id IN ({marks})",
                     [*params, *chunk],
                 ).rowcount
         return released
@@ -282,10 +262,20 @@ class ClaimsMixin(StoreBase):
     def agent_leases(self) -> dict[str, str]:
         """Ticket id -> the agent holding it, for the live agent leases."""
         rows = self._read(
-            "SELECT ticket_id, agent, owner FROM claims WHERE run_id = ? AND expires_at > ?",
-            (AGENT_RUN, _stamp(utcnow())),
+            "SELECT ticket_id, agent, owner FROM agent_leases WHERE expires_at > ?",
+            (_stamp(utcnow()),),
         )
         return {r[0]: r[1] for r in rows if owner_alive(r[2])}
+
+    def renew_agent_leases(self, owner: str, lease_s: float) -> int:
+        """Extend every lease of this desk to `lease_s` from now; returns how many it holds."""
+        if not (math.isfinite(lease_s) and lease_s >= 0):
+            raise StoreError(f"claim lease {lease_s!r}: must be a finite number of seconds >= 0")
+        expires = _stamp(utcnow() + timedelta(seconds=lease_s))
+        with self._write(serial=False) as conn:
+            return conn.execute(
+                "UPDATE agent_leases SET expires_at = ? WHERE owner = ?", (expires, owner)
+            ).rowcount
 
     @staticmethod
     def _claims_on(conn: Conn, ids: list[str]) -> dict[str, tuple[str, str]]:

@@ -6,8 +6,8 @@ chunks of `CHUNK` rows each committed on its own. A copy that stops (Ctrl-C, a l
 connection) is resumed by running it again: tables keyed by a number continue after the
 highest key already copied, the others are sent again and rows already there are ignored.
 At the end every table's row count is compared with the source's; any difference is an
-error naming the table. `claims` are not copied: they are leases of processes on the old
-database, void on the new one.
+error naming the table. `claims` and `agent_leases` are not copied: they are leases of
+processes on the old database, void on the new one.
 
 The destination must be empty or a copy of this same source (the `meta` key `copied_from`
 says which): copying into a database that already holds other tickets would merge two
@@ -48,7 +48,8 @@ TABLES: tuple[tuple[str, str | None], ...] = (
     ("helpdesk_tickets", None),
     ("helpdesk_pushes", "id"),
 )
-"""Every table but `claims`, parents before children, with its integer key (None: none)."""
+"""Every table but `claims` and `agent_leases`, parents before children, with its integer key
+(None: none)."""
 COPY_MARK = "copied_from"
 
 

@@ -42,8 +42,8 @@ class InboxMixin(StoreBase):
         "SELECT t.seq, t.id AS ticket_id, t.received_at, t.subject,"
         " substr(t.text, 1, 400) AS text, t.label, t.label_source, t.predicted_label,"
         " t.confidence, t.error_class, t.disagreement, d.backend, d.total_ms, d.cost_usd,"
-        " (SELECT c.agent FROM claims c WHERE c.ticket_id = t.id AND c.run_id = 'agent'"
-        "  AND c.expires_at > ?) AS held_by"
+        " (SELECT a.agent FROM agent_leases a WHERE a.ticket_id = t.id"
+        "  AND a.expires_at > ?) AS held_by"
         " FROM tickets t LEFT JOIN decisions d ON d.id = t.decision_id"
     )
     """One row per ticket; its one parameter is now (`_now`), for the live leases."""

@@ -61,9 +61,7 @@ class LabelsMixin(StoreBase):
                 (label, source, ticket_id),
             )
             # a labelled ticket is done: whoever leased it to work on it holds it no longer
-            conn.execute(
-                "DELETE FROM claims WHERE ticket_id = ? AND run_id = 'agent'", (ticket_id,)
-            )
+            conn.execute("DELETE FROM agent_leases WHERE ticket_id = ?", (ticket_id,))
             return event.model_copy(update={"id": cur.lastrowid})
 
     def undo_last_label(self, agent: str) -> LabelEvent | None:

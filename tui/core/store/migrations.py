@@ -388,14 +388,20 @@ HELPDESK = Migration(
 )
 
 AGENT_LEASES = Migration(
-    "Agent leases (team mode): `claims.agent` names the agent holding a ticket they are"
-    " working on (NULL for a routing run's claim). An agent's claim is a row of `claims`"
-    " with `run_id` 'agent': one mechanism for both, so a route run never takes a ticket an"
-    " agent holds and two agents never get one ticket; the lease (`expires_at`) gives the"
-    " tickets of a crashed TUI back.",
+    "Agent leases (team mode): `agent_leases` holds the tickets agents are working on, one"
+    " row per ticket, so two agents never get one ticket. Claims' mechanism (an `owner` that"
+    " is a process, `expires_at` renewed while it lives, void once it lapses or the process"
+    " is gone), in a table of its own: a routing run's claim and an agent's lease do not"
+    " exclude each other (the ticket an agent has open may still be routed).",
     (
-        "ALTER TABLE claims ADD COLUMN agent TEXT",
-        "CREATE INDEX ix_claims_agent ON claims(agent)",
+        """CREATE TABLE agent_leases (
+            ticket_id TEXT PRIMARY KEY REFERENCES tickets(id) ON DELETE CASCADE,
+            agent TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            expires_at TEXT NOT NULL
+        ) WITHOUT ROWID""",
+        "CREATE INDEX ix_agent_leases_agent ON agent_leases(agent)",
+        "CREATE INDEX ix_agent_leases_owner ON agent_leases(owner)",
     ),
 )
 
