@@ -47,3 +47,17 @@ async def test_the_open_ticket_is_leased_and_claim_next_skips_held_ones(
         assert store.label_history("T-0001")[-1].agent == "maria"
         await wait_until(pilot, lambda: "T-0001" not in store.agent_leases())
     assert store.agent_leases() == {"T-0000": "bo"}  # quitting gave the open ticket back
+
+
+async def test_another_desks_label_shows_in_the_open_inbox(
+    store: Store, app_for, db_target: Path | PgTarget
+) -> None:
+    """On PostgreSQL through LISTEN/NOTIFY, on SQLite through the poll."""
+    seed(store, 5)
+    app = app_for()
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one(TicketTable)
+        await wait_until(pilot, lambda: table.total_rows == 5)
+        with Store(db_target) as other:
+            other.add_label("T-0002", "billing", agent="bo", source="correct")
+        await wait_until(pilot, lambda: table.row_for("T-0002").label == "billing")

@@ -99,3 +99,30 @@ def test_db_copy_moves_everything_resumably_and_checks_counts(
         store.import_tickets([Ticket(id="X", text="x")])
     r = run(isolated_home, "--db", str(other), "db", "copy", "--to", pg_url)
     assert r.returncode == 2 and "is a copy of" in r.stderr
+
+
+def test_a_commit_by_another_desk_is_heard_at_once(pg_url: str) -> None:
+    """LISTEN/NOTIFY: a write that changed rows wakes every listening store; nothing else
+    does, and SQLite (no signal) says "look" after each wait."""
+    import threading
+    import time
+
+    with Store(pg_url) as mine, Store(pg_url) as theirs:
+        mine.import_tickets([Ticket(id="A", text="a")])
+        assert mine.pushes_changes
+        assert not mine.wait_for_change(0.2)  # LISTEN starts here; nothing since
+        heard: list[float] = []
+
+        def listen() -> None:
+            start = time.monotonic()
+            if mine.wait_for_change(10):
+                heard.append(time.monotonic() - start)
+
+        waiter = threading.Thread(target=listen)
+        waiter.start()
+        time.sleep(0.3)
+        theirs.add_label("A", "billing", agent="bo")
+        waiter.join(15)
+        assert heard and heard[0] < 5
+        theirs.release_agent_claims("nobody")  # changed no row: no notification
+        assert not mine.wait_for_change(0.3)

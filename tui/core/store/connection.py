@@ -358,6 +358,20 @@ class StoreBase:
             cur.row_factory = sqlite3.Row
             return cur.fetchall()
 
+    @property
+    def pushes_changes(self) -> bool:
+        """Whether `wait_for_change` hears other writers (PostgreSQL's LISTEN/NOTIFY); SQLite
+        has no such signal, and its readers poll."""
+        return self._pg is not None
+
+    def wait_for_change(self, timeout: float) -> bool:
+        """Block up to `timeout` seconds until another process commits a change; True when
+        one did (or may have: SQLite, which cannot tell, always says True after the wait)."""
+        if self._pg is not None:
+            return self._pg.wait_for_change(timeout)
+        time.sleep(timeout)
+        return True
+
     @contextmanager
     def _reading(self) -> Iterator[Conn]:
         """A connection for several reads in a row (no transaction on PostgreSQL: each

@@ -53,6 +53,9 @@ WRITE_LOCK_KEY = 7_471_207_357_202_341
 RECONNECT_S = 60.0
 """How long a read (or a write not yet begun) waits for a server that went away."""
 POOL_MAX = 8
+NOTIFY_CHANNEL = "triagedesk"
+"""Every write transaction that changed rows notifies this channel when it commits: open TUIs
+LISTEN on it (`PgEngine.wait_for_change`) and refresh at once instead of polling."""
 IDENTITY_TABLES = frozenset(
     {
         "decisions",
@@ -220,6 +223,36 @@ class PgEngine:
 
     def close(self) -> None:
         self.pool.close()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with suppress(Exception):
+                listener.close()
+
+    _listener: psycopg.Connection[Any] | None = None
+
+    def wait_for_change(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for another writer's commit (LISTEN/NOTIFY on a
+        connection of its own); True when one came, or when the connection was lost (the
+        caller then looks for itself, as a poll would). One thread at a time calls this."""
+        import psycopg
+
+        try:
+            if self._listener is None:
+                self._listener = psycopg.connect(
+                    self.target.url, autocommit=True, connect_timeout=10
+                )
+                self._listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            got = False
+            for _ in self._listener.notifies(timeout=timeout, stop_after=1):
+                got = True
+            return got
+        except psycopg.Error:
+            listener, self._listener = self._listener, None
+            if listener is not None:
+                with suppress(Exception):
+                    listener.close()
+            time.sleep(min(timeout, 1.0))
+            return True
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
@@ -285,8 +318,11 @@ class PgEngine:
                         raise StoreError(f"{self.target}: {_one_line(exc)}") from None
                     time.sleep(0.5)
                     continue
+                pg = PgConnection(raw)
                 try:
-                    yield PgConnection(raw)
+                    yield pg
+                    if pg.total_changes:  # delivered at COMMIT, to every listening desk
+                        raw.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
                 except BaseException as exc:
                     with suppress(psycopg.Error):
                         tx.__exit__(type(exc), exc, exc.__traceback__)
