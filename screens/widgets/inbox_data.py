@@ -131,7 +131,9 @@ class InboxData(Widget):
         self, ticket_id: str, label: str, source: LabelSource, advance: bool = False
     ) -> None:
         try:
-            event = self.store.add_label(ticket_id, label, agent=self.agent, source=source)
+            event = self.store.add_label(
+                ticket_id, label, agent=self.agent, source=source, desk=self.leases.owner
+            )
         except StoreError as exc:
             self.notify(str(exc), severity="error")
             return

@@ -37,15 +37,15 @@ async def test_the_open_ticket_is_leased_and_claim_next_skips_held_ones(
         held = table.row_for("T-0000")
         assert held is not None and held.held_by == "bo"
         assert "◆ bo" in table.cells(held)[-1].plain
-        await pilot.press("N")  # the oldest free unlabelled ticket: T-0001 (T-0000 is bo's)
-        await wait_until(pilot, lambda: table.current.ticket_id == "T-0001")
-        await wait_until(pilot, lambda: store.agent_leases() == {"T-0000": "bo", "T-0001": "maria"})
+        await pilot.press("N")  # the newest free ticket but the open one; T-0009 given back
+        await wait_until(pilot, lambda: table.current.ticket_id == "T-0008")
+        await wait_until(pilot, lambda: store.agent_leases() == {"T-0000": "bo", "T-0008": "maria"})
         await pilot.press("l")
         await pilot.pause()
-        await pilot.press("enter")  # the picker's first label: T-0001 labelled, lease ended
-        await wait_until(pilot, lambda: store.inbox_row("T-0001").label is not None)
-        assert store.label_history("T-0001")[-1].agent == "maria"
-        await wait_until(pilot, lambda: "T-0001" not in store.agent_leases())
+        await pilot.press("enter")  # the picker's first label: T-0008 labelled, lease ended
+        await wait_until(pilot, lambda: store.inbox_row("T-0008").label is not None)
+        assert store.label_history("T-0008")[-1].agent == "maria"
+        await wait_until(pilot, lambda: "T-0008" not in store.agent_leases())
     assert store.agent_leases() == {"T-0000": "bo"}  # quitting gave the open ticket back
 
 

@@ -19,7 +19,7 @@ from tui.core.claims import AgentLeases, agent_name
 from tui.core.config import ConfigError, Settings
 from tui.core.database_url import PgTarget
 from tui.core.models import Ticket
-from tui.core.store import Store, agent_owner
+from tui.core.store import Store, StoreError, agent_owner
 
 FAR_ANA = "far-away-host:99:aaaa"
 FAR_BO = "far-away-host:100:bbbb"
@@ -117,12 +117,16 @@ def test_concurrent_claimers_get_distinct_tickets(store: Store) -> None:
 def test_a_desk_holds_what_it_has_open(store: Store) -> None:
     desk = AgentLeases(store, "ana", lease_s=60)
     other = AgentLeases(store, "bo", lease_s=60)
-    assert desk.next() == "T001" and other.next() == "T002"
-    assert not desk.open("T002") and desk.open("T003")
-    assert store.agent_leases() == {"T003": "ana", "T002": "bo"}  # T001 given back
+    assert desk.next() == "T011" and other.next() == "T010"  # newest first, as the inbox
+    assert desk.next() == "T009" and store.agent_leases().get("T011") is None
+    assert not desk.open("T010") and desk.open("T003")
+    assert store.agent_leases() == {"T003": "ana", "T010": "bo"}  # T009 given back
     assert desk.renew() == 1
+    with pytest.raises(StoreError, match="worked on by bo"):
+        store.add_label("T010", "billing", agent="ana", desk=desk.owner)
+    store.add_label("T010", "billing", agent="bo", desk=other.owner)
     desk.release()
-    assert store.agent_leases() == {"T002": "bo"}
+    assert store.agent_leases() == {}
 
 
 def test_agent_name_comes_from_flag_config_or_os(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -160,27 +160,39 @@ class AgentLeases:
         self.agent = agent
         self.owner = claim_owner()
         self.lease_s = lease_s
+        self.held: str | None = None
+        """The ticket this desk has open and leased."""
 
     def open(self, ticket_id: str) -> bool:
         """Lease this ticket (renewing it when already ours); False when another holds it.
-        The lease of any other ticket this desk had open is given back first."""
-        self.store.release_agent_claims(owner=self.owner)
-        return bool(
+        The lease of the ticket this desk had open before is given back."""
+        got = bool(
             self.store.claim_for_agent(
                 self.agent, self.owner, lease_s=self.lease_s, ids=[ticket_id]
             )
         )
+        self._move_to(ticket_id if got else None)
+        return got
 
     def next(self) -> str | None:
-        """Give back what this desk holds and lease the oldest free unlabelled ticket."""
-        self.store.release_agent_claims(owner=self.owner)
-        got = self.store.claim_for_agent(self.agent, self.owner, lease_s=self.lease_s, n=1)
+        """Lease the newest free unlabelled ticket other than the one open (the top of the
+        inbox, which lists newest first), and give back the one open."""
+        got = self.store.claim_for_agent(
+            self.agent, self.owner, lease_s=self.lease_s, n=1, newest_first=True
+        )
+        self._move_to(got[0] if got else self.held)
         return got[0] if got else None
+
+    def _move_to(self, ticket_id: str | None) -> None:
+        previous, self.held = self.held, ticket_id
+        if previous is not None and previous != ticket_id:
+            self.store.release_agent_claims(owner=self.owner, ids=[previous])
 
     def renew(self) -> int:
         return self.store.renew_agent_leases(self.owner, self.lease_s)
 
     def release(self) -> int:
+        self.held = None
         return self.store.release_agent_claims(owner=self.owner)
 
 

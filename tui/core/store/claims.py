@@ -22,6 +22,7 @@ from typing import Any
 from tui.core.models import Ticket, utcnow
 from tui.core.store.connection import Conn, Row, StoreBase, fetch_rows
 from tui.core.store.errors import StoreError
+from tui.core.store.pg import reconnecting
 from tui.core.store.runs import PendingQuery, pending_sql
 from tui.core.store.tickets import ticket_from_row
 
@@ -93,6 +94,7 @@ def _stamp(moment: datetime) -> str:
 class ClaimsMixin(StoreBase):
     """Claiming, renewing, releasing and listing the tickets in flight."""
 
+    @reconnecting
     def claim_tickets(
         self, owner: str, run_id: str, which: Sequence[str] | PendingQuery, lease_s: float
     ) -> Claimed:
@@ -150,6 +152,7 @@ class ClaimsMixin(StoreBase):
             )
         return Claimed([(r["seq"], ticket_from_row(r)) for r in taken], dict(held), last_seq)
 
+    @reconnecting
     def claim_for_agent(
         self,
         agent: str,
@@ -158,10 +161,12 @@ class ClaimsMixin(StoreBase):
         lease_s: float,
         n: int = 1,
         ids: Sequence[str] | None = None,
+        newest_first: bool = False,
     ) -> list[str]:
         """Lease tickets to an agent: the `n` oldest unlabelled tickets no agent holds, or of
         `ids` those no other desk holds (the owner's own are renewed). Returns the ids now
-        held, in import order.
+        held, in import order. `newest_first` takes the newest free tickets instead of the
+        oldest (the TUI's "claim next": the top of its newest-first inbox).
 
         One statement claims them: `INSERT ... SELECT ... ON CONFLICT DO UPDATE ... WHERE the
         old lease expired ... RETURNING`, inside an IMMEDIATE transaction on SQLite; on
@@ -190,7 +195,7 @@ class ClaimsMixin(StoreBase):
                 "WITH pick AS (SELECT t.id FROM tickets t"
                 f" WHERE {which} AND NOT EXISTS (SELECT 1 FROM agent_leases a"
                 "   WHERE a.ticket_id = t.id AND a.expires_at > ? AND a.owner != ?)"
-                f" ORDER BY t.seq LIMIT ?{lock})"
+                f" ORDER BY t.seq{' DESC' if newest_first else ''} LIMIT ?{lock})"
                 " INSERT INTO agent_leases (ticket_id, owner, expires_at, agent)"
                 " SELECT id, ?, ?, ? FROM pick WHERE TRUE"
                 " ON CONFLICT (ticket_id) DO UPDATE SET owner = excluded.owner,"
@@ -226,6 +231,7 @@ class ClaimsMixin(StoreBase):
         for dead in [o for o in owners if not owner_alive(o)]:
             conn.execute("DELETE FROM agent_leases WHERE owner = ?", (dead,))
 
+    @reconnecting
     def release_agent_claims(
         self,
         agent: str | None = None,
@@ -267,6 +273,7 @@ class ClaimsMixin(StoreBase):
         )
         return {r[0]: r[1] for r in rows if owner_alive(r[2])}
 
+    @reconnecting
     def renew_agent_leases(self, owner: str, lease_s: float) -> int:
         """Extend every lease of this desk to `lease_s` from now; returns how many it holds."""
         if not (math.isfinite(lease_s) and lease_s >= 0):
@@ -291,6 +298,7 @@ class ClaimsMixin(StoreBase):
                 found[tid] = (owner, expires)
         return found
 
+    @reconnecting
     def release_claims(self, owner: str, ids: Sequence[str] | None = None) -> int:
         """Give back the owner's claims (only those on `ids`, when given); returns how many."""
         with self._write() as conn:
@@ -307,6 +315,7 @@ class ClaimsMixin(StoreBase):
                 ).rowcount
             return released
 
+    @reconnecting
     def renew_claims(self, owner: str, lease_s: float) -> int:
         """Extend every claim of the owner to `lease_s` from now; returns how many it holds.
         Claims another owner has taken over (after this one's lease ran out) stay theirs."""

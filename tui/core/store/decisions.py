@@ -11,6 +11,7 @@ from typing import Any
 from tui.core.models import Decision, StageResult
 from tui.core.store.connection import Conn, Row, StoreBase
 from tui.core.store.latency import latency_bucket
+from tui.core.store.pg import reconnecting
 from tui.core.store.values import iso
 
 
@@ -44,6 +45,7 @@ def relabel(conn: Conn, ticket_id: str, old: str | None, new: str | None) -> Non
 class DecisionsMixin(StoreBase):
     """Recording decisions and reading them back."""
 
+    @reconnecting
     def record_decisions(
         self, decisions: Sequence[Decision], *, owner: str | None = None
     ) -> list[Decision]:

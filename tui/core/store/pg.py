@@ -37,9 +37,9 @@ from __future__ import annotations
 import functools
 import re
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from tui.core.database_url import PgTarget
 from tui.core.store.errors import StoreError
@@ -47,6 +47,9 @@ from tui.core.store.errors import StoreError
 if TYPE_CHECKING:
     import psycopg
     from psycopg_pool import ConnectionPool
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 WRITE_LOCK_KEY = 7_471_207_357_202_341
 """The advisory lock every serial write takes: one writer at a time, as on SQLite."""
@@ -327,21 +330,46 @@ class PgEngine:
                     with suppress(psycopg.Error):
                         tx.__exit__(type(exc), exc, exc.__traceback__)
                     if isinstance(exc, psycopg.OperationalError):
-                        raise StoreError(
+                        raise ConnectionLost(
                             f"{self.target}: {_one_line(exc)}; the change was not stored"
                         ) from None
                     raise
                 try:
                     tx.__exit__(None, None, None)
                 except psycopg.OperationalError as exc:
-                    raise StoreError(
+                    raise ConnectionLost(
                         f"{self.target}: {_one_line(exc)}; the change may not be stored"
                     ) from None
                 return
+
+
+class ConnectionLost(StoreError):
+    """The server went away during a write (a restart, a network cut): the transaction was
+    rolled back, or its COMMIT was not confirmed. `reconnecting` methods run again."""
+
+
+def reconnecting(method: Callable[P, R]) -> Callable[P, R]:
+    """Run a store write again when the server went away in the middle of it, until it is
+    back (`RECONNECT_S`): for writes that are one transaction and idempotent when repeated
+    (a decision already stored is a duplicate call, a claim already held is renewed, a
+    release of nothing releases nothing), so a route run rides out a server restart."""
+
+    @functools.wraps(method)
+    def again(*args: P.args, **kwargs: P.kwargs) -> R:
+        deadline = time.monotonic() + RECONNECT_S
+        while True:
+            try:
+                return method(*args, **kwargs)
+            except ConnectionLost:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    return again
 
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300]
 
 
-__all__ = ["PgConnection", "PgEngine", "PgRow", "translate"]
+__all__ = ["ConnectionLost", "PgConnection", "PgEngine", "PgRow", "reconnecting", "translate"]

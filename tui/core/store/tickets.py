@@ -11,6 +11,7 @@ from tui.core.models import STORED, Ticket, check_label_name, utcnow
 from tui.core.store.connection import Conn, Row, StoreBase
 from tui.core.store.decisions import relabel
 from tui.core.store.errors import StoreError
+from tui.core.store.pg import reconnecting
 from tui.core.store.values import from_iso, iso
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ def ticket_from_row(row: Row) -> Ticket:
 class TicketsMixin(StoreBase):
     """Importing tickets and reading them back."""
 
+    @reconnecting
     def import_tickets(
         self,
         tickets: Sequence[Ticket],
