@@ -178,7 +178,9 @@ def test_a_server_restart_mid_route_is_ridden_out(
         deadline = time.monotonic() + 300
         while store.decision_count() < 1000 and time.monotonic() < deadline:
             time.sleep(0.05)
+        before = store.decision_count()
     pg_cluster.restart()
+    assert proc.poll() is None and 1000 <= before < n, "the run was not in the middle"
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     with Store(pg_url) as store:
