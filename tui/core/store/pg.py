@@ -175,6 +175,28 @@ class PgConnection:
         lastrowid = int(rows[-1][0]) if returning and rows else None
         return PgCursor(rows, count, lastrowid)
 
+    def copy_insert_ignore(self, table: str, columns: Sequence[str], rows: Sequence[Any]) -> int:
+        """`INSERT OR IGNORE` of many rows through COPY (the bulk path of an import): the rows
+        are streamed into a temporary table, then inserted in their order, skipping keys that
+        exist. Returns how many were inserted."""
+        names = ", ".join(columns)
+        self.raw.execute(
+            f"CREATE TEMP TABLE td_copy (ord BIGINT, {', '.join(c + ' TEXT' for c in columns)})"
+            " ON COMMIT DROP"
+        )
+        with self.raw.cursor() as cur:
+            with cur.copy(f"COPY td_copy (ord, {names}) FROM STDIN") as copy:
+                for i, row in enumerate(rows):
+                    copy.write_row((i, *row))
+            cur.execute(
+                f"INSERT INTO {table} ({names}) SELECT {names} FROM td_copy ORDER BY ord"
+                " ON CONFLICT DO NOTHING"
+            )
+            count = max(cur.rowcount, 0)
+        self.raw.execute("DROP TABLE td_copy")
+        self.total_changes += count
+        return count
+
     def executemany(self, sql: str, parameters: Iterable[Any], /) -> PgCursor:
         text, _ = translate(sql)
         batch = list(parameters)

@@ -11,7 +11,7 @@ from tui.core.models import STORED, Ticket, check_label_name, utcnow
 from tui.core.store.connection import Conn, Row, StoreBase
 from tui.core.store.decisions import relabel
 from tui.core.store.errors import StoreError
-from tui.core.store.pg import reconnecting
+from tui.core.store.pg import PgConnection, reconnecting
 from tui.core.store.values import from_iso, iso
 
 if TYPE_CHECKING:
@@ -41,6 +41,19 @@ CONTENT_COLUMNS = ("subject", "text", "customer", "channel", "created_at")
 routed content and its sender, not `meta`: metadata columns (status, assignee) change from one
 CRM export to the next, while a changed text under an old id means the file is not what was
 imported before, and keeping the old text while taking the new label would mislabel it."""
+
+
+_TICKET_COLUMNS = (
+    "id",
+    "subject",
+    "text",
+    "customer",
+    "channel",
+    "created_at",
+    "received_at",
+    "meta",
+    "source",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,11 +155,14 @@ class TicketsMixin(StoreBase):
                 raise ImportRejected(source, errors)
             existing = {tid: found[1] for tid, found in stored.items()}
             before = conn.total_changes
-            conn.executemany(
-                "INSERT OR IGNORE INTO tickets (id, subject, text, customer, channel, created_at,"
-                " received_at, meta, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            if isinstance(conn, PgConnection):  # PostgreSQL: COPY, not a statement a row
+                conn.copy_insert_ignore("tickets", _TICKET_COLUMNS, rows)
+            else:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO tickets (id, subject, text, customer, channel,"
+                    " created_at, received_at, meta, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
             inserted = conn.total_changes - before
             recorded = 0
             if labels:
