@@ -358,6 +358,13 @@ class StoreBase:
             cur.row_factory = sqlite3.Row
             return cur.fetchall()
 
+    def analyze(self) -> None:
+        """Refresh the planner's statistics (PostgreSQL, after a bulk load; SQLite's planner
+        needs none for the store's queries)."""
+        if self.engine == "postgresql":
+            with self._write(serial=False) as conn:
+                conn.execute("ANALYZE")
+
     @property
     def pushes_changes(self) -> bool:
         """Whether `wait_for_change` hears other writers (PostgreSQL's LISTEN/NOTIFY); SQLite

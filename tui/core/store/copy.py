@@ -111,6 +111,7 @@ def copy_database(
                         f"SELECT setval(pg_get_serial_sequence('{table}', '{key}'),"
                         f" (SELECT coalesce(max({key}), 0) + 1 FROM {table}), false)"
                     )
+    dest.analyze()
     counts: dict[str, int] = {}
     for table, _ in TABLES:
         have = int(source.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])

@@ -240,7 +240,6 @@ class PgEngine:
             max_size=POOL_MAX,
             kwargs=kwargs,
             configure=_configure,
-            check=ConnectionPool.check_connection,
             name="triagedesk",
             open=True,
             reconnect_timeout=RECONNECT_S,
@@ -327,17 +326,19 @@ class PgEngine:
 
         The transaction starts only once the server answers (waiting while it is away); a
         failure after that rolls it back and is raised: a lost connection as a StoreError
-        naming the database, anything else (a constraint, a refused import) as it is."""
+        naming the database, anything else (a constraint, a refused import) as it is.
+
+        Round trips are what a server on another host costs, so BEGIN goes with the lock and
+        the change notification with COMMIT (one simple-protocol message each): a write is
+        its own statements plus two."""
         import psycopg
 
+        begin = "BEGIN" + (f"; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})" if serial else "")
         deadline = time.monotonic() + RECONNECT_S
         while True:
             with self.connection() as raw:
                 try:
-                    tx = raw.transaction()
-                    tx.__enter__()
-                    if serial:
-                        raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
+                    raw.execute(begin)
                 except psycopg.OperationalError as exc:
                     if time.monotonic() > deadline:
                         raise StoreError(f"{self.target}: {_one_line(exc)}") from None
@@ -346,22 +347,19 @@ class PgEngine:
                 pg = PgConnection(raw)
                 try:
                     yield pg
-                    if pg.total_changes:  # delivered at COMMIT, to every listening desk
-                        raw.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
+                    # NOTIFY is delivered at COMMIT, to every listening desk
+                    raw.execute(
+                        f"NOTIFY {NOTIFY_CHANNEL}; COMMIT" if pg.total_changes else "COMMIT"
+                    )
                 except BaseException as exc:
-                    with suppress(psycopg.Error):
-                        tx.__exit__(type(exc), exc, exc.__traceback__)
+                    if not raw.closed:
+                        with suppress(psycopg.Error):
+                            raw.execute("ROLLBACK")
                     if isinstance(exc, psycopg.OperationalError):
                         raise ConnectionLost(
-                            f"{self.target}: {_one_line(exc)}; the change was not stored"
+                            f"{self.target}: {_one_line(exc)}; the change may not be stored"
                         ) from None
                     raise
-                try:
-                    tx.__exit__(None, None, None)
-                except psycopg.OperationalError as exc:
-                    raise ConnectionLost(
-                        f"{self.target}: {_one_line(exc)}; the change may not be stored"
-                    ) from None
                 return
 
 

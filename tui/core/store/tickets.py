@@ -43,6 +43,10 @@ CRM export to the next, while a changed text under an old id means the file is n
 imported before, and keeping the old text while taking the new label would mislabel it."""
 
 
+ANALYZE_AFTER = 10_000
+"""Tickets one import adds past which PostgreSQL's planner statistics are refreshed at once
+(autovacuum would take its time; until then the inbox's index plans are not chosen)."""
+
 _TICKET_COLUMNS = (
     "id",
     "subject",
@@ -181,6 +185,8 @@ class TicketsMixin(StoreBase):
                     [(lab, tid) for tid, lab in changed],
                 )
                 recorded = len(changed)
+        if inserted >= ANALYZE_AFTER and self.engine == "postgresql":
+            self.analyze()
         return ImportResult(inserted, len(rows) - inserted, recorded)
 
     @staticmethod
