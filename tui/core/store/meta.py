@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tui.core.store.connection import Row, StoreBase
+from tui.core.store.connection import StoreBase
 from tui.core.store.errors import StoreError
 
 
@@ -80,11 +80,11 @@ class MetaMixin(StoreBase):
         rows = self._read("SELECT value FROM meta WHERE key = ?", (key,))
         return str(rows[0][0]) if rows else None
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        """The rows of one read-only statement, on either engine: for scripts, checks and the
-        conformance tests. Written as the store writes its SQL (`?` placeholders), it is
-        translated on PostgreSQL (`tui.core.store.pg.translate`)."""
-        return self._read(sql, params)
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """The rows (as tuples) of one read-only statement, on either engine: for scripts,
+        checks and the conformance tests. Written as the store writes its SQL (`?`
+        placeholders), it is translated on PostgreSQL (`tui.core.store.pg.translate`)."""
+        return [tuple(row) for row in self._read(sql, params)]
 
     def integrity_ok(self) -> bool:
         """SQLite's `integrity_check`; a PostgreSQL server checks its own pages (checksums,
