@@ -5,8 +5,6 @@ lease or a dead desk's is taken over, and a lease never keeps a ticket from bein
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -15,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.test_claims import dead_owner
 from tui.core.claims import AgentLeases, agent_name
 from tui.core.config import ConfigError, Settings
 from tui.core.database_url import PgTarget
@@ -80,16 +79,8 @@ def test_a_lease_does_not_keep_a_ticket_from_routing(store: Store) -> None:
 def test_a_killed_desk_gives_its_tickets_back_at_once(store: Store, tmp_path: Path) -> None:
     """A desk of this host whose process is gone (`kill -9`): its leases are void before they
     expire, so the next agent gets the tickets."""
-    gone = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    import socket
-
-    dead_owner = f"{socket.gethostname()}:{gone.stdout.strip()}:dead"
-    assert store.claim_for_agent("ana", dead_owner, lease_s=3600, n=2) == ["T001", "T002"]
+    dead = dead_owner("dead")
+    assert store.claim_for_agent("ana", dead, lease_s=3600, n=2) == ["T001", "T002"]
     assert store.agent_leases() == {}
     assert store.claim_for_agent("bo", FAR_BO, lease_s=60, n=2) == ["T001", "T002"]
 

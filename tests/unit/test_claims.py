@@ -38,6 +38,17 @@ def store(db_target: Path | PgTarget) -> Iterator[Store]:
         yield opened
 
 
+def dead_owner(tag: str) -> str:
+    """An owner of this host whose process has exited (as after a `kill -9`)."""
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return f"{socket.gethostname()}:{int(gone.stdout)}:{tag}"
+
+
 def ids_of(claimed: object) -> list[str]:
     return [t.id for _, t in claimed.tickets]  # type: ignore[attr-defined]
 
@@ -70,13 +81,7 @@ def test_a_lapsed_lease_or_a_dead_local_process_frees_the_tickets(store: Store) 
     assert store.renew_claims(FAR, 0) == 1  # its lease has run out
     assert ids_of(store.claim_tickets(NEAR, "r2", ["T000"], lease_s=60)) == ["T000"]
 
-    gone = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    dead = f"{socket.gethostname()}:{int(gone.stdout)}:cccc"
+    dead = dead_owner("cccc")
     store.claim_tickets(dead, "r3", ["T001"], lease_s=3600)
     assert store.claim_holders() == {NEAR: 1}  # the dead owner's claim counts for nothing
     assert ids_of(store.claim_tickets(NEAR, "r2", ["T001"], lease_s=60)) == ["T001"]
