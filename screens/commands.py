@@ -55,6 +55,15 @@ INBOX_COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("inbox.filter", "f", "pick_filter", "Filter", "Filter the inbox"),
     CommandSpec("inbox.next", "n", "next_attention", "Next", "Next ticket that needs attention"),
     CommandSpec(
+        "ticket.claim-next",
+        "N",
+        "claim_next",
+        "Claim next",
+        "Take the oldest unlabelled ticket no other agent holds (team mode) and open it",
+        show=False,
+        key_display="N",
+    ),
+    CommandSpec(
         "routing.auto", "a", "toggle_auto_route", "Auto-route", "Route new tickets as they arrive"
     ),
     CommandSpec("stats.show", "s", "show_stats", "Stats", "Statistics, costs and break-even"),

@@ -10,7 +10,7 @@ the table, `tui.services.runs` routes, `tui.services.status_figures` counts.
 from __future__ import annotations
 
 import asyncio
-import getpass
+import contextlib
 import uuid
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from screens.messages import (
     SpecialistRetrained,
     StatsLoaded,
     StoreChanged,
+    TicketClaimed,
     TicketDetailLoaded,
     TicketsImported,
     TicketsRouted,
@@ -45,18 +46,18 @@ from screens.widgets.route_runner import RouteRunner
 from screens.widgets.status_bar import AutoRouteToggle, StatusBar
 from screens.widgets.ticket_detail import TicketDetail
 from screens.widgets.ticket_table import TicketTable
+from tui.core.claims import agent_name as core_agent_name
+from tui.core.config import Settings
 from tui.core.inbox_window import row_with_decision
 from tui.core.store import InboxFilter
 from tui.services.desk import Desk
 from tui.services.status_figures import StatusTracker
 
 
-def agent_name() -> str:
-    """Who labels: the login name, so label events say which agent decided."""
-    try:
-        return getpass.getuser()
-    except Exception:
-        return "agent"
+def agent_name(settings: Settings | None = None) -> str:
+    """Who labels: `[team] agent`, else the login name, so label events (and leases) say
+    which agent decided (`tui.core.claims.agent_name`)."""
+    return core_agent_name(settings)
 
 
 class InboxScreen(Screen[None]):
@@ -71,7 +72,7 @@ class InboxScreen(Screen[None]):
         super().__init__()
         self.desk = desk
         self.watch_dir = watch
-        self.agent = agent_name()
+        self.agent = agent_name(desk.settings)
         self.run_prefix = f"tui-{uuid.uuid4().hex[:8]}-"
         """Every run this session starts has an id with this prefix."""
         self.tracker = StatusTracker(desk.settings.routing.daily_volume)
@@ -95,7 +96,9 @@ class InboxScreen(Screen[None]):
         return self.query_one(TicketTable)
 
     def compose(self) -> ComposeResult:
-        yield TicketTable(low_confidence=self.desk.settings.routing.low_confidence, id="tickets")
+        yield TicketTable(
+            low_confidence=self.desk.settings.routing.low_confidence, agent=self.agent, id="tickets"
+        )
         yield TicketDetail(self.desk.settings.routing.reference_backend, id="detail")
         yield self.finetune
         yield StatusBar(id="status")
@@ -110,6 +113,7 @@ class InboxScreen(Screen[None]):
         self.load_window(reset=True)
         self.data.load_stats()
         self.set_interval(0.5, self.refresh_status)
+        self.set_interval(self.data.leases.lease_s / 4, self.data.renew_lease)
         self.watch(self.app, "auto_route", self._auto_route_changed)
         self.watch(self.app, "active_backend", lambda _name: self.refresh_status())
 
@@ -180,6 +184,9 @@ class InboxScreen(Screen[None]):
             self.query_one(TicketDetail).clear()
         else:
             self.data.load_detail(event.row.ticket_id)
+        # the open unlabelled ticket is this agent's; moving on (or to a labelled one) skips it
+        open_ticket = event.row.ticket_id if event.row and event.row.label is None else None
+        self.data.lease_ticket(open_ticket)
 
     @on(TicketDetailLoaded)
     def show_detail(self, message: TicketDetailLoaded) -> None:
@@ -323,6 +330,19 @@ class InboxScreen(Screen[None]):
         current = table.current
         if current is not None and current.ticket_id == event.ticket_id:
             self.data.load_detail(event.ticket_id)
+
+    def action_claim_next(self) -> None:
+        self.data.claim_next()
+
+    @on(TicketClaimed)
+    def ticket_claimed(self, message: TicketClaimed) -> None:
+        if not self.table.move_to(message.ticket_id):
+            self.notify(f"Claimed {message.ticket_id} (filter or scroll to it)")
+
+    async def on_unmount(self) -> None:
+        """Quitting gives back the ticket this desk holds (a crash: the lease runs out)."""
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self.data.leases.release)
 
     def action_next_attention(self) -> None:
         table = self.table

@@ -84,6 +84,13 @@ class LabelRecorded(Message):
 
 
 @dataclass
+class TicketClaimed(Message):
+    """The agent's "claim next" leased this ticket (team mode): the inbox moves to it."""
+
+    ticket_id: str
+
+
+@dataclass
 class StoreChanged(Message):
     """What the live poll found changed in the store since the last poll (any process)."""
 

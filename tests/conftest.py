@@ -27,3 +27,47 @@ def dataset(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not present (the shared datasets live beside the checkout)")
     return path
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[object]:
+    """One throwaway PostgreSQL cluster per test process (`tests.servers.postgres`).
+
+    Skipped with the reason when no server can be started here, except where
+    `TRIAGEDESK_REQUIRE_PG=1` (CI): there it is a failure, never a silent skip."""
+    import os
+
+    from tests.servers.postgres import REQUIRE_ENV, NoPostgres, start_cluster
+
+    try:
+        cluster = start_cluster()
+    except NoPostgres as exc:
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"{REQUIRE_ENV}=1 but no PostgreSQL server could be started: {exc}")
+        pytest.skip(f"no PostgreSQL server could be started: {exc}")
+    try:
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: object) -> Iterator[str]:
+    """The URL of a new empty database on the test cluster, dropped after the test."""
+    from tests.servers.postgres import Cluster
+
+    assert isinstance(pg_cluster, Cluster)
+    url = pg_cluster.create_database()
+    yield url
+    pg_cluster.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_target(request: pytest.FixtureRequest, tmp_path: Path) -> object:
+    """The conformance suite's database: a SQLite file, then a PostgreSQL database (as
+    harlequin runs its tests over every adapter). A test taking it runs on both engines."""
+    if request.param == "sqlite":
+        return tmp_path / "t.db"
+    from tui.core.database_url import PgTarget
+
+    return PgTarget(request.getfixturevalue("pg_url"))

@@ -20,7 +20,7 @@ from screens.inbox import InboxScreen
 from screens.messages import BackendSwapped
 from tui.core.config import ConfigError, Settings
 from tui.core.models import Taxonomy
-from tui.core.store import Store, StoreError, describe_unusable_labels
+from tui.core.store import DbTarget, Store, StoreError, describe_unusable_labels
 from tui.services.desk import Desk
 from tui.services.routing import NoTaxonomy, Router, resolve_taxonomy
 
@@ -156,7 +156,7 @@ def make_app(
 
 
 def run_app(
-    settings: Settings, db_path: Path, watch: Path | None = None, *, make_folder: bool = False
+    settings: Settings, db_path: DbTarget, watch: Path | None = None, *, make_folder: bool = False
 ) -> int:
     """Open the TUI on a database; returns the process exit code.
 

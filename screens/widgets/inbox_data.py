@@ -6,6 +6,7 @@ handlers draw it, so no worker touches a widget.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from textual import work
@@ -16,8 +17,10 @@ from screens.messages import (
     LabelRecorded,
     SpecialistRetrained,
     StatsLoaded,
+    TicketClaimed,
     TicketDetailLoaded,
 )
+from tui.core.claims import AgentLeases
 from tui.core.config import Settings
 from tui.core.inbox_window import Direction, extend_window, find_attention, reload_window
 from tui.core.learning.training import held_out_stats, retrain
@@ -49,6 +52,34 @@ class InboxData(Widget):
         self.settings = settings
         self.agent = agent
         """Who labels: label events say which agent decided."""
+        self.leases = AgentLeases(store, agent, lease_s=settings.team.lease_s)
+        """The ticket this desk has open is the agent's (team mode: no one else gets it)."""
+
+    @work(thread=True, exclusive=True, group="lease", exit_on_error=False)
+    def lease_ticket(self, ticket_id: str | None) -> None:
+        """Lease the ticket the agent opened (None: give back what this desk holds); say so
+        when another agent holds it."""
+        if ticket_id is None:
+            self.leases.release()
+            return
+        if not self.leases.open(ticket_id):
+            holder = self.store.agent_leases().get(ticket_id)
+            who = holder or "a routing run"
+            self.notify(f"{ticket_id} is being worked on by {who}", severity="warning")
+
+    @work(thread=True, exclusive=True, group="lease", exit_on_error=False)
+    def claim_next(self) -> None:
+        """Lease the oldest unlabelled ticket nobody holds, and have the inbox move to it."""
+        ticket_id = self.leases.next()
+        if ticket_id is None:
+            self.notify("No free unlabelled ticket: every one is labelled or held")
+            return
+        self.post_message(TicketClaimed(ticket_id))
+
+    @work(thread=True, group="lease-renew", exit_on_error=False)
+    def renew_lease(self) -> None:
+        with contextlib.suppress(StoreError):
+            self.leases.renew()
 
     @work(thread=True, exclusive=True, group="inbox", exit_on_error=False)
     def load_window(self, query: PageQuery, keep: str | None, cursor_index: int) -> None:
@@ -100,7 +131,9 @@ class InboxData(Widget):
         self, ticket_id: str, label: str, source: LabelSource, advance: bool = False
     ) -> None:
         try:
-            event = self.store.add_label(ticket_id, label, agent=self.agent, source=source)
+            event = self.store.add_label(
+                ticket_id, label, agent=self.agent, source=source, desk=self.leases.owner
+            )
         except StoreError as exc:
             self.notify(str(exc), severity="error")
             return

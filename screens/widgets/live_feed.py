@@ -1,6 +1,10 @@
-"""A widget with no looks: it polls the store (and the watched folder) so that other
+"""A widget with no looks: it follows the store (and the watched folder) so that other
 processes' imports, decisions and labels, and dropped files, show up within a second or two.
-What changed is computed by `tui.core.store_changes`; this only schedules and posts."""
+What changed is computed by `tui.core.store_changes`; this only schedules and posts.
+
+On SQLite it polls every `interval`. On PostgreSQL it listens (`Store.wait_for_change`,
+LISTEN/NOTIFY): a commit by any desk wakes it at once, and it looks anyway every
+`LISTEN_FALLBACK_S`, so a missed notification costs seconds, not the update."""
 
 from __future__ import annotations
 
@@ -8,11 +12,14 @@ from pathlib import Path
 
 from textual import work
 from textual.widget import Widget
+from textual.worker import get_current_worker
 
 from screens.messages import StoreChanged, TicketsImported
 from tui.core.store import Store
 from tui.core.store_changes import StoreChanges
 from tui.core.watch_folder import WatchFolder
+
+LISTEN_FALLBACK_S = 5.0
 
 
 class LiveFeed(Widget):
@@ -36,10 +43,14 @@ class LiveFeed(Widget):
         """Imports the dropped files (tui.core.watch_folder): links, FIFOs and files still being
         written are never taken."""
         self.interval = interval
+        self.store = store
 
     def on_mount(self) -> None:
-        self.poll_store()
-        self.set_interval(self.interval, self.poll_store)
+        if self.store.pushes_changes:
+            self.listen_store()
+        else:
+            self.poll_store()
+            self.set_interval(self.interval, self.poll_store)
         if self.watch_dir is not None:
             self.set_interval(1.0, self.poll_folder)
 
@@ -51,6 +62,21 @@ class LiveFeed(Widget):
             self.post_message(
                 StoreChanged(change.new_tickets, change.decisions, change.labels_changed)
             )
+
+    @work(thread=True, exclusive=True, group="live", exit_on_error=False)
+    def listen_store(self) -> None:
+        """PostgreSQL: report a change as soon as another desk's commit is notified."""
+        worker = get_current_worker()
+        self.changes.poll()  # the first look only takes the marks
+        while not worker.is_cancelled:
+            self.store.wait_for_change(LISTEN_FALLBACK_S)
+            if worker.is_cancelled:
+                return
+            change = self.changes.poll()
+            if change is not None:
+                self.post_message(
+                    StoreChanged(change.new_tickets, change.decisions, change.labels_changed)
+                )
 
     @work(thread=True, exclusive=True, group="watch", exit_on_error=False)
     def poll_folder(self) -> None:

@@ -73,9 +73,17 @@ class TicketTable(DataTable[Text], inherit_bindings=False):
         def control(self) -> TicketTable:
             return self.table
 
-    def __init__(self, *, low_confidence: float = 0.6, id: str | None = None) -> None:  # noqa: A002
+    def __init__(
+        self,
+        *,
+        low_confidence: float = 0.6,
+        agent: str | None = None,
+        id: str | None = None,  # noqa: A002
+    ) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
         self.low_confidence = low_confidence
+        self.agent = agent
+        """This desk's agent: tickets other agents hold show their name (team mode)."""
         self.window_rows: tuple[InboxRow, ...] = ()
         """The rows held, in display order."""
         self.window_offset = 0
@@ -137,6 +145,8 @@ class TicketTable(DataTable[Text], inherit_bindings=False):
             status = Text(f"✓ {how}", style=style["success"])
         elif row.label is not None:
             status = Text(f"✎ {row.label}", style=style["accent"], overflow="ellipsis")
+        elif row.held_by is not None and row.held_by != self.agent:
+            status = Text(f"◆ {row.held_by}", style=style["muted"], overflow="ellipsis")
         elif row.error_class is not None:
             status = Text(f"⚠ {row.error_class}", style=style["error"], overflow="ellipsis")
         elif row.predicted_label is None:

@@ -7,6 +7,7 @@ import asyncio
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from tui.core import registry
 from tui.core.claims import RunClaims, describe_skipped
 from tui.core.config import _build
+from tui.core.database_url import PgTarget
 from tui.core.models import Decision, Taxonomy, Ticket
 from tui.core.store import PendingQuery, Store, StoreError
 from tui.services.routing import Router, page_pending
@@ -29,10 +31,22 @@ def plugin_backends(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    opened = Store(tmp_path / "c.db")
-    opened.import_tickets([Ticket(id=f"T{i:03d}", text=f"text {i}") for i in range(12)])
-    return opened
+def store(db_target: Path | PgTarget) -> Iterator[Store]:
+    """On both engines: the conformance suite (tests/conftest.py `db_target`)."""
+    with Store(db_target) as opened:
+        opened.import_tickets([Ticket(id=f"T{i:03d}", text=f"text {i}") for i in range(12)])
+        yield opened
+
+
+def dead_owner(tag: str) -> str:
+    """An owner of this host whose process has exited (as after a `kill -9`)."""
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return f"{socket.gethostname()}:{int(gone.stdout)}:{tag}"
 
 
 def ids_of(claimed: object) -> list[str]:
@@ -67,13 +81,7 @@ def test_a_lapsed_lease_or_a_dead_local_process_frees_the_tickets(store: Store) 
     assert store.renew_claims(FAR, 0) == 1  # its lease has run out
     assert ids_of(store.claim_tickets(NEAR, "r2", ["T000"], lease_s=60)) == ["T000"]
 
-    gone = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    dead = f"{socket.gethostname()}:{int(gone.stdout)}:cccc"
+    dead = dead_owner("cccc")
     store.claim_tickets(dead, "r3", ["T001"], lease_s=3600)
     assert store.claim_holders() == {NEAR: 1}  # the dead owner's claim counts for nothing
     assert ids_of(store.claim_tickets(NEAR, "r2", ["T001"], lease_s=60)) == ["T001"]
@@ -107,15 +115,15 @@ def test_storing_a_decision_releases_its_claim_and_a_duplicate_still_costs(store
     store.claim_tickets(FAR, "r1", ["T000", "T001"], lease_s=60)
     stored = store.record_decisions([decision("T000", "r1")], owner=FAR)
     assert len(stored) == 1
-    assert store.conn.execute("SELECT ticket_id FROM claims").fetchall() == [("T001",)]
+    assert store.query("SELECT ticket_id FROM claims") == [("T001",)]
     # The same ticket decided again in the same run (a lease taken over from a stalled run):
     # not stored, but the call was made, so it is paid for.
     assert store.record_decisions([decision("T000", "r1", cost=0.5)]) == []
     (stats,) = store.backend_stats()
     assert stats.n == 1 and stats.cost_usd == pytest.approx(0.75)
     assert sum(cost for _, _, cost, _ in store.cost_timeline()) == pytest.approx(0.75)
-    ledger = store.conn.execute("SELECT ticket_id, run_id, cost_usd FROM duplicate_calls")
-    assert ledger.fetchall() == [("T000", "r1", 0.5)]
+    ledger = store.query("SELECT ticket_id, run_id, cost_usd FROM duplicate_calls")
+    assert ledger == [("T000", "r1", 0.5)]
 
 
 def test_describe_skipped() -> None:
@@ -149,9 +157,7 @@ async def test_a_run_releases_every_claim_however_it_ends(store: Store) -> None:
     taken = await claims.take([f"T{i:03d}" for i in range(6)])
     summary = await router.run(taken[:3], run_id="r1", claims=claims)  # 3 claimed, never routed
     assert summary.routed == 3
-    assert (
-        store.claim_holders() == {} and store.conn.execute("SELECT * FROM claims").fetchall() == []
-    )
+    assert store.claim_holders() == {} and store.query("SELECT * FROM claims") == []
 
     store.claim_tickets(FAR, "other", ["T011"], lease_s=60)
     claims = RunClaims(store, "r2", lease_s=60)
@@ -184,7 +190,7 @@ async def test_page_pending_reports_what_it_skipped(store: Store) -> None:
         "skipped 2 tickets claimed by another run (pid 99 on far-away-host)"
     )
     assert store.finish_run(run.id)  # the claims left are another run's
-    assert store.conn.execute("SELECT status FROM runs").fetchall() == [("done",)]
+    assert store.query("SELECT status FROM runs") == [("done",)]
 
 
 async def test_a_routing_run_renews_its_lease(store: Store) -> None:
@@ -199,7 +205,7 @@ async def test_a_routing_run_renews_its_lease(store: Store) -> None:
         await asyncio.sleep(0.01)
 
     def expiry() -> str:
-        return str(store.conn.execute("SELECT max(expires_at) FROM claims").fetchone()[0])
+        return str(store.query("SELECT max(expires_at) FROM claims")[0][0])
 
     first = expiry()
     while expiry() == first:  # a renewal moves every claim's expiry on

@@ -39,7 +39,7 @@ def cli(*argv: str) -> tuple[int, str, str]:
             ["frobnicate"],
             "triagedesk: error: argument COMMAND: invalid choice: 'frobnicate' (choose from"
             " 'demo', 'import', 'route', 'label', 'train', 'eval', 'tune-cascade', 'export',"
-            " 'stats', 'backends', 'finetune', 'promote', 'sync', 'webhooks', 'serve') (see `triagedesk --help`)",
+            " 'stats', 'backends', 'finetune', 'promote', 'sync', 'webhooks', 'serve', 'claim', 'release', 'db') (see `triagedesk --help`)",
         ),
         (
             ["--bogus"],
@@ -110,7 +110,7 @@ def cli(*argv: str) -> tuple[int, str, str]:
             ["tui"],
             "triagedesk: error: argument COMMAND: invalid choice: 'tui' (choose from"
             " 'demo', 'import', 'route', 'label', 'train', 'eval', 'tune-cascade', 'export',"
-            " 'stats', 'backends', 'finetune', 'promote', 'sync', 'webhooks', 'serve') (see `triagedesk --help`)",
+            " 'stats', 'backends', 'finetune', 'promote', 'sync', 'webhooks', 'serve', 'claim', 'release', 'db') (see `triagedesk --help`)",
         ),
     ],
 )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tui.core.database_url import PgTarget
 from tui.core.inbox_window import (
     PAGE,
     WINDOW,
@@ -37,8 +38,9 @@ def decided(tid: str, *, label: str | None = "billing", confidence: float = 0.9)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    opened = Store(tmp_path / "w.db")
+def store(db_target: Path | PgTarget) -> Store:
+    """On both engines: the conformance suite (tests/conftest.py `db_target`)."""
+    opened = Store(db_target)
     opened.import_tickets([Ticket(id=f"T{i:04d}", text=f"text {i}") for i in range(N)])
     sure = [decided(f"T{i:04d}") for i in range(N)]
     opened.record_decisions(sure)

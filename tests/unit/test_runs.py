@@ -11,6 +11,7 @@ import pytest
 
 from tui.core import registry
 from tui.core.config import ConfigError, Settings, _build
+from tui.core.database_url import PgTarget
 from tui.core.models import Decision, Taxonomy, Ticket
 from tui.core.store import Store
 from tui.services.compare import compare_backends, store_compared
@@ -49,8 +50,9 @@ def settings() -> Settings:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    opened = Store(tmp_path / "runs.db")
+def store(db_target: Path | PgTarget) -> Store:
+    """On both engines: the conformance suite (tests/conftest.py `db_target`)."""
+    opened = Store(db_target)
     tickets = [Ticket(id=f"T{i:03d}", text=f"text {i}") for i in range(10)]
     tickets[7] = Ticket(id="T007", text="text 7 FAIL")  # the hash backend fails this one
     opened.import_tickets(tickets)
@@ -82,9 +84,9 @@ class Recorder:
 
 
 def run_rows(store: Store) -> list[tuple[str, str, str]]:
-    return store.conn.execute(
-        "SELECT id, selection, status FROM runs ORDER BY started_at"
-    ).fetchall()
+    return [
+        tuple(r) for r in store.query("SELECT id, selection, status FROM runs ORDER BY started_at")
+    ]
 
 
 async def test_unrouted_routes_each_ticket_once_with_progress_and_finishes(

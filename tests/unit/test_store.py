@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlite_utils
 
+from tui.core.database_url import PgTarget
 from tui.core.models import Decision, Ticket
 from tui.core.store import MIGRATIONS, SCHEMA_VERSION, Cursor, Store, StoreError
 
@@ -44,14 +46,28 @@ def decision(
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "t.db")
+def store(db_target: Path | PgTarget) -> Iterator[Store]:
+    """On both engines: the conformance suite (tests/conftest.py `db_target`)."""
+    with Store(db_target) as opened:
+        yield opened
 
 
 def test_schema_is_versioned_and_plain(store: Store, tmp_path: Path) -> None:
     assert store.schema_version == SCHEMA_VERSION
-    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert store.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    if store.engine == "postgresql":
+        import psycopg
+
+        with psycopg.connect(str(store.path)) as conn:
+            names = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+                )
+            }
+        assert {"tickets", "decisions", "label_events", "runs", "claims"} <= names
+        return
+    assert store.query("PRAGMA journal_mode")[0][0] == "wal"
+    assert store.query("PRAGMA foreign_keys")[0][0] == 1
     names = set(sqlite_utils.Database(tmp_path / "t.db").table_names())
     assert {"tickets", "decisions", "label_events", "runs"} <= names
     assert store.db["tickets"].count == 0  # the store's own connection through sqlite-utils

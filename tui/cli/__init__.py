@@ -11,6 +11,8 @@ One module per command group, each only parsing, calling the services and printi
   "Growing the product");
 - `sync`: `sync`, `webhooks` (helpdesk sync, SPEC "Growing the product");
 - `serve`: `serve` (the TUI in a browser);
+- `team`: `claim`, `release` (agent leases);  `database`: `db upgrade`, `db copy --to URL`
+  (team mode on PostgreSQL);
 - `context`: what every command shares (settings, paths, streams, exit statuses);
 - `usage`: bad usage as one line on stderr, exit 2, and the value types that catch it.
 
@@ -27,6 +29,7 @@ from typing import TextIO
 import click
 
 from tui.cli.context import BadInput, Context, NoProgress, Progress, Runtime
+from tui.cli.database import database
 from tui.cli.demo import demo
 from tui.cli.evaluate import evaluate, export, tune_cascade
 from tui.cli.finetune import finetune
@@ -37,6 +40,7 @@ from tui.cli.report import list_backends, stats
 from tui.cli.route import route
 from tui.cli.serve import serve
 from tui.cli.sync import sync, webhooks
+from tui.cli.team import claim, release
 from tui.cli.usage import usage_line
 
 for _command in (
@@ -55,6 +59,9 @@ for _command in (
     sync,
     webhooks,
     serve,
+    claim,
+    release,
+    database,
 ):  # SPEC's order ("Growing the product" after), which `triagedesk --help` lists them in
     triagedesk.add_command(_command)
 

@@ -19,7 +19,7 @@ import click
 from tui.core import paths
 from tui.core.config import ConfigError, Settings, load_settings
 from tui.core.models import Taxonomy
-from tui.core.store import Store, StoreError, describe_unusable_labels
+from tui.core.store import DbTarget, PgTarget, Store, StoreError, describe_unusable_labels
 from tui.services.evaluation import UnusableData
 from tui.services.routing import NoTaxonomy, resolve_taxonomy
 
@@ -55,7 +55,7 @@ class Runtime:
     out: TextIO
     err: TextIO
     progress: Callable[[], Progress]
-    db: Path | None = None
+    db: Path | PgTarget | None = None
     config: Path | None = None
     watch: Path | None = None
 
@@ -65,7 +65,7 @@ class Context:
     """What every command needs: settings, the database path and output streams."""
 
     settings: Settings
-    db_path: Path
+    db_path: DbTarget
     config_path: Path
     out: TextIO
     err: TextIO

@@ -21,11 +21,17 @@ def demo(runtime: Runtime, fresh: bool, no_tui: bool, size: int) -> int:
     the demo's own files (`demo_paths` refuses others, exit 2).
     """
     from tui.core.config import ConfigError
-    from tui.core.store import StoreError
+    from tui.core.store import PgTarget, StoreError
     from tui.services.demo_build import DemoRefused, build_demo, demo_paths
 
     err = runtime.err
     try:
+        if isinstance(runtime.db, PgTarget):
+            print(
+                "triagedesk: error: --db: the demo builds its own SQLite file; leave out --db",
+                file=err,
+            )
+            return 2
         try:
             target = demo_paths(runtime.db, runtime.config)
         except DemoRefused as exc:

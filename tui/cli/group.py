@@ -8,11 +8,15 @@ the `Runtime` in click's `ctx.obj`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from tui.cli.context import Runtime
-from tui.cli.usage import Group, PathType, value_option
+from tui.cli.usage import DatabaseType, Group, PathType, value_option
+
+if TYPE_CHECKING:
+    from tui.core.database_url import PgTarget
 
 DESCRIPTION = "Route support tickets through LLM APIs, local models or your own specialist."
 
@@ -27,11 +31,17 @@ DESCRIPTION = "Route support tickets through LLM APIs, local models or your own 
     subcommand_metavar="COMMAND ...",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-@value_option("--db", type=PathType(), help="SQLite database (default: $TRIAGEDESK_DB)")
+@value_option(
+    "--db",
+    type=DatabaseType(),
+    help="SQLite file or postgresql://user@host:port/dbname (default: $TRIAGEDESK_DB)",
+)
 @value_option("--config", type=PathType(), help="TOML config (default: $TRIAGEDESK_CONFIG)")
 @value_option("--watch", type=PathType(), metavar="DIR", help="import files dropped into DIR")
 @click.pass_obj
-def triagedesk(runtime: Runtime, db: Path | None, config: Path | None, watch: Path | None) -> None:
+def triagedesk(
+    runtime: Runtime, db: Path | PgTarget | None, config: Path | None, watch: Path | None
+) -> None:
     runtime.db, runtime.config, runtime.watch = db, config, watch
 
 

@@ -17,6 +17,7 @@ import click
 
 from tui.cli.context import Runtime
 from tui.cli.usage import Command, value_option
+from tui.core.database_url import PgTarget
 
 TOKEN_ENV = "TRIAGEDESK_SERVE_TOKEN"
 """Where `serve` reads the access token when `--token` is not given."""
@@ -30,7 +31,8 @@ def app_command(runtime: Runtime) -> str:
     config as `serve` was given."""
     args = [sys.executable, "-m", "tui"]
     if runtime.db is not None:
-        args += ["--db", str(runtime.db.resolve())]
+        db = runtime.db
+        args += ["--db", str(db if isinstance(db, PgTarget) else db.resolve())]
     if runtime.config is not None:
         args += ["--config", str(runtime.config.resolve())]
     return shlex.join(args)

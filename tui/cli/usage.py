@@ -13,11 +13,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from click.decorators import FC
 from click_default_group import DefaultGroup
+
+if TYPE_CHECKING:
+    from tui.core.database_url import PgTarget
 
 PROG = "triagedesk"
 
@@ -151,6 +154,28 @@ class PathType(click.ParamType[Path]):
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path:
         return value if isinstance(value, Path) else Path(value)
+
+
+class DatabaseType(click.ParamType["Path | PgTarget"]):
+    """`--db`: a SQLite file path as typed, or a `postgresql://` URL (kept whole: a `Path`
+    would fold its `//`). A URL with a password is bad usage, named without the password."""
+
+    name = "path or url"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Path | PgTarget:
+        from tui.core.database_url import PgTarget, is_database_url
+        from tui.core.store.errors import StoreError
+
+        if isinstance(value, Path | PgTarget):
+            return value
+        if is_database_url(str(value)):
+            try:
+                return PgTarget(str(value))
+            except StoreError as exc:
+                self.fail(str(exc), param, ctx)
+        return Path(value)
 
 
 class Integer(click.ParamType[int]):

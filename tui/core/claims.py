@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from tui.core.config import ConfigError
+from tui.core.config import ConfigError, Settings
 from tui.core.models import Ticket
 from tui.core.store import (
     CLAIM_LEASE_S,
@@ -124,4 +124,83 @@ class RunClaims:
         return describe_skipped(self.skipped)
 
 
-__all__ = ["LEASE_ENV", "RunClaims", "claim_lease_s", "describe_skipped"]
+def agent_name(settings: Settings | None = None, flag: str | None = None) -> str:
+    """Who the agent is, for label events and leases: `--agent`, else `[team] agent`, else the
+    OS user (else `agent`).
+
+    Raises:
+        ConfigError: `--agent` is not a usable name (empty, control characters, too long).
+    """
+    from tui.core.config.settings import check_agent_name
+
+    if flag is not None:
+        try:
+            return check_agent_name(flag)
+        except ValueError as exc:
+            raise ConfigError(f"--agent {flag[:40]!r}: {exc}") from None
+    if settings is not None and settings.team.agent:
+        return settings.team.agent
+    import getpass
+
+    try:
+        return check_agent_name(getpass.getuser())
+    except Exception:  # no login name (a container), or an odd one
+        return "agent"
+
+
+class AgentLeases:
+    """The leases of one agent's desk (a TUI): the ticket they have open is theirs while it
+    is open, renewed every quarter lease, and given back on label, skip or quit.
+
+    One owner per desk (`claim_owner()`: host, pid, tag), so a `kill -9`ed TUI's tickets are
+    free at once on this host and after the lease elsewhere."""
+
+    def __init__(self, store: Store, agent: str, *, lease_s: float) -> None:
+        self.store = store
+        self.agent = agent
+        self.owner = claim_owner()
+        self.lease_s = lease_s
+        self.held: str | None = None
+        """The ticket this desk has open and leased."""
+
+    def open(self, ticket_id: str) -> bool:
+        """Lease this ticket (renewing it when already ours); False when another holds it.
+        The lease of the ticket this desk had open before is given back."""
+        got = bool(
+            self.store.claim_for_agent(
+                self.agent, self.owner, lease_s=self.lease_s, ids=[ticket_id]
+            )
+        )
+        self._move_to(ticket_id if got else None)
+        return got
+
+    def next(self) -> str | None:
+        """Lease the newest free unlabelled ticket other than the one open (the top of the
+        inbox, which lists newest first), and give back the one open."""
+        got = self.store.claim_for_agent(
+            self.agent, self.owner, lease_s=self.lease_s, n=1, newest_first=True
+        )
+        self._move_to(got[0] if got else self.held)
+        return got[0] if got else None
+
+    def _move_to(self, ticket_id: str | None) -> None:
+        previous, self.held = self.held, ticket_id
+        if previous is not None and previous != ticket_id:
+            self.store.release_agent_claims(owner=self.owner, ids=[previous])
+
+    def renew(self) -> int:
+        return self.store.renew_agent_leases(self.owner, self.lease_s)
+
+    def release(self) -> int:
+        self.held = None
+        return self.store.release_agent_claims(owner=self.owner)
+
+
+__all__ = [
+    "LEASE_ENV",
+    "AgentLeases",
+    "RunClaims",
+    "agent_name",
+    "claim_lease_s",
+    "describe_skipped",
+]

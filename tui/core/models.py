@@ -308,6 +308,8 @@ class InboxRow(BaseModel):
     cost_usd: float | None = None
     error_class: str | None = None
     disagreement: bool = False
+    held_by: str | None = None
+    """The agent whose live lease holds the ticket (team mode), if any."""
 
 
 class BackendStats(BaseModel):

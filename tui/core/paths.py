@@ -21,6 +21,7 @@ from platformdirs import user_config_path, user_data_path
 
 if TYPE_CHECKING:
     from tui.core.config import BackendConfig
+    from tui.core.database_url import DbTarget, PgTarget
 
 APP_NAME = "triagedesk"
 
@@ -80,16 +81,45 @@ def choose_config_path(flag: Path | None = None) -> ChosenPath:
     return _chosen(flag, "--config", "TRIAGEDESK_CONFIG", config_dir() / "config.toml")
 
 
-def choose_db_path(flag: Path | None = None) -> ChosenPath:
-    """`--db`, else `TRIAGEDESK_DB`, else the data dir's `triagedesk.db`."""
-    return _chosen(flag, "--db", "TRIAGEDESK_DB", data_dir() / "triagedesk.db")
+@dataclass(frozen=True, slots=True)
+class ChosenDatabase:
+    """The database a command opens (a file, or a PostgreSQL URL) and who chose it."""
+
+    path: DbTarget
+    origin: str | None = None
+
+    @property
+    def explicit(self) -> bool:
+        return self.origin is not None
+
+
+def choose_db_path(flag: Path | PgTarget | None = None) -> ChosenDatabase:
+    """`--db`, else `TRIAGEDESK_DB`, else the data dir's `triagedesk.db`. Either may name a
+    PostgreSQL database by URL (`postgresql://user@host:port/dbname`, no password in it).
+
+    Raises:
+        StoreError: A URL the store refuses (a password in it, no database name).
+    """
+    from tui.core.database_url import PgTarget, database_target, is_database_url
+    from tui.core.store_error import StoreError
+
+    if isinstance(flag, PgTarget):
+        return ChosenDatabase(flag, "--db")
+    env = os.environ.get("TRIAGEDESK_DB")
+    if flag is None and env and is_database_url(env):
+        try:
+            return ChosenDatabase(database_target(env), "TRIAGEDESK_DB")
+        except StoreError as exc:
+            raise StoreError(f"{exc} (from TRIAGEDESK_DB)") from None
+    chosen = _chosen(flag, "--db", "TRIAGEDESK_DB", data_dir() / "triagedesk.db")
+    return ChosenDatabase(chosen.path, chosen.origin)
 
 
 def default_config_path() -> Path:
     return choose_config_path().path
 
 
-def default_db_path() -> Path:
+def default_db_path() -> DbTarget:
     return choose_db_path().path
 
 

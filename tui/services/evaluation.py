@@ -15,7 +15,7 @@ from tui.services.routing import Router, percentile
 
 if TYPE_CHECKING:
     from tui.core.ingest import ParsedFile
-    from tui.core.store import Store
+    from tui.core.store import PgTarget, Store
 
 
 class UnusableData(Exception):
@@ -48,7 +48,9 @@ def labelled_tickets(parsed: ParsedFile) -> list[Ticket]:
     return [t for t in parsed.tickets if t.id in parsed.labels]
 
 
-def stored_labelled_tickets(store: Store, db_path: Path) -> tuple[list[Ticket], dict[str, str]]:
+def stored_labelled_tickets(
+    store: Store, db_path: Path | PgTarget
+) -> tuple[list[Ticket], dict[str, str]]:
     """The database's agent-labelled tickets and their labels (tune-cascade without --data).
 
     Raises:

@@ -72,6 +72,28 @@ class RoutingConfig(BaseModel):
     mode): stored as shadow decisions, never the ticket's decision (`tui.services.shadow`)."""
 
 
+def check_agent_name(name: str) -> str:
+    """An agent's name (`[team] agent`, `--agent`): 1 to 64 printable characters, no
+    surrounding whitespace; it goes into label events and the inbox's holder column."""
+    if not name.strip() or name != name.strip():
+        raise ValueError("must be a name without surrounding whitespace")
+    if len(name) > 64 or not name.isprintable():
+        raise ValueError("must be at most 64 printable characters")
+    return name
+
+
+class TeamConfig(BaseModel):
+    """`[team]`: who this desk's agent is and how long a ticket they open stays theirs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    agent: Annotated[str, AfterValidator(check_agent_name)] | None = None
+    """The agent's name in label events and leases (default: the OS user); `--agent` wins."""
+    lease_s: float = Field(default=120.0, ge=5, le=86_400)
+    """How long a claimed ticket stays the agent's without renewal: the TUI renews it every
+    quarter of this while the ticket is open, so a crashed TUI gives it back after this."""
+
+
 def shadow_problems(data: Mapping[str, Any], default_backend: str) -> list[tuple[Loc, str]]:
     """What is wrong with `[routing] shadow` in the raw config, one (location, message) each:
     a name no backend has, the active backend itself (it would route every ticket twice and
@@ -127,6 +149,8 @@ class Settings(BaseModel):
     backends: dict[str, BackendBlock] = Field(default_factory=dict)
     helpdesk: dict[HelpdeskName, HelpdeskConfig] = Field(default_factory=dict)
     """`[helpdesk.NAME]`: helpdesks `sync` pulls from and writes back to."""
+    team: TeamConfig = Field(default_factory=TeamConfig)
+    """`[team]`: the agent's name and lease (team mode, several agents on one database)."""
     _source: Path | None = PrivateAttr(default=None)
 
     @property

@@ -1,4 +1,4 @@
-"""The SQLite store: the only package that speaks SQL.
+"""The store, on SQLite (one person) or PostgreSQL (a team): the only package that speaks SQL.
 
 Plain tables with readable names (tickets, decisions, label_events, runs), so the database
 opens in the `sqlite3` shell and sqlite-utils. Each ticket row also carries its current state
@@ -10,12 +10,17 @@ even at a million tickets.
 connection, the write lock and the transactions; every mixin is typed against that base only,
 so the modules import downwards and never each other's classes:
 
-- connection.py: opening the file privately, pragmas, `_write` / `_read`, SQLite error mapping
+- connection.py: opening the file privately, pragmas, `_write` / `_read`, SQLite error mapping;
+  a `postgresql://` URL opens the PostgreSQL engine instead
+- pg.py: the PostgreSQL engine (pool, transactions under one write lock, LISTEN/NOTIFY) and
+  the translation that lets both engines share every mixin's one SQL text (why: its docstring)
+- copy.py: `db copy`, a SQLite database into PostgreSQL, resumable and counted
 - migrations.py: the schema as ordered lists of statements under `PRAGMA user_version`
 - tickets.py: the import with its conflict check, ticket readers
 - labels.py: label events, undo, unusable labels, labelled examples
 - decisions.py: `record_decisions` and the aggregates it keeps, decision readers
-- runs.py / claims.py: runs and their pending tickets; the claims on tickets in flight
+- runs.py / claims.py: runs and their pending tickets; the claims on tickets in flight, and
+  the agents' leases (team mode)
 - inbox.py: keyset pages and filters
 - stats.py: backend statistics from the aggregates (latency.py: the histogram's buckets)
 - shadow.py: shadow answers (never decisions), shadow skips, promotions
@@ -29,10 +34,12 @@ Everything callers use is re-exported here: import from `tui.core.store`, not fr
 
 from __future__ import annotations
 
+from tui.core.database_url import DbTarget, PgTarget, database_target, is_database_url
 from tui.core.store.claims import (
     CLAIM_LEASE_S,
     Claimed,
     ClaimsMixin,
+    agent_owner,
     claim_owner,
     describe_owner,
     owner_alive,
@@ -75,6 +82,10 @@ __all__ = [
     "SCHEMA_VERSION",
     "Claimed",
     "Cursor",
+    "DbTarget",
+    "PgTarget",
+    "database_target",
+    "is_database_url",
     "HelpdeskState",
     "PullStored",
     "PulledTicket",
@@ -94,6 +105,7 @@ __all__ = [
     "ShadowPair",
     "Store",
     "StoreError",
+    "agent_owner",
     "bucket_value",
     "claim_owner",
     "describe_owner",

@@ -1,11 +1,17 @@
-"""Claims: which routing session holds which ticket, so two runs never route one twice."""
+"""Claims: which routing session holds which ticket, so two runs never route one twice; and
+agent leases: which agent is working on which ticket, so two agents never get one.
+
+Both are the same mechanism (an owner that is a process, a lease renewed while it lives, void
+once it lapses or the process of this host is gone, taken over by whoever claims next), in two
+tables (`claims`, `agent_leases`), because a run routing a ticket and an agent reading it do
+not exclude each other.
+"""
 
 from __future__ import annotations
 
 import math
 import os
 import socket
-import sqlite3
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -14,8 +20,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tui.core.models import Ticket, utcnow
-from tui.core.store.connection import StoreBase, fetch_rows
+from tui.core.store.connection import Conn, Row, StoreBase, fetch_rows
 from tui.core.store.errors import StoreError
+from tui.core.store.pg import reconnecting
 from tui.core.store.runs import PendingQuery, pending_sql
 from tui.core.store.tickets import ticket_from_row
 
@@ -40,6 +47,12 @@ def claim_owner() -> str:
     """A new claim owner, `host:pid:tag`: one per routing session (the TUI may route a batch and
     a single ticket at once, each its own owner), the pid saying which process holds tickets."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def agent_owner(agent: str) -> str:
+    """The owner of the leases `triagedesk claim --agent NAME` takes: `agent:NAME`, with no
+    pid, since the command exits at once; they last until released, labelled or expired."""
+    return f"agent:{agent}"
 
 
 def _owner_parts(owner: str) -> tuple[str, int] | None:
@@ -81,6 +94,7 @@ def _stamp(moment: datetime) -> str:
 class ClaimsMixin(StoreBase):
     """Claiming, renewing, releasing and listing the tickets in flight."""
 
+    @reconnecting
     def claim_tickets(
         self, owner: str, run_id: str, which: Sequence[str] | PendingQuery, lease_s: float
     ) -> Claimed:
@@ -119,7 +133,7 @@ class ClaimsMixin(StoreBase):
                 last_seq = max([0, *(r["seq"] for r in rows)])
             claims = self._claims_on(conn, [r["id"] for r in rows])
             alive: dict[str, bool] = {}
-            taken: list[sqlite3.Row] = []
+            taken: list[Row] = []
             held: Counter[str] = Counter()
             for row in rows:
                 found = claims.get(row["id"])
@@ -138,8 +152,140 @@ class ClaimsMixin(StoreBase):
             )
         return Claimed([(r["seq"], ticket_from_row(r)) for r in taken], dict(held), last_seq)
 
+    @reconnecting
+    def claim_for_agent(
+        self,
+        agent: str,
+        owner: str,
+        *,
+        lease_s: float,
+        n: int = 1,
+        ids: Sequence[str] | None = None,
+        newest_first: bool = False,
+    ) -> list[str]:
+        """Lease tickets to an agent: the `n` oldest unlabelled tickets no agent holds, or of
+        `ids` those no other desk holds (the owner's own are renewed). Returns the ids now
+        held, in import order. `newest_first` takes the newest free tickets instead of the
+        oldest (the TUI's "claim next": the top of its newest-first inbox).
+
+        One statement claims them: `INSERT ... SELECT ... ON CONFLICT DO UPDATE ... WHERE the
+        old lease expired ... RETURNING`, inside an IMMEDIATE transaction on SQLite; on
+        PostgreSQL outside the write lock, picking with `FOR UPDATE SKIP LOCKED`, so twenty
+        agents pressing "next" at once each get other tickets without waiting on each other
+        (a ticket another claimer committed meanwhile fails the upsert's WHERE, and the
+        pick is repeated for what is missing).
+        """
+        if not (math.isfinite(lease_s) and lease_s >= 0):
+            raise StoreError(f"claim lease {lease_s!r}: must be a finite number of seconds >= 0")
+        if n < 1 and ids is None:
+            return []
+        wanted = None if ids is None else list(dict.fromkeys(ids))[:500]
+        lock = " FOR UPDATE OF t SKIP LOCKED" if self.engine == "postgresql" else ""
+        got: list[str] = []
+        for _ in range(5):
+            now = utcnow()
+            now_s, expires = _stamp(now), _stamp(now + timedelta(seconds=lease_s))
+            if wanted is None:  # new tickets: any live claim, the owner's own too, keeps one out
+                which, params = "t.label IS NULL", [now_s, ""]
+                limit: list[Any] = [n - len(got)]
+            else:  # these tickets: the owner's own claims are renewed
+                which = f"t.id IN ({','.join('?' * len(wanted))})"
+                params, limit = [*wanted, now_s, owner], [len(wanted)]
+            sql = (
+                "WITH pick AS (SELECT t.id FROM tickets t"
+                f" WHERE {which} AND NOT EXISTS (SELECT 1 FROM agent_leases a"
+                "   WHERE a.ticket_id = t.id AND a.expires_at > ? AND a.owner != ?)"
+                f" ORDER BY t.seq{' DESC' if newest_first else ''} LIMIT ?{lock})"
+                " INSERT INTO agent_leases (ticket_id, owner, expires_at, agent)"
+                " SELECT id, ?, ?, ? FROM pick WHERE TRUE"
+                " ON CONFLICT (ticket_id) DO UPDATE SET owner = excluded.owner,"
+                " expires_at = excluded.expires_at, agent = excluded.agent"
+                " WHERE agent_leases.expires_at <= ? OR agent_leases.owner = excluded.owner"
+                " RETURNING ticket_id"
+            )
+            with self._write(serial=False) as conn:
+                self._void_dead_owners(conn, now_s)
+                rows = conn.execute(sql, [*params, *limit, owner, expires, agent, now_s]).fetchall()
+            fresh = [r[0] for r in rows if r[0] not in got]
+            got += fresh
+            if wanted is not None or len(got) >= n or not fresh:
+                break
+        if not got:
+            return []
+        marks = ",".join("?" * len(got))
+        return [
+            r[0]
+            for r in self._read(f"SELECT id FROM tickets WHERE id IN ({marks}) ORDER BY seq", got)
+        ]
+
     @staticmethod
-    def _claims_on(conn: sqlite3.Connection, ids: list[str]) -> dict[str, tuple[str, str]]:
+    def _void_dead_owners(conn: Conn, now_s: str) -> None:
+        """Drop the live-looking claims of processes of this host that are gone (a `kill -9`ed
+        TUI or route): their tickets are free at once, not after the lease."""
+        owners = [
+            r[0]
+            for r in conn.execute(
+                "SELECT DISTINCT owner FROM agent_leases WHERE expires_at > ?", (now_s,)
+            ).fetchall()
+        ]
+        for dead in [o for o in owners if not owner_alive(o)]:
+            conn.execute("DELETE FROM agent_leases WHERE owner = ?", (dead,))
+
+    @reconnecting
+    def release_agent_claims(
+        self,
+        agent: str | None = None,
+        *,
+        owner: str | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> int:
+        """End agent leases: those of `agent` (any of their desks) or of one `owner`, only on
+        `ids` when given. Returns how many were released."""
+        where, params = ["TRUE"], []
+        if agent is not None:
+            where.append("agent = ?")
+            params.append(agent)
+        if owner is not None:
+            where.append("owner = ?")
+            params.append(owner)
+        released = 0
+        unique = None if ids is None else list(dict.fromkeys(ids))
+        with self._write(serial=False) as conn:
+            if unique is None:
+                return conn.execute(
+                    f"DELETE FROM agent_leases WHERE {' AND '.join(where)}", params
+                ).rowcount
+            for start in range(0, len(unique), 500):
+                chunk = unique[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                released += conn.execute(
+                    f"DELETE FROM agent_leases WHERE {' AND '.join(where)}"
+                    f" AND ticket_id IN ({marks})",
+                    [*params, *chunk],
+                ).rowcount
+        return released
+
+    def agent_leases(self) -> dict[str, str]:
+        """Ticket id -> the agent holding it, for the live agent leases."""
+        rows = self._read(
+            "SELECT ticket_id, agent, owner FROM agent_leases WHERE expires_at > ?",
+            (_stamp(utcnow()),),
+        )
+        return {r[0]: r[1] for r in rows if owner_alive(r[2])}
+
+    @reconnecting
+    def renew_agent_leases(self, owner: str, lease_s: float) -> int:
+        """Extend every lease of this desk to `lease_s` from now; returns how many it holds."""
+        if not (math.isfinite(lease_s) and lease_s >= 0):
+            raise StoreError(f"claim lease {lease_s!r}: must be a finite number of seconds >= 0")
+        expires = _stamp(utcnow() + timedelta(seconds=lease_s))
+        with self._write(serial=False) as conn:
+            return conn.execute(
+                "UPDATE agent_leases SET expires_at = ? WHERE owner = ?", (expires, owner)
+            ).rowcount
+
+    @staticmethod
+    def _claims_on(conn: Conn, ids: list[str]) -> dict[str, tuple[str, str]]:
         """Ticket id -> (owner, expires_at) of the claims on these tickets."""
         found: dict[str, tuple[str, str]] = {}
         for start in range(0, len(ids), 500):
@@ -152,6 +298,7 @@ class ClaimsMixin(StoreBase):
                 found[tid] = (owner, expires)
         return found
 
+    @reconnecting
     def release_claims(self, owner: str, ids: Sequence[str] | None = None) -> int:
         """Give back the owner's claims (only those on `ids`, when given); returns how many."""
         with self._write() as conn:
@@ -168,6 +315,7 @@ class ClaimsMixin(StoreBase):
                 ).rowcount
             return released
 
+    @reconnecting
     def renew_claims(self, owner: str, lease_s: float) -> int:
         """Extend every claim of the owner to `lease_s` from now; returns how many it holds.
         Claims another owner has taken over (after this one's lease ran out) stay theirs."""

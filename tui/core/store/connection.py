@@ -1,9 +1,13 @@
-"""Opening a database file: privately, with the pragmas, the write lock and the transactions.
+"""Opening a database: a SQLite file (privately, with the pragmas, the write lock and the
+transactions) or a PostgreSQL server (`tui.core.store.pg`, which says why both engines share
+one SQL text).
 
-`StoreBase` owns the one connection every part of the store shares. Writes go through
-`_write` (one short IMMEDIATE transaction, retried while another process holds the lock);
-reads through `_read`. A failure of the disk or of the file itself becomes a `StoreError`
-naming the path (`storage_problem`), so a command ends with one clear line.
+`StoreBase` owns the connection every part of the store shares. Writes go through `_write`
+(one short transaction: IMMEDIATE on SQLite, retried while another process holds the lock;
+under the write lock on PostgreSQL); reads through `_read` and `_reading`. A failure of the
+disk or of the file itself becomes a `StoreError` naming the path (`storage_problem`), so a
+command ends with one clear line. The mixins see `Conn`, the part of `sqlite3.Connection`
+they use, which `PgConnection` also provides.
 """
 
 from __future__ import annotations
@@ -14,16 +18,55 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Self
 
+from tui.core.database_url import DbTarget, PgTarget, database_target
 from tui.core.store.errors import StoreError
-from tui.core.store.migrations import migrate
+from tui.core.store.migrations import migrate, migrate_pg, pg_schema_version
 
 if TYPE_CHECKING:
     import sqlite_utils
+
+    from tui.core.store.pg import PgEngine
+
+Engine = Literal["sqlite", "postgresql"]
+
+
+class Cursor(Protocol):
+    """What the store reads from a statement's cursor (sqlite3's, or `PgCursor`)."""
+
+    @property
+    def rowcount(self) -> int: ...
+    @property
+    def lastrowid(self) -> int | None: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Conn(Protocol):
+    """The part of `sqlite3.Connection` the mixins use inside a transaction; `PgConnection`
+    gives PostgreSQL the same face, so the mixins hold one SQL text for both engines."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Cursor: ...
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> Cursor: ...
+    @property
+    def total_changes(self) -> int: ...
+    @property
+    def in_transaction(self) -> bool: ...
+
+
+class Row(Protocol):
+    """A result row, readable by index and by column name (`sqlite3.Row`, `PgRow`)."""
+
+    def __getitem__(self, key: Any, /) -> Any: ...
+    def keys(self) -> list[str]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+    def __len__(self) -> int: ...
+
 
 DB_FILE_MODE = 0o600
 """The database file: customer text, readable by its owner only. SQLite gives the -wal and
@@ -165,8 +208,11 @@ class StoreBase:
 
     BUSY_TIMEOUT_MS = 30_000
 
-    def __init__(self, path: Path | str, *, create: bool = True, make_folder: bool = False) -> None:
-        """Open the database at `path`, migrating it to the current schema.
+    def __init__(
+        self, path: Path | str | PgTarget, *, create: bool = True, make_folder: bool = False
+    ) -> None:
+        """Open the database at `path` (a file, or a `postgresql://` URL or `PgTarget`),
+        migrating it to the current schema.
 
         Args:
             create: Create the file when it is missing (commands that write). With False a
@@ -178,18 +224,34 @@ class StoreBase:
             StoreError: One line naming the path: no database, folder missing, read-only,
                 disk full, not a triagedesk database, damaged, or a newer schema.
         """
-        self.path = Path(path)
+        target = database_target(path)
         self._lock = threading.RLock()
-        _prepare_database_file(self.path, create=create, make_folder=make_folder)
+        self._pg: PgEngine | None = None
+        self.path: DbTarget = target
+        if isinstance(target, PgTarget):
+            from tui.core.store.pg import PgEngine
+
+            self.engine: Engine = "postgresql"
+            self._pg = PgEngine(target)
+            try:
+                with self._pg.transaction() as pg:
+                    self.opened_at_version = migrate_pg(pg, target)
+            except BaseException:
+                self._pg.close()
+                raise
+            return
+        self.engine = "sqlite"
+        self.file = target
+        _prepare_database_file(self.file, create=create, make_folder=make_folder)
         try:
             conn = sqlite3.connect(
-                self.path,
+                self.file,
                 timeout=self.BUSY_TIMEOUT_MS / 1000,
                 check_same_thread=False,
                 isolation_level=None,
             )
         except (OSError, sqlite3.Error) as exc:
-            raise _storage_error(self.path, exc, "cannot open database") from None
+            raise _storage_error(self.file, exc, "cannot open database") from None
         self.conn = conn
         try:
             conn.execute(f"PRAGMA busy_timeout = {self.BUSY_TIMEOUT_MS}")
@@ -200,7 +262,7 @@ class StoreBase:
             self._migrate()
         except sqlite3.Error as exc:
             conn.close()
-            raise _storage_error(self.path, exc, "not a triagedesk database") from None
+            raise _storage_error(self.file, exc, "not a triagedesk database") from None
         except BaseException:
             conn.close()
             raise
@@ -215,6 +277,9 @@ class StoreBase:
         return sqlite_utils.Database(self.conn)
 
     def close(self) -> None:
+        if self._pg is not None:
+            self._pg.close()
+            return
         with self._lock:
             self.conn.close()
 
@@ -226,21 +291,36 @@ class StoreBase:
 
     @property
     def schema_version(self) -> int:
+        if self._pg is not None:
+            from tui.core.store.pg import PgConnection
+
+            with self._pg.connection() as raw:
+                return pg_schema_version(PgConnection(raw))
         return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    opened_at_version: int = 0
+    """The schema version the database was at before this open migrated it (`db upgrade`)."""
 
     def _migrate(self) -> None:
         with self._write():
-            migrate(self.conn, self.path)
+            self.opened_at_version = migrate(self.conn, self.file)
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, *, serial: bool = True) -> Iterator[Conn]:
         """One short IMMEDIATE transaction; retried while another process holds the lock.
 
         A failure of the disk or of the file (read-only, disk full, damaged), in a statement
         or at COMMIT, rolls the transaction back and becomes a StoreError that names the path
         and says what happened (`storage_problem`): the command ends with one clear line, and
         everything committed before stays as it was. Other errors propagate unchanged.
+
+        On PostgreSQL `serial` takes the write lock that makes writers run one at a time, as
+        SQLite does; only code written for concurrent writers (the agent leases) passes False.
         """
+        if self._pg is not None:
+            with self._pg.transaction(serial=serial) as pg:
+                yield pg
+            return
         with self._lock:
             for attempt in range(50):
                 try:
@@ -248,13 +328,13 @@ class StoreBase:
                     break
                 except sqlite3.OperationalError as exc:
                     if "locked" not in str(exc) and "busy" not in str(exc):
-                        problem = storage_problem(self.path, exc)
+                        problem = storage_problem(self.file, exc)
                         if problem is not None:
                             raise StoreError(problem) from None
                         raise
                     time.sleep(min(0.05 * (attempt + 1), 1.0))
             else:
-                raise StoreError(f"{self.path}: database stayed locked by another process")
+                raise StoreError(f"{self.file}: database stayed locked by another process")
             try:
                 yield self.conn
                 self.conn.execute("COMMIT")
@@ -265,20 +345,57 @@ class StoreBase:
                     with suppress(sqlite3.Error):
                         self.conn.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.Error):
-                    problem = storage_problem(self.path, exc)
+                    problem = storage_problem(self.file, exc)
                     if problem is not None:
                         raise StoreError(problem) from None
                 raise
 
-    def _read(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+    def _read(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
+        if self._pg is not None:
+            return self._pg.read(sql, params)
         with self._lock:
             cur = self.conn.execute(sql, params)
             cur.row_factory = sqlite3.Row
             return cur.fetchall()
 
+    def analyze(self) -> None:
+        """Refresh the planner's statistics (PostgreSQL, after a bulk load; SQLite's planner
+        needs none for the store's queries)."""
+        if self.engine == "postgresql":
+            with self._write(serial=False) as conn:
+                conn.execute("ANALYZE")
 
-def fetch_rows(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
-    """Rows as `sqlite3.Row` from a connection inside a transaction (`_read` takes the lock)."""
+    @property
+    def pushes_changes(self) -> bool:
+        """Whether `wait_for_change` hears other writers (PostgreSQL's LISTEN/NOTIFY); SQLite
+        has no such signal, and its readers poll."""
+        return self._pg is not None
+
+    def wait_for_change(self, timeout: float) -> bool:
+        """Block up to `timeout` seconds until another process commits a change; True when
+        one did (or may have: SQLite, which cannot tell, always says True after the wait)."""
+        if self._pg is not None:
+            return self._pg.wait_for_change(timeout)
+        time.sleep(timeout)
+        return True
+
+    @contextmanager
+    def _reading(self) -> Iterator[Conn]:
+        """A connection for several reads in a row (no transaction on PostgreSQL: each
+        statement sees what is committed when it runs, as `_read` does)."""
+        if self._pg is not None:
+            from tui.core.store.pg import PgConnection
+
+            with self._pg.connection() as raw:
+                yield PgConnection(raw)
+            return
+        with self._lock:
+            yield self.conn
+
+
+def fetch_rows(conn: Conn, sql: str, params: Sequence[Any]) -> list[Row]:
+    """Rows readable by name from a connection inside a transaction (`_read` takes the lock)."""
     cur = conn.execute(sql, params)
-    cur.row_factory = sqlite3.Row
+    if isinstance(cur, sqlite3.Cursor):
+        cur.row_factory = sqlite3.Row
     return cur.fetchall()

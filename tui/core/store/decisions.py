@@ -4,28 +4,28 @@ up to date in the same transaction, and the decision readers."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 from tui.core.models import Decision, StageResult
-from tui.core.store.connection import StoreBase
+from tui.core.store.connection import Conn, Row, StoreBase
 from tui.core.store.latency import latency_bucket
+from tui.core.store.pg import reconnecting
 from tui.core.store.values import iso
 
 
-def add_agreement(conn: sqlite3.Connection, agreement: Counter[tuple[str, str, str]]) -> None:
+def add_agreement(conn: Conn, agreement: Counter[tuple[str, str, str]]) -> None:
     """Add (backend, predicted, truth) count changes to `label_agreement`, in the caller's
     transaction: decisions, labels and imports all move these counts."""
     conn.executemany(
         "INSERT INTO label_agreement VALUES (?, ?, ?, ?) ON CONFLICT (backend, predicted,"
-        " truth) DO UPDATE SET n = n + excluded.n",
+        " truth) DO UPDATE SET n = label_agreement.n + excluded.n",
         [(*key, n) for key, n in agreement.items() if n],
     )
 
 
-def relabel(conn: sqlite3.Connection, ticket_id: str, old: str | None, new: str | None) -> None:
+def relabel(conn: Conn, ticket_id: str, old: str | None, new: str | None) -> None:
     """Move the ticket's latest predictions from the old agent label to the new one in
     the agreement counts, so accuracy follows corrections and undos."""
     if old == new:
@@ -45,6 +45,7 @@ def relabel(conn: sqlite3.Connection, ticket_id: str, old: str | None, new: str 
 class DecisionsMixin(StoreBase):
     """Recording decisions and reading them back."""
 
+    @reconnecting
     def record_decisions(
         self, decisions: Sequence[Decision], *, owner: str | None = None
     ) -> list[Decision]:
@@ -151,7 +152,7 @@ class DecisionsMixin(StoreBase):
 
     @staticmethod
     def _duplicate_call(
-        conn: sqlite3.Connection,
+        conn: Conn,
         totals: dict[str, list[Any]],
         hourly: dict[tuple[str, str], list[float]],
         d: Decision,
@@ -198,37 +199,38 @@ class DecisionsMixin(StoreBase):
 
     @staticmethod
     def _write_aggregates(
-        conn: sqlite3.Connection,
+        conn: Conn,
         totals: dict[str, list[Any]],
         agreement: Counter[tuple[str, str, str]],
         histogram: Counter[tuple[str, int]],
         hourly: dict[tuple[str, str], list[float]],
     ) -> None:
         conn.executemany(
-            "INSERT INTO backend_totals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (backend) DO UPDATE SET n = n + excluded.n,"
-            " errors = errors + excluded.errors, cost_usd = cost_usd + excluded.cost_usd,"
-            " input_tokens = input_tokens + excluded.input_tokens,"
-            " output_tokens = output_tokens + excluded.output_tokens,"
-            " tokens_n = tokens_n + excluded.tokens_n,"
-            " counterfactual_usd = counterfactual_usd + excluded.counterfactual_usd,"
-            " counterfactual_n = counterfactual_n + excluded.counterfactual_n",
+            "INSERT INTO backend_totals AS b VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (backend) DO UPDATE SET n = b.n + excluded.n,"
+            " errors = b.errors + excluded.errors, cost_usd = b.cost_usd + excluded.cost_usd,"
+            " input_tokens = b.input_tokens + excluded.input_tokens,"
+            " output_tokens = b.output_tokens + excluded.output_tokens,"
+            " tokens_n = b.tokens_n + excluded.tokens_n,"
+            " counterfactual_usd = b.counterfactual_usd + excluded.counterfactual_usd,"
+            " counterfactual_n = b.counterfactual_n + excluded.counterfactual_n",
             [(backend, *row) for backend, row in totals.items()],
         )
         add_agreement(conn, agreement)
         conn.executemany(
             "INSERT INTO latency_histogram VALUES (?, ?, ?) ON CONFLICT (backend, bucket)"
-            " DO UPDATE SET n = n + excluded.n",
+            " DO UPDATE SET n = latency_histogram.n + excluded.n",
             [(backend, bucket, n) for (backend, bucket), n in histogram.items()],
         )
         conn.executemany(
             "INSERT INTO cost_by_hour VALUES (?, ?, ?, ?) ON CONFLICT (hour, backend)"
-            " DO UPDATE SET cost_usd = cost_usd + excluded.cost_usd, n = n + excluded.n",
+            " DO UPDATE SET cost_usd = cost_by_hour.cost_usd + excluded.cost_usd,"
+            " n = cost_by_hour.n + excluded.n",
             [(hour, backend, v[0], v[1]) for (hour, backend), v in hourly.items()],
         )
 
     @staticmethod
-    def _decision(row: sqlite3.Row) -> Decision:
+    def _decision(row: Row) -> Decision:
         data = dict(row)
         data["stages"] = tuple(StageResult(**s) for s in json.loads(data["stages"] or "[]"))
         data["tokens_estimated"] = bool(data["tokens_estimated"])

@@ -1,7 +1,8 @@
-"""The store's one exception family, in a module of its own so every part can raise it."""
+"""The store's one exception family, importable from every part of the store (defined in
+`tui.core.store_error`, so that `tui.core.database_url` raises the same class)."""
 
 from __future__ import annotations
 
+from tui.core.store_error import StoreError
 
-class StoreError(Exception):
-    """A store operation failed for a reason the user can act on."""
+__all__ = ["StoreError"]

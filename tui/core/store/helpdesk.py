@@ -149,7 +149,7 @@ class HelpdeskMixin(StoreBase):
             conn.execute(
                 "INSERT INTO helpdesk_cursors (helpdesk, cursor, last_pull_at, last_error)"
                 " VALUES (?, ?, ?, NULL) ON CONFLICT (helpdesk) DO UPDATE SET"
-                " cursor = coalesce(excluded.cursor, cursor),"
+                " cursor = coalesce(excluded.cursor, helpdesk_cursors.cursor),"
                 " last_pull_at = excluded.last_pull_at, last_error = NULL",
                 (helpdesk, cursor, now),
             )

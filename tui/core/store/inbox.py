@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any, Literal
 
-from tui.core.models import InboxRow
-from tui.core.store.connection import StoreBase
+from tui.core.models import InboxRow, utcnow
+from tui.core.store.connection import Row, StoreBase
 from tui.core.store.errors import StoreError
 from tui.core.store.values import from_iso
 
@@ -30,18 +30,26 @@ class Cursor:
     confidence: float | None = None
 
 
+def _now() -> str:
+    """Now as the claims stamp it (UTC, microseconds), so text order is time order."""
+    return utcnow().astimezone(UTC).isoformat(timespec="microseconds")
+
+
 class InboxMixin(StoreBase):
     """Inbox pages, counts and single rows."""
 
     _INBOX_SELECT = (
         "SELECT t.seq, t.id AS ticket_id, t.received_at, t.subject,"
         " substr(t.text, 1, 400) AS text, t.label, t.label_source, t.predicted_label,"
-        " t.confidence, t.error_class, t.disagreement, d.backend, d.total_ms, d.cost_usd"
+        " t.confidence, t.error_class, t.disagreement, d.backend, d.total_ms, d.cost_usd,"
+        " (SELECT a.agent FROM agent_leases a WHERE a.ticket_id = t.id"
+        "  AND a.expires_at > ?) AS held_by"
         " FROM tickets t LEFT JOIN decisions d ON d.id = t.decision_id"
     )
+    """One row per ticket; its one parameter is now (`_now`), for the live leases."""
 
     _FILTER_WHERE: dict[str, str] = {
-        "all": "1",
+        "all": "TRUE",
         "unlabelled": "t.label IS NULL",
         "low_confidence": "t.label IS NULL AND t.confidence IS NOT NULL",
         "disagreement": "t.disagreement = 1",
@@ -66,7 +74,7 @@ class InboxMixin(StoreBase):
         if flt not in self._FILTER_WHERE:
             raise StoreError(f"unknown inbox filter {flt!r}")
         where = [self._FILTER_WHERE[flt]]
-        params: list[Any] = []
+        params: list[Any] = [_now()]
         by_confidence = flt == "low_confidence"
         if by_confidence:
             order, reverse = "t.confidence ASC, t.seq ASC", "t.confidence DESC, t.seq DESC"
@@ -94,14 +102,14 @@ class InboxMixin(StoreBase):
         return rows[::-1] if going_up else rows
 
     @staticmethod
-    def _inbox_row(row: sqlite3.Row) -> InboxRow:
+    def _inbox_row(row: Row) -> InboxRow:
         data = dict(row)
         data["received_at"] = from_iso(data["received_at"])
         data["disagreement"] = bool(data["disagreement"])
         return InboxRow(**data)
 
     def inbox_row(self, ticket_id: str) -> InboxRow | None:
-        rows = self._read(f"{self._INBOX_SELECT} WHERE t.id = ?", (ticket_id,))
+        rows = self._read(f"{self._INBOX_SELECT} WHERE t.id = ?", (_now(), ticket_id))
         return self._inbox_row(rows[0]) if rows else None
 
     def inbox_count(self, flt: InboxFilter = "all") -> int:

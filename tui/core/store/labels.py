@@ -4,8 +4,17 @@ and the labelled examples that training and exports read (which skip unusable la
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC
 
-from tui.core.models import STORED, LabelEvent, LabelSource, check_label_name, label_problem
+from tui.core.models import (
+    STORED,
+    LabelEvent,
+    LabelSource,
+    check_label_name,
+    label_problem,
+    utcnow,
+)
+from tui.core.store.claims import owner_alive
 from tui.core.store.connection import StoreBase
 from tui.core.store.decisions import relabel
 from tui.core.store.errors import StoreError
@@ -31,9 +40,18 @@ class LabelsMixin(StoreBase):
     """Writing and undoing agent labels, and the readers of current labels."""
 
     def add_label(
-        self, ticket_id: str, label: str, *, agent: str = "agent", source: LabelSource = "cli"
+        self,
+        ticket_id: str,
+        label: str,
+        *,
+        agent: str = "agent",
+        source: LabelSource = "cli",
+        desk: str | None = None,
     ) -> LabelEvent:
         """Record an agent's label as a new event and make it the ticket's current label.
+
+        With `desk` (a TUI's lease owner), a ticket another live desk holds is refused: two
+        agents never work one ticket (team mode). The label ends any lease on the ticket.
 
         Raises:
             StoreError: An unknown ticket, or a label `check_label_name` refuses (checked
@@ -49,6 +67,14 @@ class LabelsMixin(StoreBase):
             found = conn.execute("SELECT label FROM tickets WHERE id = ?", (ticket_id,)).fetchone()
             if found is None:
                 raise StoreError(f"no ticket with id {ticket_id!r}")
+            if desk is not None:
+                held = conn.execute(
+                    "SELECT agent, owner FROM agent_leases WHERE ticket_id = ? AND owner != ?"
+                    " AND expires_at > ?",
+                    (ticket_id, desk, utcnow().astimezone(UTC).isoformat(timespec="microseconds")),
+                ).fetchone()
+                if held is not None and owner_alive(held[1]):
+                    raise StoreError(f"{ticket_id} is being worked on by {held[0]}")
             relabel(conn, ticket_id, found[0], label)
             event = LabelEvent(ticket_id=ticket_id, label=label, agent=agent, source=source)
             cur = conn.execute(
@@ -60,6 +86,8 @@ class LabelsMixin(StoreBase):
                 "UPDATE tickets SET label = ?, label_source = ? WHERE id = ?",
                 (label, source, ticket_id),
             )
+            # a labelled ticket is done: whoever leased it to work on it holds it no longer
+            conn.execute("DELETE FROM agent_leases WHERE ticket_id = ?", (ticket_id,))
             return event.model_copy(update={"id": cur.lastrowid})
 
     def undo_last_label(self, agent: str) -> LabelEvent | None:

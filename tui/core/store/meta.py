@@ -4,8 +4,10 @@ integrity check."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tui.core.store.connection import StoreBase
 from tui.core.store.errors import StoreError
@@ -78,5 +80,15 @@ class MetaMixin(StoreBase):
         rows = self._read("SELECT value FROM meta WHERE key = ?", (key,))
         return str(rows[0][0]) if rows else None
 
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """The rows (as tuples) of one read-only statement, on either engine: for scripts,
+        checks and the conformance tests. Written as the store writes its SQL (`?`
+        placeholders), it is translated on PostgreSQL (`tui.core.store.pg.translate`)."""
+        return [tuple(row) for row in self._read(sql, params)]
+
     def integrity_ok(self) -> bool:
+        """SQLite's `integrity_check`; a PostgreSQL server checks its own pages (checksums,
+        WAL), so there it is whether the server answers."""
+        if self.engine == "postgresql":
+            return bool(self._read("SELECT 1")[0][0] == 1)
         return bool(self._read("PRAGMA integrity_check")[0][0] == "ok")

@@ -21,9 +21,14 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tui.core.store.errors import StoreError
 from tui.core.store.latency import latency_bucket
+
+if TYPE_CHECKING:
+    from tui.core.database_url import PgTarget
+    from tui.core.store.pg import PgConnection
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,13 +387,41 @@ HELPDESK = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (V1, V2, V3, V4, SHADOWS, TRAINED, HELPDESK)
+AGENT_LEASES = Migration(
+    "Agent leases (team mode): `agent_leases` holds the tickets agents are working on, one"
+    " row per ticket, so two agents never get one ticket. Claims' mechanism (an `owner` that"
+    " is a process, `expires_at` renewed while it lives, void once it lapses or the process"
+    " is gone), in a table of its own: a routing run's claim and an agent's lease do not"
+    " exclude each other (the ticket an agent has open may still be routed).",
+    (
+        """CREATE TABLE agent_leases (
+            ticket_id TEXT PRIMARY KEY REFERENCES tickets(id) ON DELETE CASCADE,
+            agent TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            expires_at TEXT NOT NULL
+        ) WITHOUT ROWID""",
+        "CREATE INDEX ix_agent_leases_agent ON agent_leases(agent)",
+        "CREATE INDEX ix_agent_leases_owner ON agent_leases(owner)",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    V1,
+    V2,
+    V3,
+    V4,
+    SHADOWS,
+    TRAINED,
+    HELPDESK,
+    AGENT_LEASES,
+)
 """Ordered schema migrations; the database's `PRAGMA user_version` counts those applied."""
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def migrate(conn: sqlite3.Connection, path: Path) -> None:
-    """Apply the migrations `conn`'s database has not seen, inside the caller's transaction.
+def migrate(conn: sqlite3.Connection, path: Path) -> int:
+    """Apply the migrations `conn`'s database has not seen, inside the caller's transaction;
+    returns the version it was at.
 
     Raises:
         StoreError: The database's schema is newer than this triagedesk's.
@@ -402,3 +435,53 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
     for version in range(current, SCHEMA_VERSION):
         MIGRATIONS[version](conn)
         conn.execute(f"PRAGMA user_version = {version + 1}")
+    return current
+
+
+PG_VERSION_TABLE = "triagedesk_schema"
+"""PostgreSQL has no `user_version`: the schema version is the one row of this table."""
+
+
+def pg_schema_version(conn: PgConnection) -> int:
+    """The version a PostgreSQL database's schema is at (0: a new, empty database)."""
+    found = conn.execute(
+        "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema()"
+        " AND table_name = ?",
+        (PG_VERSION_TABLE,),
+    ).fetchone()
+    if found is None:
+        return 0
+    row = conn.execute(f"SELECT version FROM {PG_VERSION_TABLE}").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def migrate_pg(conn: PgConnection, target: PgTarget) -> int:
+    """`migrate` on PostgreSQL: the same migrations, each statement translated
+    (`tui.core.store.pg.translate`), in the caller's transaction (PostgreSQL's DDL is
+    transactional, so a failed step leaves the database as it was).
+
+    Raises:
+        StoreError: The database's schema is newer than this triagedesk's.
+    """
+    from tui.core.store.pg import PG_FUNCTIONS
+
+    current = pg_schema_version(conn)
+    if current > SCHEMA_VERSION:
+        raise StoreError(
+            f"{target}: schema version {current} is newer than this triagedesk "
+            f"({SCHEMA_VERSION}); upgrade triagedesk"
+        )
+    if current == SCHEMA_VERSION:
+        return current
+    if current == 0:
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {PG_VERSION_TABLE} (version INTEGER NOT NULL)")
+        conn.execute(f"DELETE FROM {PG_VERSION_TABLE}")
+        conn.execute(f"INSERT INTO {PG_VERSION_TABLE} (version) VALUES (0)")
+    for version in range(current, SCHEMA_VERSION):
+        step = MIGRATIONS[version]
+        for name, _, _ in step.functions:
+            conn.execute(PG_FUNCTIONS[name])
+        for statement in step.statements:
+            conn.execute(statement)
+        conn.execute(f"UPDATE {PG_VERSION_TABLE} SET version = ?", (version + 1,))
+    return current

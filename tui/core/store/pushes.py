@@ -11,12 +11,11 @@ queues a new push, with the stamp of then.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
 from tui.core.helpdesk.writeback import PushRequest
 from tui.core.models import utcnow
-from tui.core.store.connection import StoreBase, fetch_rows
+from tui.core.store.connection import Conn, StoreBase, fetch_rows
 from tui.core.store.values import iso
 
 PushState = str
@@ -89,7 +88,7 @@ class PushesMixin(StoreBase):
         return queued
 
     @staticmethod
-    def _last_done_label(conn: sqlite3.Connection, ticket_id: str) -> str | None:
+    def _last_done_label(conn: Conn, ticket_id: str) -> str | None:
         row = conn.execute(
             "SELECT label FROM helpdesk_pushes WHERE ticket_id = ? AND state = 'done'"
             " ORDER BY id DESC LIMIT 1",

@@ -9,6 +9,7 @@ from typing import Any
 
 from tui.core.models import Ticket, utcnow
 from tui.core.store.connection import StoreBase
+from tui.core.store.pg import reconnecting
 from tui.core.store.tickets import ticket_from_row
 from tui.core.store.values import iso
 
@@ -56,6 +57,7 @@ def pending_sql(run_id: str, query: PendingQuery) -> tuple[str, list[Any]]:
 class RunsMixin(StoreBase):
     """Opening, finishing and paging runs."""
 
+    @reconnecting
     def open_run(self, backend: str, selection: str) -> RunInfo:
         """Resume the unfinished run of this backend and selection, or start a new one.
 
@@ -77,6 +79,7 @@ class RunsMixin(StoreBase):
             )
             return RunInfo(run_id, backend, selection, "running", resumed=False)
 
+    @reconnecting
     def finish_run(self, run_id: str) -> bool:
         """Mark the run done, unless claims in it remain: another process sharing the run is
         still routing its part, or one died holding tickets the run has not decided yet (the

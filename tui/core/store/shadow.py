@@ -114,7 +114,7 @@ class ShadowMixin(StoreBase):
                 stored += cur.rowcount
             conn.executemany(
                 "INSERT INTO shadow_skips VALUES (?, ?, ?) ON CONFLICT (shadow, active_backend)"
-                " DO UPDATE SET n = n + excluded.n",
+                " DO UPDATE SET n = shadow_skips.n + excluded.n",
                 [(shadow, active, n) for (shadow, active), n in skipped.items() if n],
             )
         return stored

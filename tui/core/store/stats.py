@@ -99,8 +99,8 @@ class StatsMixin(StoreBase):
         if self._read(BEHIND):
             with contextlib.suppress(StoreError), self._write() as conn:
                 match_new_tickets(conn)
-        with self._lock:
-            return excluded_agreement(self.conn)
+        with self._reading() as conn:
+            return excluded_agreement(conn)
 
     def latencies(self, backend: str, *, limit: int = 5000) -> list[float]:
         """The most recent successful latencies of a backend, for histograms."""

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tui.core.models import STORED, Ticket, check_label_name, utcnow
-from tui.core.store.connection import StoreBase
+from tui.core.store.connection import Conn, Row, StoreBase
 from tui.core.store.decisions import relabel
 from tui.core.store.errors import StoreError
+from tui.core.store.pg import PgConnection, reconnecting
 from tui.core.store.values import from_iso, iso
 
 if TYPE_CHECKING:
@@ -43,6 +43,23 @@ CRM export to the next, while a changed text under an old id means the file is n
 imported before, and keeping the old text while taking the new label would mislabel it."""
 
 
+ANALYZE_AFTER = 10_000
+"""Tickets one import adds past which PostgreSQL's planner statistics are refreshed at once
+(autovacuum would take its time; until then the inbox's index plans are not chosen)."""
+
+_TICKET_COLUMNS = (
+    "id",
+    "subject",
+    "text",
+    "customer",
+    "channel",
+    "created_at",
+    "received_at",
+    "meta",
+    "source",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class ImportResult:
     inserted: int
@@ -55,7 +72,7 @@ def _content(ticket: Ticket) -> tuple[Any, ...]:
     return (ticket.subject, ticket.text, ticket.customer, ticket.channel, ticket.created_at)
 
 
-def ticket_from_row(row: sqlite3.Row) -> Ticket:
+def ticket_from_row(row: Row) -> Ticket:
     """A `tickets` row as a Ticket: shared by the readers here, runs and claims."""
     # STORED: an id an older version accepted (a newline in it) must still load.
     return Ticket.model_validate(
@@ -76,6 +93,7 @@ def ticket_from_row(row: sqlite3.Row) -> Ticket:
 class TicketsMixin(StoreBase):
     """Importing tickets and reading them back."""
 
+    @reconnecting
     def import_tickets(
         self,
         tickets: Sequence[Ticket],
@@ -141,11 +159,14 @@ class TicketsMixin(StoreBase):
                 raise ImportRejected(source, errors)
             existing = {tid: found[1] for tid, found in stored.items()}
             before = conn.total_changes
-            conn.executemany(
-                "INSERT OR IGNORE INTO tickets (id, subject, text, customer, channel, created_at,"
-                " received_at, meta, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            if isinstance(conn, PgConnection):  # PostgreSQL: COPY, not a statement a row
+                conn.copy_insert_ignore("tickets", _TICKET_COLUMNS, rows)
+            else:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO tickets (id, subject, text, customer, channel,"
+                    " created_at, received_at, meta, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
             inserted = conn.total_changes - before
             recorded = 0
             if labels:
@@ -164,11 +185,13 @@ class TicketsMixin(StoreBase):
                     [(lab, tid) for tid, lab in changed],
                 )
                 recorded = len(changed)
+        if inserted >= ANALYZE_AFTER and self.engine == "postgresql":
+            self.analyze()
         return ImportResult(inserted, len(rows) - inserted, recorded)
 
     @staticmethod
     def _stored_content(
-        conn: sqlite3.Connection, ids: list[str]
+        conn: Conn, ids: list[str]
     ) -> dict[str, tuple[tuple[Any, ...], str | None]]:
         """Ticket id -> (its `CONTENT_COLUMNS` values, its current label) for stored ids."""
         found: dict[str, tuple[tuple[Any, ...], str | None]] = {}

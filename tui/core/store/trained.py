@@ -13,13 +13,12 @@ label event) rows, which labels count. `excluded_agreement` gives the statistics
 
 from __future__ import annotations
 
-import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from tui.core.models import label_problem, utcnow
-from tui.core.store.connection import StoreBase
+from tui.core.store.connection import Conn, StoreBase
 from tui.core.training_sets import TrainingSet, model_components, text_sha256
 
 MATCH_CHUNK = 2000
@@ -45,7 +44,7 @@ BEHIND = (
 read first, so that the usual case takes no write lock."""
 
 
-def match_new_tickets(conn: sqlite3.Connection) -> int:
+def match_new_tickets(conn: Conn) -> int:
     """Match the texts of tickets imported since each model was recorded against its training
     texts, in the caller's transaction; returns how many tickets were matched."""
     behind = conn.execute(
@@ -91,7 +90,7 @@ def match_new_tickets(conn: sqlite3.Connection) -> int:
     return matched
 
 
-def excluded_agreement(conn: sqlite3.Connection) -> dict[str, Counter[tuple[str, str]]]:
+def excluded_agreement(conn: Conn) -> dict[str, Counter[tuple[str, str]]]:
     """Per backend, the (predicted, truth) counts of `label_agreement` that rest on labels the
     answering model trained on: its latest decision on the ticket was made by a model (or a
     cascade with a stage) that learnt the ticket with the label it carries now.

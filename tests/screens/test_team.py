@@ -1,0 +1,63 @@
+"""Team mode in the TUI, on both engines: the open ticket is the agent's, `N` claims the next
+free one, other agents' holds show in the inbox, and quitting gives the lease back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from screens.widgets.ticket_table import TicketTable
+from tests.screens.helpers import seed, wait_until
+from tui.core.database_url import PgTarget
+from tui.core.store import Store
+
+SIZE = (120, 40)
+BO = "far-away-host:7:bo"
+
+
+@pytest.fixture
+def store(db_target: Path | PgTarget) -> Iterator[Store]:
+    """The screens' store, here on both engines (tests/conftest.py `db_target`)."""
+    with Store(db_target) as opened:
+        yield opened
+
+
+async def test_the_open_ticket_is_leased_and_claim_next_skips_held_ones(
+    store: Store, app_for
+) -> None:
+    seed(store, 10)
+    assert store.claim_for_agent("bo", BO, lease_s=600, ids=["T-0000"]) == ["T-0000"]
+    app = app_for()
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one(TicketTable)
+        await wait_until(pilot, lambda: table.total_rows == 10)
+        await wait_until(pilot, lambda: store.agent_leases().get("T-0009") == "maria")
+        held = table.row_for("T-0000")
+        assert held is not None and held.held_by == "bo"
+        assert "◆ bo" in table.cells(held)[-1].plain
+        await pilot.press("N")  # the newest free ticket but the open one; T-0009 given back
+        await wait_until(pilot, lambda: table.current.ticket_id == "T-0008")
+        await wait_until(pilot, lambda: store.agent_leases() == {"T-0000": "bo", "T-0008": "maria"})
+        await pilot.press("l")
+        await pilot.pause()
+        await pilot.press("enter")  # the picker's first label: T-0008 labelled, lease ended
+        await wait_until(pilot, lambda: store.inbox_row("T-0008").label is not None)
+        assert store.label_history("T-0008")[-1].agent == "maria"
+        await wait_until(pilot, lambda: "T-0008" not in store.agent_leases())
+    assert store.agent_leases() == {"T-0000": "bo"}  # quitting gave the open ticket back
+
+
+async def test_another_desks_label_shows_in_the_open_inbox(
+    store: Store, app_for, db_target: Path | PgTarget
+) -> None:
+    """On PostgreSQL through LISTEN/NOTIFY, on SQLite through the poll."""
+    seed(store, 5)
+    app = app_for()
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one(TicketTable)
+        await wait_until(pilot, lambda: table.total_rows == 5)
+        with Store(db_target) as other:
+            other.add_label("T-0002", "billing", agent="bo", source="correct")
+        await wait_until(pilot, lambda: table.row_for("T-0002").label == "billing")
