@@ -10,6 +10,8 @@ import re
 from pathlib import Path
 from typing import Any, cast
 
+import orjson
+
 from tui.core.ingest.records import norm, ticket_from_record, type_name
 from tui.core.ingest.results import Collector, IngestError
 from tui.core.safe_text import excerpt
@@ -46,7 +48,7 @@ def parse_jsonl(text: str, collector: Collector, max_field_chars: int) -> None:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = _loads(line)
         except json.JSONDecodeError as exc:
             collector.error(number, f"invalid JSON: {exc.msg} (column {exc.colno})")
             continue
@@ -62,6 +64,21 @@ def parse_jsonl(text: str, collector: Collector, max_field_chars: int) -> None:
         if "\\u" in line and _SURROGATE_ESCAPE.search(line):  # only escapes make surrogates
             record = _clean_surrogates(record)
         _add_record(record, number, collector, max_field_chars)
+
+
+def _loads(line: str) -> Any:
+    """`json.loads(line)`, through orjson where the two agree.
+
+    orjson is four to five times faster, but stricter (NaN, lone surrogates) and reads integers
+    past 64 bits as floats. Whatever it refuses, and any line with a 19-digit run, goes to the
+    standard parser, so the result and every error message are the standard parser's.
+    """
+    if _LONG_DIGITS.search(line) is None:
+        try:
+            return orjson.loads(line)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(line)
 
 
 def parse_csv(text: str, path: Path, collector: Collector, max_field_chars: int) -> None:
@@ -149,7 +166,9 @@ def _add_record(
     record: dict[str, Any], line: int, collector: Collector, max_field_chars: int
 ) -> None:
     try:
-        ticket, label = ticket_from_record(record, line=line, max_field_chars=max_field_chars)
+        ticket, label = ticket_from_record(
+            record, line=line, max_field_chars=max_field_chars, received_at=collector.received_at
+        )
     except (ValueError, TypeError, RecursionError) as exc:
         collector.error(line, str(exc) or type(exc).__name__)
         return
@@ -169,3 +188,5 @@ def _clean_surrogates(record: dict[str, Any]) -> dict[str, Any]:
 
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_LONG_DIGITS = re.compile(r"[0-9]{19}")
+"""A number orjson might read differently: it turns integers past 64 bits into floats."""
