@@ -31,7 +31,14 @@ from backends.openai_reading import (
     take_usage,
 )
 from backends.secrets import api_key
-from tui.core.backend import AuthenticationFailed, BadResponse, Health, ServerError, Stopwatch
+from tui.core.backend import (
+    AuthenticationFailed,
+    BadResponse,
+    Health,
+    ServerError,
+    Stopwatch,
+    StreamInterrupted,
+)
 from tui.core.config.options import OpenAIOptions
 
 if TYPE_CHECKING:
@@ -329,7 +336,7 @@ class OpenAIBackend(HTTPBackend[Completion]):
             raise BadResponse("reply has no choices")
         completion.text = "".join(parts)
         if not completion.text:
-            raise BadResponse("truncated stream: no content before [DONE]")
+            raise StreamInterrupted("truncated stream: no content before [DONE]")
         return completion
 
     async def check(self) -> Health:

@@ -25,11 +25,11 @@ from pathlib import Path
 from benchmarks.store_scale import write_tickets
 
 
-def run_timed(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+def run_timed(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
     """Wall seconds and CPU seconds (user + system) of one child process, which must succeed."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(command, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -55,24 +55,35 @@ def main() -> None:
     write_tickets(data, args.n)
     bindir = Path(sys.executable).parent
     env = dict(os.environ)
-    peers: dict[str, tuple[list[str], dict[str, str]]] = {
+    here = Path.cwd()
+    peers: dict[str, tuple[list[str], dict[str, str], Path]] = {
         "sqlite-utils": (
             [str(bindir / "sqlite-utils"), "insert", "{db}", "tickets", str(data), "--nl"]
             + ["--pk", "id"],
             env,
+            here,
         ),
-        "triagedesk": ([sys.executable, "-m", "tui", "--db", "{db}", "import", str(data)], env),
+        "triagedesk": (
+            [sys.executable, "-m", "tui", "--db", "{db}", "import", str(data)],
+            env,
+            here,
+        ),
     }
     if args.baseline is not None:
-        base_env = {**env, "PYTHONPATH": str(args.baseline.resolve())}
-        peers["triagedesk-before"] = (peers["triagedesk"][0], base_env)
+        # `-m` puts the working directory first on sys.path: run the old tree from inside it.
+        base = args.baseline.resolve()
+        peers["triagedesk-before"] = (
+            peers["triagedesk"][0],
+            {**env, "PYTHONPATH": str(base)},
+            base,
+        )
 
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in peers}
     for repeat in range(args.repeats):
-        for name, (command, peer_env) in peers.items():
+        for name, (command, peer_env, cwd) in peers.items():
             db = fresh(tmp / f"{name}.db")
             argv = [str(db) if part == "{db}" else part for part in command]
-            samples[name].append(run_timed(argv, peer_env))
+            samples[name].append(run_timed(argv, peer_env, cwd))
         print(
             f"repeat {repeat + 1}: " + ", ".join(f"{k} {v[-1][0]:.1f}s" for k, v in samples.items())
         )

@@ -45,7 +45,7 @@ def parse_jsonl(text: str, collector: Collector, max_field_chars: int) -> None:
     # Split on "\n" only: str.splitlines would also split on U+2028 inside JSON strings.
     for number, raw in enumerate(text.split("\n"), start=1):
         line = raw.rstrip("\r")
-        if not line.strip():
+        if not line or line.isspace():
             continue
         try:
             record = _loads(line)
