@@ -39,6 +39,8 @@ OVERLOAD_STATUSES = frozenset({502, 503, 504, 529})
 """HTTP statuses that say "too much at once" (529: Anthropic's overloaded)."""
 LATENCY_TOLERANCE = 2.0
 """Recent latency this many times its long-run level counts as overload."""
+FIRST_PROBE_WAIT = 32
+"""Successes after a cut before the first probe back at the level that overloaded."""
 MAX_PROBE_WAIT = 512
 """Most successes between two probes past a level that overloaded before."""
 
@@ -149,7 +151,7 @@ class AdaptiveLimit:
         grown = min(self._limit + (1 if self._slow_start else 1 / self._limit), self.max_limit)
         ceiling = self._ceiling
         if ceiling is not None and self._limit >= ceiling and self._since_cut >= self._limit:
-            self._ceiling, self._probe_wait = None, 8  # a round past the old level: it holds
+            self._ceiling, self._probe_wait = None, FIRST_PROBE_WAIT  # a round past it: it holds
         elif ceiling is not None and int(grown) >= int(ceiling) > int(self._limit):
             if self._since_cut < self._probe_wait:
                 return
@@ -165,7 +167,9 @@ class AdaptiveLimit:
         self._epoch += 1
         self._slow_start = False
         self._since_cut = 0
-        self._probe_wait = min(self._probe_wait * 2, MAX_PROBE_WAIT) if probing else 8
+        self._probe_wait = (
+            min(self._probe_wait * 2, MAX_PROBE_WAIT) if probing else FIRST_PROBE_WAIT
+        )
         self._limit = max(1.0, float(int(self._limit / 2)))
         self.cuts += 1
 
