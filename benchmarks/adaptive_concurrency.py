@@ -14,17 +14,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import httpx
 
 from tui.core.config import _build
 from tui.core.models import Taxonomy, Ticket
@@ -34,31 +27,6 @@ from tui.services.routing import Router
 TAXONOMY = Taxonomy.from_names(["billing", "shipping", "technical", "account"])
 BACKEND: dict[str, object] = {"type": "openai", "model": "tiny"}
 """The openai backend at its defaults (streamed chat, adaptive concurrency, max 8)."""
-
-
-@contextlib.contextmanager
-def llama_server(model: Path) -> Iterator[str]:
-    """`python -m llama_cpp.server` on a free loopback port; its /v1 URL."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model)]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--model_alias", "tiny"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and process.poll() is None:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/models", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.1)
-        else:
-            raise RuntimeError("llama_cpp.server did not start")
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 def tickets(n: int, seed: int) -> list[Ticket]:
@@ -109,6 +77,7 @@ def main() -> None:
     args = parser.parse_args()
     BACKEND["prompt"] = args.prompt
     from tests.servers.gguf_model import write_tiny_llama
+    from tests.servers.llama_cpp_python import llama_server
 
     tmp = Path(tempfile.mkdtemp(prefix="td-adaptive-"))
     model = write_tiny_llama(tmp / "tiny.gguf", decided=True)
