@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
@@ -43,6 +44,33 @@ FIRST_PROBE_WAIT = 32
 """Successes after a cut before the first probe back at the level that overloaded."""
 MAX_PROBE_WAIT = 512
 """Most successes between two probes past a level that overloaded before."""
+
+
+def limit_key(backend: str) -> str:
+    """The store's `meta` key under which a backend's learnt limit is kept."""
+    return f"concurrency_limit.{backend}"
+
+
+def read_snapshot(value: str | None) -> dict[str, int] | None:
+    """A stored `AdaptiveLimit.snapshot`; None when absent or unreadable (it is a hint)."""
+    if value is None:
+        return None
+    try:
+        found = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(found, dict):
+        return None
+    snapshot = {k: v for k, v in found.items() if k in ("limit", "max", "cuts")}
+    if not all(type(v) is int and v >= 0 for v in snapshot.values()):
+        return None
+    return snapshot if snapshot.get("limit", 0) >= 1 else None
+
+
+def read_limit(value: str | None) -> int | None:
+    """The learnt limit from its stored snapshot; None when absent or unreadable."""
+    snapshot = read_snapshot(value)
+    return None if snapshot is None else snapshot["limit"]
 
 
 def is_overload(error: BaseException) -> bool:
@@ -69,8 +97,17 @@ class AdaptiveLimit:
         *,
         initial: int = 1,
         adaptive: bool = True,
+        learnt: int | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """Args:
+        max_limit: The backend's `max_concurrency`, never exceeded.
+        initial: Where slow start begins.
+        adaptive: False keeps the limit at `max_limit`.
+        learnt: The limit an earlier run ended with: start there, past slow start, and treat
+            one more as a probe (a server that took one at a time yesterday still does).
+        monotonic: The clock latencies are measured with.
+        """
         self.max_limit = max(1, max_limit)
         self.adaptive = adaptive
         self._limit = float(self.max_limit if not adaptive else min(max(1, initial), max_limit))
@@ -87,11 +124,21 @@ class AdaptiveLimit:
         self._short_latency: float | None = None
         self.cuts = 0
         """Times the limit was cut (for `stats` and tests)."""
+        if adaptive and learnt is not None:
+            self._limit = float(min(max(1, learnt), self.max_limit))
+            self._slow_start = False
+            if self._limit < self.max_limit:
+                self._ceiling = self._limit + 1
+                self._probe_wait = FIRST_PROBE_WAIT
 
     @property
     def limit(self) -> int:
         """Attempts allowed in flight now."""
         return int(self._limit)
+
+    def snapshot(self) -> dict[str, int]:
+        """What a run leaves for the next one and for `stats` (`limit_key`)."""
+        return {"limit": self.limit, "max": self.max_limit, "cuts": self.cuts}
 
     async def acquire(self) -> Permit:
         """Wait for room under the limit and take it."""

@@ -155,7 +155,7 @@ def _known_keys_uncached(names: tuple[Any, ...]) -> dict[str, str]:
 def _optional_str(value: Any, field: str) -> str | None:
     if value is not None and type(value) is not str and not isinstance(value, str):
         raise ValueError(f"field {field!r} must be a string, not {type_name(value)}")
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def _scalar_str(value: Any, field: str) -> str | None:

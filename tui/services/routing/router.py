@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from backends import retry
-from backends.limiter import AdaptiveLimit
+from backends.limiter import AdaptiveLimit, limit_key, read_limit
 from backends.secrets import api_key, redact
 from tui.core import numbers
 from tui.core.backend import Backend, BackendError, LabelNotInTaxonomy, RouteResult
@@ -56,6 +57,8 @@ class Router:
         """Backend that gets the next dispatched ticket; the TUI swaps it live."""
         self._backends: dict[str, Backend] = {}
         self._limits: dict[str, AdaptiveLimit] = {}
+        self._learnt: dict[str, int] | None = None
+        """Limits earlier runs ended with (`limit_key`), read once, off the event loop."""
         self._secrets = [api_key(c) for c in settings.backends.values()]
         self.in_flight = 0
         self.on_wait: WaitCallback | None = None
@@ -93,9 +96,25 @@ class Router:
         if name not in self._limits:
             config = self.settings.backend(name)
             self._limits[name] = AdaptiveLimit(
-                config.max_concurrency, adaptive=config.adaptive_concurrency
+                config.max_concurrency,
+                adaptive=config.adaptive_concurrency,
+                learnt=(self._learnt or {}).get(name),
             )
         return self._limits[name]
+
+    def _read_learnt(self) -> dict[str, int]:
+        assert self.store is not None
+        return {
+            name: learnt
+            for name in self.settings.backends
+            if (learnt := read_limit(self.store.get_meta(limit_key(name)))) is not None
+        }
+
+    def _save_learnt(self) -> None:
+        assert self.store is not None
+        for name, limit in list(self._limits.items()):
+            if limit.adaptive:
+                self.store.set_meta(limit_key(name), json.dumps(limit.snapshot()))
 
     def concurrency_limit(self, name: str) -> tuple[int, int] | None:
         """(calls allowed at once now, `max_concurrency`) for a backend this router has
@@ -337,6 +356,9 @@ class Router:
                 that stores its decision, the rest released when this returns or fails.
         """
         summary = RunSummary(run_id)
+        if self._learnt is None and self.store is not None:
+            with contextlib.suppress(Exception):  # a limit not read is learnt again
+                self._learnt = await asyncio.to_thread(self._read_learnt)
         workers_count = max(1, min(concurrency, MAX_CONCURRENCY))
         queue: asyncio.Queue[Ticket | None] = asyncio.Queue(maxsize=max(256, workers_count * 4))
         pending: list[Decision] = []
@@ -416,6 +438,9 @@ class Router:
                     await asyncio.gather(renewer, return_exceptions=True)
                     summary.skipped.update(claims.skipped)
                 summary.elapsed_s = time.perf_counter() - started
+                if store and self.store is not None:
+                    with contextlib.suppress(Exception):  # the limits are a hint, not data
+                        await asyncio.to_thread(self._save_learnt)
         return summary
 
     def backend_or_none(self, name: str) -> Backend | None:
