@@ -54,7 +54,8 @@ def main() -> None:
     data = tmp / "tickets.jsonl"
     write_tickets(data, args.n)
     bindir = Path(sys.executable).parent
-    env = dict(os.environ)
+    # Installed packages run from compiled bytecode, so no PYTHONDONTWRITEBYTECODE here.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     here = Path.cwd()
     peers: dict[str, tuple[list[str], dict[str, str], Path]] = {
         "sqlite-utils": (
