@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+from pathlib import Path
 
 import pytest
 
 from backends import retry
-from backends.limiter import AdaptiveLimit, is_overload
+from backends.limiter import AdaptiveLimit, is_overload, limit_key, read_limit, read_snapshot
 from tui.core.backend import (
     BadResponse,
     ConnectionFailed,
@@ -204,3 +205,44 @@ async def test_a_cancelled_waiter_gives_nothing_away() -> None:
     again = await limit.acquire()
     limit.release(again)
     assert limit.in_flight == 0
+
+
+async def test_a_run_leaves_its_limit_for_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tui.core import registry
+    from tui.core.config import _build
+    from tui.core.models import Taxonomy, Ticket
+    from tui.core.store import Store
+    from tui.services.routing import Router
+
+    monkeypatch.setitem(registry.BUILTIN, "hash", "tests.unit.plugin_backends:HashBackend")
+    settings = _build(
+        {
+            "routing": {"backend": "h"},
+            "backends": {"h": {"type": "hash", "delay_s": 0.001, "max_concurrency": 6}},
+        },
+        None,
+    )
+    taxonomy = Taxonomy.from_names(["billing", "shipping"])
+    store = Store(tmp_path / "l.db")
+    tickets = [Ticket(id=f"T{i}", text=f"text {i}") for i in range(60)]
+    store.import_tickets(tickets)
+    router = Router(settings, taxonomy, store)
+    await router.run(tickets[:30], run_id="one", concurrency=6)
+    await router.aclose()
+    learnt = router.concurrency_limit("h")
+    assert learnt is not None and learnt[1] == 6
+    stored = read_snapshot(store.get_meta(limit_key("h")))
+    assert stored is not None and (stored["limit"], stored["max"]) == learnt
+
+    store.set_meta(limit_key("h"), '{"limit": 2, "max": 6, "cuts": 3}')
+    again = Router(settings, taxonomy, store)
+    await again.run(tickets[30:32], run_id="two", concurrency=6)
+    await again.aclose()
+    assert again.concurrency_limit("h") == (2, 6)  # started there, not from one
+
+
+@pytest.mark.parametrize("stored", [None, "", "[]", '{"limit": 0}', '{"limit": "3"}', "{"])
+def test_an_unreadable_stored_limit_is_ignored(stored: str | None) -> None:
+    assert read_limit(stored) is None
