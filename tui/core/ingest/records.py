@@ -58,7 +58,8 @@ def ticket_from_record(
         raise ValueError("empty text")
     subject = subject.strip()
     if text is None:
-        text = "\n\n".join(part for part in (subject, (body or "").strip()) if part)
+        rest = (body or "").strip()
+        text = f"{subject}\n\n{rest}" if subject and rest else subject or rest
     text = text.strip()
     if not text:
         raise ValueError("empty text")

@@ -70,15 +70,34 @@ def _loads(line: str) -> Any:
     """`json.loads(line)`, through orjson where the two agree.
 
     orjson is four to five times faster, but stricter (NaN, lone surrogates) and reads integers
-    past 64 bits as floats. Whatever it refuses, and any line with a 19-digit run, goes to the
-    standard parser, so the result and every error message are the standard parser's.
+    past 64 bits as floats. Whatever it refuses, and any line where it read such a float, goes
+    to the standard parser, so the result and every error message are the standard parser's.
     """
-    if _LONG_DIGITS.search(line) is None:
-        try:
-            return orjson.loads(line)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(line)
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return json.loads(line)
+    return json.loads(line) if _has_huge_float(value) else value
+
+
+def _has_huge_float(value: Any) -> bool:
+    """Whether a parsed value holds a float of 2**63 or more, which may be an integer orjson
+    could not keep."""
+    kind = type(value)
+    if kind is float:
+        return bool(abs(value) >= _HUGE)
+    if kind is dict:
+        value = value.values()
+    elif kind is not list:
+        return False
+    for item in value:
+        kind = type(item)
+        if kind is float:
+            if abs(item) >= _HUGE:
+                return True
+        elif (kind is dict or kind is list) and _has_huge_float(item):
+            return True
+    return False
 
 
 def parse_csv(text: str, path: Path, collector: Collector, max_field_chars: int) -> None:
@@ -188,5 +207,5 @@ def _clean_surrogates(record: dict[str, Any]) -> dict[str, Any]:
 
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-_LONG_DIGITS = re.compile(r"[0-9]{19}")
-"""A number orjson might read differently: it turns integers past 64 bits into floats."""
+_HUGE = float(2**63)
+"""Floats from here up may be integers that orjson, unlike json, could not keep as integers."""
