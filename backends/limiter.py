@@ -5,9 +5,9 @@ A fixed `max_concurrency` is wrong both ways: too high for a server that degrade
 arrives, so 8 at once give 1 answer and 7 empty streams), needlessly low for one that scales.
 `AdaptiveLimit` starts small and doubles per round of successes (slow start), then grows by one
 per round (additive increase); an overload signal (429, 502/503/504/529, a timeout, an
-interrupted stream, or latency rising well above its long-run level) halves it (multiplicative
-decrease), at most once per round, like TCP's one cut per window and Netflix's
-concurrency-limits. After a cut, growing past the level that overloaded is a probe, tried after
+interrupted stream) halves it (multiplicative decrease) and latency rising well above its
+long-run level trims it by a tenth, each at most once per round, like TCP's one cut per window
+and Netflix's concurrency-limits. After a cut, growing past the level that overloaded is a probe, tried after
 a number of successes that doubles each time that probe fails again, so a server whose real
 limit is 1 pays for a failed probe once in hundreds of tickets, not every other one. The limit
 never leaves [1, max_concurrency].
@@ -43,6 +43,8 @@ LATENCY_TOLERANCE = 2.0
 FIRST_PROBE_WAIT = 32
 """Successes after a cut before the first probe back at the level that overloaded."""
 MAX_PROBE_WAIT = 512
+LATENCY_CUT = 0.9
+"""What a latency rise leaves of the limit (an explicit overload halves it)."""
 """Most successes between two probes past a level that overloaded before."""
 
 
@@ -229,7 +231,17 @@ class AdaptiveLimit:
         self._long_latency += 0.02 * (seconds - self._long_latency)
         if self._limit > 1 and self._short_latency > LATENCY_TOLERANCE * self._long_latency:
             self._short_latency = self._long_latency
-            self._overloaded(permit)
+            self._slowed(permit)
+
+    def _slowed(self, permit: Permit) -> None:
+        """A gentle cut for latency alone: a stall of this process (a loaded machine, a long
+        write) looks the same from here as a slow server, so it trims, it does not halve."""
+        if permit.epoch != self._epoch:
+            return
+        self._epoch += 1
+        self._slow_start = False
+        self._limit = max(1.0, self._limit * LATENCY_CUT)
+        self.cuts += 1
 
     def _wake(self) -> None:
         while self._waiters and self.in_flight < self.limit:
