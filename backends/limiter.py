@@ -7,10 +7,10 @@ arrives, so 8 at once give 1 answer and 7 empty streams), needlessly low for one
 per round (additive increase); an overload signal (429, 502/503/504/529, a timeout, an
 interrupted stream) halves it (multiplicative decrease) and latency rising well above its
 long-run level trims it by a tenth, each at most once per round, like TCP's one cut per window
-and Netflix's concurrency-limits. After a cut, growing past the level that overloaded is a probe, tried after
-a number of successes that doubles each time that probe fails again, so a server whose real
-limit is 1 pays for a failed probe once in hundreds of tickets, not every other one. The limit
-never leaves [1, max_concurrency].
+and Netflix's concurrency-limits. After a cut, growing past the level that overloaded is a
+probe, tried after a number of successes that doubles each time that probe fails again, so a
+server whose real limit is 1 pays for a failed probe once in hundreds of tickets, not every
+other one. The limit never leaves [1, max_concurrency].
 
 Attempts, not tickets, hold the permits: the retry loop gives its permit back while it sleeps
 (`yielding`), so a ticket retried after an overload waits for room under the lowered limit
