@@ -37,6 +37,7 @@ def run_timed(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float
 
 
 def fresh(path: Path) -> Path:
+    """`path` with no database there (nor its WAL files)."""
     for suffix in ("", "-wal", "-shm"):
         Path(str(path) + suffix).unlink(missing_ok=True)
     return path

@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.import_speed import fresh
 from benchmarks.routing_overhead import free_port
 
 CONFIG = """\
@@ -103,9 +104,7 @@ def main() -> None:
                 bare += ["--n", str(args.n), "--concurrency", str(c)]
                 times = {"bare-aiohttp": timed(bare, env, here)}
                 for name, (tree, env) in trees.items():
-                    db = tmp / f"{name}.db"
-                    for suffix in ("", "-wal", "-shm"):
-                        Path(str(db) + suffix).unlink(missing_ok=True)
+                    db = fresh(tmp / f"{name}.db")
                     shutil.copy(template, db)
                     command = [sys.executable, "-m", "tui", "--db", str(db), "--config"]
                     command += [str(config), "route", "--all", "--concurrency", str(c)]

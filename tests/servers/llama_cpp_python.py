@@ -13,14 +13,19 @@ from pathlib import Path
 import httpx
 
 
+class ServerDidNotStart(RuntimeError):
+    """The server exited or did not answer `/models` in time (tests skip on it)."""
+
+
 @contextlib.contextmanager
-def llama_server(model: Path) -> Iterator[str]:
-    """`python -m llama_cpp.server` on a free loopback port; its /v1 URL."""
+def llama_server(model: Path, *, alias: str = "tiny", extra: tuple[str, ...] = ()) -> Iterator[str]:
+    """`python -m llama_cpp.server` on a free loopback port, serving `model` as `alias` with
+    `extra` arguments; its /v1 URL."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model)]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--model_alias", "tiny"]
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), *extra]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--model_alias", alias]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/v1"
     try:
@@ -31,7 +36,7 @@ def llama_server(model: Path) -> Iterator[str]:
                     break
             time.sleep(0.1)
         else:
-            raise RuntimeError("llama_cpp.server did not start")
+            raise ServerDidNotStart("llama_cpp.server did not start")
         yield url
     finally:
         process.terminate()
