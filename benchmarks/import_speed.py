@@ -43,13 +43,18 @@ def fresh(path: Path) -> Path:
     return path
 
 
-def main() -> None:
+def before_after_parser(n: int, repeats: int, out: str) -> argparse.ArgumentParser:
+    """The options of the benchmarks that compare this tree with `--baseline` as processes."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--n", type=int, default=300_000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--n", type=int, default=n)
+    parser.add_argument("--repeats", type=int, default=repeats)
     parser.add_argument("--baseline", type=Path, help="source tree of the code to compare with")
-    parser.add_argument("--out", default="benchmarks/results/import_speed.json")
-    args = parser.parse_args()
+    parser.add_argument("--out", default=out)
+    return parser
+
+
+def main() -> None:
+    args = before_after_parser(300_000, 3, "benchmarks/results/import_speed.json").parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="td-import-"))
     data = tmp / "tickets.jsonl"

@@ -13,7 +13,6 @@ copied fresh from one imported template before each triagedesk run, outside the 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -24,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.import_speed import fresh
+from benchmarks.import_speed import before_after_parser, fresh
 from benchmarks.routing_overhead import free_port
 
 CONFIG = """\
@@ -52,12 +51,8 @@ def timed(command: list[str], env: dict[str, str], cwd: Path) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--n", type=int, default=8000)
+    parser = before_after_parser(8000, 2, "benchmarks/results/route_whole_run.json")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32, 128])
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--baseline", type=Path, help="source tree of the code to compare with")
-    parser.add_argument("--out", default="benchmarks/results/route_whole_run.json")
     args = parser.parse_args()
     from tui.core.demo import generate_inbox
     from tui.core.models import Ticket
