@@ -31,7 +31,14 @@ from backends.openai_reading import (
     take_usage,
 )
 from backends.secrets import api_key
-from tui.core.backend import AuthenticationFailed, BadResponse, Health, ServerError, Stopwatch
+from tui.core.backend import (
+    AuthenticationFailed,
+    BadResponse,
+    Health,
+    ServerError,
+    Stopwatch,
+    StreamInterrupted,
+)
 from tui.core.config.options import OpenAIOptions
 
 if TYPE_CHECKING:
@@ -296,6 +303,7 @@ class OpenAIBackend(HTTPBackend[Completion]):
         saw_choices = False
         saw_event = False
         done = False
+        finish_known = finished = False
         first = FirstLine()
         async for event in sse_events(response, first):
             saw_event = True
@@ -311,6 +319,9 @@ class OpenAIBackend(HTTPBackend[Completion]):
                 saw_choices = True
                 if not isinstance(choice, dict):
                     continue
+                if "finish_reason" in choice:
+                    finish_known = True
+                    finished = finished or choice["finish_reason"] is not None
                 delta = choice.get("delta") or {}
                 piece = delta.get("content") if isinstance(delta, dict) else None
                 if isinstance(piece, str) and piece:
@@ -329,7 +340,13 @@ class OpenAIBackend(HTTPBackend[Completion]):
             raise BadResponse("reply has no choices")
         completion.text = "".join(parts)
         if not completion.text:
-            raise BadResponse("truncated stream: no content before [DONE]")
+            raise StreamInterrupted("truncated stream: no content before [DONE]")
+        if finish_known and not finished:
+            # Every chunk said finish_reason null, then [DONE]: the server stopped generating
+            # (llama-cpp-python does when another request arrives), the answer is cut short.
+            raise StreamInterrupted(
+                "truncated stream: [DONE] before any finish_reason", raw_output=completion.text
+            )
         return completion
 
     async def check(self) -> Health:

@@ -27,7 +27,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from tui.core.backend import BackendError, ConnectionFailed, RateLimited, ServerError, Timeout
+from backends import limiter
+from tui.core.backend import (
+    BackendError,
+    ConnectionFailed,
+    RateLimited,
+    ServerError,
+    StreamInterrupted,
+    Timeout,
+)
 
 T = TypeVar("T")
 
@@ -142,6 +150,8 @@ def reason(error: BackendError) -> str:
         return "no answer within the timeout"
     if isinstance(error, ConnectionFailed):
         return "connection failed"
+    if isinstance(error, StreamInterrupted):
+        return "stream interrupted"
     return error.error_class
 
 
@@ -237,5 +247,6 @@ async def with_retries(
                 raise
             delay = backoff_delay(attempt, error, base=base_delay)
             _announce(RetryWait(error, delay, attempt + 1, max_retries, at=time.time()))
-            await sleep(delay)
+            async with limiter.yielding(error):  # the wait holds no place under the limit
+                await sleep(delay)
             attempt += 1

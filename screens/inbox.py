@@ -122,7 +122,9 @@ class InboxScreen(Screen[None]):
 
     def refresh_status(self) -> None:
         bar = self.query_one(StatusBar)
-        bar.figures = self.tracker.figures(self.desk.router.active, self.desk.router.in_flight)
+        router = self.desk.router
+        limit = router.concurrency_limit(router.active)
+        bar.figures = self.tracker.figures(router.active, router.in_flight, limit)
 
     def _auto_route_changed(self, on: bool) -> None:
         self.query_one(StatusBar).auto_route = on

@@ -41,6 +41,8 @@ class StatusBar(Horizontal):
 
     def watch_figures(self, figures: StatusFigures) -> None:
         flight = f"{figures.in_flight} in flight" if figures.in_flight else "idle"
+        if figures.in_flight and figures.limit is not None:
+            flight += f" (limit {figures.limit[0]}/{figures.limit[1]})"
         text = Content.assemble(
             (" ● ", "$success" if figures.in_flight else "$text-muted"),
             (figures.backend, "bold $accent"),

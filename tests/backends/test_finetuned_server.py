@@ -4,17 +4,11 @@ server running the committed fine-tuned GGUF."""
 
 from __future__ import annotations
 
-import contextlib
 import math
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from backends import finetuned_wire
@@ -22,6 +16,7 @@ from backends.llamacpp import LlamaCppServerBackend
 from backends.openai_compat import OpenAIBackend
 from tests.backends.conftest import backend_config
 from tests.data.make_finetuned_gguf import WORDS, tickets
+from tests.servers.llama_cpp_python import ServerDidNotStart, llama_server
 from tests.servers.llamacpp_server import LlamaCppServer, llama_error
 from tests.servers.ollama_server import Reply
 from tui.core.backend import BadResponse, LabelNotInTaxonomy, ServerError
@@ -171,26 +166,11 @@ async def test_counts_and_timings_are_checked(llamacpp_server: LlamaCppServer) -
 def finetuned_server() -> Iterator[str]:
     """`python -m llama_cpp.server` serving the committed fine-tuned GGUF; its base URL."""
     pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python[server] is not installed")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(GGUF), "--n_ctx", "512"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--model_alias", "ft"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and process.poll() is None:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/models", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.05)
-        else:
-            pytest.skip("llama_cpp.server did not start")
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+        with llama_server(GGUF, alias="ft", extra=("--n_ctx", "512")) as url:
+            yield url
+    except ServerDidNotStart:
+        pytest.skip("llama_cpp.server did not start")
 
 
 def _openai(url: str) -> OpenAIBackend:

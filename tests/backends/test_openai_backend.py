@@ -6,10 +6,6 @@ import asyncio
 import contextlib
 import json
 import math
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from email.utils import formatdate
 from pathlib import Path
@@ -548,26 +544,13 @@ async def test_iter_sse_joins_multiline_data() -> None:
 def llama_cpp_python_server(tiny_gguf: Path) -> Iterator[str]:
     """A real `python -m llama_cpp.server` on a random-weight GGUF; its base URL."""
     pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python[server] is not installed")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(tiny_gguf)]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--model_alias", "tiny"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/v1"
+    from tests.servers.llama_cpp_python import ServerDidNotStart, llama_server
+
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and process.poll() is None:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/models", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.05)
-        else:
-            pytest.skip("llama_cpp.server did not start")
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+        with llama_server(tiny_gguf) as url:
+            yield url
+    except ServerDidNotStart:
+        pytest.skip("llama_cpp.server did not start")
 
 
 @pytest.mark.slow

@@ -69,6 +69,8 @@ def write_config(path: Path, server: OpenAIServer) -> Path:
         "timeout_s = 150\n"
         "max_retries = 0\n"
         "max_concurrency = 4\n"
+        # fixed: the gate holds every request, and slow start would send the first one only
+        "adaptive_concurrency = false\n"
         "input_usd_per_mtok = 1.5\n"
         "output_usd_per_mtok = 6.0\n",
         encoding="utf-8",

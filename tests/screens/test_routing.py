@@ -72,7 +72,8 @@ async def test_errors_show_on_the_row_and_r_retries(store: Store, app_for) -> No
 
 async def test_a_hanging_backend_leaves_the_ui_answering(store: Store, app_for) -> None:
     seed(store, 30)
-    app = app_for({"stuck": {"type": "hash", "delay_s": 3600, "max_concurrency": 4}})
+    stuck = {"type": "hash", "delay_s": 3600, "max_concurrency": 4, "adaptive_concurrency": False}
+    app = app_for({"stuck": stuck})  # fixed: slow start sends a backend that never answers one
     async with app.run_test(size=SIZE) as pilot:
         table = app.screen.query_one(TicketTable)
         await wait_until(pilot, lambda: table.total_rows == 30)

@@ -43,8 +43,15 @@ def vocabulary() -> tuple[list[str], list[float], list[int]]:
     return tokens, scores, types
 
 
-def write_tiny_llama(path: Path, *, seed: int = 0) -> Path:
-    """Write the model to `path` (about 600 KB) and return it."""
+def write_tiny_llama(path: Path, *, seed: int = 0, decided: bool = False) -> Path:
+    """Write the model to `path` (about 600 KB) and return it.
+
+    `decided`: bend the weights so that, under the answer's JSON grammar, greedy decoding
+    writes a valid answer (`"confidence":0}`, no stray whitespace) instead of a random
+    number: one shared dimension of every token embedding dominates the final norm, and the
+    output matrix turns it into fixed preferences (end of text, `}`, `0`; whitespace last).
+    Tests of a real server's behaviour then count valid answers, not luck.
+    """
     import gguf  # test dependency only
 
     rng = np.random.default_rng(seed)
@@ -77,9 +84,19 @@ def write_tiny_llama(path: Path, *, seed: int = 0) -> Path:
     writer.add_chat_template(CHAT_TEMPLATE)
 
     # numpy shapes are (rows, columns): GGML's ne reversed.
-    writer.add_tensor("token_embd.weight", weights(n_vocab, N_EMBD))
+    embeddings, output = weights(n_vocab, N_EMBD), weights(n_vocab, N_EMBD)
+    if decided:
+        embeddings[:, 0] = 10.0
+        preference = {"</s>": 5.0, "}": 4.0, "0": 3.0, "\u2581": -3.0}
+        for index, token in enumerate(tokens):
+            char = chr(int(token[3:5], 16)) if token.startswith("<0x") else token
+            if char in (" ", "\n", "\t", "\r"):
+                output[index, 0] = -3.0
+            else:
+                output[index, 0] = preference.get(char, 0.0)
+    writer.add_tensor("token_embd.weight", embeddings)
     writer.add_tensor("output_norm.weight", np.ones(N_EMBD, dtype=np.float32))
-    writer.add_tensor("output.weight", weights(n_vocab, N_EMBD))
+    writer.add_tensor("output.weight", output)
     for layer in range(N_LAYER):
         block = f"blk.{layer}"
         writer.add_tensor(f"{block}.attn_norm.weight", np.ones(N_EMBD, dtype=np.float32))

@@ -144,7 +144,12 @@ def settings() -> object:
             "routing": {"backend": "slow"},
             "backends": {
                 "slow": {"type": "hash", "delay_s": 0.01, "max_concurrency": 2},
-                "stuck": {"type": "hash", "delay_s": 3600, "max_concurrency": 2},
+                "stuck": {
+                    "type": "hash",
+                    "delay_s": 3600,
+                    "max_concurrency": 2,
+                    "adaptive_concurrency": False,  # slow start would send it only one
+                },
             },
         },
         None,

@@ -81,8 +81,11 @@ def test_full_headless_workflow(isolated_home: Path, tmp_path: Path, labelled_fi
     (spec,) = json.loads(r.stdout)
     assert spec["backend"] == "specialist" and spec["n"] == 26 and spec["errors"] == 0
     assert set(spec["latency_ms"]) == {"p50", "p95"} and spec["accuracy"] is not None
+    learnt = spec["concurrency_limit"]  # what the adaptive limit ended the run at
+    assert 1 <= learnt["limit"] <= learnt["max"] and learnt["cuts"] == 0
     r = run(isolated_home, "stats")
     assert "specialist" in r.stdout and "per month" in r.stdout
+    assert f"calls at once, as the last run learnt: specialist {learnt['limit']} of" in r.stdout
     r = run(isolated_home, "route", "--all", "--limit", "5")
     assert "routed 5 tickets" in r.stdout
     r = run(isolated_home, "route", "--ids", "N1,N2")

@@ -42,7 +42,12 @@ def settings() -> Settings:
                 "fast": {"type": "hash", "max_concurrency": 3},
                 "crash": {"type": "crash", "max_concurrency": 2},
                 "slow": {"type": "hash", "delay_s": 0.05, "max_concurrency": 1},
-                "stuck": {"type": "hash", "delay_s": 3600, "max_concurrency": 2},
+                "stuck": {
+                    "type": "hash",
+                    "delay_s": 3600,
+                    "max_concurrency": 2,
+                    "adaptive_concurrency": False,  # slow start would send it only one
+                },
             },
         },
         None,

@@ -36,15 +36,19 @@ def print_stats(ctx: Context, *, as_json: bool) -> int:
     from tui.services.shadow_compare import compare_shadows
 
     routing = ctx.settings.routing
+    from backends.limiter import limit_key, read_snapshot
+
     with ctx.store() as store:
         stats = held_out_stats(ctx.settings, store)
         types = {name: config.type for name, config in ctx.settings.backends.items()}
         shadows = compare_shadows(store, routing.backend, routing.shadow, types)
+        limits = {s.backend: read_snapshot(store.get_meta(limit_key(s.backend))) for s in stats}
     if as_json:
         entries = [s.model_dump() for s in stats]
         for entry in entries:  # the comparison is against the active backend only
             active = entry["backend"] == routing.backend
             entry["shadows"] = [c.to_json() for c in shadows] if active else []
+            entry["concurrency_limit"] = limits.get(entry["backend"])
         ctx.say(json.dumps(entries, indent=2))
         return 0
     if not stats:
@@ -61,6 +65,13 @@ def print_stats(ctx: Context, *, as_json: bool) -> int:
             f"{money.usd(s.cost_per_1k_usd):>12}{money.usd(s.projected_monthly_usd):>14}",
         )
     ctx.say(f"(monthly projection at {ctx.settings.routing.daily_volume:,} tickets/day)")
+    learnt = [
+        f"{name} {found['limit']} of {found.get('max', '?')}"
+        for name, found in limits.items()
+        if found
+    ]
+    if learnt:
+        ctx.say("calls at once, as the last run learnt: " + ", ".join(learnt))
     for c in shadows:
         ctx.say(shadow_line(c))
     left_out = [f"{s.backend} {s.excluded_trained:,}" for s in stats if s.excluded_trained]

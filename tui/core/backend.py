@@ -65,6 +65,14 @@ class ServerError(BackendError):
         self.status = status
 
 
+class StreamInterrupted(BackendError):
+    """A streamed answer ended properly but empty: the server dropped the request, as
+    llama-cpp-python's server does to the stream in progress when another request arrives.
+    Retryable, and a sign of too many requests at once (`backends.limiter`)."""
+
+    retryable = True
+
+
 class RequestRejected(BackendError):
     """HTTP 4xx other than 429: the request itself is wrong (bad model, bad key)."""
 

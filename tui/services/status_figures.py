@@ -25,6 +25,8 @@ class StatusFigures:
 
     backend: str = ""
     in_flight: int = 0
+    limit: tuple[int, int] | None = None
+    """(calls the active backend takes at once now, its `max_concurrency`), once learnt."""
     per_second: float = 0.0
     p50_ms: float | None = None
     p95_ms: float | None = None
@@ -54,7 +56,9 @@ class StatusTracker:
             if self.total_cost is not None:
                 self.total_cost += decision.cost_usd or 0.0
 
-    def figures(self, backend: str, in_flight: int) -> StatusFigures:
+    def figures(
+        self, backend: str, in_flight: int, limit: tuple[int, int] | None = None
+    ) -> StatusFigures:
         """Figures for the active backend: this session's decisions, else the store's."""
         now = time.monotonic()
         rate = sum(1 for t, _ in self._recent if now - t <= RATE_WINDOW_S) / RATE_WINDOW_S
@@ -75,6 +79,7 @@ class StatusTracker:
         return StatusFigures(
             backend=backend,
             in_flight=in_flight,
+            limit=limit,
             per_second=rate,
             p50_ms=p50,
             p95_ms=p95,

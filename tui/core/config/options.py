@@ -44,6 +44,9 @@ class BackendConfig(BaseModel):
     type: str
     timeout_s: float = Field(default=30.0, gt=0)
     max_concurrency: int = Field(default=8, ge=1)
+    adaptive_concurrency: bool = True
+    """Learn how many calls the backend takes at once, up to `max_concurrency`
+    (`backends.limiter`); false keeps `max_concurrency` calls in flight whatever happens."""
     max_retries: int = Field(default=3, ge=0)
     input_usd_per_mtok: float | None = Field(default=None, ge=0)
     output_usd_per_mtok: float | None = Field(default=None, ge=0)

@@ -10,14 +10,18 @@ from typing import Any
 from pydantic import ValidationError
 
 from tui.core.ingest.dates import parse_date
-from tui.core.models import Ticket, check_label_name, check_ticket_id
+from tui.core.models import Ticket, check_label_name, check_ticket_id, checked_ticket, utcnow
 
 KNOWN_FIELDS = ("id", "text", "subject", "body", "label", "created_at", "customer", "channel")
 """Fields a record maps onto `Ticket`; every other field goes to `Ticket.meta` verbatim."""
 
 
 def ticket_from_record(
-    record: dict[str, Any], *, line: int, max_field_chars: int = 1_000_000
+    record: dict[str, Any],
+    *,
+    line: int,
+    max_field_chars: int = 1_000_000,
+    received_at: datetime | None = None,
 ) -> tuple[Ticket, str | None]:
     """Turn one JSONL object or CSV row into a ticket and its optional agent label.
 
@@ -27,6 +31,7 @@ def ticket_from_record(
         record: Field name -> value, as read from the file.
         line: Where the record starts; the caller's RowError carries it, so reasons don't.
         max_field_chars: Longest accepted string field.
+        received_at: The import's time, shared by a file's tickets; now when None.
 
     Returns:
         The ticket and its label (None when the record has no non-empty label).
@@ -37,53 +42,62 @@ def ticket_from_record(
     del line  # part of the signature so callers can pass it; reasons carry no position
     if not isinstance(record, dict):
         raise ValueError(f"expected an object, got {type_name(record)}")
-    keys = _known_keys(record)
+    keys, meta_keys = _layout(record)
     for key, value in record.items():
-        if isinstance(value, str) and len(value) > max_field_chars:
+        if type(value) is str and len(value) > max_field_chars:
             raise ValueError(
                 f"field {key!r} is {len(value)} characters; the limit is {max_field_chars}"
             )
-    text = _optional_str(record, keys, "text")
-    subject = _optional_str(record, keys, "subject") or ""
-    body = _optional_str(record, keys, "body")
+    get = record.get
+    text = _optional_str(get(keys["text"]) if "text" in keys else None, "text")
+    subject = _optional_str(get(keys["subject"]) if "subject" in keys else None, "subject") or ""
+    body = _optional_str(get(keys["body"]) if "body" in keys else None, "body")
     if text is None and not subject.strip() and body is None:
         if "text" not in keys and "subject" not in keys and "body" not in keys:
             raise ValueError("no 'text' field (or 'subject' + 'body')")
         raise ValueError("empty text")
     subject = subject.strip()
     if text is None:
-        text = "\n\n".join(part for part in (subject, (body or "").strip()) if part)
+        rest = (body or "").strip()
+        text = f"{subject}\n\n{rest}" if subject and rest else subject or rest
     text = text.strip()
     if not text:
         raise ValueError("empty text")
     if len(text) > max_field_chars:
         raise ValueError(f"field 'text' is {len(text)} characters; the limit is {max_field_chars}")
 
-    label = _optional_str(record, keys, "label")
+    label = _optional_str(get(keys["label"]) if "label" in keys else None, "label")
     label = label.strip() if label is not None else None
     if label:  # an empty label cell means "unlabelled", as spreadsheets export it
         try:
             label = check_label_name(label)
         except ValueError as exc:
             raise ValueError(f"field 'label': {exc}") from None
-    customer = _scalar_str(record, keys, "customer")
-    channel = _scalar_str(record, keys, "channel")
-    created_at = _parse_date_field(record.get(keys["created_at"])) if "created_at" in keys else None
+    customer = _scalar_str(get(keys["customer"]) if "customer" in keys else None, "customer")
+    channel = _scalar_str(get(keys["channel"]) if "channel" in keys else None, "channel")
+    created_at = _parse_date_field(get(keys["created_at"])) if "created_at" in keys else None
 
-    ticket_id = _id_field(record, keys)
+    ticket_id = _id_field(get(keys["id"])) if "id" in keys else None
     if ticket_id is None:
         ticket_id = content_id(text, customer, created_at)
-    meta = {key: value for key, value in record.items() if key not in keys.values()}
+    meta = {key: record[key] for key in meta_keys} if meta_keys else {}
+    fields = {
+        "id": ticket_id,
+        "text": text,
+        "subject": subject,
+        "customer": customer,
+        "channel": channel,
+        "created_at": created_at,
+        "received_at": received_at or utcnow(),
+        "meta": meta,
+    }
+    if not meta_keys or all(type(key) is str for key in meta_keys):
+        # Every field has just passed the model's own rules (the id through check_ticket_id or
+        # content_id, strings and dates by type), so validating again would only repeat them,
+        # at a third of the import's time.
+        return checked_ticket(fields), label or None
     try:
-        ticket = Ticket(
-            id=ticket_id,
-            text=text,
-            subject=subject,
-            customer=customer,
-            channel=channel,
-            created_at=created_at,
-            meta=meta,
-        )
+        ticket = Ticket.model_validate(fields)
     except ValidationError as exc:
         err = exc.errors()[0]
         raise ValueError(f"field {'.'.join(map(str, err['loc']))!r}: {err['msg']}") from None
@@ -106,19 +120,26 @@ def norm(name: str) -> str:
     return name.strip().lstrip("\ufeff").strip().lower()
 
 
-def _known_keys(record: dict[str, Any]) -> dict[str, str]:
-    """Known field -> the record's actual key, exact names winning over case variants."""
+def _layout(record: dict[str, Any]) -> tuple[dict[str, str], tuple[Any, ...]]:
+    """Known field -> the record's actual key, and the other keys (its metadata), in order."""
     names = tuple(record)
     try:
-        return dict(_known_keys_of(names))
+        return _layout_of(names)
     except TypeError:  # an unhashable key cannot happen in JSON/CSV, but stay total
-        return _known_keys_uncached(names)
+        return _layout_uncached(names)
 
 
 @functools.lru_cache(maxsize=256)
-def _known_keys_of(names: tuple[Any, ...]) -> tuple[tuple[str, str], ...]:
-    """Cached per key set: every row of a file usually has the same columns."""
-    return tuple(_known_keys_uncached(names).items())
+def _layout_of(names: tuple[Any, ...]) -> tuple[dict[str, str], tuple[Any, ...]]:
+    """Cached per key set: every row of a file usually has the same columns. Callers only
+    read the dict."""
+    return _layout_uncached(names)
+
+
+def _layout_uncached(names: tuple[Any, ...]) -> tuple[dict[str, str], tuple[Any, ...]]:
+    keys = _known_keys_uncached(names)
+    known = set(keys.values())
+    return keys, tuple(name for name in names if name not in known)
 
 
 def _known_keys_uncached(names: tuple[Any, ...]) -> dict[str, str]:
@@ -132,41 +153,34 @@ def _known_keys_uncached(names: tuple[Any, ...]) -> dict[str, str]:
     return keys
 
 
-def _value(record: dict[str, Any], keys: dict[str, str], field: str) -> Any:
-    """The record's value for a known field under whatever spelling it used; None if absent."""
-    return record[keys[field]] if field in keys else None
-
-
-def _optional_str(record: dict[str, Any], keys: dict[str, str], field: str) -> str | None:
-    value = _value(record, keys, field)
-    if value is not None and not isinstance(value, str):
+def _optional_str(value: Any, field: str) -> str | None:
+    if value is not None and type(value) is not str and not isinstance(value, str):
         raise ValueError(f"field {field!r} must be a string, not {type_name(value)}")
     return value
 
 
-def _scalar_str(record: dict[str, Any], keys: dict[str, str], field: str) -> str | None:
-    value = _value(record, keys, field)
+def _scalar_str(value: Any, field: str) -> str | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
+    if type(value) is not str and (isinstance(value, bool) or not isinstance(value, int | float)):
         raise ValueError(f"field {field!r} must be a string, not {type_name(value)}")
     text = str(value).strip()
     return text or None
 
 
-def _id_field(record: dict[str, Any], keys: dict[str, str]) -> str | None:
-    if "id" not in keys:
-        return None
-    value = record[keys["id"]]
+def _id_field(value: Any) -> str | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ValueError(f"field 'id' must be a string or a number, not {type_name(value)}")
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise ValueError(f"field 'id' must be a string or an integer, not {value!r}")
-        value = int(value)
-    text = str(value).strip()
+    if type(value) is str:
+        text = value.strip()
+    else:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ValueError(f"field 'id' must be a string or a number, not {type_name(value)}")
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise ValueError(f"field 'id' must be a string or an integer, not {value!r}")
+            value = int(value)
+        text = str(value).strip()
     if not text:
         return None
     try:

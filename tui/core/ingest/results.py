@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, field_validator
 
-from tui.core.models import Ticket
+from tui.core.models import Ticket, utcnow
 from tui.core.safe_text import printable
 
 Format = Literal["jsonl", "csv", "eml", "mbox"]
@@ -63,6 +63,8 @@ class Collector:
 
     def __init__(self, parsed: ParsedFile) -> None:
         self.parsed = parsed
+        self.received_at = utcnow()
+        """One import time for the whole file: its tickets arrived together."""
         self.first_seen: dict[str, tuple[int, Ticket, str | None]] = {}
 
     def error(self, line: int, reason: str) -> None:

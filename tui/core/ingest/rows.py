@@ -10,6 +10,8 @@ import re
 from pathlib import Path
 from typing import Any, cast
 
+import orjson
+
 from tui.core.ingest.records import norm, ticket_from_record, type_name
 from tui.core.ingest.results import Collector, IngestError
 from tui.core.safe_text import excerpt
@@ -43,10 +45,10 @@ def parse_jsonl(text: str, collector: Collector, max_field_chars: int) -> None:
     # Split on "\n" only: str.splitlines would also split on U+2028 inside JSON strings.
     for number, raw in enumerate(text.split("\n"), start=1):
         line = raw.rstrip("\r")
-        if not line.strip():
+        if not line or line.isspace():
             continue
         try:
-            record = json.loads(line)
+            record = _loads(line)
         except json.JSONDecodeError as exc:
             collector.error(number, f"invalid JSON: {exc.msg} (column {exc.colno})")
             continue
@@ -62,6 +64,40 @@ def parse_jsonl(text: str, collector: Collector, max_field_chars: int) -> None:
         if "\\u" in line and _SURROGATE_ESCAPE.search(line):  # only escapes make surrogates
             record = _clean_surrogates(record)
         _add_record(record, number, collector, max_field_chars)
+
+
+def _loads(line: str) -> Any:
+    """`json.loads(line)`, through orjson where the two agree.
+
+    orjson is four to five times faster, but stricter (NaN, lone surrogates) and reads integers
+    past 64 bits as floats. Whatever it refuses, and any line where it read such a float, goes
+    to the standard parser, so the result and every error message are the standard parser's.
+    """
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return json.loads(line)
+    return json.loads(line) if _has_huge_float(value) else value
+
+
+def _has_huge_float(value: Any) -> bool:
+    """Whether a parsed value holds a float of 2**63 or more, which may be an integer orjson
+    could not keep."""
+    kind = type(value)
+    if kind is float:
+        return bool(abs(value) >= _HUGE)
+    if kind is dict:
+        value = value.values()
+    elif kind is not list:
+        return False
+    for item in value:
+        kind = type(item)
+        if kind is float:
+            if abs(item) >= _HUGE:
+                return True
+        elif (kind is dict or kind is list) and _has_huge_float(item):
+            return True
+    return False
 
 
 def parse_csv(text: str, path: Path, collector: Collector, max_field_chars: int) -> None:
@@ -149,7 +185,9 @@ def _add_record(
     record: dict[str, Any], line: int, collector: Collector, max_field_chars: int
 ) -> None:
     try:
-        ticket, label = ticket_from_record(record, line=line, max_field_chars=max_field_chars)
+        ticket, label = ticket_from_record(
+            record, line=line, max_field_chars=max_field_chars, received_at=collector.received_at
+        )
     except (ValueError, TypeError, RecursionError) as exc:
         collector.error(line, str(exc) or type(exc).__name__)
         return
@@ -169,3 +207,5 @@ def _clean_surrogates(record: dict[str, Any]) -> dict[str, Any]:
 
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_HUGE = float(2**63)
+"""Floats from here up may be integers that orjson, unlike json, could not keep as integers."""

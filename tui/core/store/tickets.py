@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tui.core.models import STORED, Ticket, check_label_name, utcnow
@@ -57,6 +58,8 @@ _TICKET_COLUMNS = (
     "received_at",
     "meta",
     "source",
+    "label",
+    "label_source",
 )
 
 
@@ -128,6 +131,7 @@ class TicketsMixin(StoreBase):
                     raise ValueError("label has surrounding whitespace")
             except ValueError as exc:
                 problems.append((tid, f"field 'label': {exc}"))
+        stamps: dict[datetime, str | None] = {}
         rows = [
             (
                 t.id,
@@ -136,17 +140,36 @@ class TicketsMixin(StoreBase):
                 t.customer,
                 t.channel,
                 iso(t.created_at),
-                iso(t.received_at),
+                stamps.get(t.received_at) or stamps.setdefault(t.received_at, iso(t.received_at)),
                 json.dumps(t.meta, ensure_ascii=False, default=str) if t.meta else "{}",
                 source,
+                labels.get(t.id),
+                "import" if t.id in labels else None,
             )
             for t in tickets
         ]
         with self._write() as conn:
+            # Insert first, inside the transaction, and compare only the ids that were already
+            # there: a new file (the usual case) then costs no look-up at all, and a conflict
+            # still writes nothing, since raising rolls the whole transaction back.
+            newest = int(conn.execute("SELECT coalesce(max(seq), 0) FROM tickets").fetchone()[0])
+            before = conn.total_changes
+            if isinstance(conn, PgConnection):  # PostgreSQL: COPY, not a statement a row
+                conn.copy_insert_ignore("tickets", _TICKET_COLUMNS, rows)
+            else:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO tickets (id, subject, text, customer, channel,"
+                    " created_at, received_at, meta, source, label, label_source)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+            inserted = conn.total_changes - before
+            file_ids = {t.id for t in tickets}
             # Labels may name stored tickets the list does not repeat: look those up too.
-            stored = self._stored_content(
-                conn, list(dict.fromkeys([*(t.id for t in tickets), *labels]))
-            )
+            wanted = [tid for tid in labels if tid not in file_ids]
+            if inserted < len(rows):
+                wanted.extend(t.id for t in tickets)
+            stored = self._stored_content(conn, list(dict.fromkeys(wanted)), newest)
             for t in tickets:
                 found = stored.get(t.id)
                 if found is not None and found[0] != _content(t):
@@ -158,16 +181,6 @@ class TicketsMixin(StoreBase):
                 errors.sort(key=lambda e: e.line)
                 raise ImportRejected(source, errors)
             existing = {tid: found[1] for tid, found in stored.items()}
-            before = conn.total_changes
-            if isinstance(conn, PgConnection):  # PostgreSQL: COPY, not a statement a row
-                conn.copy_insert_ignore("tickets", _TICKET_COLUMNS, rows)
-            else:
-                conn.executemany(
-                    "INSERT OR IGNORE INTO tickets (id, subject, text, customer, channel,"
-                    " created_at, received_at, meta, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-            inserted = conn.total_changes - before
             recorded = 0
             if labels:
                 now = iso(utcnow())
@@ -180,9 +193,10 @@ class TicketsMixin(StoreBase):
                     " VALUES (?, ?, 'import', 'import', ?)",
                     [(tid, lab, now) for tid, lab in changed],
                 )
+                # New tickets got their label with the INSERT; only stored ones change here.
                 conn.executemany(
                     "UPDATE tickets SET label = ?, label_source = 'import' WHERE id = ?",
-                    [(lab, tid) for tid, lab in changed],
+                    [(lab, tid) for tid, lab in changed if tid in existing or tid not in file_ids],
                 )
                 recorded = len(changed)
         if inserted >= ANALYZE_AFTER and self.engine == "postgresql":
@@ -191,16 +205,18 @@ class TicketsMixin(StoreBase):
 
     @staticmethod
     def _stored_content(
-        conn: Conn, ids: list[str]
+        conn: Conn, ids: list[str], newest: int
     ) -> dict[str, tuple[tuple[Any, ...], str | None]]:
-        """Ticket id -> (its `CONTENT_COLUMNS` values, its current label) for stored ids."""
+        """Ticket id -> (its `CONTENT_COLUMNS` values, its current label) for the ids stored
+        before this import (`seq <= newest`)."""
         found: dict[str, tuple[tuple[Any, ...], str | None]] = {}
         columns = ", ".join(CONTENT_COLUMNS)
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
             for tid, label, subject, text, customer, channel, created in conn.execute(
-                f"SELECT id, label, {columns} FROM tickets WHERE id IN ({marks})", chunk
+                f"SELECT id, label, {columns} FROM tickets WHERE id IN ({marks}) AND seq <= ?",
+                [*chunk, newest],
             ):
                 found[tid] = ((subject, text, customer, channel, from_iso(created)), label)
         return found

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from backends import retry
+from backends.limiter import AdaptiveLimit, limit_key, read_limit
 from backends.secrets import api_key, redact
 from tui.core import numbers
 from tui.core.backend import Backend, BackendError, LabelNotInTaxonomy, RouteResult
@@ -54,7 +56,9 @@ class Router:
         self.active: str = settings.routing.backend
         """Backend that gets the next dispatched ticket; the TUI swaps it live."""
         self._backends: dict[str, Backend] = {}
-        self._limits: dict[str, asyncio.Semaphore] = {}
+        self._limits: dict[str, AdaptiveLimit] = {}
+        self._learnt: dict[str, int] | None = None
+        """Limits earlier runs ended with (`limit_key`), read once, off the event loop."""
         self._secrets = [api_key(c) for c in settings.backends.values()]
         self.in_flight = 0
         self.on_wait: WaitCallback | None = None
@@ -88,10 +92,35 @@ class Router:
         self.settings.backend(name)  # raises ConfigError for an unknown name
         self.active = name
 
-    def _limit(self, name: str) -> asyncio.Semaphore:
+    def _limit(self, name: str) -> AdaptiveLimit:
         if name not in self._limits:
-            self._limits[name] = asyncio.Semaphore(self.settings.backend(name).max_concurrency)
+            config = self.settings.backend(name)
+            self._limits[name] = AdaptiveLimit(
+                config.max_concurrency,
+                adaptive=config.adaptive_concurrency,
+                learnt=(self._learnt or {}).get(name),
+            )
         return self._limits[name]
+
+    def _read_learnt(self) -> dict[str, int]:
+        assert self.store is not None
+        return {
+            name: learnt
+            for name in self.settings.backends
+            if (learnt := read_limit(self.store.get_meta(limit_key(name)))) is not None
+        }
+
+    def _save_learnt(self) -> None:
+        assert self.store is not None
+        for name, limit in list(self._limits.items()):
+            if limit.adaptive:
+                self.store.set_meta(limit_key(name), json.dumps(limit.snapshot()))
+
+    def concurrency_limit(self, name: str) -> tuple[int, int] | None:
+        """(calls allowed at once now, `max_concurrency`) for a backend this router has
+        called; None before its first call."""
+        found = self._limits.get(name)
+        return None if found is None else (found.limit, found.max_limit)
 
     async def aclose(self) -> None:
         await self.shadows.aclose()
@@ -264,7 +293,8 @@ class Router:
             backend = self.backend(backend_name)
         except Exception as exc:  # a broken optional backend becomes error decisions
             return [(BackendError(str(exc)), 0.0) for _ in tickets]
-        async with self._limit(backend_name), retry.listening(self._wait_listener(backend_name)):
+        limit = self._limit(backend_name)
+        async with limit.slot() as held, retry.listening(self._wait_listener(backend_name)):
             self.in_flight += len(tickets)
             started = time.perf_counter()
             try:
@@ -272,6 +302,8 @@ class Router:
                 if batch_route is not None and len(tickets) > 1:
                     outcomes: list[Any] = await batch_route(tickets, self.taxonomy)
                     wall = (time.perf_counter() - started) * 1000 / len(tickets)
+                    if not any(isinstance(o, RouteResult) for o in outcomes):
+                        held.error = next((o for o in outcomes if isinstance(o, Exception)), None)
                     return [(o, wall) for o in outcomes]
                 try:
                     result: RouteResult | BaseException = await backend.route(
@@ -280,11 +312,12 @@ class Router:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    result = exc
+                    result = held.error = exc
                 return [(result, (time.perf_counter() - started) * 1000)]
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                held.error = exc
                 wall = (time.perf_counter() - started) * 1000
                 return [(exc, wall) for _ in tickets]
             finally:
@@ -323,6 +356,9 @@ class Router:
                 that stores its decision, the rest released when this returns or fails.
         """
         summary = RunSummary(run_id)
+        if self._learnt is None and self.store is not None:
+            with contextlib.suppress(Exception):  # a limit not read is learnt again
+                self._learnt = await asyncio.to_thread(self._read_learnt)
         workers_count = max(1, min(concurrency, MAX_CONCURRENCY))
         queue: asyncio.Queue[Ticket | None] = asyncio.Queue(maxsize=max(256, workers_count * 4))
         pending: list[Decision] = []
@@ -402,6 +438,9 @@ class Router:
                     await asyncio.gather(renewer, return_exceptions=True)
                     summary.skipped.update(claims.skipped)
                 summary.elapsed_s = time.perf_counter() - started
+                if store and self.store is not None:
+                    with contextlib.suppress(Exception):  # the limits are a hint, not data
+                        await asyncio.to_thread(self._save_learnt)
         return summary
 
     def backend_or_none(self, name: str) -> Backend | None:
