@@ -89,16 +89,26 @@ async def measure(db: Path, port: int | None, presses: int, in_flight: int) -> d
             figures["in_flight_at_start"] = router.in_flight
             samples = []
             counts = []
+            profile = None
+            if os.environ.get("TUI_SCALE_PROFILE"):  # cProfile of the UI thread while pressing
+                import cProfile
+
+                profile = cProfile.Profile()
+                profile.enable()
             for i in range(presses):
-                key = "down" if i % 20 < 10 else "up"
                 before = table.cursor_row
+                # ten down, ten up; never up from the top row (a reload may put it there)
+                key = "up" if i % 20 >= 10 and before > 0 else "down"
                 started = time.perf_counter()
                 await pilot.press(key)
-                while table.cursor_row == before:
+                while table.cursor_row == before and time.perf_counter() - started < 10:
                     await pilot.pause(0.001)
                 await pilot.pause()
                 samples.append((time.perf_counter() - started) * 1000)
                 counts.append(router.in_flight)
+            if profile is not None:
+                profile.disable()
+                profile.dump_stats(os.environ["TUI_SCALE_PROFILE"])
             figures["key_to_screen_ms"] = {
                 "p50": statistics.median(samples),
                 "p95": sorted(samples)[int(len(samples) * 0.95) - 1],

@@ -46,6 +46,7 @@ from screens.widgets.status_bar import AutoRouteToggle, StatusBar
 from screens.widgets.ticket_detail import TicketDetail
 from screens.widgets.ticket_table import TicketTable
 from tui.core.inbox_window import row_with_decision
+from tui.core.models import Decision
 from tui.core.store import InboxFilter
 from tui.services.desk import Desk
 from tui.services.status_figures import StatusTracker
@@ -76,7 +77,7 @@ class InboxScreen(Screen[None]):
         """Every run this session starts has an id with this prefix."""
         self.tracker = StatusTracker(desk.settings.routing.daily_volume)
         self.data = InboxData(desk.store, desk.settings, agent=self.agent)
-        self.runner = RouteRunner(desk.store, desk.router, run_prefix=self.run_prefix)
+        self.runner = RouteRunner(desk.store, desk.router, desk.engine, run_prefix=self.run_prefix)
         self.finetune = FinetunePanel(desk, widget_id="finetune")
         self._request = 0
         """Identity of the latest page request: pages of older ones are dropped."""
@@ -198,8 +199,13 @@ class InboxScreen(Screen[None]):
 
     @on(StoreChanged)
     def store_changed(self, message: StoreChanged) -> None:
+        """Another process changed the store. Its decisions redraw their rows in place (as
+        our own do); the window is read again only when rows may come or go: new tickets,
+        labels, or a filter that a decision can move a ticket into or out of."""
         self.tracker.add(message.decisions)
-        self.load_window()
+        self._show_decisions(message.decisions)
+        if message.new_tickets or message.labels_changed or self.inbox_filter != "all":
+            self.load_window()
         if message.new_tickets > 0 and self.app_auto_route:
             self.action_route_unrouted(quiet=True)
 
@@ -245,17 +251,25 @@ class InboxScreen(Screen[None]):
     @on(TicketsRouted)
     def tickets_routed(self, message: TicketsRouted) -> None:
         self.tracker.add(message.decisions)
+        self._show_decisions(message.decisions)
+
+    def _show_decisions(self, decisions: tuple[Decision, ...]) -> None:
+        """Redraw the rows of the window these decisions changed (the latest decision of a
+        ticket wins), and the detail pane when the ticket under the cursor is among them.
+        The status bar follows at its own pace (`refresh_status`, twice a second)."""
+        if not decisions:
+            return
         table = self.table
+        latest = {d.ticket_id: d for d in decisions}
         updates = []
-        for decision in message.decisions:
-            row = table.row_for(decision.ticket_id)
+        for ticket_id, decision in latest.items():
+            row = table.row_for(ticket_id)
             if row is not None:
                 updates.append(row_with_decision(row, decision))
         table.update_rows(updates)
         current = table.current
-        if current is not None and any(d.ticket_id == current.ticket_id for d in message.decisions):
+        if current is not None and current.ticket_id in latest:
             self.data.load_detail(current.ticket_id)
-        self.refresh_status()
 
     @on(RoutingFinished)
     def routing_finished(self, message: RoutingFinished) -> None:

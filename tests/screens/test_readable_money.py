@@ -56,7 +56,8 @@ async def test_no_screen_shows_scientific_notation(
         await pilot.press("c")  # every backend on the current ticket: tiny costs side by side
         await wait_until(pilot, lambda: isinstance(app.screen, CompareModal))
         modal = app.screen
-        await wait_until(pilot, lambda: modal.stored, timeout=30)
+        help_line = modal.query_one("#compare-help")
+        await wait_until(pilot, lambda: "Done" in str(help_line.render()), timeout=30)
         seen["compare"] = screen_text(app.export_screenshot())
         assert "$" in seen["compare"]
         await pilot.press("escape")

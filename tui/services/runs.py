@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from tui.core.store import Store
 
 SelectionKind = Literal["ids", "unrouted", "all", "errors"]
-FOLLOW_ACTIVE_MAX_CONCURRENCY = 256
+FOLLOW_ACTIVE_MAX_CONCURRENCY = 1024
 """Most tickets in flight in a run that follows the active backend (the TUI's), whatever the
 backends allow: each backend's own `max_concurrency` still caps its calls."""
 

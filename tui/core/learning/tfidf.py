@@ -178,7 +178,7 @@ class TfidfScorer:
             proba[row, self.columns] = expit(-(self.a * scores + self.b))
         denominator = proba.sum(axis=1)[:, None]
         uniform = np.full_like(proba, 1 / self.n_classes)
-        return np.divide(proba, denominator, out=uniform, where=denominator != 0)
+        return np.asarray(np.divide(proba, denominator, out=uniform, where=denominator != 0))
 
 
 _SCORERS: weakref.WeakKeyDictionary[Any, TfidfScorer] = weakref.WeakKeyDictionary()
