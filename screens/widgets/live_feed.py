@@ -5,6 +5,7 @@ What changed is computed by `tui.core.store_changes`; this only schedules and po
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import work
 from textual.widget import Widget
@@ -12,7 +13,9 @@ from textual.widget import Widget
 from screens.messages import StoreChanged, TicketsImported
 from tui.core.store import Store
 from tui.core.store_changes import StoreChanges
-from tui.core.watch_folder import WatchFolder
+
+if TYPE_CHECKING:  # the importers load with --watch only, not with every start
+    from tui.core.watch_folder import WatchFolder
 
 
 class LiveFeed(Widget):
@@ -32,9 +35,13 @@ class LiveFeed(Widget):
         self.changes = StoreChanges(store, own_run_prefix=own_run_prefix)
         """Decisions of runs with `own_run_prefix` are this app's own: reported already."""
         self.watch_dir = watch
-        self.watcher = WatchFolder(watch, store) if watch is not None else None
+        self.watcher: WatchFolder | None = None
         """Imports the dropped files (tui.core.watch_folder): links, FIFOs and files still being
         written are never taken."""
+        if watch is not None:
+            from tui.core.watch_folder import WatchFolder
+
+            self.watcher = WatchFolder(watch, store)
         self.interval = interval
 
     def on_mount(self) -> None:
