@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 SelectionKind = Literal["ids", "unrouted", "all", "errors"]
 FOLLOW_ACTIVE_MAX_CONCURRENCY = 1024
 """Most tickets in flight in a run that follows the active backend (the TUI's), whatever the
-backends allow: each backend's own `max_concurrency` still caps its calls."""
+backends allow: each backend's own `max_concurrency` still caps its calls. 1,024 so that a
+backend configured for 1,000 gets them (issue 17 measures the inbox with 1,000 in flight)."""
 
 
 class RunProgress(Protocol):
