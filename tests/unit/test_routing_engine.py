@@ -7,48 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tui.core import registry
-from tui.core.config import _build
-from tui.core.models import Decision, Taxonomy, Ticket
+from tests.unit.test_runs import plugin_backends, settings, store
+from tui.core.models import Decision, Taxonomy
 from tui.core.store import Store
 from tui.services.routing import Router, RoutingEngine
 from tui.services.runs import RunService, Selection, UnknownTickets
 
+__all__ = ["plugin_backends", "store"]  # the run service's fixtures: ten tickets, T007 fails
+
 TAXONOMY = Taxonomy.from_names(["billing", "shipping", "returns"])
 
 
-@pytest.fixture(autouse=True)
-def plugin_backends(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(registry.BUILTIN, "hash", "tests.unit.plugin_backends:HashBackend")
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Any:
-    opened = Store(tmp_path / "engine.db")
-    tickets = [Ticket(id=f"T{i:03d}", text=f"text {i}") for i in range(40)]
-    tickets[7] = Ticket(id="T007", text="text 7 FAIL")  # the hash backend fails this one
-    opened.import_tickets(tickets)
-    yield opened
-    opened.close()
-
-
 def router_for(store: Store) -> Router:
-    settings = _build(
-        {
-            "routing": {"backend": "fast"},
-            "backends": {
-                "fast": {"type": "hash", "max_concurrency": 8},
-                "stuck": {"type": "hash", "delay_s": 3600, "max_concurrency": 4},
-            },
-        },
-        None,
-    )
-    return Router(settings, TAXONOMY, store)
+    return Router(settings(), TAXONOMY, store)
 
 
 async def test_a_run_on_the_engine_stores_every_decision_and_reports_each(store: Store) -> None:
@@ -66,10 +40,10 @@ async def test_a_run_on_the_engine_stores_every_decision_and_reports_each(store:
         plan = service.plan(Selection("unrouted"), run_id="tui-test-1")
         outcome = await engine.call(service.route(plan, on_decision=on_decision))
         assert engine.running
-        assert outcome.summary.routed == 40 and outcome.summary.errors == 1
-        assert sorted(d.ticket_id for d in told) == [f"T{i:03d}" for i in range(40)]
+        assert outcome.summary.routed == 10 and outcome.summary.errors == 1
+        assert sorted(d.ticket_id for d in told) == [f"T{i:03d}" for i in range(10)]
         assert threads and threading.get_ident() not in threads  # told on the engine's thread
-        assert store.decision_count() == 40 and store.count_unrouted() == 0
+        assert store.decision_count() == 10 and store.count_unrouted() == 0
         failed = store.latest_decision("T007")
         assert failed is not None and failed.error_class is not None
     finally:
@@ -118,5 +92,5 @@ async def test_cancelling_the_caller_stops_the_run_which_keeps_what_it_decided(
     router.swap("fast")  # a closed engine starts again when it is next needed
     plan = service.plan(Selection("unrouted"), run_id="tui-test-4")
     outcome = await engine.call(service.route(plan))
-    assert outcome.summary.routed == 40
+    assert outcome.summary.routed == 10
     await engine.aclose()
