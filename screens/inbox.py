@@ -81,6 +81,10 @@ class InboxScreen(Screen[None]):
         self.finetune = FinetunePanel(desk, widget_id="finetune")
         self._request = 0
         """Identity of the latest page request: pages of older ones are dropped."""
+        self._stats_asked = False
+        """The status bar's baseline is read once the first window is on screen: it loads
+        the specialist's model code (numpy), which would otherwise compete with the first
+        frame for the interpreter."""
 
     @property
     def backend_names(self) -> tuple[str, ...]:
@@ -109,7 +113,6 @@ class InboxScreen(Screen[None]):
         self.table.border_title = "Inbox"
         self.query_one(TicketDetail).clear()
         self.load_window(reset=True)
-        self.data.load_stats()
         self.set_interval(0.5, self.refresh_status)
         self.watch(self.app, "auto_route", self._auto_route_changed)
         self.watch(self.app, "active_backend", lambda _name: self.refresh_status())
@@ -167,6 +170,9 @@ class InboxScreen(Screen[None]):
             cursor_index=message.cursor_index,
         )
         self._update_title()
+        if not self._stats_asked:
+            self._stats_asked = True
+            self.call_after_refresh(self.data.load_stats)
 
     def _update_title(self) -> None:
         table = self.table
