@@ -120,6 +120,12 @@ class InboxScreen(Screen[None]):
     def new_run_id(self) -> str:
         return self.runner.new_run_id()
 
+    def new_compare_run_id(self) -> str:
+        """A run id for compare's answers, outside this session's routing prefix: the runner
+        draws its own decisions as they come, compare's reach the inbox through the live
+        feed like any other writer's (their rows and the detail redraw at its next poll)."""
+        return f"compare-{uuid.uuid4().hex[:12]}"
+
     def refresh_status(self) -> None:
         bar = self.query_one(StatusBar)
         bar.figures = self.tracker.figures(self.desk.router.active, self.desk.router.in_flight)
@@ -373,7 +379,7 @@ class InboxScreen(Screen[None]):
         ticket = await asyncio.to_thread(self.desk.store.get_ticket, ticket_id)
         if ticket is None:
             return
-        modal = CompareModal(ticket, self.desk, self.new_run_id)
+        modal = CompareModal(ticket, self.desk, self.new_compare_run_id)
         if await self.app.push_screen_wait(modal):
             self.load_window()
             self.data.load_stats()

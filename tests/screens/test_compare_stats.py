@@ -32,7 +32,8 @@ async def test_compare_runs_every_backend_side_by_side(
         await pilot.press("c")
         await wait_until(pilot, lambda: isinstance(app.screen, CompareModal))
         modal = app.screen
-        await wait_until(pilot, lambda: modal.stored)
+        help_line = modal.query_one("#compare-help")  # the verdict: every answer is drawn
+        await wait_until(pilot, lambda: "Done" in str(help_line.render()))
         grid = modal.query_one("#compare-table")
         assert grid.row_count == 3
         cost = str(grid.get_cell("hash", "cost"))
