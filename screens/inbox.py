@@ -51,6 +51,9 @@ from tui.core.store import InboxFilter
 from tui.services.desk import Desk
 from tui.services.status_figures import StatusTracker
 
+COMPARE_RUN = "compare-"
+"""Run ids of compare's answers start with this."""
+
 
 def agent_name() -> str:
     """Who labels: the login name, so label events say which agent decided."""
@@ -124,7 +127,7 @@ class InboxScreen(Screen[None]):
         """A run id for compare's answers, outside this session's routing prefix: the runner
         draws its own decisions as they come, compare's reach the inbox through the live
         feed like any other writer's (their rows and the detail redraw at its next poll)."""
-        return f"compare-{uuid.uuid4().hex[:12]}"
+        return f"{COMPARE_RUN}{uuid.uuid4().hex[:12]}"
 
     def refresh_status(self) -> None:
         bar = self.query_one(StatusBar)
@@ -214,7 +217,9 @@ class InboxScreen(Screen[None]):
         """Another process changed the store. Its decisions redraw their rows in place (as
         our own do); the window is read again only when rows may come or go: new tickets,
         labels, or a filter that a decision can move a ticket into or out of."""
-        self.tracker.add(message.decisions)
+        # compare's answers are drawn, but they are no routing: the status bar leaves them out
+        routed = tuple(d for d in message.decisions if not d.run_id.startswith(COMPARE_RUN))
+        self.tracker.add(routed)
         self._show_decisions(message.decisions)
         if message.new_tickets or message.labels_changed or self.inbox_filter != "all":
             self.load_window()
