@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Label
 
 from screens import format as fmt
 from screens.messages import BackendChecked, LatenciesLoaded
+from tui.core.backend import Health
 from tui.core.config import BackendConfig, CascadeOptions
 from tui.services.desk import Desk
 
@@ -84,10 +85,13 @@ class BackendPickerModal(ModalScreen[str | None]):
     async def check_health(self) -> None:
         """Check every backend at once; a hanging one only delays its own cell."""
 
+        async def check(name: str) -> Health:
+            backend = self.desk.router.backend(name)
+            return await asyncio.wait_for(backend.check(), HEALTH_TIMEOUT_S)
+
         async def one(name: str) -> None:
-            try:
-                backend = self.desk.router.backend(name)
-                health = await asyncio.wait_for(backend.check(), HEALTH_TIMEOUT_S)
+            try:  # on the routing engine's loop, which owns the backends' connections
+                health = await self.desk.engine.call(check(name))
                 ok, detail = health.ok, health.detail
             except TimeoutError:
                 ok, detail = False, f"no answer in {HEALTH_TIMEOUT_S:.0f} s"

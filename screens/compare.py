@@ -89,11 +89,12 @@ class CompareModal(ModalScreen[bool]):
         def answered(decision: Decision) -> None:
             self.post_message(CompareAnswered(decision))
 
-        unavailable = await unavailable_backends(router, HEALTH_TIMEOUT_S)
+        engine = self.desk.engine  # the backends' own loop: never route on the UI's
+        unavailable = await engine.call(unavailable_backends(router, HEALTH_TIMEOUT_S))
         self.show_unavailable(unavailable)
         names = [name for name in router.settings.backends if name not in unavailable]
-        decisions = await compare_backends(
-            router, self.ticket, self.new_run_id, answered, names=names
+        decisions = await engine.call(
+            compare_backends(router, self.ticket, self.new_run_id, answered, names=names)
         )
         if not decisions:
             self.query_one("#compare-help", Label).update(

@@ -49,9 +49,13 @@ from screens.widgets.ticket_table import TicketTable
 from tui.core.claims import agent_name as core_agent_name
 from tui.core.config import Settings
 from tui.core.inbox_window import row_with_decision
+from tui.core.models import Decision
 from tui.core.store import InboxFilter
 from tui.services.desk import Desk
 from tui.services.status_figures import StatusTracker
+
+COMPARE_RUN = "compare-"
+"""Run ids of compare's answers start with this."""
 
 
 def agent_name(settings: Settings | None = None) -> str:
@@ -77,10 +81,14 @@ class InboxScreen(Screen[None]):
         """Every run this session starts has an id with this prefix."""
         self.tracker = StatusTracker(desk.settings.routing.daily_volume)
         self.data = InboxData(desk.store, desk.settings, agent=self.agent)
-        self.runner = RouteRunner(desk.store, desk.router, run_prefix=self.run_prefix)
+        self.runner = RouteRunner(desk.store, desk.router, desk.engine, run_prefix=self.run_prefix)
         self.finetune = FinetunePanel(desk, widget_id="finetune")
         self._request = 0
         """Identity of the latest page request: pages of older ones are dropped."""
+        self._stats_asked = False
+        """The status bar's baseline is read once the first window is on screen: it loads
+        the specialist's model code (numpy), which would otherwise compete with the first
+        frame for the interpreter."""
 
     @property
     def backend_names(self) -> tuple[str, ...]:
@@ -111,7 +119,6 @@ class InboxScreen(Screen[None]):
         self.table.border_title = "Inbox"
         self.query_one(TicketDetail).clear()
         self.load_window(reset=True)
-        self.data.load_stats()
         self.set_interval(0.5, self.refresh_status)
         self.set_interval(self.data.leases.lease_s / 4, self.data.renew_lease)
         self.watch(self.app, "auto_route", self._auto_route_changed)
@@ -119,6 +126,12 @@ class InboxScreen(Screen[None]):
 
     def new_run_id(self) -> str:
         return self.runner.new_run_id()
+
+    def new_compare_run_id(self) -> str:
+        """A run id for compare's answers, outside this session's routing prefix: the runner
+        draws its own decisions as they come, compare's reach the inbox through the live
+        feed like any other writer's (their rows and the detail redraw at its next poll)."""
+        return f"{COMPARE_RUN}{uuid.uuid4().hex[:12]}"
 
     def refresh_status(self) -> None:
         bar = self.query_one(StatusBar)
@@ -172,6 +185,9 @@ class InboxScreen(Screen[None]):
             cursor_index=message.cursor_index,
         )
         self._update_title()
+        if not self._stats_asked:
+            self._stats_asked = True
+            self.call_after_refresh(self.data.load_stats)
 
     def _update_title(self) -> None:
         table = self.table
@@ -207,8 +223,15 @@ class InboxScreen(Screen[None]):
 
     @on(StoreChanged)
     def store_changed(self, message: StoreChanged) -> None:
-        self.tracker.add(message.decisions)
-        self.load_window()
+        """Another process changed the store. Its decisions redraw their rows in place (as
+        our own do); the window is read again only when rows may come or go: new tickets,
+        labels, or a filter that a decision can move a ticket into or out of."""
+        # compare's answers are drawn, but they are no routing: the status bar leaves them out
+        routed = tuple(d for d in message.decisions if not d.run_id.startswith(COMPARE_RUN))
+        self.tracker.add(routed)
+        self._show_decisions(message.decisions)
+        if message.new_tickets or message.labels_changed or self.inbox_filter != "all":
+            self.load_window()
         if message.new_tickets > 0 and self.app_auto_route:
             self.action_route_unrouted(quiet=True)
 
@@ -254,17 +277,25 @@ class InboxScreen(Screen[None]):
     @on(TicketsRouted)
     def tickets_routed(self, message: TicketsRouted) -> None:
         self.tracker.add(message.decisions)
+        self._show_decisions(message.decisions)
+
+    def _show_decisions(self, decisions: tuple[Decision, ...]) -> None:
+        """Redraw the rows of the window these decisions changed (the latest decision of a
+        ticket wins), and the detail pane when the ticket under the cursor is among them.
+        The status bar follows at its own pace (`refresh_status`, twice a second)."""
+        if not decisions:
+            return
         table = self.table
+        latest = {d.ticket_id: d for d in decisions}
         updates = []
-        for decision in message.decisions:
-            row = table.row_for(decision.ticket_id)
+        for ticket_id, decision in latest.items():
+            row = table.row_for(ticket_id)
             if row is not None:
                 updates.append(row_with_decision(row, decision))
         table.update_rows(updates)
         current = table.current
-        if current is not None and any(d.ticket_id == current.ticket_id for d in message.decisions):
+        if current is not None and current.ticket_id in latest:
             self.data.load_detail(current.ticket_id)
-        self.refresh_status()
 
     @on(RoutingFinished)
     def routing_finished(self, message: RoutingFinished) -> None:
@@ -375,7 +406,7 @@ class InboxScreen(Screen[None]):
         ticket = await asyncio.to_thread(self.desk.store.get_ticket, ticket_id)
         if ticket is None:
             return
-        modal = CompareModal(ticket, self.desk, self.new_run_id)
+        modal = CompareModal(ticket, self.desk, self.new_compare_run_id)
         if await self.app.push_screen_wait(modal):
             self.load_window()
             self.data.load_stats()

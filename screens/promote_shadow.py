@@ -133,7 +133,7 @@ class PromoteShadowModal(ModalScreen[str | None]):
     @on(ShadowPromoted)
     async def promoted(self, message: ShadowPromoted) -> None:
         done = message.promoted
-        await self.desk.router.shadows.set_names(done.shadows)
+        await self.desk.engine.call(self.desk.router.shadows.set_names(done.shadows))
         swap = getattr(self.app, "swap_backend", None)
         if swap is not None:
             swap(done.backend)

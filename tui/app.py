@@ -80,7 +80,7 @@ class TriageApp(App[int]):
             )
 
     async def on_unmount(self) -> None:
-        await self.router.aclose()
+        await self.desk.engine.aclose()
 
     def notify(
         self,
@@ -139,7 +139,7 @@ class TriageApp(App[int]):
             return
         routing = settings.routing.model_copy(update={"shadow": shadows})
         self.router.settings = settings.model_copy(update={"routing": routing})
-        await self.router.shadows.set_names(shadows)
+        await self.desk.engine.call(self.router.shadows.set_names(shadows))
         self.notify(f"{name} now shadows {self.router.active} (written to {path})")
 
     def action_toggle_auto_route(self) -> None:

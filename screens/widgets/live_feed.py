@@ -9,6 +9,7 @@ LISTEN/NOTIFY): a commit by any desk wakes it at once, and it looks anyway every
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import work
 from textual.widget import Widget
@@ -17,7 +18,9 @@ from textual.worker import get_current_worker
 from screens.messages import StoreChanged, TicketsImported
 from tui.core.store import Store
 from tui.core.store_changes import StoreChanges
-from tui.core.watch_folder import WatchFolder
+
+if TYPE_CHECKING:  # the importers load with --watch only, not with every start
+    from tui.core.watch_folder import WatchFolder
 
 LISTEN_FALLBACK_S = 5.0
 
@@ -39,9 +42,13 @@ class LiveFeed(Widget):
         self.changes = StoreChanges(store, own_run_prefix=own_run_prefix)
         """Decisions of runs with `own_run_prefix` are this app's own: reported already."""
         self.watch_dir = watch
-        self.watcher = WatchFolder(watch, store) if watch is not None else None
+        self.watcher: WatchFolder | None = None
         """Imports the dropped files (tui.core.watch_folder): links, FIFOs and files still being
         written are never taken."""
+        if watch is not None:
+            from tui.core.watch_folder import WatchFolder
+
+            self.watcher = WatchFolder(watch, store)
         self.interval = interval
         self.store = store
 

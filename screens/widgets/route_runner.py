@@ -6,11 +6,16 @@ dispatched while in-flight ones finish on the old backend. Every run claims its 
 headless `route`: a ticket another run is routing, in this process or another, is skipped and
 said so, never routed twice at once. Decisions come back as `TicketsRouted` at most ten times
 a second; the end of a run as `RoutingFinished` or `RoutingFailed`.
+
+The runs themselves go on the routing engine's own thread and loop (`RoutingEngine`): the
+worker here only awaits them, so replies arriving by the hundred never hold the UI's loop.
+The callbacks (decisions, retry waits) therefore run on the engine's thread and only post.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -23,7 +28,7 @@ from backends.retry import RetryWait, WaitAnnouncer
 from screens.messages import RoutingFailed, RoutingFinished, TicketsRouted
 from tui.core.models import Decision
 from tui.core.store import Store
-from tui.services.routing import Router
+from tui.services.routing import Router, RoutingEngine
 from tui.services.runs import RunService, Selection, UnknownTickets
 
 COALESCE_S = 0.1
@@ -59,9 +64,12 @@ class RouteRunner(Widget):
 
     DEFAULT_CSS = "RouteRunner { display: none; }"
 
-    def __init__(self, store: Store, router: Router, *, run_prefix: str) -> None:
+    def __init__(
+        self, store: Store, router: Router, engine: RoutingEngine, *, run_prefix: str
+    ) -> None:
         super().__init__()
         self.router = router
+        self.engine = engine
         self.service = RunService(store, router)
         self.run_prefix = run_prefix
         """Every run started here has an id with this prefix (the live feed skips them)."""
@@ -87,20 +95,26 @@ class RouteRunner(Widget):
 
     def _collector(self) -> tuple[Callable[[Decision], None], Callable[[], None]]:
         """An on_decision callback that posts decisions in batches at most 10 times a second,
-        and the flush that posts what is left."""
+        and the flush that posts what is left (called from the engine's thread and, at the
+        end of a run, from the UI's: a lock keeps every decision in exactly one batch)."""
         buffer: list[Decision] = []
         last = time.monotonic()
+        lock = threading.Lock()
 
         def flush() -> None:
             nonlocal last
-            if buffer:
-                self.post_message(TicketsRouted(tuple(buffer)))
+            with lock:
+                batch = tuple(buffer)
                 buffer.clear()
-            last = time.monotonic()
+                last = time.monotonic()
+            if batch:
+                self.post_message(TicketsRouted(batch))
 
         def collect(decision: Decision) -> None:
-            buffer.append(decision)
-            if time.monotonic() - last >= COALESCE_S:
+            with lock:
+                buffer.append(decision)
+                due = time.monotonic() - last >= COALESCE_S
+            if due:
                 flush()
 
         return collect, flush
@@ -119,7 +133,7 @@ class RouteRunner(Widget):
         collect, flush = self._collector()
         try:
             plan = await asyncio.to_thread(self.service.plan, selection, run_id=self.new_run_id())
-            outcome = await self.service.route(plan, on_decision=collect)
+            outcome = await self.engine.call(self.service.route(plan, on_decision=collect))
         except UnknownTickets as exc:
             self.post_message(RoutingFailed(f"Ticket {exc.missing[0]} is gone"))
             return

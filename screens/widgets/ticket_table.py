@@ -189,7 +189,12 @@ class TicketTable(DataTable[Text], inherit_bindings=False):
         self._rebuild(keep_ticket, cursor_index, old_screen_row)
 
     def _rebuild(
-        self, keep_ticket: str | None, cursor_index: int | None, screen_row: int | None = None
+        self,
+        keep_ticket: str | None,
+        cursor_index: int | None,
+        screen_row: int | None = None,
+        *,
+        refit: bool = True,
     ) -> None:
         self.clear(columns=self._subject_width != self._wanted_subject_width())
         if not self.columns:
@@ -206,6 +211,15 @@ class TicketTable(DataTable[Text], inherit_bindings=False):
             if screen_row is not None:
                 self.scroll_to(y=max(0, target - max(screen_row, 0)), animate=False)
         self.post_message(self.TicketHighlighted(self, self.current))
+        if refit:
+            self.call_after_refresh(self._refit)
+
+    def _refit(self) -> None:
+        """Rebuild once more if the rows just added brought a scrollbar (which takes two
+        columns that the subject had): its width was measured before they were there."""
+        if self._subject_width != self._wanted_subject_width():
+            current = self.current
+            self._rebuild(current.ticket_id if current else None, self.cursor_row, refit=False)
 
     def update_rows(self, rows: Iterable[InboxRow]) -> int:
         """Redraw rows of the window whose state changed; returns how many did."""

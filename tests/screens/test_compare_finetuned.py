@@ -54,7 +54,8 @@ async def test_compare_shows_finetuned_backends_beside_the_others(
         await pilot.press("c")
         await wait_until(pilot, lambda: isinstance(app.screen, CompareModal))
         modal = app.screen
-        await wait_until(pilot, lambda: modal.stored, timeout=60)
+        help_line = modal.query_one("#compare-help")  # the verdict: every answer is drawn
+        await wait_until(pilot, lambda: "Done" in str(help_line.render()), timeout=60)
         grid = modal.query_one("#compare-table")
         assert grid.row_count == 3
         assert str(grid.get_cell("ft-server", "label")) == "returns"

@@ -32,7 +32,8 @@ async def test_compare_runs_every_backend_side_by_side(
         await pilot.press("c")
         await wait_until(pilot, lambda: isinstance(app.screen, CompareModal))
         modal = app.screen
-        await wait_until(pilot, lambda: modal.stored)
+        help_line = modal.query_one("#compare-help")  # the verdict: every answer is drawn
+        await wait_until(pilot, lambda: "Done" in str(help_line.render()))
         grid = modal.query_one("#compare-table")
         assert grid.row_count == 3
         cost = str(grid.get_cell("hash", "cost"))
@@ -123,7 +124,9 @@ async def test_compare_says_why_a_backend_cannot_answer_instead_of_failing(
         await pilot.press("c")
         await wait_until(pilot, lambda: isinstance(app.screen, CompareModal))
         modal = app.screen
-        await wait_until(pilot, lambda: modal.stored)
+        help_line = modal.query_one("#compare-help")
+        # the verdict is drawn by the message posted once the answers are stored
+        await wait_until(pilot, lambda: modal.stored and "Done" in str(help_line.render()))
         grid = modal.query_one("#compare-table")
         assert str(grid.get_cell("hosted", "label")) == "unavailable"
         assert "TRIAGEDESK_TEST_NO_KEY is not set" in str(grid.get_cell("hosted", "source"))

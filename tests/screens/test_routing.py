@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from screens.backend_picker import BackendPickerModal
 from screens.filter_picker import FilterPickerModal
+from screens.messages import InboxPageLoaded, TicketsRouted
 from screens.widgets.ticket_table import TicketTable
-from tests.screens.helpers import seed, wait_until
+from tests.screens.helpers import LABELS, seed, wait_until
+from tui.core.models import Decision
 from tui.core.store import Store
 
 SIZE = (120, 40)
@@ -90,3 +92,63 @@ async def test_a_hanging_backend_leaves_the_ui_answering(store: Store, app_for) 
             pilot, lambda: "4 in flight" in str(app.screen.query_one("#status-text").render())
         )
         assert store.decision_count() == 0
+
+
+def _decided(ticket_id: str, label: str, run_id: str) -> Decision:
+    return Decision(
+        ticket_id=ticket_id,
+        run_id=run_id,
+        backend="specialist",
+        backend_type="specialist",
+        label=label,
+        confidence=0.9,
+        total_ms=3.0,
+    )
+
+
+async def test_a_batch_of_decisions_redraws_each_row_the_latest_winning(
+    store: Store, app_for
+) -> None:
+    """Decisions reach the table in coalesced batches; within one, a ticket decided twice
+    shows its latest decision, and every other ticket of the batch its own."""
+    seed(store, 30)
+    app = app_for()
+    labels = sorted(LABELS)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one(TicketTable)
+        await wait_until(pilot, lambda: table.total_rows == 30)
+        first, second, third = (row.ticket_id for row in table.window_rows[:3])
+        batch = (
+            _decided(first, labels[0], "tui-x-1"),
+            _decided(second, labels[1], "tui-x-1"),
+            _decided(first, labels[2], "tui-x-2"),
+        )
+        app.screen.post_message(TicketsRouted(batch))
+        await wait_until(pilot, lambda: table.row_for(first).predicted_label == labels[2])
+        assert table.row_for(second).predicted_label == labels[1]
+        assert table.row_for(third).predicted_label is None
+
+
+async def test_another_process_decisions_redraw_rows_without_a_reload(
+    store: Store, app_for
+) -> None:
+    """The live feed's decisions of other runs update their rows in place: the inbox is not
+    read again (a routing CLI beside the TUI once rebuilt its table every second)."""
+    seed(store, 30)
+    app = app_for()
+    pages: list[InboxPageLoaded] = []
+
+    def hook(message: object) -> None:
+        if isinstance(message, InboxPageLoaded):
+            pages.append(message)
+
+    label = sorted(LABELS)[0]
+    async with app.run_test(size=SIZE, message_hook=hook) as pilot:
+        table = app.screen.query_one(TicketTable)
+        await wait_until(pilot, lambda: table.total_rows == 30)
+        await pilot.pause(1.5)  # the live feed's first poll has taken the marks
+        ticket_id = table.window_rows[4].ticket_id
+        loaded = len(pages)
+        store.record_decisions([_decided(ticket_id, label, "cli-other-process")])
+        await wait_until(pilot, lambda: table.row_for(ticket_id).predicted_label == label)
+        assert len(pages) == loaded

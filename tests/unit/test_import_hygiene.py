@@ -119,3 +119,53 @@ def test_loading_a_config_imports_no_backend_or_sdk(tmp_path: Path) -> None:
         ]
     )
     assert imported == []
+
+
+DEFERRED = (
+    "numpy",  # cascade tuning writes, the specialist's model
+    "sklearn",
+    "tomlkit",  # config edits (promotion, tune-cascade --write, a fine-tune's table)
+    "httpx",  # the backends' and helpdesks' clients: loaded by the first route or sync
+    "aiohttp",
+    "tui.core.ingest",  # importers: `import`, --watch, helpdesk sync
+    "tui.core.helpdesk.wire",
+    "tui.services.helpdesk",
+)
+"""What the TUI does not need before its first frame, so it loads when first used."""
+
+
+def test_the_tui_and_the_command_line_start_without_what_they_load_later() -> None:
+    code = (
+        "import json, sys\n"
+        "import tui.cli, tui.app\n"
+        "from tui.core.config import load_settings\n"
+        "from tui.core.store import Store\n"
+        "from tui.services.routing import Router\n"
+        f"print(json.dumps(sorted(m for m in {list(DEFERRED)!r} if m in sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert json.loads(out.stdout) == []
+
+
+def test_what_loads_later_still_loads_where_it_is_used(tmp_path: Path) -> None:
+    """The deferred imports are reached through their public names, as the commands use them."""
+    code = (
+        "from tui.core.helpdesk import PushRequest, RemoteTicket, HelpdeskConfig\n"
+        "from tui.cli.sync import _sync_for\n"
+        "from tui.core.config_write import write_cascade, write_routing\n"
+        "from tui.core.store import Store\n"
+        "import pathlib, sys\n"
+        "store = Store(pathlib.Path(sys.argv[1]))\n"
+        "print(store.open_pushes('zendesk'), RemoteTicket.__name__, PushRequest.__name__)\n"
+        "store.close()\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "s.db")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.split() == ["[]", "RemoteTicket", "PushRequest"]

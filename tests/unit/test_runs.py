@@ -258,7 +258,7 @@ async def test_cancelling_the_caller_cancels_the_run_and_releases_its_claims(
 def test_default_concurrency_and_selection_rules(service: RunService) -> None:
     assert service.default_concurrency("crash") == 2
     assert service.default_concurrency(None) == 3  # the most any backend accepts
-    assert FOLLOW_ACTIVE_MAX_CONCURRENCY == 256
+    assert FOLLOW_ACTIVE_MAX_CONCURRENCY == 1024
     with pytest.raises(ValueError):
         Selection("ids")
     with pytest.raises(ValueError):

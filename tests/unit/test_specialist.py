@@ -109,3 +109,6 @@ def test_banking77_holdout_accuracy() -> None:
     predicted = [label for label, _ in model.predict([r["text"] for r in test])]
     accuracy = sum(p == r["label"] for p, r in zip(predicted, test, strict=True)) / len(test)
     assert accuracy >= 0.88, accuracy
+    # one ticket at a time (TfidfScorer, not scikit-learn): the same answer for every ticket
+    singles = [model.predict([r["text"]])[0][0] for r in test]
+    assert singles == predicted

@@ -349,3 +349,22 @@ def test_benchmark_parts_join_into_the_whole_file_the_product_reads(tmp_path: Pa
 
     back = load_file(str(whole / "finetuned.safetensors"))["w"]
     assert np.array_equal(back, weights["w"].astype(np.float16))
+
+
+def test_ensemble_answers_one_ticket_as_it_does_in_a_batch(
+    encoder_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One ticket at a time its TF-IDF stage is scored without scikit-learn (`TfidfScorer`);
+    the cascade still escalates the same tickets and answers the same labels."""
+    from tui.core.learning.tfidf import SMALL_BATCH
+
+    monkeypatch.setenv(ENCODER_ENV, str(encoder_dir))
+    texts, labels = noisy_data(90, seed=4)
+    model = SpecialistModel.train(texts, labels, kind="ensemble")
+    assert len(texts) > SMALL_BATCH
+    batch = model.predict(texts)
+    escalated = model.pipeline.last_escalated
+    singles = [model.predict([text])[0] for text in texts]
+    assert 0 < escalated < 1  # both stages answer some of them
+    assert [label for label, _ in singles] == [label for label, _ in batch]
+    assert [p for _, p in singles] == pytest.approx([p for _, p in batch], abs=1e-9)

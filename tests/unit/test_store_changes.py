@@ -36,8 +36,10 @@ def test_changes_since_the_last_poll_leave_out_our_own_runs(tmp_path: Path) -> N
         assert [(d.ticket_id, d.run_id) for d in change.decisions] == [("T1", "run-other")]
         assert changes.poll() is None
         store.record_decisions([decided("T2", "tui-me-2")])
-        own = changes.poll()  # only our own decision: a change, with nothing to show
-        assert own is not None and own.decisions == () and own.new_tickets == 0
+        assert changes.poll() is None  # only our own decision: shown already, no change
+        store.record_decisions([decided("T2", "run-other"), decided("T0", "tui-me-3")])
+        foreign = changes.poll()  # the marks moved past our own decision above
+        assert foreign is not None and [d.run_id for d in foreign.decisions] == ["run-other"]
         store.add_label("T2", "billing", agent="someone", source="cli")
         labelled = changes.poll()
         assert labelled is not None and labelled.labels_changed and labelled.decisions == ()

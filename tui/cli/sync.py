@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
@@ -20,10 +21,14 @@ from tui.cli.context import BadInput, Context, headless, wait_printer
 from tui.cli.usage import Command, Integer, flag, value_option
 from tui.core.helpdesk import HelpdeskAuthError, HelpdeskError
 from tui.core.store import Store
-from tui.services.helpdesk import HelpdeskSync, SyncReport
+
+if TYPE_CHECKING:  # the helpdesk clients (httpx, aiohttp) load when a sync runs, not with the TUI
+    from tui.services.helpdesk import HelpdeskSync, SyncReport
 
 
 def _sync_for(ctx: Context, store: Store, name: str) -> HelpdeskSync:
+    from tui.services.helpdesk import HelpdeskSync
+
     try:
         sync = HelpdeskSync(ctx.settings, store, name)
     except HelpdeskAuthError as exc:

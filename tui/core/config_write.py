@@ -12,10 +12,6 @@ import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-import tomlkit
-import tomlkit.exceptions
-
-from tui.core.cascade_tuning import update_cascade_block
 from tui.core.config import DEFAULT_BACKENDS, ConfigError, load_settings, read_config_text
 from tui.core.safe_files import atomic_writer, private_dir
 
@@ -38,6 +34,8 @@ def write_cascade(path: Path, first: str, then: str, threshold: float) -> Path:
         else {name: block for name, block in DEFAULT_BACKENDS.items() if name != "specialist"}
     )
     values = {"type": "cascade", "first": first, "then": then, "threshold": threshold}
+    from tui.core.cascade_tuning import update_cascade_block  # numpy: only when writing
+
     updated = update_cascade_block(text, values, extra)
     target = path.resolve() if path.is_symlink() else path
     private_dir(target.parent)
@@ -54,6 +52,9 @@ def write_routing(path: Path, backend: str, shadow: Sequence[str]) -> Path:
         ConfigError: The file cannot be parsed or the result would not load; the config is
             left untouched.
     """
+    import tomlkit  # loaded when a file is edited, not when the app starts
+    import tomlkit.exceptions
+
     text = read_config_text(path)
     try:
         document = tomlkit.parse(text)

@@ -41,7 +41,9 @@ class StoreChanges:
         """(max ticket seq, newest decision id, label event count) at the last poll."""
 
     def poll(self) -> StoreChange | None:
-        """The change since the last poll, or None when nothing changed (or on the first)."""
+        """The change since the last poll, or None when nothing changed that the caller has
+        not shown (or on the first poll): the caller's own decisions alone are no change, so
+        a routing TUI does not reload its inbox every second for what it has drawn already."""
         store = self.store
         seq = store.max_seq()
         labels = store.label_event_count()
@@ -52,10 +54,10 @@ class StoreChanges:
         decisions = store.recent_decisions(after_id=last_decision, limit=MAX_DECISIONS)
         newest = decisions[-1].id if decisions else last_decision
         self._seen = (seq, newest or last_decision, labels)
-        if seq == old_seq and not decisions and labels == old_labels:
-            return None
         prefix = self.own_run_prefix
         foreign = tuple(d for d in decisions if not (prefix and d.run_id.startswith(prefix)))
+        if seq == old_seq and not foreign and labels == old_labels:
+            return None
         return StoreChange(seq - old_seq, foreign, labels != old_labels)
 
 

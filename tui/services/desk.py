@@ -7,11 +7,11 @@ from the app's). Textual-free, like the rest of `tui.services`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tui.core.config import BackendConfig, Settings
 from tui.core.store import Store
-from tui.services.routing import Router
+from tui.services.routing import Router, RoutingEngine
 
 
 @dataclass(slots=True)
@@ -22,6 +22,12 @@ class Desk:
     store: Store
     router: Router
     """Routes with `settings`' backends and writes its decisions to `store`."""
+    engine: RoutingEngine = field(init=False)
+    """The router's own thread and loop: every coroutine that uses the router's backends
+    runs there (`await desk.engine.call(...)`), never on the UI's loop."""
+
+    def __post_init__(self) -> None:
+        self.engine = RoutingEngine(self.router)
 
     def add_backend(self, name: str, config: BackendConfig) -> None:
         """One more backend for the rest of the session (the backend picker lists it).

@@ -31,9 +31,10 @@ if TYPE_CHECKING:
     from tui.core.store import Store
 
 SelectionKind = Literal["ids", "unrouted", "all", "errors"]
-FOLLOW_ACTIVE_MAX_CONCURRENCY = 256
+FOLLOW_ACTIVE_MAX_CONCURRENCY = 1024
 """Most tickets in flight in a run that follows the active backend (the TUI's), whatever the
-backends allow: each backend's own `max_concurrency` still caps its calls."""
+backends allow: each backend's own `max_concurrency` still caps its calls. 1,024 so that a
+backend configured for 1,000 gets them (issue 17 measures the inbox with 1,000 in flight)."""
 
 
 class RunProgress(Protocol):

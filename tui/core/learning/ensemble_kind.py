@@ -14,7 +14,7 @@ import numpy as np
 
 from tui.core.learning.errors import TrainingError
 from tui.core.learning.finetuned_kind import FinetunedClassifier, softmax
-from tui.core.learning.tfidf import build_tfidf_pipeline
+from tui.core.learning.tfidf import build_tfidf_pipeline, tfidf_proba
 
 
 class CascadeEnsemble:
@@ -80,7 +80,7 @@ class CascadeEnsemble:
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
-        proba = np.asarray(self.tfidf.predict_proba(texts), dtype=np.float64)
+        proba = tfidf_proba(self.tfidf, texts)
         threshold = self.FALLBACK_THRESHOLD if self.threshold is None else self.threshold
         unsure = np.flatnonzero(proba.max(axis=1) < threshold)
         self.last_escalated = len(unsure) / max(1, len(texts))

@@ -12,11 +12,14 @@ queues a new push, with the stamp of then.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from tui.core.helpdesk.writeback import PushRequest
 from tui.core.models import utcnow
 from tui.core.store.connection import Conn, StoreBase, fetch_rows
 from tui.core.store.values import iso
+
+if TYPE_CHECKING:  # the helpdesk clients load with the first sync, not with every store
+    from tui.core.helpdesk.writeback import PushRequest
 
 PushState = str
 OPEN_STATES = ("pending", "sending")
@@ -98,6 +101,8 @@ class PushesMixin(StoreBase):
 
     def open_pushes(self, helpdesk: str, *, limit: int = 200) -> list[PushRequest]:
         """Pending pushes and those a crashed run left `sending`, oldest first."""
+        from tui.core.helpdesk.writeback import PushRequest
+
         rows = self._read(
             "SELECT p.*, h.remote_id, d.confidence, d.backend,"
             " d.backend_type, d.model, d.total_ms, d.cost_usd FROM helpdesk_pushes p"

@@ -3,6 +3,7 @@
 Textual-free so the headless CLI, the TUI and the benchmarks share it. One module per part:
 
 - `router`: the `Router`, which builds backends on demand, routes, prices and stores;
+- `engine`: `RoutingEngine`, the router's own thread and loop (the TUI routes there);
 - `taxonomy`: `resolve_taxonomy`, the labels a run may answer with;
 - `pending`: `page_pending`, the tickets still to route in a run, claimed page by page;
 - `shadow`: `ShadowPool`, the `[routing] shadow` backends answering beside the active one;
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from tui.core.claims import RunClaims
 from tui.core.config import ConfigError
+from tui.services.routing.engine import RoutingEngine
 from tui.services.routing.pending import page_pending
 from tui.services.routing.router import BATCH, FLUSH_EVERY_S, MAX_CONCURRENCY, Router
 from tui.services.routing.shadow import SHADOW_DRAIN_S, ShadowPool, ShadowTally
@@ -30,6 +32,7 @@ __all__ = [
     "NoTaxonomy",
     "RunClaims",
     "Router",
+    "RoutingEngine",
     "RunSummary",
     "ShadowPool",
     "ShadowTally",
