@@ -1,0 +1,177 @@
+"""The `fewshot` kind: SetFit-style, for a team with a handful of labels per queue.
+
+All-MiniLM-L6-v2 is fine-tuned contrastively on pairs of the labelled tickets
+(`contrastive`, torch, on the GPU when there is one), then a logistic-regression head is
+fitted on its embeddings of the same tickets. Without torch the encoder stays frozen (the
+head alone is trained): a few points lower, still far above TF-IDF at few labels
+(benchmarks/RESULTS.md, section 4c). Either way the encoder is served as an int8 ONNX graph
+(`onnx_graph`, written without torch) and the head as numpy: predicting needs onnxruntime only.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tui.core.learning.errors import TrainingError, require
+from tui.core.learning.finetuned_kind import ArtifactsMixin, minilm_dir
+
+CONTRASTIVE_ENV = "TRIAGEDESK_FEWSHOT_CONTRASTIVE"
+"""`auto` (default: when torch is installed), `on` (fail without torch) or `off` (frozen)."""
+SECONDS_ENV = "TRIAGEDESK_FEWSHOT_SECONDS"
+"""Most seconds the contrastive fine-tune may run (default 240: the 5-minute budget less the
+export and the head), after which it stops where it is."""
+MAX_LENGTH = 64
+"""Tokens kept of a ticket: Banking77's longest is under 90, its median 14."""
+HEAD_C = 10.0
+"""Inverse L2 strength of the head, fixed for unit-length embeddings (not tuned per run)."""
+
+Progress = Callable[[str], None]
+
+
+def torch_available() -> bool:
+    """Whether torch can be imported (without importing it: that takes seconds)."""
+    return importlib.util.find_spec("torch") is not None
+
+
+def contrastive_mode() -> bool:
+    """Whether to fine-tune contrastively, from $TRIAGEDESK_FEWSHOT_CONTRASTIVE.
+
+    Raises:
+        TrainingError: An unknown value.
+        MissingExtra: `on` without torch installed.
+    """
+    raw = os.environ.get(CONTRASTIVE_ENV, "auto").strip().lower() or "auto"
+    if raw not in ("auto", "on", "off"):
+        raise TrainingError(f"{CONTRASTIVE_ENV}={raw!r}: expected auto, on or off")
+    if raw == "on":
+        require("torch", also=" torch")
+    return raw == "on" or (raw == "auto" and torch_available())
+
+
+def seconds_budget() -> float:
+    """$TRIAGEDESK_FEWSHOT_SECONDS, else 240.
+
+    Raises:
+        TrainingError: Not a positive number.
+    """
+    raw = os.environ.get(SECONDS_ENV, "").strip()
+    if not raw:
+        return 240.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise TrainingError(f"{SECONDS_ENV}={raw!r}: expected a number of seconds above 0")
+    return value
+
+
+def write_encoder(
+    weights: dict[str, np.ndarray], bert_config: dict[str, Any], base: Path, out: Path
+) -> Path:
+    """An int8 encoder directory (embedding output, no head) from BERT weights, torch-free."""
+    import json
+    import shutil
+
+    from tui.core.learning.bert_torch import BertShape
+    from tui.core.learning.onnx_encoder import quantize_int8
+    from tui.core.learning.onnx_graph import bert_graph_onnx
+
+    out.mkdir(parents=True, exist_ok=True)
+    shape = BertShape.from_config(bert_config)
+    fp32 = bert_graph_onnx(weights, shape, out / "model.fp32.onnx")
+    quantize_int8(fp32, out / "model.onnx")
+    fp32.unlink()
+    shutil.copyfile(base / "tokenizer.json", out / "tokenizer.json")
+    meta = {"max_length": MAX_LENGTH, "classes": [], "hidden": shape.hidden, "int8": True}
+    (out / "encoder.json").write_text(json.dumps(meta, indent=2))
+    return out
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length, as the contrastive loss compared them."""
+    v = np.asarray(vectors, dtype=np.float32)
+    return np.asarray(v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-9))
+
+
+class FewShotClassifier(ArtifactsMixin):
+    """MiniLM tuned on pairs of the labelled tickets (SetFit), a linear head on top."""
+
+    def __init__(self, *, device: str = "auto", progress: Progress | None = None) -> None:
+        self.device = device
+        self.classes_: np.ndarray = np.array([])
+        self.encoder_dir = None
+        self.head: Any = None
+        self.trained_on = ""
+        self.progress = progress
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["progress"] = None
+        return state
+
+    def _say(self, line: str) -> None:
+        if self.progress is not None:
+            self.progress(line)
+
+    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> FewShotClassifier:
+        """Tune the encoder (when torch is there), export it, fit the head.
+
+        Raises:
+            TrainingError: A bad device or setting.
+            MissingExtra: onnxruntime, tokenizers, safetensors or the MiniLM weights are
+                missing (or torch, with $TRIAGEDESK_FEWSHOT_CONTRASTIVE=on).
+        """
+        from sklearn.linear_model import LogisticRegression
+
+        require("onnx", "onnxruntime", "tokenizers", "safetensors")
+        from tui.core.learning.minilm_finetune import load_base
+
+        base = minilm_dir()
+        started = time.perf_counter()
+        if contrastive_mode():
+            from tui.core.learning.contrastive import ContrastiveConfig, contrastive_finetune
+
+            config = ContrastiveConfig(seconds=seconds_budget(), max_length=MAX_LENGTH)
+
+            def step(done: int, total: int) -> None:
+                if done == 1 or done % 10 == 0 or done == total:
+                    self._say(f"contrastive fine-tuning: step {done}/{total}")
+
+            tuned = contrastive_finetune(
+                texts, labels, base, config=config, device=self.device, progress=step
+            )
+            weights, bert_config = tuned.weights, tuned.bert_config
+            how = f"contrastive fine-tune on {tuned.device}, {tuned.steps} steps"
+        else:
+            weights, bert_config = load_base(base)
+            how = "frozen encoder (no torch: head only)"
+        self._say("exporting the int8 encoder")
+        self._tmp = tempfile.TemporaryDirectory(prefix="triagedesk-fewshot-")
+        self.encoder_dir = write_encoder(weights, bert_config, base, Path(self._tmp.name))
+        self._encoder = None
+        self._say("fitting the head")
+        self.head = LogisticRegression(C=HEAD_C, max_iter=3000)
+        self.head.fit(self.embed(texts), list(labels))
+        self.classes_ = np.asarray(self.head.classes_)
+        self.trained_on = f"{how}, {time.perf_counter() - started:.0f} s"
+        return self
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return unit_rows(self.encoder.embed(list(texts)))
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        if self.head is None:
+            raise TrainingError("model has no head (not fitted)")
+        return np.asarray(self.head.predict_proba(self.embed(texts)))
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        return np.asarray(self.classes_[self.predict_proba(texts).argmax(axis=1)])
