@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,15 +23,15 @@ def bert_graph_onnx(weights: Mapping[str, np.ndarray], shape: BertShape, path: P
     tokens), output the mean-pooled `embedding` (batch x hidden), as `export_onnx` does."""
     from onnx import TensorProto, helper, numpy_helper, save
 
-    inits: list[object] = []
-    nodes: list[object] = []
+    inits: list[Any] = []
+    nodes: list[Any] = []
     count = [0]
 
     def const(name: str, value: np.ndarray) -> str:
         inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
         return name
 
-    def node(op: str, inputs: list[str], **attrs: object) -> str:
+    def node(op: str, inputs: list[str], **attrs: Any) -> str:
         count[0] += 1
         out = f"{op.lower()}_{count[0]}"
         nodes.append(helper.make_node(op, inputs, [out], **attrs))
