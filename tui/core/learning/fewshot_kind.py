@@ -96,6 +96,37 @@ def write_encoder(
     return out
 
 
+def frozen_encoder(base: Path, say: Progress) -> Path:
+    """The untuned base's int8 encoder, written once per base model and reused: the same
+    for every training, and a minute of quantising on a busy two-core machine."""
+    import hashlib
+    import shutil
+
+    from tui.core import paths
+    from tui.core.learning.minilm_finetune import load_base
+
+    weights_file = base / "model.safetensors"
+    stat = weights_file.stat()
+    key = hashlib.sha256(
+        f"{weights_file.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{MAX_LENGTH}:1".encode()
+    ).hexdigest()[:16]
+    cached = paths.models_dir() / "encoders" / f"minilm-frozen-{key}"
+    if (cached / "encoder.json").exists():
+        return cached
+    say("exporting the int8 encoder (once for this base model)")
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    pending = Path(tempfile.mkdtemp(prefix=f".{cached.name}-", dir=cached.parent))
+    try:
+        write_encoder(*load_base(base), base, pending)
+        pending.replace(cached)
+    except OSError:
+        if not (cached / "encoder.json").exists():  # another process did not finish it first
+            raise
+    finally:
+        shutil.rmtree(pending, ignore_errors=True)
+    return cached
+
+
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length, as the contrastive loss compared them."""
     v = np.asarray(vectors, dtype=np.float32)
@@ -133,8 +164,6 @@ class FewShotClassifier(ArtifactsMixin):
         from sklearn.linear_model import LogisticRegression
 
         require("onnx", "onnxruntime", "tokenizers", "safetensors")
-        from tui.core.learning.minilm_finetune import load_base
-
         base = minilm_dir()
         started = time.perf_counter()
         if contrastive_mode():
@@ -151,12 +180,12 @@ class FewShotClassifier(ArtifactsMixin):
             )
             weights, bert_config = tuned.weights, tuned.bert_config
             how = f"contrastive fine-tune on {tuned.device}, {tuned.steps} steps"
+            self._say("exporting the int8 encoder")
+            self._tmp = tempfile.TemporaryDirectory(prefix="triagedesk-fewshot-")
+            self.encoder_dir = write_encoder(weights, bert_config, base, Path(self._tmp.name))
         else:
-            weights, bert_config = load_base(base)
+            self.encoder_dir = frozen_encoder(base, self._say)
             how = "frozen encoder (no torch: head only)"
-        self._say("exporting the int8 encoder")
-        self._tmp = tempfile.TemporaryDirectory(prefix="triagedesk-fewshot-")
-        self.encoder_dir = write_encoder(weights, bert_config, base, Path(self._tmp.name))
         self._encoder = None
         self._say("fitting the head")
         self.head = LogisticRegression(C=HEAD_C, max_iter=3000)
