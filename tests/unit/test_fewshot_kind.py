@@ -24,7 +24,13 @@ from tests.unit.tiny_encoder import CONFIG, SHAPE, VOCAB, WORDS, make_data, tiny
 from tui.core.config import BackendConfig
 from tui.core.learning.auto_kind import CURVE, choose_kind, curve_at
 from tui.core.learning.bert_torch import BertShape, random_bert
-from tui.core.learning.fewshot_kind import CONTRASTIVE_ENV, SECONDS_ENV, FewShotClassifier
+from tui.core.learning.fewshot_kind import (
+    CASCADE_ENV,
+    CASCADE_FROM,
+    CONTRASTIVE_ENV,
+    SECONDS_ENV,
+    FewShotClassifier,
+)
 from tui.core.learning.finetuned_kind import MINILM_DIR_ENV
 from tui.core.learning.model import SpecialistModel, TrainingError
 from tui.core.learning.onnx_graph import bert_graph_onnx
@@ -126,6 +132,7 @@ async def test_fewshot_trains_saves_and_serves_without_torch(
     tiny_minilm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(CONTRASTIVE_ENV, "off")
+    monkeypatch.setenv(CASCADE_ENV, "off")  # the encoder and its head answer every ticket
     texts, labels = make_data(80)
     lines: list[str] = []
     model = SpecialistModel.train(texts, labels, kind="fewshot", progress=lines.append)
@@ -153,6 +160,25 @@ async def test_fewshot_trains_saves_and_serves_without_torch(
     assert result.label == "billing"
 
 
+def test_fewshot_goes_behind_tfidf_from_enough_labels(
+    tiny_minilm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(CONTRASTIVE_ENV, "off")
+    few_texts, few_labels = make_data(2 * (CASCADE_FROM - 1))
+    assert SpecialistModel.train(few_texts, few_labels, kind="fewshot").pipeline.tfidf is None
+    texts, labels = make_data(2 * CASCADE_FROM)
+    model = SpecialistModel.train(texts, labels, kind="fewshot")
+    few = model.pipeline
+    assert few.tfidf is not None and "behind TF-IDF" in few.trained_on
+    held_texts, held_labels = make_data(60, seed=9)
+    predicted = [label for label, _ in model.predict(held_texts)]
+    assert 0.0 < few.last_escalated < 1.0  # some tickets answered by each stage
+    assert np.mean([p == t for p, t in zip(predicted, held_labels, strict=True)]) >= 0.8
+    few.threshold = 1.01  # every ticket passed on: the encoder's head answers alone
+    model.predict(held_texts)
+    assert few.last_escalated == 1.0
+
+
 def test_fewshot_fine_tunes_contrastively_with_torch(
     tiny_minilm: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -171,6 +197,7 @@ def test_fewshot_fine_tunes_contrastively_with_torch(
     [
         (CONTRASTIVE_ENV, "maybe", "expected auto, on or off"),
         (SECONDS_ENV, "-3", "expected a number of seconds"),
+        (CASCADE_ENV, "sometimes", "expected auto or off"),
     ],
 )
 def test_fewshot_settings_are_checked(
