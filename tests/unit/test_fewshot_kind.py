@@ -267,3 +267,27 @@ def test_train_auto_says_which_kind_and_why(
     assert info is not None and info.extra["auto"].startswith("10 labels per class")
     code, text, _ = cli("train", "--data", str(data), "--out", str(out), "--kind", "tfidf")
     assert code == 0 and "kind auto" not in text and "trained tfidf specialist" in text
+
+
+def test_retraining_from_the_inbox_makes_the_same_choice(
+    tiny_minilm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The TUI's retrain (`training.retrain`, run in a thread worker) chooses as
+    `train --kind auto` does, reports its progress, and says which kind and why."""
+    from tests.unit.test_trained_labels import Desk, make_rows, write_jsonl
+    from tui.core.config import load_settings
+    from tui.core.learning.training import retrain
+    from tui.core.store import Store
+
+    monkeypatch.setenv(CONTRASTIVE_ENV, "off")
+    desk = Desk(tmp_path)
+    desk.cli("import", str(write_jsonl(tmp_path / "inbox.jsonl", make_rows(15))))
+    settings = load_settings(desk.config, required=True)
+    lines: list[str] = []
+    with Store(desk.db) as store:
+        summary = retrain(settings, store, lines.append)
+    assert summary.startswith("fewshot on 15 labelled tickets, 3 labels")
+    assert "(chosen: 5 labels per class (median)" in summary
+    assert "fitting the head" in lines
+    info = SpecialistModel.read_info(desk.model)
+    assert info is not None and info.kind == "fewshot" and "auto" in info.extra
