@@ -25,13 +25,7 @@ from typing import Any
 import numpy as np
 
 from tui.core.learning.bert_torch import BertShape, bert_module
-from tui.core.learning.minilm_finetune import (
-    load_base,
-    pad,
-    resolve_device,
-    tokenize,
-    warmup_then_linear,
-)
+from tui.core.learning.minilm_finetune import pad, prepare, warmup_then_linear
 
 
 @dataclass(frozen=True)
@@ -97,22 +91,13 @@ def contrastive_finetune(
     """
     import torch
     import torch.nn.functional as F
-    from tokenizers import Tokenizer
 
     cfg = config or ContrastiveConfig()
     started = time.perf_counter()
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    device = resolve_device(device)
-    base, bert_config = load_base(base_dir)
-    shape = BertShape.from_config(bert_config)
-    classes = sorted(set(labels))
-    index = {c: i for i, c in enumerate(classes)}
-    y = np.array([index[label] for label in labels], dtype=np.int64)
-    tokenizer = Tokenizer.from_file(str(base_dir / "tokenizer.json"))
-    ids, _ = tokenize(tokenizer, texts, cfg.max_length)
+    prep = prepare(texts, labels, base_dir, max_length=cfg.max_length, seed=cfg.seed, device=device)
+    device, bert_config, rng, y, ids = prep.device, prep.bert_config, prep.rng, prep.y, prep.ids
 
-    model = bert_module(base, shape, 1).to(device)
+    model = bert_module(prep.base, BertShape.from_config(bert_config), 1).to(device)
     model.dropout = 0.0
     frozen = model.p("embeddings.word_embeddings.weight")
     frozen.requires_grad_(False)
