@@ -7,6 +7,7 @@ handlers draw it, so no worker touches a widget.
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass
 
 from textual import work
@@ -149,8 +150,18 @@ class InboxData(Widget):
 
     @work(thread=True, exclusive=True, group="training", exit_on_error=False)
     def retrain_specialist(self) -> None:
+        """Retrain as `train --kind auto` would (minutes for the fewshot kind), off the
+        event loop; its progress shows as a notification at most every 15 seconds."""
+        shown = [0.0]
+
+        def progress(line: str) -> None:
+            now = time.monotonic()
+            if now - shown[0] >= 15.0:
+                shown[0] = now
+                self.notify(line, title="Retraining the specialist")
+
         try:
-            detail = retrain(self.settings, self.store)
+            detail = retrain(self.settings, self.store, progress)
         except Exception as exc:  # too few labels, one class only: say so, keep working
             self.notify(f"Retraining failed: {exc}", severity="error")
             return

@@ -94,15 +94,24 @@ def label(ctx: Context, *, ticket_id: str, label: str, agent: str) -> int:
 @click.command(name="train", cls=Command, help="train the local specialist")
 @value_option("--data", type=PathType(), help="labelled JSONL/CSV instead of the database")
 @value_option("--out", type=PathType(), help="where to save the model")
-@value_option("--kind", default="tfidf", help="tfidf (default) or a stronger kind")
+@value_option(
+    "--kind",
+    default="auto",
+    help="auto (default: the kind your labels make best, and why) or tfidf, embeddings,"
+    " fewshot, finetuned, ensemble",
+)
 @device_option("where a stronger kind trains: auto (default), cpu or cuda")
 @headless
 def train(ctx: Context, *, data: Path | None, out: Path | None, kind: str, device: str) -> int:
     from tui.core.learning.model import SpecialistModel, TrainingError
-    from tui.core.learning.training import specialist_file, train_on_store
+    from tui.core.learning.training import resolve_kind, specialist_file, train_on_store
     from tui.core.safe_files import UnwritablePath, check_writable_file
 
     target = out or specialist_file(ctx.settings)
+
+    def progress(line: str) -> None:  # minutes of fewshot training: say where it is
+        print(f"triagedesk: {line}", file=ctx.err, flush=True)
+
     try:  # before training: minutes of work must not end in "cannot write there"
         check_writable_file(target)
     except UnwritablePath as exc:
@@ -111,18 +120,22 @@ def train(ctx: Context, *, data: Path | None, out: Path | None, kind: str, devic
         if data:
             parsed = read_labelled(data)
             tickets = labelled_tickets(parsed)
+            labels = [parsed.labels[t.id] for t in tickets]
+            chosen, extra = resolve_kind(kind, labels)
             model = SpecialistModel.train(
                 [t.text for t in tickets],
-                [parsed.labels[t.id] for t in tickets],
+                labels,
                 source=str(data),
-                kind=kind,
+                kind=chosen,
                 device=device,
                 ticket_ids=[t.id for t in tickets],
+                progress=progress,
+                extra=extra,
             )
         else:
             with ctx.store() as store:
                 ctx.warn_unusable_labels(store)
-                model = train_on_store(store, kind=kind, device=device)
+                model = train_on_store(store, kind=kind, device=device, progress=progress)
     except TrainingError as exc:
         raise BadInput(str(exc)) from None
     except ImportError as exc:
@@ -133,6 +146,8 @@ def train(ctx: Context, *, data: Path | None, out: Path | None, kind: str, devic
         raise BadInput(f"{target}: cannot save the model ({exc.strerror or exc})") from None
     _record(ctx, model, from_file=data is not None)
     info = model.info
+    if "auto" in info.extra:
+        ctx.say(f"kind auto chose {info.kind}: {info.extra['auto']}")
     ctx.say(
         f"trained {info.kind} specialist on {info.n_examples} tickets, {len(info.labels)} labels,"
         f" in {info.train_seconds:.1f} s -> {target}"

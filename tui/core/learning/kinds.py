@@ -5,6 +5,9 @@
 - `finetuned` (`finetuned_kind`): all-MiniLM-L6-v2 fine-tuned end to end with a linear head
   (torch, on a GPU when there is one), exported to an int8 ONNX graph, served by onnxruntime
   without torch.
+- `fewshot` (`fewshot_kind`): SetFit-style for a handful of labels per class: MiniLM tuned
+  contrastively on pairs of the labelled tickets (torch, when installed), a linear head on its
+  embeddings, served as int8 ONNX without torch.
 - `ensemble` (`ensemble_kind`): a cascade. The TF-IDF model answers the tickets it is surest
   of; the share it is least sure of goes to the fine-tuned MiniLM, which decides those.
 
@@ -19,26 +22,36 @@ split into one module per kind still load).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from tui.core.learning.embeddings_kind import StaticEmbeddingFeatures, build_embeddings_pipeline
 from tui.core.learning.ensemble_kind import CascadeEnsemble
 from tui.core.learning.errors import TrainingError
+from tui.core.learning.fewshot_kind import FewShotClassifier
 from tui.core.learning.finetuned_kind import FinetunedClassifier
 
 __all__ = [
     "KINDS",
     "CascadeEnsemble",
+    "FewShotClassifier",
     "FinetunedClassifier",
     "StaticEmbeddingFeatures",
     "build_pipeline",
 ]
 
-KINDS = ("embeddings", "finetuned", "ensemble")
+KINDS = ("embeddings", "finetuned", "ensemble", "fewshot")
 
 
-def build_pipeline(kind: str, counts: Counter[str], *, device: str = "auto") -> Any:
-    """The estimator for `kind`; `device` is where a fine-tune trains (auto, cpu, cuda).
+def build_pipeline(
+    kind: str,
+    counts: Counter[str],
+    *,
+    device: str = "auto",
+    progress: Callable[[str], None] | None = None,
+) -> Any:
+    """The estimator for `kind`; `device` is where a fine-tune trains (auto, cpu, cuda);
+    `progress` hears a line now and then from a kind that trains for minutes (fewshot).
 
     Raises:
         TrainingError: An unknown kind.
@@ -49,4 +62,6 @@ def build_pipeline(kind: str, counts: Counter[str], *, device: str = "auto") -> 
         return FinetunedClassifier(device=device)
     if kind == "ensemble":
         return CascadeEnsemble(counts, device=device)
-    raise TrainingError(f"unknown specialist kind {kind!r}; choose tfidf or one of {KINDS}")
+    if kind == "fewshot":
+        return FewShotClassifier(device=device, progress=progress)
+    raise TrainingError(f"unknown specialist kind {kind!r}; choose auto, tfidf or one of {KINDS}")

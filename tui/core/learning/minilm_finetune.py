@@ -107,6 +107,50 @@ def warmup_then_linear(step: int, total: int, warmup: int) -> float:
 
 
 @dataclass
+class Prepared:
+    """What every fine-tune starts from: the device, the base weights, the labels as class
+    indices (sorted names) and the tickets as token ids, with the seeded generator."""
+
+    device: str
+    base: dict[str, np.ndarray]
+    bert_config: dict[str, Any]
+    classes: list[str]
+    y: np.ndarray
+    ids: list[list[int]]
+    rng: np.random.Generator
+
+
+def prepare(
+    texts: Sequence[str],
+    labels: Sequence[str],
+    base_dir: Path,
+    *,
+    max_length: int,
+    seed: int,
+    device: str | None,
+) -> Prepared:
+    """Seed torch and numpy, resolve the device, load the base and tokenise the tickets."""
+    import torch
+    from tokenizers import Tokenizer
+
+    torch.manual_seed(seed)
+    base, bert_config = load_base(base_dir)
+    classes = sorted(set(labels))
+    index = {c: i for i, c in enumerate(classes)}
+    tokenizer = Tokenizer.from_file(str(base_dir / "tokenizer.json"))
+    ids, _ = tokenize(tokenizer, texts, max_length)
+    return Prepared(
+        device=resolve_device(device),
+        base=base,
+        bert_config=bert_config,
+        classes=classes,
+        y=np.array([index[label] for label in labels], dtype=np.int64),
+        ids=ids,
+        rng=np.random.default_rng(seed),
+    )
+
+
+@dataclass
 class Finetuned:
     """A fine-tuned encoder's weights, its head and how training went."""
 
@@ -137,22 +181,14 @@ def finetune(
     carries which intents a ticket could also be, something a one-hot label cannot say.
     """
     import torch
-    from tokenizers import Tokenizer
 
     cfg = config or FinetuneConfig()
     started = time.perf_counter()
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    device = resolve_device(device)
-    base, bert_config = load_base(base_dir)
-    shape = BertShape.from_config(bert_config)
-    classes = sorted(set(labels))
-    index = {c: i for i, c in enumerate(classes)}
-    y = np.array([index[label] for label in labels], dtype=np.int64)
-    tokenizer = Tokenizer.from_file(str(base_dir / "tokenizer.json"))
-    ids, _ = tokenize(tokenizer, texts, cfg.max_length)
+    prep = prepare(texts, labels, base_dir, max_length=cfg.max_length, seed=cfg.seed, device=device)
+    device, base, bert_config, classes = prep.device, prep.base, prep.bert_config, prep.classes
+    rng, y, ids = prep.rng, prep.y, prep.ids
 
-    model = bert_module(base, shape, len(classes)).to(device)
+    model = bert_module(base, BertShape.from_config(bert_config), len(classes)).to(device)
     model.dropout = cfg.dropout
     head_params = list(model.head.parameters())
     no_decay = [p for k, p in model.params.items() if "LayerNorm" in k or k.endswith("bias")]

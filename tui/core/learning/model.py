@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,8 +81,13 @@ class SpecialistModel:
         device: str = "auto",
         ticket_ids: Sequence[str | None] | None = None,
         label_event_ids: Sequence[int | None] | None = None,
+        progress: Callable[[str], None] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> SpecialistModel:
         """Fit a model of `kind` on the labelled texts.
+
+        `progress` hears a line now and then from a kind that trains for minutes; `extra`
+        is kept in the model's info (`auto` records there why it chose the kind).
 
         `ticket_ids` and `label_event_ids` (in the texts' order) say where each example came
         from; with the texts' hashes they make the model's `training` set, saved beside it, so
@@ -100,7 +105,7 @@ class SpecialistModel:
         counts = check_trainable(labels)
         started = time.perf_counter()
         if kind != "tfidf":
-            pipeline = build_pipeline(kind, counts, device=device)
+            pipeline = build_pipeline(kind, counts, device=device, progress=progress)
         else:
             pipeline = build_tfidf_pipeline(counts)
         pipeline.fit(list(texts), list(labels))
@@ -114,6 +119,7 @@ class SpecialistModel:
             trained_at=trained_at,
             source=source,
             model_id=model_id(kind, texts, labels, trained_at),
+            extra=dict(extra or {}),
         )
         training = build_training_set(
             info.identity,

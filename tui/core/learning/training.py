@@ -10,8 +10,10 @@ its model trained on."""
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tui.core import paths
 from tui.core.training_sets import read_training_set, training_set_path
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
     from tui.core.learning.model import SpecialistModel
     from tui.core.models import BackendStats
     from tui.core.store import Store
+
+Progress = Callable[[str], None]
 
 FINETUNE_TRAINING_FILE = "training.json"
 """The training set `triagedesk finetune` writes beside its GGUF."""
@@ -34,33 +38,47 @@ def specialist_file(settings: Settings) -> Path:
     return paths.default_specialist_path()
 
 
-CHEAP_KINDS = ("tfidf", "embeddings")
-"""Kinds quick enough to retrain from the inbox; a stronger model is retrained as tfidf
-there and with `triagedesk train --kind` on purpose."""
+def resolve_kind(kind: str, labels: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    """`kind` itself, or for `auto` the kind the labels make best (`auto_kind`); with what
+    goes into the model's info: `{"auto": reason}` when auto chose."""
+    from tui.core.learning.auto_kind import AUTO, choose_kind
+
+    if kind != AUTO:
+        return kind, {}
+    choice = choose_kind(Counter(labels))
+    return choice.kind, {"auto": choice.reason}
 
 
-def retrain(settings: Settings, store: Store) -> str:
-    """Train on every labelled ticket and save atomically; returns a one-line summary.
+def retrain(settings: Settings, store: Store, progress: Progress | None = None) -> str:
+    """Train on every labelled ticket, the kind chosen as `train --kind auto` chooses it,
+    and save atomically; returns a one-line summary saying which kind and why.
+
+    `progress` hears a line now and then while a kind trains for minutes.
 
     Raises:
         TrainingError: Too few labels or a single class.
     """
-    from tui.core.learning.model import SpecialistModel
-
     target = specialist_file(settings)
-    current = SpecialistModel.read_info(target)
-    kind = current.kind if current is not None and current.kind in CHEAP_KINDS else "tfidf"
-    model = train_on_store(store, kind=kind)
+    model = train_on_store(store, kind="auto", progress=progress)
     save_and_record(model, target, store)
     info = model.info
+    why = info.extra.get("auto")
     return (
-        f"{info.n_examples} labelled tickets, {len(info.labels)} labels,"
+        f"{info.kind} on {info.n_examples} labelled tickets, {len(info.labels)} labels,"
         f" {info.train_seconds:.1f} s; used from the next ticket"
+        + (f" (chosen: {why})" if why else "")
     )
 
 
-def train_on_store(store: Store, *, kind: str = "tfidf", device: str = "auto") -> SpecialistModel:
-    """Train on the database's agent labels, each example carrying its ticket and label event.
+def train_on_store(
+    store: Store,
+    *,
+    kind: str = "tfidf",
+    device: str = "auto",
+    progress: Progress | None = None,
+) -> SpecialistModel:
+    """Train on the database's agent labels, each example carrying its ticket and label event;
+    `kind` may be `auto` (the info's `extra["auto"]` then says why the kind was chosen).
 
     Raises:
         TrainingError: Too few labels or a single class.
@@ -68,14 +86,18 @@ def train_on_store(store: Store, *, kind: str = "tfidf", device: str = "auto") -
     from tui.core.learning.model import SpecialistModel
 
     examples = store.training_examples()
+    labels = [e.label for e in examples]
+    chosen, extra = resolve_kind(kind, labels)
     return SpecialistModel.train(
         [e.text for e in examples],
-        [e.label for e in examples],
+        labels,
         source=str(store.path),
-        kind=kind,
+        kind=chosen,
         device=device,
         ticket_ids=[e.ticket_id for e in examples],
         label_event_ids=[e.label_event_id for e in examples],
+        progress=progress,
+        extra=extra,
     )
 
 

