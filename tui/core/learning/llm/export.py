@@ -247,7 +247,5 @@ def score_gguf_apart(
         )
         try:
             return future.result()
-        except FinetuneError:
-            raise
         except concurrent.futures.process.BrokenProcessPool as exc:
             raise FinetuneError(f"checking {path.name} failed: the checking process died") from exc
