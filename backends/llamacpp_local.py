@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from backends import llamacpp_finetuned
+from backends import finetuned_batch, llamacpp_finetuned
 from backends.llm import Completion, LLMBackend, Message, Request
 from tui.core import numbers
 from tui.core.backend import (
@@ -45,6 +45,9 @@ INSTALL_HINT = "pip install 'triagedesk[llamacpp]'"
 SCORING_SEQUENCES = 64
 """Sequences of a `prompt = "finetuned"` context: one per branch of the label trie, so a
 taxonomy of up to 64 labels is scored in one batch (more take a few)."""
+BATCH_SEQUENCES = 256
+"""Sequences of a `label_scoring = "constrained"` context (llama.cpp's most): a quarter for
+the tickets of a batch, the rest for their branch points (`backends.finetuned_batch`)."""
 
 
 def _import_llama_cpp() -> Any:
@@ -56,6 +59,20 @@ def _import_llama_cpp() -> Any:
     except OSError as exc:  # the package is there but its shared library cannot load
         raise BackendUnavailable(f"llama-cpp-python cannot load its library: {exc}") from exc
     return llama_cpp
+
+
+_Batched = tuple["llamacpp_finetuned.Scored", tuple[float | None, float | None], float | None]
+"""One ticket's share of a batch: its scores, the batch's llama.cpp times, the load time."""
+
+
+@dataclass(slots=True)
+class _Waiting:
+    """A ticket waiting for the next constrained batch."""
+
+    text: str
+    taxonomy: Taxonomy
+    future: asyncio.Future[_Batched]
+    deadline: float
 
 
 @dataclass(slots=True)
@@ -93,6 +110,9 @@ class LlamaCppLocalBackend(LLMBackend[Completion]):
         self._current: _Run | None = None
         """The call the worker thread is running, read by llama.cpp's abort callback."""
         self._abort_callback: Any = None
+        self._waiting: list[_Waiting] = []
+        """Tickets waiting for the next constrained batch, in arrival order."""
+        self._drainer: asyncio.Task[None] | None = None
 
     def _hold(self) -> asyncio.Lock:
         """One ticket at a time, queued fairly, the model loaded under the same lock."""
@@ -106,6 +126,8 @@ class LlamaCppLocalBackend(LLMBackend[Completion]):
         `backends.llamacpp_finetuned`); otherwise the shared chat pipeline."""
         if self.config.prompt != "finetuned":
             return await super()._route(ticket, taxonomy)
+        if self.config.label_scoring == "constrained":
+            return await self._route_batched(ticket, taxonomy)
         watch = Stopwatch()
         async with self._hold():
             load_ms = await self._prepare()
@@ -123,6 +145,65 @@ class LlamaCppLocalBackend(LLMBackend[Completion]):
             load_ms=load_ms,
             perf=perf,
         )
+
+    async def _route_batched(self, ticket: Ticket, taxonomy: Taxonomy) -> RouteResult:
+        """Wait for a place in the next batch: tickets that arrive while one batch is being
+        scored are scored together next (no timer: a lone ticket goes at once)."""
+        watch = Stopwatch()
+        future: asyncio.Future[_Batched] = asyncio.get_running_loop().create_future()
+        self._waiting.append(
+            _Waiting(ticket.text, taxonomy, future, time.monotonic() + self.config.timeout_s)
+        )
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.create_task(self._drain())
+        scored, perf, load_ms = await future
+        return llamacpp_finetuned.result(
+            scored,
+            taxonomy,
+            model=self.config.model_name,
+            total_ms=watch.elapsed_ms(),
+            load_ms=load_ms,
+            perf=perf,
+        )
+
+    async def _drain(self) -> None:
+        """Score waiting tickets a batch at a time until none wait; a failure fails only the
+        batch it happened in, each of its tickets with the error."""
+        while self._waiting:
+            taxonomy = self._waiting[0].taxonomy
+            batch = [w for w in self._waiting if w.taxonomy is taxonomy][
+                : self.config.batch_tickets
+            ]
+            taken = {id(w) for w in batch}
+            self._waiting = [w for w in self._waiting if id(w) not in taken]
+            batch = [w for w in batch if not w.future.done()]  # its caller left
+            if not batch:
+                continue
+            run = _Run(deadline=max(w.deadline for w in batch))
+            try:
+                async with self._order:
+                    load_ms = await self._ensure_loaded()
+                    scored, perf = await _in_llama_thread(
+                        self._score_many_sync, [w.text for w in batch], taxonomy, run
+                    )
+            except Exception as exc:  # handed to every caller of the batch, as raised
+                for waiting in batch:
+                    if not waiting.future.done():
+                        waiting.future.set_exception(exc)
+                continue
+            for waiting, one in zip(batch, scored, strict=True):
+                if not waiting.future.done():
+                    waiting.future.set_result((one, perf, load_ms))
+                load_ms = None  # the load is counted once, on the first ticket
+
+    def _score_many_sync(
+        self, texts: list[str], taxonomy: Taxonomy, run: _Run
+    ) -> tuple[list[llamacpp_finetuned.Scored], tuple[float | None, float | None]]:
+        import llama_cpp
+
+        with self._model_for(run) as llm:
+            scored = finetuned_batch.score_many(llm, llama_cpp, texts, taxonomy, self.config.n_ctx)
+            return scored, _read_perf(llm)
 
     def _score_sync(
         self, text: str, taxonomy: Taxonomy, run: _Run
@@ -187,8 +268,13 @@ class LlamaCppLocalBackend(LLMBackend[Completion]):
             except (ValueError, RuntimeError, OSError) as exc:
                 raise BackendError(f"cannot load GGUF model {self.model_path}: {exc}") from exc
             if self.config.prompt == "finetuned":
+                sequences = (
+                    BATCH_SEQUENCES
+                    if self.config.label_scoring == "constrained"
+                    else SCORING_SEQUENCES
+                )
                 try:
-                    llamacpp_finetuned.open_for_scoring(llm, llama_cpp, SCORING_SEQUENCES)
+                    llamacpp_finetuned.open_for_scoring(llm, llama_cpp, sequences)
                 except (ValueError, RuntimeError, OSError) as exc:
                     llm.close()
                     raise BackendError(f"cannot open {self.model_path} for scoring: {exc}") from exc

@@ -33,7 +33,7 @@ if [ "$step" = build ]; then
   stamp "llama-cpp-python build exit $rc"
   cmake /tmp/skbuild -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_UI=OFF \
     -DLLAMA_USE_PREBUILT_UI=OFF >"$run/build-server.log" 2>&1 &&
-    cmake --build /tmp/skbuild --target llama-server -j 16 >>"$run/build-server.log" 2>&1
+    cmake --build /tmp/skbuild --target llama-server llama-batched-bench -j 16 >>"$run/build-server.log" 2>&1
   src_rc=$?
   stamp "llama-server build exit $src_rc: $(find /tmp/skbuild -name llama-server -type f | head -1)"
   echo "$rc $src_rc" >"$run/build.rc"
@@ -55,43 +55,69 @@ stamp "base: $sum"
   { stamp "base checksum mismatch"; touch "$run/done"; exit 1; }
 src=$(cat "$run/src")
 data=/tmp/gemma-data
-for method in ${METHODS:-lora full}; do
-  epochs=${EPOCHS_LORA:-3}; [ "$method" = full ] && epochs=${EPOCHS_FULL:-2}
-  (cd "$run" && /usr/bin/time -v python3 -m tui --db "$run/$method.db" finetune \
+# RUNS: fine-tunes side by side on the one GPU, each "method:learning-rate:epochs"; only the
+# first measures the base zero-shot (the same figure for all).
+RUNS=${RUNS:-"lora:2e-4:3 full:2e-5:2"}
+i=0
+for spec in $RUNS; do
+  IFS=: read -r method lr epochs <<<"$spec"
+  name=ft$i-$method; zero=--zero-shot; [ $i -gt 0 ] && zero=--no-zero-shot
+  (cd "$run" && /usr/bin/time -v python3 -m tui --db "$run/$name.db" finetune \
     --base "$run/gemma-3-270m-q4_k_m.gguf" --data "$data/train80.jsonl" \
-    --validation "$data/test20.jsonl" --out "$run/ft-$method" --device cuda --method "$method" \
-    --epochs "$epochs" --batch-size "${BATCH:-32}" --converter "$src" --name "ft-$method" \
-    >"$run/finetune-$method.out" 2>"$run/finetune-$method.log"; echo $? >"$run/finetune-$method.rc") &
+    --validation "$data/test20.jsonl" --out "$run/$name" --device cuda --method "$method" \
+    --epochs "$epochs" --learning-rate "$lr" --batch-size "${BATCH:-32}" --converter "$src" \
+    --name "$name" $zero >"$run/finetune-$name.out" 2>"$run/finetune-$name.log"
+    echo $? >"$run/finetune-$name.rc") &
+  i=$((i + 1))
 done
 wait
 stamp "fine-tunes done: $(cat "$run"/finetune-*.rc | tr '\n' ' ')"
 for i in $(seq 1 120); do [ -f "$run/build.rc" ] && break; sleep 5; done
 stamp "build: $(cat "$run/build.rc" 2>/dev/null)"
 server=$(find /tmp/skbuild -name llama-server -type f | head -1)
-for method in lora full; do
-  gguf=$run/ft-$method/model-q8_0.gguf
-  [ -f "$gguf" ] || continue
-  # serve_free.py, not serve_bench.py: on the H200 (2026-12-02) serve_bench's runs hung (the
-  # grammar variant past 300 s a request; its free variant too, cause not found), while the
-  # plain loop of serve_free.py answered every ticket.
-  "$server" -m "$gguf" --port 8092 --host 127.0.0.1 -ngl 999 -np 64 -c 16384 >"$run/server-$method.log" 2>&1 &
-  pid=$!
+batched=$(find /tmp/skbuild -name llama-batched-bench -type f | head -1)
+# the best fine-tune by its validation line, then the others
+best=$(grep -H "validated:" "$run"/finetune-ft*.log | sed 's/.*finetune-\(ft[0-9]*-[a-z]*\).log:.*validated: \([0-9.]*\)%.*/\2 \1/' | sort -rn | head -1 | cut -d' ' -f2)
+stamp "best: $best"
+echo "$best" >"$run/best.txt"
+gguf=$run/$best/model-q8_0.gguf
+if [ -n "$batched" ] && [ -f "$gguf" ]; then
+  timeout 120 "$batched" -m "$gguf" -ngl 999 -c 16384 -npp 24 -ntg 8 -npl 1,8,32,64 \
+    >"$run/batched-bench.txt" 2>"$run/batched-bench.log"
+  stamp "batched-bench: $?"
+fi
+serve() {  # serve GGUF SUFFIX [server flags...]: free-text greedy through llama-server
+  local file=$1 tag=$2; shift 2
+  "$server" -m "$file" --port 8092 --host 127.0.0.1 -ngl 999 -np 64 -c 16384 "$@" >"$run/server-$tag.log" 2>&1 &
+  local pid=$!
   for i in $(seq 1 120); do curl -s -m 1 127.0.0.1:8092/health | grep -q ok && break; sleep 0.5; done
-  timeout 300 python3 "$repo/benchmarks/gemma_device/serve_free.py" --tickets "$data/test20.jsonl" \
-    --port 8092 --runs 1:200 8:500 32:1000 64:2001 >"$run/serve-$method.jsonl" 2>"$run/serve-$method.log"
-  stamp "served $method: $?"
+  timeout 200 python3 "$repo/benchmarks/gemma_device/serve_free.py" --tickets "$data/test20.jsonl" \
+    --port 8092 --runs 1:200 8:500 64:2001 >"$run/serve-$tag.jsonl" 2>"$run/serve-$tag.err"
+  stamp "served $tag: $?"
   kill "$pid"; wait "$pid" 2>/dev/null
+}
+if [ -f "$gguf" ]; then
+  serve "$gguf" "$best-bs" -bs
+  (cd "$run" && timeout 300 python3 "$repo/benchmarks/gemma_device/local_bench.py" --gguf "$gguf" \
+    --tickets "$data/test20.jsonl" --scoring constrained --runs 1:200 8:500 64:2001 \
+    >"$run/local-$best-constrained.jsonl" 2>"$run/local-$best-constrained.err")
+  stamp "in-process constrained $best: $?"
+  serve "$gguf" "$best"
+fi
+for dir in "$run"/ft*-*; do
+  name=$(basename "$dir"); [ "$name" = "$best" ] && continue
+  [ -f "$dir/model-q8_0.gguf" ] || continue
+  (cd "$run" && timeout 200 python3 "$repo/benchmarks/gemma_device/local_bench.py" \
+    --gguf "$dir/model-q8_0.gguf" --tickets "$data/test20.jsonl" --scoring constrained \
+    --runs 64:2001 >"$run/local-$name-constrained.jsonl" 2>"$run/local-$name-constrained.err")
+  stamp "in-process constrained $name: $?"
 done
-# In process, through the product: llamacpp-local with every layer on the GPU, at c=1.
-head -n "${LOCAL_N:-100}" "$data/test20.jsonl" >"$run/local-tickets.jsonl"
-for method in lora full; do
-  [ -f "$run/ft-$method/backend.toml" ] || continue
-  { cat "$run/ft-$method/backend.toml"; echo "n_gpu_layers = -1"; } >"$run/local-$method.toml"
-  (cd "$run" && python3 -m tui --db "$run/local-$method.db" --config "$run/local-$method.toml" \
-    eval --backend "ft-$method" --data "$run/local-tickets.jsonl" --concurrency 1 --json \
-    >"$run/local-$method.json" 2>"$run/local-$method.log")
-  stamp "in-process $method: $?"
-done
+if [ -f "$gguf" ]; then
+  (cd "$run" && timeout 240 python3 "$repo/benchmarks/gemma_device/local_bench.py" --gguf "$gguf" \
+    --tickets "$data/test20.jsonl" --scoring full --runs 1:100 \
+    >"$run/local-$best-full.jsonl" 2>"$run/local-$best-full.err")
+  stamp "in-process full $best: $?"
+fi
 nvidia-smi --query-gpu=name,memory.used,memory.total,utilization.gpu,clocks.sm --format=csv,noheader >"$run/gpu.txt"
 touch "$run/done"
 stamp "all done"

@@ -33,6 +33,7 @@ async def measure(
     connector = aiohttp.TCPConnector(limit=concurrency)
     queue = list(range(min(n, len(rows))))
     latencies: list[float] = []
+    said: dict[int, str] = {}
     right = errors = 0
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
 
@@ -50,13 +51,17 @@ async def measure(
                     errors += 1
                     continue
                 latencies.append((time.perf_counter() - started) * 1000)
-                right += str(reply.get("content", "")).strip() == rows[index]["label"]
+                said[index] = str(reply.get("content", "")).strip()
+                right += said[index] == rows[index]["label"]
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         seconds = time.perf_counter() - started
     latencies.sort()
+    gold = [rows[i]["label"] for i in sorted(said)]
     return {
+        "macro_f1": _macro_f1([said[i] for i in sorted(said)], gold),
+        "extra": extra,
         "c": concurrency,
         "n": n,
         "err": errors,
@@ -67,9 +72,22 @@ async def measure(
     }
 
 
+def _macro_f1(predicted: list[str], gold: list[str]) -> float:
+    """F1 averaged over the gold labels (an answer outside them is wrong for its ticket)."""
+    labels = sorted(set(gold))
+    scores = []
+    for label in labels:
+        tp = sum(p == g == label for p, g in zip(predicted, gold, strict=True))
+        fp = sum(p == label != g for p, g in zip(predicted, gold, strict=True))
+        fn = sum(g == label != p for p, g in zip(predicted, gold, strict=True))
+        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    return sum(scores) / max(1, len(scores))
+
+
 async def main_async(args: argparse.Namespace) -> None:
     rows = [json.loads(line) for line in args.tickets.read_text().splitlines() if line.strip()]
     extra: dict[str, Any] = {"samplers": args.samplers} if args.samplers else {}
+    extra |= json.loads(args.extra)
     url = f"http://127.0.0.1:{args.port}/completion"
     for run in args.runs:
         concurrency, n = (int(part) for part in run.split(":"))
@@ -82,6 +100,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8092)
     parser.add_argument("--runs", nargs="+", default=["1:200", "8:500", "32:1000", "64:2001"])
     parser.add_argument("--samplers", nargs="*", default=None)
+    parser.add_argument("--extra", default="{}", help="JSON merged into each request body")
     asyncio.run(main_async(parser.parse_args()))
 
 

@@ -68,6 +68,11 @@ EXPECTED = (BadInput, ConfigError, StoreError, UnusableData)
 @value_option("--learning-rate", type=PositiveNumber(), help="default 2e-4 for lora, 2e-5 for full")
 @value_option("--converter", type=PathType(), help="llama.cpp folder or llama-cpp-python sdist")
 @value_option("--name", help="backend name in backend.toml (finetuned-<out folder>)")
+@click.option(
+    "--zero-shot/--no-zero-shot",
+    default=True,
+    help="also measure the untrained base on the held-out tickets (default: yes)",
+)
 @value_option(
     "--progress",
     type=Choice(list(PROGRESS_FORMATS)),
@@ -105,6 +110,7 @@ def _finetune(
     learning_rate: float | None,
     converter: Path | None,
     name: str | None,
+    zero_shot: bool = True,
     emit: Emitter | None = None,
 ) -> int:
     from pydantic import ValidationError
@@ -126,6 +132,7 @@ def _finetune(
             learning_rate=learning_rate,
             converter=converter,
             name=name,
+            zero_shot=zero_shot,
         )
     except ValidationError as exc:
         raise BadInput(f"finetune: {exc.errors()[0]['msg']}") from None
@@ -156,17 +163,24 @@ def _finetune(
     if emit is not None:
         emit.done(out, report)
         return 0
-    zero_shot = report.zero_shot_accuracy
-    base_said = "" if zero_shot is None else f" (base zero-shot {zero_shot:.1%})"
+    base_zero = report.zero_shot_accuracy
+    base_said = "" if base_zero is None else f" (base zero-shot {base_zero:.1%})"
+    f1_said = (
+        ""
+        if report.validation_macro_f1 is None
+        else (f", macro-F1 {report.validation_macro_f1:.3f}")
+    )
     ctx.say(
         f"fine-tuned {report.base} ({report.method}, {report.steps} steps,"
         f" {report.train_seconds:.0f} s on {report.device}) on {report.train_examples} tickets,"
-        f" {len(report.labels)} labels: validation {report.validation_accuracy:.1%}{base_said}"
+        f" {len(report.labels)} labels: validation {report.validation_accuracy:.1%}"
+        f"{f1_said}{base_said}"
     )
     gguf = export_path(out, request.outtype)
     ctx.say(
-        f"GGUF {report.gguf_type}: {report.gguf_validation_accuracy:.1%} on the"
-        f" {report.validation_examples} held-back tickets, {report.gguf_p50_ms:.0f} ms a ticket"
+        f"GGUF {report.gguf_type}: {report.gguf_validation_accuracy:.1%} on"
+        f" {report.gguf_validation_examples or report.validation_examples} of the held-back"
+        f" tickets, {report.gguf_p50_ms:.0f} ms a ticket"
     )
     ctx.say(f"wrote {gguf} ({report.gguf_bytes / 1_000_000:.1f} MB)")
     for file_name in ("Modelfile", "report.json", "backend.toml"):

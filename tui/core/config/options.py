@@ -138,6 +138,7 @@ class HTTPOptions(_Chat):
 
 
 PromptStyle = Literal["chat", "finetuned"]
+LabelScoring = Literal["full", "constrained"]
 
 
 def _prompt_field(finetuned: str) -> Any:
@@ -194,6 +195,17 @@ class LlamaCppLocalOptions(_Strict):
     n_threads: int | None = Field(default=None, ge=1, description="llama.cpp CPU threads")
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     prompt: PromptStyle = _prompt_field("every label scored")
+    label_scoring: LabelScoring = Field(
+        default="full",
+        description=(
+            'with prompt = "finetuned": full scores every label token over the whole'
+            " vocabulary, one ticket at a time; constrained scores as a decoder held to the"
+            " labels, many waiting tickets in one batch (fast on a GPU)"
+        ),
+    )
+    batch_tickets: int = Field(
+        default=64, ge=1, le=64, description="tickets scored together at most (constrained)"
+    )
 
     @property
     def model_name(self) -> str:

@@ -218,6 +218,17 @@ def predict(
     return answers
 
 
+def macro_f1(predicted: Sequence[str], gold: Sequence[str]) -> float:
+    """F1 averaged over the gold labels, each weighing the same (an answer outside them is
+    wrong for its ticket's label and a false positive of none), so a rare queue counts."""
+    if not gold:
+        return 0.0
+    from sklearn.metrics import f1_score
+
+    labels = sorted(set(gold))
+    return float(f1_score(gold, predicted, labels=labels, average="macro", zero_division=0))
+
+
 def accuracy(predicted: Sequence[str], gold: Sequence[str]) -> float:
     """Share of exact label matches (an answer outside the taxonomy counts as wrong)."""
     if not gold:

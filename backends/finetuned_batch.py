@@ -1,0 +1,319 @@
+"""`label_scoring = "constrained"`: many tickets scored in a few decode batches, as a decoder
+held to the taxonomy's labels would score them.
+
+The exact scoring of `backends.llamacpp_finetuned` evaluates every node of the label trie,
+each normalised over the whole vocabulary. On Banking77's 77 labels with Gemma's 262,144-token
+vocabulary that is 348 rows of logits a ticket, 365 MB to copy and normalise: far slower on a
+GPU than the forward passes themselves. This module scores the distribution of a decoder held
+to the taxonomy instead: at each point where the labels' tokens branch, the model's logits are
+normalised over the tokens the taxonomy allows there, and a label's probability is the product
+of its shares at its branch points. Where only one label goes on, its tokens are forced and
+their factor is exactly 1, so only branch points need logits: the prompt's last position, and a
+node or two below the likeliest first tokens. A branch point whose path probability is below
+`min_branch` is not expanded; its labels share its probability equally (none of them can then
+outrank a label that is surer than `min_branch`).
+
+Many tickets go through at once: ticket `k`'s prompt is sequence `k` of one unified KV cache,
+all prompts decoded in as few batches as `n_batch` allows, then one batch a level of the tree
+for every ticket, each expanded branch point on a sequence of its own that shares its ticket's
+prompt cells (`seq_cp` in a unified cache copies no data). So 64 concurrent tickets cost a
+handful of forward passes, not 64 times a handful.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from backends.llamacpp_finetuned import Scored, label_ids, prompt_ids
+from tui.core.models import Taxonomy
+
+__all__ = ["MIN_BRANCH", "LabelTree", "Node", "score_many"]
+
+MIN_BRANCH = 1e-4
+"""Branch points less probable than this are not expanded (their labels share their mass)."""
+TICKETS_PER_SEQUENCES = 4
+"""A group of tickets takes at most a quarter of the sequences; the rest hold branch points."""
+
+
+@dataclass(slots=True)
+class Node:
+    """A branch point of the labels' tokens, or a leaf (one label left).
+
+    `edge` is the tokens from the parent branch point's chosen token (first) through the
+    tokens every label below shares (forced) to this node; the model's logits after the last
+    of them decide among `children`.
+    """
+
+    edge: tuple[int, ...]
+    labels: list[str]
+    children: dict[int, Node] = field(default_factory=dict)
+
+
+class LabelTree:
+    """The labels' answer tokens as a radix tree cut at branch points."""
+
+    def __init__(self, answers: dict[str, list[int]]) -> None:
+        self.answers = answers
+        self.root = self._build((), sorted(answers), 0)
+
+    def _build(self, edge: tuple[int, ...], labels: list[str], depth: int) -> Node:
+        node = Node(edge=edge, labels=labels)
+        if len(labels) < 2:
+            return node
+        forced: list[int] = []
+        # distinct answers that end in end-of-sequence must branch before either ends
+        while len({self.answers[name][depth] for name in labels}) == 1:
+            forced.append(self.answers[labels[0]][depth])
+            depth += 1
+        node.edge = edge + tuple(forced)
+        groups: dict[int, list[str]] = {}
+        for name in labels:
+            groups.setdefault(self.answers[name][depth], []).append(name)
+        for token, members in sorted(groups.items()):
+            node.children[token] = self._build((token,), members, depth + 1)
+        return node
+
+    def branch_points(self) -> int:
+        """How many nodes need logits (for tests and the docs' arithmetic)."""
+        stack, count = [self.root], 0
+        while stack:
+            node = stack.pop()
+            if node.children:
+                count += 1
+                stack.extend(node.children.values())
+        return count
+
+
+@dataclass(slots=True)
+class _Open:
+    """One ticket's branch point with its logits over the children's tokens in hand."""
+
+    ticket: int
+    node: Node
+    logprob: float
+    seq: int
+    last_pos: int
+    """Position of the node's last edge token in `seq`."""
+    logits: Any
+
+
+Item = tuple[int, int, int]
+"""A token of a decode batch: (token, position, sequence)."""
+
+
+def _decode(
+    llm: Any, llama_cpp: Any, items: Sequence[Item], wanted: dict[int, list[int]], n_batch: int
+) -> dict[int, Any]:
+    """Decode `items` in order, in batches of at most `n_batch`; for each index in `wanted`,
+    the logits of the listed tokens at that item (copied out: llama.cpp reuses its buffer)."""
+    out: dict[int, Any] = {}
+    n_vocab = int(llm.n_vocab())
+    for start in range(0, len(items), n_batch):
+        part = items[start : start + n_batch]
+        batch = llama_cpp.llama_batch_init(len(part), 0, 1)
+        try:
+            for index, (token, pos, seq) in enumerate(part):
+                batch.token[index] = token
+                batch.pos[index] = pos
+                batch.n_seq_id[index] = 1
+                batch.seq_id[index][0] = seq
+                batch.logits[index] = (start + index) in wanted
+            batch.n_tokens = len(part)
+            status = llama_cpp.llama_decode(llm._ctx.ctx, batch)
+            if status != 0:
+                raise RuntimeError(
+                    f"llama_decode returned {status} for a batch of {len(part)} tokens"
+                    " (raise n_ctx: the tickets scored at once did not fit the KV cache)"
+                )
+            for index in range(len(part)):
+                tokens = wanted.get(start + index)
+                if tokens is not None:
+                    pointer = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, index)
+                    row = np.ctypeslib.as_array(pointer, shape=(n_vocab,))
+                    out[start + index] = row[tokens].astype(np.float64)
+        finally:
+            llama_cpp.llama_batch_free(batch)
+    return out
+
+
+def _log_shares(logits: Any) -> Any:
+    """Log-softmax over the allowed tokens only: the constrained decoder's step."""
+    top = float(logits.max())
+    return logits - (top + math.log(float(np.exp(logits - top).sum())))
+
+
+def groups(sizes: Sequence[int], reserve: int, n_ctx: int, n_tickets: int) -> list[list[int]]:
+    """Ticket indices grouped so that a group's prompts plus `reserve` cells each fit the
+    context's cells, with at most `n_tickets` tickets a group."""
+    found: list[list[int]] = []
+    current: list[int] = []
+    cells = 0
+    for index, size in enumerate(sizes):
+        need = size + reserve
+        if current and (cells + need > n_ctx or len(current) >= n_tickets):
+            found.append(current)
+            current, cells = [], 0
+        current.append(index)
+        cells += need
+    if current:
+        found.append(current)
+    return found
+
+
+def score_many(
+    llm: Any,
+    llama_cpp: Any,
+    texts: Sequence[str],
+    taxonomy: Taxonomy,
+    n_ctx: int,
+    *,
+    min_branch: float = MIN_BRANCH,
+) -> list[Scored]:
+    """Every ticket's label distribution under the constrained decoder (see the module).
+
+    The context must come from `llamacpp_finetuned.open_for_scoring` (a unified KV cache with
+    many sequences); it is left empty.
+    """
+    answers = label_ids(llm, taxonomy)
+    tree = LabelTree(answers)
+    longest = max(len(ids) for ids in answers.values())
+    prompts = [prompt_ids(llm, text, n_ctx - longest) for text in texts]
+    if len(tree.root.labels) < 2:  # one label: nothing to decide
+        return [
+            Scored(probabilities=dict.fromkeys(answers, 1.0), prompt_tokens=len(p), answer_tokens=0)
+            for p in prompts
+        ]
+    n_seq = max(1, int(llama_cpp.llama_n_seq_max(llm._ctx.ctx)))
+    scorer = _Group(llm, llama_cpp, tree, max(1, int(llm.n_batch)), n_seq, min_branch)
+    results: list[Scored] = []
+    memory = llm._ctx.memory
+    llm.reset()
+    try:
+        reserve = len(tree.root.edge) + 2 * longest
+        per_group = max(1, n_seq // TICKETS_PER_SEQUENCES)
+        for group in groups([len(p) for p in prompts], reserve, n_ctx, per_group):
+            llama_cpp.llama_memory_clear(memory, True)
+            results.extend(scorer.score([prompts[i] for i in group]))
+    finally:
+        llama_cpp.llama_memory_clear(memory, True)
+        llm.n_tokens = 0
+    return results
+
+
+class _Group:
+    """Scores one group of tickets that fits the context together."""
+
+    def __init__(
+        self, llm: Any, llama_cpp: Any, tree: LabelTree, n_batch: int, n_seq: int, floor: float
+    ) -> None:
+        self.llm, self.llama_cpp, self.tree = llm, llama_cpp, tree
+        self.n_batch, self.n_seq = n_batch, n_seq
+        self.log_floor = math.log(floor) if floor > 0 else -math.inf
+        self.n_tickets = 0
+        self.free: list[int] = []
+
+    def score(self, prompts: list[list[int]]) -> list[Scored]:
+        root = self.tree.root
+        children = list(root.children)
+        items: list[Item] = []
+        wanted: dict[int, list[int]] = {}
+        ends: list[int] = []
+        for k, ids in enumerate(prompts):
+            full = [*ids, *root.edge]
+            items.extend((token, pos, k) for pos, token in enumerate(full))
+            wanted[len(items) - 1] = children
+            ends.append(len(full) - 1)
+        got = _decode(self.llm, self.llama_cpp, items, wanted, self.n_batch)
+        opened = [
+            _Open(k, root, 0.0, k, ends[k], got[index]) for k, index in enumerate(sorted(wanted))
+        ]
+        logp: list[dict[str, float]] = [{} for _ in prompts]
+        waiting: list[tuple[_Open, Node, float]] = []
+        self.n_tickets = len(prompts)
+        self.free = list(range(self.n_seq - 1, len(prompts) - 1, -1))
+        while opened or waiting:
+            for state in opened:
+                waiting.extend(self._settle(state, logp))
+            opened = self._expand(waiting)
+        memory = self.llm._ctx.memory
+        for seq in range(len(prompts)):
+            self.llama_cpp.llama_memory_seq_rm(memory, seq, -1, -1)
+        return [
+            Scored(
+                probabilities=_normalised(totals, self.tree.answers),
+                prompt_tokens=len(ids),
+                answer_tokens=0,
+            )
+            for totals, ids in zip(logp, prompts, strict=True)
+        ]
+
+    def _settle(
+        self, state: _Open, logp: list[dict[str, float]]
+    ) -> list[tuple[_Open, Node, float]]:
+        """Share the node's probability among its children: leaves and unlikely branch points
+        are final; the others are returned to be expanded."""
+        shares = _log_shares(state.logits)
+        more: list[tuple[_Open, Node, float]] = []
+        for share, child in zip(shares, state.node.children.values(), strict=True):
+            path = state.logprob + float(share)
+            if len(child.labels) == 1:
+                logp[state.ticket][child.labels[0]] = path
+            elif path < self.log_floor:
+                spread = path - math.log(len(child.labels))
+                for name in child.labels:
+                    logp[state.ticket][name] = spread
+            else:
+                more.append((state, child, path))
+        if not more:
+            self._release(state)
+        return more
+
+    def _release(self, state: _Open) -> None:
+        """A branch point's own sequence is dropped once no child needs to copy it (a
+        ticket's prompt sequence stays until the group ends)."""
+        if state.seq >= self.n_tickets:
+            self.llama_cpp.llama_memory_seq_rm(self.llm._ctx.memory, state.seq, -1, -1)
+            self.free.append(state.seq)
+
+    def _expand(self, waiting: list[tuple[_Open, Node, float]]) -> list[_Open]:
+        """Decode as many waiting branch points as there are free sequences, in one batch."""
+        free = self.free
+        if not waiting:
+            return []
+        if not free:
+            raise RuntimeError("no free sequence for a branch point")
+        taken, waiting[:] = waiting[: len(free)], waiting[len(free) :]
+        memory = self.llm._ctx.memory
+        items: list[Item] = []
+        wanted: dict[int, list[int]] = {}
+        placed: list[tuple[_Open, Node, float, int, int]] = []
+        for parent, child, path in taken:
+            seq = free.pop()
+            self.llama_cpp.llama_memory_seq_cp(memory, parent.seq, seq, 0, parent.last_pos + 1)
+            for j, token in enumerate(child.edge):
+                items.append((token, parent.last_pos + 1 + j, seq))
+            wanted[len(items) - 1] = list(child.children)
+            placed.append((parent, child, path, seq, len(items) - 1))
+        still = {id(parent) for parent, _child, _path in waiting}
+        for parent in {id(p): p for p, _c, _path in taken}.values():
+            if id(parent) not in still:
+                self._release(parent)
+        got = _decode(self.llm, self.llama_cpp, items, wanted, self.n_batch)
+        return [
+            _Open(parent.ticket, child, path, seq, parent.last_pos + len(child.edge), got[index])
+            for parent, child, path, seq, index in placed
+        ]
+
+
+def _normalised(totals: dict[str, float], answers: dict[str, list[int]]) -> dict[str, float]:
+    """Log-probabilities to probabilities over the taxonomy, in its order (they sum to 1 up
+    to rounding already; normalising guards against the spread's rounding)."""
+    top = max(totals.values())
+    weights = {name: math.exp(totals[name] - top) for name in answers}
+    norm = sum(weights.values())
+    return {name: weight / norm for name, weight in weights.items()}

@@ -1,0 +1,224 @@
+"""`label_scoring = "constrained"` scores many tickets at once exactly as a constrained decoder
+would score each of them alone.
+
+The reference evaluates prompt + label from scratch for every label on the real tiny
+fine-tuned GGUF, with every position's logits, and applies the constrained decoder's rule by
+hand: at each token, the share of that token among the tokens some label allows after the same
+prefix. The batched path must agree with no pruning, for one ticket and for many at once (more
+tickets than one group holds, labels sharing prefixes, a label that is a prefix of another).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backends import finetuned_batch, llamacpp_finetuned
+from tests.data.make_finetuned_gguf import WORDS, tickets
+from tui.core.models import Taxonomy
+
+llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python (dev group) runs the model")
+
+GGUF = Path(__file__).parents[1] / "data" / "tiny_finetuned.gguf"
+DEFAULT = Taxonomy.from_names(list(WORDS))
+SHARED_PREFIXES = Taxonomy.from_names(
+    ["refund", "refund request", "refund late", "login", "login help", "shipping", "ship"]
+)
+
+
+def _llm(**values: Any) -> Any:
+    return llama_cpp.Llama(model_path=str(GGUF), n_ctx=512, n_threads=1, verbose=False, **values)
+
+
+@pytest.fixture(scope="module")
+def reference_llm() -> Iterator[Any]:
+    llm = _llm(logits_all=True)
+    yield llm
+    llm.close()
+
+
+def constrained_reference(llm: Any, text: str, taxonomy: Taxonomy) -> dict[str, float]:
+    """Each label's product, over its tokens, of the token's share among the allowed ones."""
+    head = llamacpp_finetuned.prompt_ids(llm, text, 512)
+    answers = llamacpp_finetuned.label_ids(llm, taxonomy)
+    allowed: dict[tuple[int, ...], set[int]] = {}
+    for tokens in answers.values():
+        for depth in range(len(tokens)):
+            allowed.setdefault(tuple(tokens[:depth]), set()).add(tokens[depth])
+    totals = {}
+    for name, tail in answers.items():
+        llm.reset()
+        llm.eval(head + tail[:-1])
+        total = 0.0
+        for depth, token in enumerate(tail):
+            row = llm.scores[len(head) - 1 + depth].astype(float)
+            options = sorted(allowed[tuple(tail[:depth])])
+            top = max(row[t] for t in options)
+            total += row[token] - top - math.log(sum(math.exp(row[t] - top) for t in options))
+        totals[name] = total
+    norm = math.log(sum(math.exp(v) for v in totals.values()))
+    return {name: math.exp(value - norm) for name, value in totals.items()}
+
+
+def _texts(n: int) -> list[str]:
+    return [e.text for e in tickets(n, 4242)] + ["hello, refund login parcel, please help"]
+
+
+def test_the_tree_keeps_only_branch_points() -> None:
+    llm = _llm()
+    try:
+        answers = llamacpp_finetuned.label_ids(llm, SHARED_PREFIXES)
+    finally:
+        llm.close()
+    tree = finetuned_batch.LabelTree(answers)
+    nodes = {tuple(t[:d]) for t in answers.values() for d in range(1, len(t))}
+    assert 1 <= tree.branch_points() < len(nodes)
+    stack = [tree.root]
+    while stack:  # every label sits in exactly one leaf, and leaves have no children
+        node = stack.pop()
+        if len(node.labels) == 1:
+            assert not node.children
+        else:
+            assert sorted(sum((c.labels for c in node.children.values()), [])) == node.labels
+            stack.extend(node.children.values())
+
+
+@pytest.mark.parametrize(
+    ("taxonomy", "sequences", "n"),
+    [(DEFAULT, 64, 1), (SHARED_PREFIXES, 64, 12), (SHARED_PREFIXES, 8, 12)],
+    ids=["one-ticket", "many-tickets", "groups-and-waves"],
+)
+def test_batched_constrained_scores_equal_each_ticket_alone(
+    reference_llm: Any, taxonomy: Taxonomy, sequences: int, n: int
+) -> None:
+    llm = _llm()
+    texts = _texts(n)
+    try:
+        llamacpp_finetuned.open_for_scoring(llm, llama_cpp, sequences)
+        scored = finetuned_batch.score_many(llm, llama_cpp, texts, taxonomy, 512, min_branch=0.0)
+        again = finetuned_batch.score_many(llm, llama_cpp, texts[:1], taxonomy, 512, min_branch=0)
+    finally:
+        llm.close()
+    assert len(scored) == len(texts)
+    for text, got in zip(texts, scored, strict=True):
+        expected = constrained_reference(reference_llm, text, taxonomy)
+        assert sum(got.probabilities.values()) == pytest.approx(1.0)
+        for name, probability in expected.items():
+            assert got.probabilities[name] == pytest.approx(probability, abs=1e-4), name
+    # nothing of an earlier call survives in the cache
+    assert again[0].probabilities == pytest.approx(scored[0].probabilities, abs=1e-5)
+
+
+def test_pruning_keeps_the_answer_and_bounds_what_it_spreads(reference_llm: Any) -> None:
+    llm = _llm()
+    texts = _texts(6)
+    try:
+        llamacpp_finetuned.open_for_scoring(llm, llama_cpp, 64)
+        pruned = finetuned_batch.score_many(llm, llama_cpp, texts, SHARED_PREFIXES, 512)
+    finally:
+        llm.close()
+    for text, got in zip(texts, pruned, strict=True):
+        expected = constrained_reference(reference_llm, text, SHARED_PREFIXES)
+        best = max(expected, key=expected.__getitem__)
+        assert got.label == best
+        for name, probability in expected.items():
+            assert abs(got.probabilities[name] - probability) <= finetuned_batch.MIN_BRANCH
+
+
+def _backend(**values: Any) -> Any:
+    from backends.llamacpp_local import LlamaCppLocalBackend
+    from tests.backends.conftest import backend_config
+
+    config = backend_config(
+        "llamacpp-local",
+        name="tiny",
+        model_path=str(GGUF),
+        n_threads=1,
+        n_ctx=512,
+        prompt="finetuned",
+        label_scoring="constrained",
+        **values,
+    )
+    return LlamaCppLocalBackend(config)
+
+
+def test_concurrent_tickets_are_scored_in_batches_as_each_alone(reference_llm: Any) -> None:
+    """Twelve tickets routed at once through the backend: each gets its own answer (no
+    ticket's result lands on another), in fewer batches than tickets."""
+    import asyncio
+
+    from tui.core.models import Ticket
+
+    backend = _backend(batch_tickets=5)
+    texts = _texts(11)
+    calls: list[int] = []
+    original = backend._score_many_sync
+
+    def counting(batch: list[str], taxonomy: Taxonomy, run: Any) -> Any:
+        calls.append(len(batch))
+        return original(batch, taxonomy, run)
+
+    backend._score_many_sync = counting
+
+    async def go() -> list[Any]:
+        try:
+            return await asyncio.gather(
+                *(
+                    backend.route(Ticket(id=str(i), text=t), SHARED_PREFIXES)
+                    for i, t in enumerate(texts)
+                )
+            )
+        finally:
+            await backend.aclose()
+
+    results = asyncio.run(go())
+    assert sum(calls) == len(texts) and max(calls) <= 5 and len(calls) < len(texts)
+    for text, result in zip(texts, results, strict=True):
+        expected = constrained_reference(reference_llm, text, SHARED_PREFIXES)
+        best = max(expected, key=expected.__getitem__)
+        assert result.label == best
+        assert result.confidence == pytest.approx(
+            expected[best], abs=2 * finetuned_batch.MIN_BRANCH
+        )
+
+
+def test_a_failing_batch_fails_each_of_its_tickets_and_the_next_batch_runs() -> None:
+    import asyncio
+
+    from tui.core.backend import BackendError
+    from tui.core.models import Ticket
+
+    backend = _backend()
+    original = backend._score_many_sync
+    failures = [RuntimeError("llama_decode returned 1")]
+
+    def flaky(batch: list[str], taxonomy: Taxonomy, run: Any) -> Any:
+        with backend._model_for(run):
+            if failures:
+                raise failures.pop()
+        return original(batch, taxonomy, run)
+
+    backend._score_many_sync = flaky
+
+    async def go() -> tuple[list[Any], Any]:
+        try:
+            first = await asyncio.gather(
+                *(
+                    backend.route(Ticket(id=str(i), text=t), DEFAULT)
+                    for i, t in enumerate(_texts(2))
+                ),
+                return_exceptions=True,
+            )
+            later = await backend.route(Ticket(id="x", text="refund please"), DEFAULT)
+            return first, later
+        finally:
+            await backend.aclose()
+
+    first, later = asyncio.run(go())
+    assert first and all(isinstance(r, BackendError) for r in first)
+    assert "llama.cpp failed" in str(first[0])
+    assert later.label in DEFAULT.names
