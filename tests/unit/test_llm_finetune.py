@@ -373,13 +373,17 @@ def test_a_gguf_check_that_dies_on_the_gpu_is_redone_on_the_cpu(
     split = data.make_split(tickets(10, 3), None, val_fraction=0.3, seed=0)
     request = pipeline.FinetuneRequest(base="x", out=tmp_path / "out")
     said: list[str] = []
-    figures = pipeline._check_gguf(tmp_path / "m.gguf", split, request, "cuda", said.append)
+    figures = pipeline._check_gguf(
+        tmp_path / "m.gguf", split.validation, request, "cuda", said.append
+    )
     assert figures == (0.75, 12.0) and calls == [True, False]
     assert said == [
         "checking m.gguf failed: the checking process died; checking on the CPU instead"
     ]
     calls.clear()
-    assert pipeline._check_gguf(tmp_path / "m.gguf", split, request, "cpu", said.append) == (
+    assert pipeline._check_gguf(
+        tmp_path / "m.gguf", split.validation, request, "cpu", said.append
+    ) == (
         0.75,
         12.0,
     )

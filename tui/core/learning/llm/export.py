@@ -10,6 +10,7 @@ does, not only what the training framework did.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -223,29 +224,48 @@ def score_gguf_apart(
     n_threads: int | None = None,
     gpu: bool = False,
 ) -> tuple[float, float]:
-    """`score_gguf` in a fresh child process, on the GPU when `gpu`.
+    """`score_gguf` in a fresh Python process (`gguf_check`), on the GPU when `gpu`.
 
     Why a child: llama.cpp's CUDA build initialised in the process where torch already holds
-    the GPU died with SIGSEGV on the H200 (2026-12-02). A spawned child starts with no CUDA
-    context (a forked one would inherit torch's), so the served file is checked on the GPU it
-    will be served from, and a crash there is a failed check, not a lost fine-tune.
+    the GPU died with SIGSEGV on the H200 (2026-12-02). A fresh interpreter starts with no CUDA
+    context, and imports llama_cpp before numpy (a multiprocessing child could not: see
+    `gguf_check`), so the served file is checked on the GPU it will be served from, and a crash
+    there is a failed check, not a lost fine-tune. The tickets travel in a private folder.
 
     Raises:
         FinetuneError: The child failed or died.
     """
-    import concurrent.futures
-    import multiprocessing
+    import subprocess
+    import sys
+    import tempfile
 
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        future = pool.submit(
-            score_gguf,
-            path,
-            list(examples),
-            n_threads=n_threads,
-            n_gpu_layers=-1 if gpu else 0,
+    import tui
+    from tui.core.learning.llm.gguf_check import CHILD
+    from tui.core.safe_files import write_private
+
+    root = str(Path(tui.__file__).resolve().parents[1])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    with tempfile.TemporaryDirectory(prefix="triagedesk-check-") as scratch:
+        request, result = Path(scratch) / "request.json", Path(scratch) / "result.json"
+        body = {
+            "model": str(path),
+            "examples": [{"text": e.text, "label": e.label} for e in examples],
+            "n_threads": n_threads,
+            "n_gpu_layers": -1 if gpu else 0,
+        }
+        write_private(request, json.dumps(body))
+        done = subprocess.run(
+            [sys.executable, "-c", CHILD, str(request), str(result)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            check=False,
         )
-        try:
-            return future.result()
-        except concurrent.futures.process.BrokenProcessPool as exc:
-            raise FinetuneError(f"checking {path.name} failed: the checking process died") from exc
+        if done.returncode != 0 or not result.is_file():
+            lines = [line for line in done.stderr.splitlines() if line.strip()]
+            why = lines[-1][:200] if lines else f"exit status {done.returncode}"
+            raise FinetuneError(f"checking {path.name} failed: the checking process died ({why})")
+        figures = json.loads(result.read_text(encoding="utf-8"))
+    return float(figures["accuracy"]), float(figures["p50_ms"])
