@@ -155,6 +155,7 @@ def finetune(
     if request.zero_shot:
         stage("measuring the base model (zero-shot)")
         zero_shot, zero_shot_f1 = _validate(loaded.model, loaded.tokenizer, data, device)
+        stage(f"base zero-shot: {zero_shot:.1%} (macro-F1 {zero_shot_f1:.3f})")
     stage("training")
     result = train.train(
         loaded.model,
