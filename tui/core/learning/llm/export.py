@@ -217,6 +217,10 @@ def score_gguf(
     return right / max(1, len(examples)), statistics.median(times) if times else 0.0
 
 
+CHECK_CHILD = "import llama_cpp; from tui.core.learning.llm.gguf_check import main; main()"
+"""The check child's whole program: llama_cpp imported first (see `gguf_check`)."""
+
+
 def score_gguf_apart(
     path: Path,
     examples: Sequence[Example],
@@ -240,7 +244,6 @@ def score_gguf_apart(
     import tempfile
 
     import tui
-    from tui.core.learning.llm.gguf_check import CHILD
     from tui.core.safe_files import write_private
 
     root = str(Path(tui.__file__).resolve().parents[1])
@@ -256,7 +259,7 @@ def score_gguf_apart(
         }
         write_private(request, json.dumps(body))
         done = subprocess.run(
-            [sys.executable, "-c", CHILD, str(request), str(result)],
+            [sys.executable, "-c", CHECK_CHILD, str(request), str(result)],
             env=env,
             stdin=subprocess.DEVNULL,
             capture_output=True,

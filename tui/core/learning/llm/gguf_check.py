@@ -17,10 +17,6 @@ import json
 import sys
 from pathlib import Path
 
-CHILD = "import llama_cpp; from tui.core.learning.llm.gguf_check import main; main()"
-"""The child's whole program: llama_cpp first (see the module docstring)."""
-
-
 def main(argv: list[str] | None = None) -> None:
     """Read the request (model, tickets, threads, GPU layers), write accuracy and p50."""
     from tui.core.learning.llm.data import Example
