@@ -17,6 +17,7 @@ import json
 import sys
 from pathlib import Path
 
+
 def main(argv: list[str] | None = None) -> None:
     """Read the request (model, tickets, threads, GPU layers), write accuracy and p50."""
     from tui.core.learning.llm.data import Example
