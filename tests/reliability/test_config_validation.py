@@ -255,7 +255,7 @@ def every_key_block(type_name: str) -> dict[str, Any]:
         "timeout_s": 10.0, "max_concurrency": 2, "max_retries": 1, "input_usd_per_mtok": 0.1,
         "output_usd_per_mtok": 0.2, "cached_input_usd_per_mtok": 0.05, "gpu_usd_per_hour": 1.0,
         "gpu_parallel_slots": 2, "max_prompt_chars": 1000, "prompt": "finetuned",
-        "adaptive_concurrency": False,
+        "adaptive_concurrency": False, "label_scoring": "constrained", "batch_tickets": 16,
     }  # fmt: skip
     keys = BACKEND_TYPE_KEYS[type_name]
     return {"type": type_name, **{key: values[key] for key in keys.all() if key != "type"}}
