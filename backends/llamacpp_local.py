@@ -137,14 +137,7 @@ class LlamaCppLocalBackend(LLMBackend[Completion]):
             except asyncio.CancelledError:
                 run.cancelled.set()
                 raise
-        return llamacpp_finetuned.result(
-            scored,
-            taxonomy,
-            model=self.config.model_name,
-            total_ms=watch.elapsed_ms(),
-            load_ms=load_ms,
-            perf=perf,
-        )
+        return self._scored_result(scored, taxonomy, watch, load_ms, perf)
 
     async def _route_batched(self, ticket: Ticket, taxonomy: Taxonomy) -> RouteResult:
         """Wait for a place in the next batch: tickets that arrive while one batch is being
@@ -157,6 +150,17 @@ class LlamaCppLocalBackend(LLMBackend[Completion]):
         if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.create_task(self._drain())
         scored, perf, load_ms = await future
+        return self._scored_result(scored, taxonomy, watch, load_ms, perf)
+
+    def _scored_result(
+        self,
+        scored: llamacpp_finetuned.Scored,
+        taxonomy: Taxonomy,
+        watch: Stopwatch,
+        load_ms: float | None,
+        perf: tuple[float | None, float | None],
+    ) -> RouteResult:
+        """The decision from a ticket's label scores, timed from its arrival."""
         return llamacpp_finetuned.result(
             scored,
             taxonomy,

@@ -11,34 +11,23 @@ tickets than one group holds, labels sharing prefixes, a label that is a prefix 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from backends import finetuned_batch, llamacpp_finetuned
-from tests.data.make_finetuned_gguf import WORDS, tickets
+from tests.backends.test_finetuned_trie import (  # the same real tiny model and taxonomies
+    DEFAULT,
+    GGUF,
+    SHARED_PREFIXES,
+    _llm,
+    llama_cpp,
+    reference_llm,
+)
+from tests.data.make_finetuned_gguf import tickets
 from tui.core.models import Taxonomy
 
-llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python (dev group) runs the model")
-
-GGUF = Path(__file__).parents[1] / "data" / "tiny_finetuned.gguf"
-DEFAULT = Taxonomy.from_names(list(WORDS))
-SHARED_PREFIXES = Taxonomy.from_names(
-    ["refund", "refund request", "refund late", "login", "login help", "shipping", "ship"]
-)
-
-
-def _llm(**values: Any) -> Any:
-    return llama_cpp.Llama(model_path=str(GGUF), n_ctx=512, n_threads=1, verbose=False, **values)
-
-
-@pytest.fixture(scope="module")
-def reference_llm() -> Iterator[Any]:
-    llm = _llm(logits_all=True)
-    yield llm
-    llm.close()
+__all__ = ["reference_llm"]  # a fixture, used by name
 
 
 def constrained_reference(llm: Any, text: str, taxonomy: Taxonomy) -> dict[str, float]:
