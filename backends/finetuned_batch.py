@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.llamacpp_finetuned import Scored, label_ids, prompt_ids
+from backends.llamacpp_finetuned import Scored, label_ids, normalised, prompt_ids
 from tui.core.models import Taxonomy
 
 __all__ = ["MIN_BRANCH", "LabelTree", "Node", "score_many"]
@@ -245,7 +245,7 @@ class _Group:
             self.llama_cpp.llama_memory_seq_rm(memory, seq, -1, -1)
         return [
             Scored(
-                probabilities=_normalised(totals, self.tree.answers),
+                probabilities=normalised({name: totals[name] for name in self.tree.answers}),
                 prompt_tokens=len(ids),
                 answer_tokens=0,
             )
@@ -308,12 +308,3 @@ class _Group:
             _Open(parent.ticket, child, path, seq, parent.last_pos + len(child.edge), got[index])
             for parent, child, path, seq, index in placed
         ]
-
-
-def _normalised(totals: dict[str, float], answers: dict[str, list[int]]) -> dict[str, float]:
-    """Log-probabilities to probabilities over the taxonomy, in its order (they sum to 1 up
-    to rounding already; normalising guards against the spread's rounding)."""
-    top = max(totals.values())
-    weights = {name: math.exp(totals[name] - top) for name in answers}
-    norm = sum(weights.values())
-    return {name: weight / norm for name, weight in weights.items()}

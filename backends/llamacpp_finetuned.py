@@ -222,14 +222,19 @@ def score(llm: Any, llama_cpp: Any, text: str, taxonomy: Taxonomy, n_ctx: int) -
         )
         for name, tokens in answers.items()
     }
-    top = max(total.values())
-    weights = {name: math.exp(value - top) for name, value in total.items()}
-    norm = sum(weights.values())
     return Scored(
-        probabilities={name: weight / norm for name, weight in weights.items()},
+        probabilities=normalised(total),
         prompt_tokens=len(ids),
         answer_tokens=sum(len(tokens) for tokens in answers.values()),
     )
+
+
+def normalised(totals: dict[str, float]) -> dict[str, float]:
+    """Labels' log-probabilities to probabilities over the taxonomy, in the order given."""
+    top = max(totals.values())
+    weights = {name: math.exp(value - top) for name, value in totals.items()}
+    norm = sum(weights.values())
+    return {name: weight / norm for name, weight in weights.items()}
 
 
 def open_for_scoring(llm: Any, llama_cpp: Any, n_seq_max: int) -> None:

@@ -24,13 +24,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from backends.llamacpp_local import LlamaCppLocalBackend  # noqa: E402
 from tui.core.config import _build  # noqa: E402
+from tui.core.learning.llm.train import macro_f1  # noqa: E402
 from tui.core.models import Taxonomy, Ticket  # noqa: E402
-
-
-def _macro_f1(predicted: list[str], gold: list[str]) -> float:
-    from sklearn.metrics import f1_score
-
-    return float(f1_score(gold, predicted, labels=sorted(set(gold)), average="macro"))
 
 
 async def run(
@@ -68,7 +63,7 @@ async def run(
         "n": len(done),
         "err": errors,
         "acc": sum(p == g for p, g in zip(predicted, gold, strict=True)) / max(1, len(done)),
-        "macro_f1": _macro_f1(predicted, gold),
+        "macro_f1": macro_f1(predicted, gold),
         "tps": len(done) / seconds,
         "p50": statistics.median(latencies),
         "p95": latencies[int(0.95 * (len(latencies) - 1))],

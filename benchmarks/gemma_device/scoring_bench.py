@@ -17,17 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from backends import finetuned_batch, llamacpp_finetuned  # noqa: E402
+from tui.core.learning.llm.train import macro_f1  # noqa: E402
 from tui.core.models import Taxonomy  # noqa: E402
-
-
-def f1(pred: list[str], gold: list[str]) -> float:
-    scores = []
-    for label in sorted(set(gold)):
-        tp = sum(p == g == label for p, g in zip(pred, gold, strict=True))
-        fp = sum(p == label != g for p, g in zip(pred, gold, strict=True))
-        fn = sum(g == label != p for p, g in zip(pred, gold, strict=True))
-        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
-    return sum(scores) / len(scores)
 
 
 def main() -> None:
@@ -63,7 +54,7 @@ def main() -> None:
         out[f"batch{b}"] = {
             "n": len(texts),
             "acc": right / len(texts),
-            "macro_f1": f1(pred, gold),
+            "macro_f1": macro_f1(pred, gold),
             "tps": len(texts) / sec,
             "ms_per_batch": sec * 1000 / -(-len(texts) // b),
         }

@@ -24,6 +24,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tui.core.learning.llm.prompt import prompt  # noqa: E402
+from tui.core.learning.llm.train import macro_f1  # noqa: E402
 
 
 async def measure(
@@ -60,7 +61,7 @@ async def measure(
     latencies.sort()
     gold = [rows[i]["label"] for i in sorted(said)]
     return {
-        "macro_f1": _macro_f1([said[i] for i in sorted(said)], gold),
+        "macro_f1": macro_f1([said[i] for i in sorted(said)], gold),
         "extra": extra,
         "c": concurrency,
         "n": n,
@@ -70,18 +71,6 @@ async def measure(
         "p50": statistics.median(latencies),
         "p95": latencies[int(0.95 * (len(latencies) - 1))],
     }
-
-
-def _macro_f1(predicted: list[str], gold: list[str]) -> float:
-    """F1 averaged over the gold labels (an answer outside them is wrong for its ticket)."""
-    labels = sorted(set(gold))
-    scores = []
-    for label in labels:
-        tp = sum(p == g == label for p, g in zip(predicted, gold, strict=True))
-        fp = sum(p == label != g for p, g in zip(predicted, gold, strict=True))
-        fn = sum(g == label != p for p, g in zip(predicted, gold, strict=True))
-        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
-    return sum(scores) / max(1, len(scores))
 
 
 async def main_async(args: argparse.Namespace) -> None:
