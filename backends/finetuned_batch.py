@@ -13,6 +13,12 @@ node or two below the likeliest first tokens. A branch point whose path probabil
 `min_branch` is not expanded; its labels share its probability equally (none of them can then
 outrank a label that is surer than `min_branch`).
 
+Sequences are finite (`n_seq`), and a branch point holds its sequence until all its children
+are expanded. Waiting branch points are expanded likeliest first; if every sequence is held by a
+branch point whose children still wait (an unsure model on a deep taxonomy), the least likely
+waiting branch point is spread like a pruned one (`Scored` stays normalised, the likelier
+labels stay exact), which frees a sequence for the rest instead of failing the batch.
+
 Many tickets go through at once: ticket `k`'s prompt is sequence `k` of one unified KV cache,
 all prompts decoded in as few batches as `n_batch` allows, then one batch a level of the tree
 for every ticket, each expanded branch point on a sequence of its own that shares its ticket's
@@ -216,6 +222,8 @@ class _Group:
         self.log_floor = math.log(floor) if floor > 0 else -math.inf
         self.n_tickets = 0
         self.free: list[int] = []
+        self.spread_for_room = 0
+        """Branch points spread for want of a free sequence (none when `n_seq` suffices)."""
 
     def score(self, prompts: list[list[int]]) -> list[Scored]:
         root = self.tree.root
@@ -239,7 +247,7 @@ class _Group:
         while opened or waiting:
             for state in opened:
                 waiting.extend(self._settle(state, logp))
-            opened = self._expand(waiting)
+            opened = self._expand(waiting, logp)
         memory = self.llm._ctx.memory
         for seq in range(len(prompts)):
             self.llama_cpp.llama_memory_seq_rm(memory, seq, -1, -1)
@@ -280,13 +288,23 @@ class _Group:
             self.llama_cpp.llama_memory_seq_rm(self.llm._ctx.memory, state.seq, -1, -1)
             self.free.append(state.seq)
 
-    def _expand(self, waiting: list[tuple[_Open, Node, float]]) -> list[_Open]:
-        """Decode as many waiting branch points as there are free sequences, in one batch."""
+    def _expand(
+        self, waiting: list[tuple[_Open, Node, float]], logp: list[dict[str, float]]
+    ) -> list[_Open]:
+        """Decode as many waiting branch points as there are free sequences, likeliest first,
+        in one batch; with no sequence free, spread the least likely ones (see the module)."""
         free = self.free
+        waiting.sort(key=lambda entry: entry[2], reverse=True)
+        while waiting and not free:
+            parent, child, path = waiting.pop()
+            spread = path - math.log(len(child.labels))
+            for name in child.labels:
+                logp[parent.ticket][name] = spread
+            self.spread_for_room += 1
+            if all(other is not parent for other, _child, _path in waiting):
+                self._release(parent)
         if not waiting:
             return []
-        if not free:
-            raise RuntimeError("no free sequence for a branch point")
         taken, waiting[:] = waiting[: len(free)], waiting[len(free) :]
         memory = self.llm._ctx.memory
         items: list[Item] = []

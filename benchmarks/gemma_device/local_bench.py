@@ -7,7 +7,7 @@
 included); tickets/s is the run's wall time. The model loads before timing (one warm-up ticket).
 
     python3 benchmarks/gemma_device/local_bench.py --gguf ft/model-q8_0.gguf --tickets test20.jsonl \\
-        --scoring constrained --runs 1:200 8:500 64:2001 [--gpu-layers -1] [--n-ctx 8192]
+        --scoring constrained --runs 1:200 8:500 64:2001 [--gpu-layers -1] [--n-ctx 8192] [--threads N]
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ async def main_async(args: argparse.Namespace) -> None:
                     "n_ctx": args.n_ctx,
                     "timeout_s": 600,
                     "max_concurrency": 64,
+                    **({"n_threads": args.threads} if args.threads else {}),
                 }
             },
         },
@@ -111,6 +112,7 @@ def main() -> None:
     parser.add_argument("--runs", nargs="+", default=["1:200", "8:500", "64:2001"])
     parser.add_argument("--gpu-layers", type=int, default=-1)
     parser.add_argument("--n-ctx", type=int, default=8192)
+    parser.add_argument("--threads", type=int, default=0, help="llama.cpp CPU threads (0: its own)")
     asyncio.run(main_async(parser.parse_args()))
 
 

@@ -211,3 +211,38 @@ def test_a_failing_batch_fails_each_of_its_tickets_and_the_next_batch_runs() -> 
     assert first and all(isinstance(r, BackendError) for r in first)
     assert "llama.cpp failed" in str(first[0])
     assert later.label in DEFAULT.names
+
+
+WORDS_DEEP = ["arrival", "declined", "fee", "limit", "pending", "reverted", "failed"]
+DEEP = Taxonomy.from_names(
+    [f"{a}_{b}" for a in ("card", "cash", "top_up", "transfer") for b in WORDS_DEEP]
+)
+"""Twenty-eight labels in four families that share their first tokens: an unsure (random) model
+keeps most branch points above the pruning floor, so few sequences cannot hold them all."""
+
+
+def test_too_few_sequences_spread_the_least_likely_branches_instead_of_failing() -> None:
+    """With 4 sequences every one fills with branch points whose children wait: the scorer
+    spreads the least likely ones and answers; the likeliest label is the one that ample
+    sequences give, and every distribution covers the taxonomy and sums to 1."""
+    texts = _texts(3)
+    ample, tight = (
+        llama_cpp.Llama(model_path=str(GGUF), n_ctx=1024, n_threads=1, verbose=False)
+        for _ in range(2)
+    )
+    try:
+        llamacpp_finetuned.open_for_scoring(ample, llama_cpp, 64)
+        llamacpp_finetuned.open_for_scoring(tight, llama_cpp, 4)
+        wide = finetuned_batch.score_many(ample, llama_cpp, texts, DEEP, 1024, min_branch=0.0)
+        narrow = finetuned_batch.score_many(tight, llama_cpp, texts, DEEP, 1024, min_branch=0.0)
+    finally:
+        ample.close()
+        tight.close()
+    for exact, got in zip(wide, narrow, strict=True):
+        assert set(got.probabilities) == set(DEEP.names)
+        assert sum(got.probabilities.values()) == pytest.approx(1.0)
+        assert got.label == exact.label
+    assert any(
+        got.probabilities != pytest.approx(exact.probabilities, abs=1e-6)
+        for exact, got in zip(wide, narrow, strict=True)
+    )  # the tight context did spread something (else the test proves nothing)
