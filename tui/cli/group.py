@@ -62,9 +62,20 @@ def open_tui(runtime: Runtime) -> int:
         config = paths.choose_config_path(runtime.config)
         settings = load_settings(config.path, required=config.explicit, origin=config.origin)
         db = paths.choose_db_path(runtime.db)
+        from tui.services.opening import Opening
+
+        # The database opens (and, without [labels], its taxonomy is read) on a thread
+        # while the main thread imports Textual and the screens: neither waits for the other.
+        opening = Opening(settings, db.path, make_folder=not db.explicit)
         from tui.app import run_app
 
-        return run_app(settings, db.path, watch=runtime.watch, make_folder=not db.explicit)
+        return run_app(
+            settings,
+            db.path,
+            watch=runtime.watch,
+            make_folder=not db.explicit,
+            opening=opening,
+        )
     except (ConfigError, StoreError) as exc:
         print(f"triagedesk: error: {exc}", file=runtime.err)
         return 2

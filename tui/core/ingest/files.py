@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import cast
 
+from tui.core.gc_pause import cyclic_gc_paused
 from tui.core.ingest.mail import parse_mbox, parse_message
 from tui.core.ingest.results import Collector, Format, IngestError, ParsedFile
 from tui.core.ingest.rows import decode_text, parse_csv, parse_jsonl
@@ -97,14 +98,15 @@ def _parse(data: bytes, fmt: str, path: Path, max_field_chars: int) -> ParsedFil
         path=path, format=cast(Format, fmt), tickets=[], labels={}, errors=[], skipped_duplicates=0
     )
     collector = Collector(parsed)
-    if fmt == "jsonl":
-        parse_jsonl(decode_text(data, path), collector, max_field_chars)
-    elif fmt == "csv":
-        parse_csv(decode_text(data, path), path, collector, max_field_chars)
-    elif fmt == "eml":
-        parse_message(data, 1, None, collector, max_field_chars)
-    elif fmt == "mbox":
-        parse_mbox(data, path, collector, max_field_chars)
-    else:  # detect_format only returns known names; this guards direct callers of _parse
-        raise IngestError(f"{path}: unknown format {fmt!r}")
+    with cyclic_gc_paused():
+        if fmt == "jsonl":
+            parse_jsonl(decode_text(data, path), collector, max_field_chars)
+        elif fmt == "csv":
+            parse_csv(decode_text(data, path), path, collector, max_field_chars)
+        elif fmt == "eml":
+            parse_message(data, 1, None, collector, max_field_chars)
+        elif fmt == "mbox":
+            parse_mbox(data, path, collector, max_field_chars)
+        else:  # detect_format only returns known names; this guards direct callers of _parse
+            raise IngestError(f"{path}: unknown format {fmt!r}")
     return parsed

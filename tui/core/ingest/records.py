@@ -10,7 +10,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from tui.core.ingest.dates import parse_date
-from tui.core.models import Ticket, check_label_name, check_ticket_id, checked_ticket, utcnow
+from tui.core.models import (
+    MAX_ID_CHARS,
+    MAX_LABEL_CHARS,
+    Ticket,
+    check_label_name,
+    check_ticket_id,
+    checked_ticket,
+    utcnow,
+)
 
 KNOWN_FIELDS = ("id", "text", "subject", "body", "label", "created_at", "customer", "channel")
 """Fields a record maps onto `Ticket`; every other field goes to `Ticket.meta` verbatim."""
@@ -215,3 +223,74 @@ def type_name(value: object) -> str:
     if isinstance(value, int | float):
         return "a number"
     return type(value).__name__
+
+
+def plain_ticket(
+    record: dict[str, Any], *, received_at: datetime
+) -> tuple[Ticket, str | None] | None:
+    """`ticket_from_record` for the common record, or None to send it there.
+
+    The common record has an id and every known field it names (text, subject, body, label,
+    customer, channel; no `created_at`) as a plain string, which is what almost every line
+    of a large JSONL export holds. Each such string passes here the same rules as there,
+    with none of the per-type branches; any other shape or any rule that fails returns None,
+    so that `ticket_from_record` decides it and words the reason (a property test holds the
+    two equal wherever this returns a ticket). The caller checks the lengths: it only comes
+    here when the record's whole line is no longer than the field limit, and no decoded
+    JSON string is longer than its line.
+    """
+    keys, meta_keys = _layout(record)
+    if "created_at" in keys or "id" not in keys:
+        return None
+    ticket_id = record[keys["id"]]
+    if type(ticket_id) is not str:
+        return None
+    ticket_id = ticket_id.strip()
+    if not ticket_id or len(ticket_id) > MAX_ID_CHARS or not ticket_id.isprintable():
+        return None  # empty (content id), too long or not printable: the full rules decide
+    text = record[keys["text"]] if "text" in keys else None
+    if text is None or type(text) is not str:
+        subject = record[keys["subject"]] if "subject" in keys else None
+        body = record[keys["body"]] if "body" in keys else None
+        if text is not None or type(subject) is not str or type(body) is not str:
+            return None
+        subject = subject.strip()
+        rest = body.strip()
+        text = f"{subject}\n\n{rest}" if subject and rest else subject or rest
+    else:
+        subject = record[keys["subject"]] if "subject" in keys else ""
+        body = record[keys["body"]] if "body" in keys else None
+        if type(subject) is not str or (body is not None and type(body) is not str):
+            return None  # the full rules name the field that is not a string
+        subject = subject.strip()
+    text = text.strip()
+    if not text:
+        return None
+    label = record[keys["label"]] if "label" in keys else None
+    if label is not None:
+        if type(label) is not str:
+            return None
+        label = label.strip()
+        if len(label) > MAX_LABEL_CHARS or not label.isprintable():
+            return None
+    customer = record[keys["customer"]] if "customer" in keys else None
+    channel = record[keys["channel"]] if "channel" in keys else None
+    if customer is not None:
+        if type(customer) is not str:
+            return None
+        customer = customer.strip() or None
+    if channel is not None:
+        if type(channel) is not str:
+            return None
+        channel = channel.strip() or None
+    fields = {
+        "id": ticket_id,
+        "text": text,
+        "subject": subject,
+        "customer": customer,
+        "channel": channel,
+        "created_at": None,
+        "received_at": received_at,
+        "meta": {key: record[key] for key in meta_keys} if meta_keys else {},
+    }
+    return checked_ticket(fields), label or None

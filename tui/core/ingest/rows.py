@@ -12,7 +12,7 @@ from typing import Any, cast
 
 import orjson
 
-from tui.core.ingest.records import norm, ticket_from_record, type_name
+from tui.core.ingest.records import norm, plain_ticket, ticket_from_record, type_name
 from tui.core.ingest.results import Collector, IngestError
 from tui.core.safe_text import excerpt
 
@@ -42,11 +42,27 @@ def decode_text(data: bytes, path: Path) -> str:
 
 def parse_jsonl(text: str, collector: Collector, max_field_chars: int) -> None:
     """Add each line's object as a ticket; a line that is not one object is that line's error."""
+    received_at = collector.received_at
+    add = collector.add
     # Split on "\n" only: str.splitlines would also split on U+2028 inside JSON strings.
     for number, raw in enumerate(text.split("\n"), start=1):
         line = raw.rstrip("\r")
         if not line or line.isspace():
             continue
+        # The common line first: orjson, then `plain_ticket`; a line longer than the field
+        # limit, one orjson refuses, or any record that path declines takes the full path
+        # below, which words every error. No decoded string is longer than its line, so the
+        # per-field length rule holds for every line within the limit.
+        if len(line) <= max_field_chars:
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                record = None
+            if type(record) is dict:
+                found = plain_ticket(record, received_at=received_at)
+                if found is not None and not (found[0].meta and _has_huge_float(found[0].meta)):
+                    add(found[0], found[1], number)
+                    continue
         try:
             record = _loads(line)
         except json.JSONDecodeError as exc:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from tui.core.gc_pause import cyclic_gc_paused
 from tui.core.models import STORED, Ticket, check_label_name, utcnow
 from tui.core.store.connection import Conn, Row, StoreBase
 from tui.core.store.decisions import relabel
@@ -131,6 +132,19 @@ class TicketsMixin(StoreBase):
                     raise ValueError("label has surrounding whitespace")
             except ValueError as exc:
                 problems.append((tid, f"field 'label': {exc}"))
+        with cyclic_gc_paused():
+            return self._import_checked(tickets, labels, lines, source, problems)
+
+    def _import_checked(
+        self,
+        tickets: Sequence[Ticket],
+        labels: dict[str, str],
+        lines: Mapping[str, int],
+        source: str,
+        problems: list[tuple[str, str]],
+    ) -> ImportResult:
+        """`import_tickets` once the labels are checked, with the cycle collector paused:
+        the rows of a large file are hundreds of thousands of tuples that all stay alive."""
         stamps: dict[datetime, str | None] = {}
         rows = [
             (
