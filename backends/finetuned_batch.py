@@ -19,6 +19,14 @@ branch point whose children still wait (an unsure model on a deep taxonomy), the
 waiting branch point is spread like a pruned one (`Scored` stays normalised, the likelier
 labels stay exact), which frees a sequence for the rest instead of failing the batch.
 
+A few tickets on a GPU go through in one pass instead (`at_once`): every branch point's edge is
+decoded in the same batch as the prompt, each edge on a sequence of its own that its ancestors'
+tokens (the prompt included) also belong to, so one forward pass gives the logits of every
+branch point, with no pruning. That costs a logits row per branch point (16 on Banking77) where
+the level-wise path needs two or three, which a GPU does not notice and a CPU does (262,144
+columns a row on Gemma); but it is one decode where the level-wise path makes one a level, and
+one ticket's latency on a GPU is mostly the decodes.
+
 Many tickets go through at once: ticket `k`'s prompt is sequence `k` of one unified KV cache,
 all prompts decoded in as few batches as `n_batch` allows, then one batch a level of the tree
 for every ticket, each expanded branch point on a sequence of its own that shares its ticket's
@@ -44,6 +52,8 @@ MIN_BRANCH = 1e-4
 """Branch points less probable than this are not expanded (their labels share their mass)."""
 TICKETS_PER_SEQUENCES = 4
 """A group of tickets takes at most a quarter of the sequences; the rest hold branch points."""
+AT_ONCE_TICKETS = 8
+"""Up to this many tickets on a GPU are scored in one pass (see the module)."""
 
 
 @dataclass(slots=True)
@@ -108,8 +118,8 @@ class _Open:
     logits: Any
 
 
-Item = tuple[int, int, int]
-"""A token of a decode batch: (token, position, sequence)."""
+Item = tuple[int, int, int | tuple[int, ...]]
+"""A token of a decode batch: (token, position, its sequence or sequences)."""
 
 
 def _decode(
@@ -121,13 +131,15 @@ def _decode(
     n_vocab = int(llm.n_vocab())
     for start in range(0, len(items), n_batch):
         part = items[start : start + n_batch]
-        batch = llama_cpp.llama_batch_init(len(part), 0, 1)
+        seqs = [seq if isinstance(seq, tuple) else (seq,) for _token, _pos, seq in part]
+        batch = llama_cpp.llama_batch_init(len(part), 0, max(len(s) for s in seqs))
         try:
-            for index, (token, pos, seq) in enumerate(part):
+            for index, (token, pos, _seq) in enumerate(part):
                 batch.token[index] = token
                 batch.pos[index] = pos
-                batch.n_seq_id[index] = 1
-                batch.seq_id[index][0] = seq
+                batch.n_seq_id[index] = len(seqs[index])
+                for j, seq in enumerate(seqs[index]):
+                    batch.seq_id[index][j] = seq
                 batch.logits[index] = (start + index) in wanted
             batch.n_tokens = len(part)
             status = llama_cpp.llama_decode(llm._ctx.ctx, batch)
@@ -179,11 +191,13 @@ def score_many(
     n_ctx: int,
     *,
     min_branch: float = MIN_BRANCH,
+    at_once: bool | None = None,
 ) -> list[Scored]:
     """Every ticket's label distribution under the constrained decoder (see the module).
 
     The context must come from `llamacpp_finetuned.open_for_scoring` (a unified KV cache with
-    many sequences); it is left empty.
+    many sequences); it is left empty. `at_once`: score in one pass (exact, no pruning); None
+    chooses it for up to `AT_ONCE_TICKETS` tickets on a model whose layers are on a GPU.
     """
     answers = label_ids(llm, taxonomy)
     tree = LabelTree(answers)
@@ -195,20 +209,109 @@ def score_many(
             for p in prompts
         ]
     n_seq = max(1, int(llama_cpp.llama_n_seq_max(llm._ctx.ctx)))
-    scorer = _Group(llm, llama_cpp, tree, max(1, int(llm.n_batch)), n_seq, min_branch)
+    n_batch = max(1, int(llm.n_batch))
+    plan = _OnePass(tree)
+    if at_once is None:
+        at_once = len(prompts) <= AT_ONCE_TICKETS and _on_gpu(llm, llama_cpp)
+    at_once = at_once and len(plan.nodes) <= n_seq
+    scorer = _Group(llm, llama_cpp, tree, n_batch, n_seq, min_branch)
     results: list[Scored] = []
     memory = llm._ctx.memory
     llm.reset()
     try:
-        reserve = len(tree.root.edge) + 2 * longest
-        per_group = max(1, n_seq // TICKETS_PER_SEQUENCES)
+        if at_once:
+            reserve, per_group = plan.cells, n_seq // len(plan.nodes)
+        else:
+            reserve = len(tree.root.edge) + 2 * longest
+            per_group = max(1, n_seq // TICKETS_PER_SEQUENCES)
         for group in groups([len(p) for p in prompts], reserve, n_ctx, per_group):
             llama_cpp.llama_memory_clear(memory, True)
-            results.extend(scorer.score([prompts[i] for i in group]))
+            chosen = [prompts[i] for i in group]
+            if at_once:
+                results.extend(plan.score(llm, llama_cpp, chosen, n_batch))
+            else:
+                results.extend(scorer.score(chosen))
     finally:
         llama_cpp.llama_memory_clear(memory, True)
         llm.n_tokens = 0
     return results
+
+
+def _on_gpu(llm: Any, llama_cpp: Any) -> bool:
+    """The model's layers are offloaded to a GPU (a CPU build ignores `n_gpu_layers`)."""
+    layers = int(getattr(getattr(llm, "model_params", None), "n_gpu_layers", 0) or 0)
+    return layers != 0 and bool(llama_cpp.llama_supports_gpu_offload())
+
+
+class _OnePass:
+    """Every branch point of the tree decoded in one batch with its tickets' prompts."""
+
+    def __init__(self, tree: LabelTree) -> None:
+        self.tree = tree
+        self.nodes: list[Node] = []
+        """The branch points (nodes with children), parents before children: the root first."""
+        self.parent: list[int] = []
+        self.below: list[list[int]] = []
+        """Each branch point's own index and every branch point under it."""
+        self._walk(tree.root, -1)
+        self.cells = sum(len(node.edge) for node in self.nodes)
+        """Cells a ticket needs beyond its prompt (the root's edge counts with them)."""
+
+    def _walk(self, node: Node, parent: int) -> list[int]:
+        index = len(self.nodes)
+        self.nodes.append(node)
+        self.parent.append(parent)
+        self.below.append([index])
+        for child in node.children.values():
+            if child.children:
+                self.below[index].extend(self._walk(child, index))
+        return self.below[index]
+
+    def score(
+        self, llm: Any, llama_cpp: Any, prompts: list[list[int]], n_batch: int
+    ) -> list[Scored]:
+        """One decode for the group: ticket k's branch point i is sequence k * B + i."""
+        width = len(self.nodes)
+        items: list[Item] = []
+        wanted: dict[int, list[int]] = {}
+        rows: list[list[int]] = []
+        for k, ids in enumerate(prompts):
+            base = k * width
+            last: list[int] = [0] * width
+            found: list[int] = [0] * width
+            for i, node in enumerate(self.nodes):
+                seqs = tuple(base + j for j in self.below[i])
+                if i == 0:
+                    tokens, start = [*ids, *node.edge], 0
+                else:
+                    tokens, start = list(node.edge), last[self.parent[i]] + 1
+                items.extend((token, start + j, seqs) for j, token in enumerate(tokens))
+                last[i] = start + len(tokens) - 1
+                found[i] = len(items) - 1
+                wanted[found[i]] = list(node.children)
+            rows.append(found)
+        got = _decode(llm, llama_cpp, items, wanted, n_batch)
+        index = {id(node): i for i, node in enumerate(self.nodes)}
+        scored: list[Scored] = []
+        for found, ids in zip(rows, prompts, strict=True):
+            logp: dict[str, float] = {}
+            stack: list[tuple[Node, float]] = [(self.tree.root, 0.0)]
+            while stack:
+                node, path = stack.pop()
+                shares = _log_shares(got[found[index[id(node)]]])
+                for share, child in zip(shares, node.children.values(), strict=True):
+                    if child.children:
+                        stack.append((child, path + float(share)))
+                    else:
+                        logp[child.labels[0]] = path + float(share)
+            scored.append(
+                Scored(
+                    probabilities=normalised({name: logp[name] for name in self.tree.answers}),
+                    prompt_tokens=len(ids),
+                    answer_tokens=0,
+                )
+            )
+        return scored
 
 
 class _Group:

@@ -246,3 +246,52 @@ def test_too_few_sequences_spread_the_least_likely_branches_instead_of_failing()
         got.probabilities != pytest.approx(exact.probabilities, abs=1e-6)
         for exact, got in zip(wide, narrow, strict=True)
     )  # the tight context did spread something (else the test proves nothing)
+
+
+@pytest.mark.parametrize(
+    ("taxonomy", "sequences", "n"),
+    [(DEFAULT, 64, 1), (SHARED_PREFIXES, 64, 6), (SHARED_PREFIXES, 8, 5), (DEEP, 256, 3)],
+    ids=["one-ticket", "many-tickets", "several-groups", "deep-taxonomy"],
+)
+def test_one_pass_scores_every_branch_point_exactly(
+    reference_llm: Any, taxonomy: Taxonomy, sequences: int, n: int
+) -> None:
+    """`at_once`: all branch points in the prompt's decode, each on a sequence its ancestors'
+    tokens also belong to; the distribution is the constrained decoder's, unpruned, and the
+    same as the level-wise path's with no pruning."""
+    texts = _texts(n)
+    llm = llama_cpp.Llama(model_path=str(GGUF), n_ctx=2048, n_threads=1, verbose=False)
+    try:
+        llamacpp_finetuned.open_for_scoring(llm, llama_cpp, sequences)
+        once = finetuned_batch.score_many(llm, llama_cpp, texts, taxonomy, 2048, at_once=True)
+        levels = finetuned_batch.score_many(
+            llm, llama_cpp, texts, taxonomy, 2048, min_branch=0.0, at_once=False
+        )
+    finally:
+        llm.close()
+    assert len(once) == len(texts)
+    for text, got, level in zip(texts, once, levels, strict=True):
+        assert got.probabilities == pytest.approx(level.probabilities, abs=1e-5)
+        if taxonomy is not DEEP:  # the reference evaluates every label from scratch: slow
+            expected = constrained_reference(reference_llm, text, taxonomy)
+            for name, probability in expected.items():
+                assert got.probabilities[name] == pytest.approx(probability, abs=1e-4), name
+
+
+def test_one_pass_is_chosen_only_for_a_few_tickets_on_a_gpu() -> None:
+    """On this CPU build the level-wise path is the default; on a GPU, a few tickets."""
+
+    class Params:
+        n_gpu_layers = -1
+
+    class Llm:
+        model_params = Params()
+
+    class Gpu:
+        @staticmethod
+        def llama_supports_gpu_offload() -> bool:
+            return True
+
+    assert finetuned_batch._on_gpu(Llm(), Gpu())
+    Params.n_gpu_layers = 0
+    assert not finetuned_batch._on_gpu(Llm(), Gpu())
