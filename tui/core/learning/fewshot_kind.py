@@ -254,9 +254,7 @@ class FewShotClassifier(ArtifactsMixin):
         self.trained_on = f"{how}, {time.perf_counter() - started:.0f} s"
         return self
 
-    def _fit_head(
-        self, texts: list[str], labels: list[str]
-    ) -> tuple[str, list[str], list[str]]:
+    def _fit_head(self, texts: list[str], labels: list[str]) -> tuple[str, list[str], list[str]]:
         """The head on the labels, the label names and the guesses for the unlabelled pool;
         returns what it learnt from (for `trained_on`), and those rows and their labels."""
         from sklearn.linear_model import LogisticRegression
@@ -285,7 +283,7 @@ class FewShotClassifier(ArtifactsMixin):
             weights = np.concatenate([weights, np.full(len(pool), semi.POOL_WEIGHT)])
             self.pool_size = len(pool)
             how += f", labels spread over {len(pool)} unlabelled tickets"
-        self._say(f"fitting the head on {len(rows)} rows")
+        self._say("fitting the head")
         if len(rows) >= JOINT_FROM:
             self.head = JointHead().fit(rows, vectors, targets, sample_weight=weights)
             how += ", TF-IDF + embedding head"
@@ -323,9 +321,7 @@ class FewShotClassifier(ArtifactsMixin):
             held = {first + i for i in range(0, self.pool_size, 3)}
             fit_rows = [i for i in range(len(texts)) if i not in held]
             kept = [labels[i] for i in fit_rows]
-            self.tfidf = build_tfidf_pipeline(Counter(kept)).fit(
-                [texts[i] for i in fit_rows], kept
-            )
+            self.tfidf = build_tfidf_pipeline(Counter(kept)).fit([texts[i] for i in fit_rows], kept)
             unseen = self.tfidf.predict_proba([texts[i] for i in sorted(held)])
             self.threshold = float(np.quantile(np.asarray(unseen).max(axis=1), ESCALATE_SHARE))
             if list(self.tfidf.classes_) != list(self.classes_):
