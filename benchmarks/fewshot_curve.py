@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(json.dumps(row), flush=True)
                     runs.append(row)
                 report = {
-                    "command": COMMAND + (" " + " ".join(argv) if argv else ""),
+                    "command": " ".join([COMMAND, *(sys.argv[1:] if argv is None else argv)]),
                     "machine": machine(),
                     "n_test": len(test),
                     "runs": runs,
