@@ -414,3 +414,27 @@ def test_auto_counts_the_unlabelled_pool_and_says_so(tiny_minilm: Path) -> None:
     assert alone.kind == "fewshot" and "no pool to spread its labels over" in alone.reason
     assert pooled.scores["fewshot"] > alone.scores["fewshot"]
     assert pooled.scores["fewshot"] == pytest.approx(CURVE["fewshot-frozen+pool"][5])
+
+
+def test_train_from_a_file_spreads_over_its_rows_without_a_label(
+    tiny_minilm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.unit.test_cli_click import cli
+
+    monkeypatch.setenv(CONTRASTIVE_ENV, "off")
+    texts, labels = make_data(20)
+    pool, _ = make_data(MIN_UNLABELLED, seed=5)
+    rows = [
+        {"id": f"T{i}", "text": t, "label": lab}
+        for i, (t, lab) in enumerate(zip(texts, labels, strict=True))
+    ]
+    rows += [{"id": f"U{i}", "text": f"{t} {i}"} for i, t in enumerate(pool)]
+    data = tmp_path / "mixed.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "m.joblib"
+    code, text, err = cli("train", "--data", str(data), "--out", str(out))
+    assert code == 0, err
+    assert f"fewshot spreads the labels over {MIN_UNLABELLED} unlabelled tickets" in text
+    assert "trained fewshot specialist on 20 tickets" in text  # the pool is not a label
+    model = SpecialistModel.load(out)
+    assert f"spread over {MIN_UNLABELLED} unlabelled tickets" in model.pipeline.trained_on
