@@ -27,8 +27,8 @@ BUDGET_SECONDS = 300.0
 """Training time a retrain may take on two CPU cores (the issue's 5 minutes)."""
 
 CURVE: dict[str, dict[int, float]] = {
-    "tfidf": {5: 0.5835, 10: 0.6906, 20: 0.7813, 50: 0.8589},
-    "fewshot-frozen": {5: 0.7989, 10: 0.8388, 20: 0.8636, 50: 0.8993},
+    "tfidf": {5: 0.5804, 10: 0.6910, 20: 0.7796, 50: 0.8571},
+    "fewshot-frozen": {5: 0.7951, 10: 0.8406, 20: 0.8623, 50: 0.8979},
 }
 """Mean held-out accuracy on Banking77 by labels per class (benchmarks/RESULTS.md, 4c);
 `fewshot-frozen` is the fewshot kind where torch is missing (its encoder is not tuned), with
@@ -40,7 +40,7 @@ CURVE["fewshot"] = dict(CURVE["fewshot-frozen"])
 """The contrastive fine-tune counts as no better than the frozen encoder it starts from: it
 added 0.75 and 1.15 points at 5 and 10 labels per class before the label names were examples
 (one seed, 12-14 steps in its 240 s on two busy cores), and is not measured with them."""
-CURVE["fewshot-frozen+pool"] = {5: 0.8278, 10: 0.8611, 20: 0.8823, 50: 0.9058}
+CURVE["fewshot-frozen+pool"] = {5: 0.8236, 10: 0.8601, 20: 0.8813, 50: 0.9042}
 """The frozen fewshot kind with 5,000 unlabelled tickets to spread its labels over, the label
 names as examples and the TF-IDF stage in front (as served); RESULTS.md, 4c."""
 CURVE["fewshot+pool"] = dict(CURVE["fewshot-frozen+pool"])
@@ -52,8 +52,8 @@ CONTRASTIVE_SECONDS = 240.0
 """The contrastive fine-tune's cap (`fewshot_kind.seconds_budget`'s default)."""
 POOL_SECONDS_PER_TICKET = 0.021
 """Wall seconds an unlabelled pool ticket adds (embedding, spreading, the larger head and
-the cascade's stage, on two cores at load 5-8): 5,000 of them added 59-104 s on the
-learning curve (the most at 50 labels per class)."""
+the cascade's stage, on two loaded cores): 5,000 of them added 58-90 s (means of three
+seeds) on the learning curve, 165 s in the slowest run."""
 
 
 @dataclass(frozen=True)
