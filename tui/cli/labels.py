@@ -121,7 +121,8 @@ def train(ctx: Context, *, data: Path | None, out: Path | None, kind: str, devic
             parsed = read_labelled(data)
             tickets = labelled_tickets(parsed)
             labels = [parsed.labels[t.id] for t in tickets]
-            chosen, extra = resolve_kind(kind, labels)
+            unlabelled = [t.text for t in parsed.tickets if t.id not in parsed.labels]
+            chosen, extra = resolve_kind(kind, labels, unlabelled=len(unlabelled))
             model = SpecialistModel.train(
                 [t.text for t in tickets],
                 labels,
@@ -131,6 +132,7 @@ def train(ctx: Context, *, data: Path | None, out: Path | None, kind: str, devic
                 ticket_ids=[t.id for t in tickets],
                 progress=progress,
                 extra=extra,
+                unlabelled=unlabelled,  # the file's rows without a label (fewshot's pool)
             )
         else:
             with ctx.store() as store:

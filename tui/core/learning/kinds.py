@@ -22,7 +22,7 @@ split into one module per kind still load).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tui.core.learning.embeddings_kind import StaticEmbeddingFeatures, build_embeddings_pipeline
@@ -49,9 +49,11 @@ def build_pipeline(
     *,
     device: str = "auto",
     progress: Callable[[str], None] | None = None,
+    unlabelled: Sequence[str] = (),
 ) -> Any:
     """The estimator for `kind`; `device` is where a fine-tune trains (auto, cpu, cuda);
-    `progress` hears a line now and then from a kind that trains for minutes (fewshot).
+    `progress` hears a line now and then from a kind that trains for minutes (fewshot);
+    `unlabelled` are texts without a label that the fewshot kind spreads the labels over.
 
     Raises:
         TrainingError: An unknown kind.
@@ -63,5 +65,5 @@ def build_pipeline(
     if kind == "ensemble":
         return CascadeEnsemble(counts, device=device)
     if kind == "fewshot":
-        return FewShotClassifier(device=device, progress=progress)
+        return FewShotClassifier(device=device, progress=progress, unlabelled=unlabelled)
     raise TrainingError(f"unknown specialist kind {kind!r}; choose auto, tfidf or one of {KINDS}")

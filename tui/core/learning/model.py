@@ -83,11 +83,14 @@ class SpecialistModel:
         label_event_ids: Sequence[int | None] | None = None,
         progress: Callable[[str], None] | None = None,
         extra: dict[str, Any] | None = None,
+        unlabelled: Sequence[str] = (),
     ) -> SpecialistModel:
         """Fit a model of `kind` on the labelled texts.
 
         `progress` hears a line now and then from a kind that trains for minutes; `extra`
-        is kept in the model's info (`auto` records there why it chose the kind).
+        is kept in the model's info (`auto` records there why it chose the kind);
+        `unlabelled` are texts nobody has labelled (the inbox's), which the fewshot kind
+        spreads its labels over (`semi_supervised`); the other kinds ignore them.
 
         `ticket_ids` and `label_event_ids` (in the texts' order) say where each example came
         from; with the texts' hashes they make the model's `training` set, saved beside it, so
@@ -105,7 +108,9 @@ class SpecialistModel:
         counts = check_trainable(labels)
         started = time.perf_counter()
         if kind != "tfidf":
-            pipeline = build_pipeline(kind, counts, device=device, progress=progress)
+            pipeline = build_pipeline(
+                kind, counts, device=device, progress=progress, unlabelled=unlabelled
+            )
         else:
             pipeline = build_tfidf_pipeline(counts)
         pipeline.fit(list(texts), list(labels))

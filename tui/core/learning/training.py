@@ -38,15 +38,26 @@ def specialist_file(settings: Settings) -> Path:
     return paths.default_specialist_path()
 
 
-def resolve_kind(kind: str, labels: Sequence[str]) -> tuple[str, dict[str, Any]]:
-    """`kind` itself, or for `auto` the kind the labels make best (`auto_kind`); with what
-    goes into the model's info: `{"auto": reason}` when auto chose."""
+def resolve_kind(
+    kind: str, labels: Sequence[str], *, unlabelled: int = 0
+) -> tuple[str, dict[str, Any]]:
+    """`kind` itself, or for `auto` the kind the labels make best (`auto_kind`), given how
+    many unlabelled texts the fewshot kind could spread them over; with what goes into the
+    model's info: `{"auto": reason}` when auto chose."""
     from tui.core.learning.auto_kind import AUTO, choose_kind
 
     if kind != AUTO:
         return kind, {}
-    choice = choose_kind(Counter(labels))
+    choice = choose_kind(Counter(labels), unlabelled=unlabelled)
     return choice.kind, {"auto": choice.reason}
+
+
+def unlabelled_pool(store: Store) -> list[str]:
+    """The newest unlabelled tickets' texts (up to `semi_supervised.MAX_UNLABELLED`), which
+    the fewshot kind spreads its labels over: the inbox's tickets nobody has labelled yet."""
+    from tui.core.learning.semi_supervised import MAX_UNLABELLED
+
+    return [row.text for row in store.inbox_page("unlabelled", limit=MAX_UNLABELLED)]
 
 
 def retrain(settings: Settings, store: Store, progress: Progress | None = None) -> str:
@@ -78,7 +89,8 @@ def train_on_store(
     progress: Progress | None = None,
 ) -> SpecialistModel:
     """Train on the database's agent labels, each example carrying its ticket and label event;
-    `kind` may be `auto` (the info's `extra["auto"]` then says why the kind was chosen).
+    `kind` may be `auto` (the info's `extra["auto"]` then says why the kind was chosen). The
+    fewshot kind also gets the unlabelled tickets' texts (`unlabelled_pool`).
 
     Raises:
         TrainingError: Too few labels or a single class.
@@ -87,7 +99,9 @@ def train_on_store(
 
     examples = store.training_examples()
     labels = [e.label for e in examples]
-    chosen, extra = resolve_kind(kind, labels)
+    waiting = store.inbox_count("unlabelled") if kind in ("auto", "fewshot") else 0
+    chosen, extra = resolve_kind(kind, labels, unlabelled=waiting)
+    pool = unlabelled_pool(store) if chosen == "fewshot" and waiting else []
     return SpecialistModel.train(
         [e.text for e in examples],
         labels,
@@ -98,6 +112,7 @@ def train_on_store(
         label_event_ids=[e.label_event_id for e in examples],
         progress=progress,
         extra=extra,
+        unlabelled=pool,
     )
 
 
