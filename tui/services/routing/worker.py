@@ -1,0 +1,356 @@
+"""Routing in a worker process: the TUI's side of it (`worker_run` is the child's).
+
+`RoutingEngine` moved routing off the UI's event loop onto a thread, which was enough at 128
+tickets in flight but not at 1,000: the engine's thread then keeps a core busy and the UI
+thread waits for the GIL after every poll (p50 3.1 s from key to screen, CHANGES.md item
+13). `RoutingWorker` offers the screens the same interface (`call`, `route`, `in_flight`,
+`concurrency_limit`, `aclose`) but routes runs in a child process with a GIL of its own,
+which writes the decisions to the store itself: the TUI only plans runs (a read), reads the
+store, and gets small events (`wire`): decisions already stored, a few lines a second.
+
+What is not a run (compare's answers, health checks, shadow changes: one ticket or one call
+at a time) still goes to an in-thread `RoutingEngine` through `call`, so those keep their
+backends' connections in one loop of this process.
+
+The child is started with the first run and lives until `aclose` (the app's unmount). It
+dies with the parent (EOF on its stdin, and `PR_SET_PDEATHSIG` on Linux). When it dies or
+breaks the protocol, every run it had fails with `WorkerFailed` (the inbox shows the error,
+the app stays up) and the next run starts a new child. Textual-free, like `tui.services`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+from pydantic import ValidationError
+
+from backends.retry import RetryWait
+from tui.core.backend import BackendError
+from tui.core.backend_types import BUILTIN
+from tui.core.config import Settings
+from tui.core.models import Decision
+from tui.core.store import Store
+from tui.services.routing.engine import CLOSE_TIMEOUT_S, RoutingEngine
+from tui.services.routing.router import Router
+from tui.services.routing.summary import RunSummary
+from tui.services.routing.wire import (
+    FROM_CHILD,
+    Cancel,
+    Decided,
+    Failed,
+    Figures,
+    Finished,
+    Hello,
+    Ready,
+    Shutdown,
+    StartRun,
+    Swap,
+    Waiting,
+    encode,
+)
+from tui.services.runs import PlannedRun, RunOutcome, RunService
+
+T = TypeVar("T")
+
+ENV = "TRIAGEDESK_ROUTING_WORKER"
+"""`1` routes the TUI's runs in a worker process (the default), `0` in a thread of its own."""
+SWAP_POLL_S = 0.1
+"""How often a run waiting on the child checks for a hot swap to pass on (`Router.active`
+is a plain attribute the app sets)."""
+LINE_LIMIT = 64 * 1024 * 1024
+STDERR_TAIL = 2000
+"""How much of a dead child's stderr its error shows."""
+
+
+def worker_wanted(environ: dict[str, str] | None = None) -> bool:
+    """Whether `TRIAGEDESK_ROUTING_WORKER` asks for the worker process (unset: yes)."""
+    value = (os.environ if environ is None else environ).get(ENV, "1").strip().lower()
+    return value not in ("0", "false", "no", "off", "thread")
+
+
+class WorkerFailed(RuntimeError):
+    """The routing worker failed a run, died, or wrote something that is not the protocol."""
+
+
+class RelayedError(BackendError):
+    """A backend error that happened in the child, as the retry toast needs it: its
+    `error_class` is the child's `reason` line, which `backends.retry.reason` falls back on."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    @property
+    def error_class(self) -> str:
+        return self.reason
+
+
+@dataclass(slots=True)
+class _Waiter:
+    outcome: asyncio.Future[RunOutcome]
+    on_decision: Callable[[Decision], None] | None
+
+
+class RoutingWorker:
+    """Routes runs in a child process; everything else on an in-thread `RoutingEngine`."""
+
+    def __init__(self, router: Router, store: Store) -> None:
+        self.router = router
+        self.store = store
+        self.engine = RoutingEngine(router)
+        """For `call`: compare, health checks, shadow changes."""
+        self._proc: asyncio.subprocess.Process | None = None
+        self._stderr: IO[bytes] | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._runs: dict[str, _Waiter] = {}
+        self._figures = Figures(in_flight=0)
+        self._sent_settings: Settings | None = None
+        self._sent_active = ""
+        self._starting: asyncio.Lock | None = None
+
+    # The interface the screens use (the same as RoutingEngine's) -----------------------
+
+    @property
+    def running(self) -> bool:
+        """A child is alive, or the in-thread engine has started."""
+        alive = self._proc is not None and self._proc.returncode is None
+        return alive or self.engine.running
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id while one runs."""
+        return None if self._proc is None else self._proc.pid
+
+    async def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` (not a run: compare, a health check) on the in-thread engine."""
+        return await self.engine.call(coro)
+
+    @property
+    def in_flight(self) -> int:
+        """Tickets in flight now: the child's (as last reported) and this process's."""
+        return self._figures.in_flight + self.router.in_flight
+
+    def concurrency_limit(self, name: str) -> tuple[int, int] | None:
+        """(calls allowed now, `max_concurrency`) of a backend, the child's where it called
+        the backend (as last reported), else this process's router's."""
+        return self._figures.limits.get(name) or self.router.concurrency_limit(name)
+
+    async def route(
+        self,
+        service: RunService,
+        plan: PlannedRun,
+        *,
+        on_decision: Callable[[Decision], None] | None = None,
+    ) -> RunOutcome:
+        """Route a planned run in the child; `on_decision` is told each decision once the
+        child has stored it (on this loop, in batches). Cancelling this stops the run there
+        (what was decided is stored, the claims released) and waits for that, then raises.
+
+        Raises:
+            WorkerFailed: The run raised in the child, or the child died.
+        """
+        del service  # the child has its own, over its own store connection
+        await self._ensure_started()
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(loop.create_future(), on_decision)
+        self._runs[plan.run_id] = waiter
+        selection = plan.selection
+        settings = self.router.settings
+        self._sent_active = self.router.active
+        self._send(
+            StartRun(
+                run_id=plan.run_id,
+                selection=selection.kind,
+                ids=selection.ids,
+                limit=selection.limit,
+                backend=plan.backend,
+                recorded=plan.recorded,
+                resumed=plan.resumed,
+                lease_s=plan.lease_s,
+                active=self._sent_active,
+                settings=None if settings is self._sent_settings else _settings_json(settings),
+            )
+        )
+        self._sent_settings = settings
+        try:
+            while not waiter.outcome.done():
+                await asyncio.wait({waiter.outcome}, timeout=SWAP_POLL_S)
+                if self.router.active != self._sent_active and self._proc is not None:
+                    self._sent_active = self.router.active
+                    self._send(Swap(active=self._sent_active))
+            return waiter.outcome.result()
+        except asyncio.CancelledError:
+            if not waiter.outcome.done():
+                self._send(Cancel(run_id=plan.run_id))
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(waiter.outcome), CLOSE_TIMEOUT_S)
+            raise
+        finally:
+            self._runs.pop(plan.run_id, None)
+
+    async def aclose(self) -> None:
+        """Stop the child (its runs store what they decided) and the in-thread engine."""
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            self._send(Shutdown())
+            if proc.stdin is not None:
+                proc.stdin.close()
+            try:
+                await asyncio.wait_for(proc.wait(), CLOSE_TIMEOUT_S)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._reader, CLOSE_TIMEOUT_S)
+        self._lost("the routing worker was closed")
+        await self.engine.aclose()
+
+    # The child -----------------------------------------------------------------------------
+
+    async def _ensure_started(self) -> None:
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        async with self._starting:
+            if self._proc is not None and self._proc.returncode is None:
+                return
+            await self._start()
+
+    async def _start(self) -> None:
+        root = str(Path(__file__).resolve().parents[3])  # the folder holding `tui`
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        self._stderr = tempfile.TemporaryFile(prefix="triagedesk-worker-")  # noqa: SIM115
+        self._proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tui.services.routing.worker_run",
+            str(os.getpid()),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=self._stderr,
+            env=env,
+            limit=LINE_LIMIT,
+        )
+        self._figures = Figures(in_flight=0)
+        settings = self.router.settings
+        self._send(
+            Hello(
+                db=str(self.store.path),
+                settings=_settings_json(settings),
+                taxonomy=self.router.taxonomy.model_dump(mode="json"),
+                active=self.router.active,
+                backend_types=dict(BUILTIN),
+            )
+        )
+        self._sent_settings = settings
+        self._reader = asyncio.create_task(self._read(self._proc))
+
+    def _send(self, message: StartRun | Cancel | Swap | Shutdown | Hello) -> None:
+        proc = self._proc
+        if proc is None or proc.stdin is None or proc.stdin.is_closing():
+            return
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            proc.stdin.write(encode(message))
+
+    async def _read(self, proc: asyncio.subprocess.Process) -> None:
+        """Hand each of the child's messages on until it exits; then fail what it had."""
+        assert proc.stdout is not None
+        broken: str | None = None
+        try:
+            while line := await proc.stdout.readline():
+                try:
+                    message = FROM_CHILD.validate_json(line)
+                except ValidationError as exc:
+                    broken = f"the routing worker wrote a bad message: {exc.errors()[0]['msg']}"
+                    proc.kill()
+                    break
+                self._handle(message)
+        except (ValueError, ConnectionError) as exc:  # a line over the limit, a broken pipe
+            broken = f"the routing worker's pipe broke: {exc}"
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        status = await proc.wait()
+        if proc is self._proc:
+            self._proc = None
+            self._figures = Figures(in_flight=0)
+        self._lost(broken or f"the routing worker exited with status {status}{self._tail()}")
+
+    def _handle(self, message: Ready | Decided | Figures | Waiting | Finished | Failed) -> None:
+        if isinstance(message, Decided):
+            waiter = self._runs.get(message.run_id)
+            if waiter is not None and waiter.on_decision is not None:
+                for decision in message.decisions:
+                    waiter.on_decision(decision)
+        elif isinstance(message, Figures):
+            self._figures = message
+        elif isinstance(message, Waiting):
+            on_wait = self.router.on_wait
+            if on_wait is not None:
+                wait = RetryWait(
+                    RelayedError(message.reason, message.message),
+                    message.delay_s,
+                    message.retry,
+                    message.max_retries,
+                    message.giving_up,
+                    message.at,
+                )
+                on_wait(message.backend, wait)
+        elif isinstance(message, Finished):
+            waiter = self._runs.get(message.run_id)
+            if waiter is not None and not waiter.outcome.done():
+                summary = RunSummary(
+                    message.run_id,
+                    message.routed,
+                    message.errors,
+                    message.elapsed_s,
+                    Counter(message.labels),
+                    Counter(message.error_classes),
+                    Counter(message.skipped),
+                )
+                waiter.outcome.set_result(
+                    RunOutcome(summary, stopped=message.stopped, finished=message.finished)
+                )
+        elif isinstance(message, Failed):
+            waiter = self._runs.get(message.run_id)
+            if waiter is not None and not waiter.outcome.done():
+                waiter.outcome.set_exception(WorkerFailed(message.error))
+
+    def _lost(self, why: str) -> None:
+        """Fail every run still waiting: the child that had them is gone."""
+        for waiter in self._runs.values():
+            if not waiter.outcome.done():
+                waiter.outcome.set_exception(WorkerFailed(why))
+
+    def _tail(self) -> str:
+        """The end of the dead child's stderr, for its error line."""
+        err = self._stderr
+        if err is None:
+            return ""
+        with contextlib.suppress(OSError, ValueError):
+            err.seek(0, os.SEEK_END)
+            size = err.tell()
+            err.seek(max(0, size - STDERR_TAIL))
+            text = err.read().decode(errors="replace").strip()
+            if text:
+                return ": " + text.splitlines()[-1]
+        return ""
+
+
+def _settings_json(settings: Settings) -> dict[str, Any]:
+    """The settings as given, not as defaulted: validating a default (the built-in
+    `reference_backend`) as if it had been written would refuse a config that defines its own
+    backends, so the child validates exactly what the parent did."""
+    return settings.model_dump(mode="json", exclude_unset=True)
+
+
+__all__ = ["ENV", "RelayedError", "RoutingWorker", "WorkerFailed", "worker_wanted"]
