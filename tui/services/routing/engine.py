@@ -38,6 +38,7 @@ class RoutesPlans(Protocol[PlanT, OutcomeT]):
         self, plan: PlanT, *, on_decision: Callable[[Decision], None] | None = None
     ) -> Coroutine[Any, Any, OutcomeT]: ...
 
+
 CLOSE_TIMEOUT_S = 10.0
 """How long `aclose` waits for cancelled runs to store what they decided."""
 SWITCH_INTERVAL_S = 0.0005

@@ -216,9 +216,7 @@ async def serve(stdin: int, stdout: int) -> int:
     await loop.connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(stdin, "rb", buffering=0)
     )
-    out, _ = await loop.connect_write_pipe(
-        asyncio.Protocol, os.fdopen(stdout, "wb", buffering=0)
-    )
+    out, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(stdout, "wb", buffering=0))
     child = Child(out)
     stopping = asyncio.Event()
     with contextlib.suppress(NotImplementedError):
