@@ -190,6 +190,12 @@ class InboxScreen(Screen[None]):
         if not self._stats_asked:
             self._stats_asked = True
             self.call_after_refresh(self.data.load_stats)
+            self.call_after_refresh(self._warm_routing)
+
+    def _warm_routing(self) -> None:
+        """Start the routing worker process once the first window is on screen, so the
+        first `r` does not wait seconds for it (a thread engine has nothing to start)."""
+        self.run_worker(self.desk.engine.warm(), group="routing-warm", exit_on_error=False)
 
     def _update_title(self) -> None:
         table = self.table

@@ -96,6 +96,9 @@ class RoutingEngine:
             future.cancel()
             raise
 
+    async def warm(self) -> None:
+        """Nothing to prepare: the thread starts with the first call, in no time."""
+
     async def route(
         self,
         service: RoutesPlans[PlanT, OutcomeT],

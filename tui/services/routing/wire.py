@@ -72,10 +72,12 @@ class Cancel(_Message):
 
 
 class Swap(_Message):
-    """The hot swap: tickets dispatched from now on go to `active`."""
+    """The hot swap: tickets dispatched from now on go to `active` (and, when the config
+    changed mid-run, a shadow promoted or a backend added, with `settings`)."""
 
     kind: Literal["swap"] = "swap"
     active: str
+    settings: dict[str, Any] | None = None
 
 
 class Shutdown(_Message):

@@ -92,6 +92,8 @@ class Child:
         self.router.swap(message.active)
         self.router.on_wait = self._waiting
         self.service = RunService(self.store, self.router)
+        with contextlib.suppress(Exception):  # a backend that cannot be built fails its run
+            self.router.backend(message.active)  # built (a model loaded) before the first run
         self.send(Ready(pid=os.getpid()))
 
     def _waiting(self, backend: str, wait: RetryWait) -> None:
@@ -108,16 +110,22 @@ class Child:
             )
         )
 
-    async def start(self, message: StartRun) -> None:
-        router, service = self.router, self.service
-        assert router is not None and service is not None, "StartRun before Hello"
-        if message.settings is not None and message.settings != self._settings_json:
-            settings = Settings.model_validate(message.settings)
-            self._settings_json = message.settings
+    async def configure(self, settings_json: dict[str, object] | None, active: str) -> None:
+        """The parent's config, when it sent a changed one, and its active backend."""
+        router = self.router
+        assert router is not None, "a run or a swap before Hello"
+        if settings_json is not None and settings_json != self._settings_json:
+            settings = Settings.model_validate(settings_json)
+            self._settings_json = settings_json
             router.settings = settings
             if tuple(settings.routing.shadow) != tuple(router.shadows.names):
                 await router.shadows.set_names(tuple(settings.routing.shadow))
-        router.swap(message.active)
+        router.swap(active)
+
+    async def start(self, message: StartRun) -> None:
+        await self.configure(message.settings, message.active)
+        service = self.service
+        assert service is not None
         selection = Selection(message.selection, message.ids, message.limit)
         plan = PlannedRun(
             message.run_id,
@@ -243,8 +251,7 @@ async def serve(stdin: int, stdout: int) -> int:
                 if run is not None:
                     run.stop.set()
             elif isinstance(message, Swap):
-                if child.router is not None:
-                    child.router.swap(message.active)
+                await child.configure(message.settings, message.active)
             elif isinstance(message, Shutdown):
                 break
     finally:
