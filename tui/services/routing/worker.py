@@ -318,8 +318,13 @@ class RoutingWorker:
         if isinstance(message, Decided):
             waiter = self._runs.get(message.run_id)
             if waiter is not None and waiter.on_decision is not None:
-                for decision in message.decisions:
-                    waiter.on_decision(decision)
+                try:
+                    for decision in message.decisions:
+                        waiter.on_decision(decision)
+                except Exception as exc:  # the caller's callback: stop its run, keep reading
+                    self._send(Cancel(run_id=message.run_id))
+                    if not waiter.outcome.done():
+                        waiter.outcome.set_exception(exc)
         elif isinstance(message, Figures):
             self._figures = message
         elif isinstance(message, Waiting):
