@@ -58,6 +58,10 @@ SHUTDOWN_S = 10.0
 LINE_LIMIT = 64 * 1024 * 1024
 """Longest line read from the pipe (a config with many backends is a few KB)."""
 PR_SET_PDEATHSIG = 1
+NICE = 5
+"""The child's scheduling priority below the TUI's: when the two want the CPU at once (a
+thousand replies to parse while a key waits), the kernel lets the TUI go first. Routing
+loses little: it waits on the network most of the time."""
 
 
 @dataclass(slots=True)
@@ -291,6 +295,8 @@ def _die_with_parent(parent: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     _die_with_parent(int(args[0]) if args else os.getppid())
+    with contextlib.suppress(OSError):
+        os.nice(NICE)
     stdout = os.dup(1)
     os.dup2(2, 1)  # print() and stray library output go to stderr, never onto the pipe
     return asyncio.run(serve(os.dup(0), stdout))
