@@ -243,6 +243,9 @@ class RoutingWorker:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._reader, CLOSE_TIMEOUT_S)
         self._lost("the routing worker was closed")
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
 
     # The child -----------------------------------------------------------------------------
 
@@ -258,6 +261,8 @@ class RoutingWorker:
         root = str(Path(__file__).resolve().parents[3])  # the folder holding `tui`
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        if self._stderr is not None:  # the last child's, read already if it died
+            self._stderr.close()
         self._stderr = tempfile.TemporaryFile(prefix="triagedesk-worker-")  # noqa: SIM115
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -303,7 +308,12 @@ class RoutingWorker:
                     broken = f"the routing worker wrote a bad message: {exc.errors()[0]['msg']}"
                     proc.kill()
                     break
-                self._handle(message)
+                try:
+                    self._handle(message)
+                except Exception as exc:  # a message that does not fit: end, never hang
+                    broken = f"the routing worker's {message.kind} message failed: {exc}"
+                    proc.kill()
+                    break
         except (ValueError, ConnectionError) as exc:  # a line over the limit, a broken pipe
             broken = f"the routing worker's pipe broke: {exc}"
             with contextlib.suppress(ProcessLookupError):
