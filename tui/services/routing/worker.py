@@ -29,7 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -42,22 +42,10 @@ from tui.core.store import Store
 from tui.services.routing.engine import CLOSE_TIMEOUT_S, RoutingEngine
 from tui.services.routing.router import Router
 from tui.services.routing.summary import RunSummary
-from tui.services.routing.wire import (
-    FROM_CHILD,
-    Cancel,
-    Decided,
-    Failed,
-    Figures,
-    Finished,
-    Hello,
-    Ready,
-    Shutdown,
-    StartRun,
-    Swap,
-    Waiting,
-    encode,
-)
 from tui.services.runs import PlannedRun, RunOutcome, RunService
+
+if TYPE_CHECKING:  # the wire's models load with the first child (8 ms off the first frame)
+    from tui.services.routing import wire
 
 T = TypeVar("T")
 
@@ -112,7 +100,8 @@ class RoutingWorker:
         self._stderr: IO[bytes] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._runs: dict[str, _Waiter] = {}
-        self._figures = Figures(in_flight=0)
+        self._figures: wire.Figures | None = None
+        """The child's last figures (None: no child, or none reported yet)."""
         self._sent_settings: Settings | None = None
         self._sent_active = ""
         self._starting: asyncio.Lock | None = None
@@ -139,12 +128,14 @@ class RoutingWorker:
     @property
     def in_flight(self) -> int:
         """Tickets in flight now: the child's (as last reported) and this process's."""
-        return self._figures.in_flight + self.router.in_flight
+        child = 0 if self._figures is None else self._figures.in_flight
+        return child + self.router.in_flight
 
     def concurrency_limit(self, name: str) -> tuple[int, int] | None:
         """(calls allowed now, `max_concurrency`) of a backend, the child's where it called
         the backend (as last reported), else this process's router's."""
-        return self._figures.limits.get(name) or self.router.concurrency_limit(name)
+        found = None if self._figures is None else self._figures.limits.get(name)
+        return found or self.router.concurrency_limit(name)
 
     async def route(
         self,
@@ -160,6 +151,8 @@ class RoutingWorker:
         Raises:
             WorkerFailed: The run raised in the child, or the child died.
         """
+        from tui.services.routing import wire
+
         del service  # the child has its own, over its own store connection
         self._closed = False
         await self._ensure_started()
@@ -170,7 +163,7 @@ class RoutingWorker:
         settings = self.router.settings
         self._sent_active = self.router.active
         self._send(
-            StartRun(
+            wire.StartRun(
                 run_id=plan.run_id,
                 selection=selection.kind,
                 ids=selection.ids,
@@ -191,7 +184,7 @@ class RoutingWorker:
             return waiter.outcome.result()
         except asyncio.CancelledError:
             if not waiter.outcome.done():
-                self._send(Cancel(run_id=plan.run_id))
+                self._send(wire.Cancel(run_id=plan.run_id))
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(asyncio.shield(waiter.outcome), CLOSE_TIMEOUT_S)
             raise
@@ -202,13 +195,15 @@ class RoutingWorker:
         """Tell the child of a hot swap or a config change (a shadow promoted, a backend
         added) made while its runs go: the app sets `Router.active` and `Router.settings`
         as plain attributes, so they are compared with what was sent."""
+        from tui.services.routing import wire
+
         router = self.router
         changed = router.settings is not self._sent_settings
         if self._proc is None or (router.active == self._sent_active and not changed):
             return
         self._sent_active = router.active
         settings = _settings_json(router.settings) if changed else None
-        self._send(Swap(active=router.active, settings=settings))
+        self._send(wire.Swap(active=router.active, settings=settings))
         self._sent_settings = router.settings
 
     async def warm(self) -> None:
@@ -229,9 +224,11 @@ class RoutingWorker:
         await self.engine.aclose()
 
     async def _close_child(self) -> None:
+        from tui.services.routing import wire
+
         proc = self._proc
         if proc is not None and proc.returncode is None:
-            self._send(Shutdown())
+            self._send(wire.Shutdown())
             if proc.stdin is not None:
                 proc.stdin.close()
             try:
@@ -258,6 +255,8 @@ class RoutingWorker:
             await self._start()
 
     async def _start(self) -> None:
+        from tui.services.routing import wire
+
         root = str(Path(__file__).resolve().parents[3])  # the folder holding `tui`
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
@@ -275,10 +274,10 @@ class RoutingWorker:
             env=env,
             limit=LINE_LIMIT,
         )
-        self._figures = Figures(in_flight=0)
+        self._figures = None
         settings = self.router.settings
         self._send(
-            Hello(
+            wire.Hello(
                 db=str(self.store.path),
                 settings=_settings_json(settings),
                 taxonomy=self.router.taxonomy.model_dump(mode="json"),
@@ -289,21 +288,25 @@ class RoutingWorker:
         self._sent_settings = settings
         self._reader = asyncio.create_task(self._read(self._proc))
 
-    def _send(self, message: StartRun | Cancel | Swap | Shutdown | Hello) -> None:
+    def _send(self, message: wire.ToChild) -> None:
+        from tui.services.routing import wire
+
         proc = self._proc
         if proc is None or proc.stdin is None or proc.stdin.is_closing():
             return
         with contextlib.suppress(ConnectionError, RuntimeError):
-            proc.stdin.write(encode(message))
+            proc.stdin.write(wire.encode(message))
 
     async def _read(self, proc: asyncio.subprocess.Process) -> None:
         """Hand each of the child's messages on until it exits; then fail what it had."""
+        from tui.services.routing import wire
+
         assert proc.stdout is not None
         broken: str | None = None
         try:
             while line := await proc.stdout.readline():
                 try:
-                    message = FROM_CHILD.validate_json(line)
+                    message = wire.FROM_CHILD.validate_json(line)
                 except ValidationError as exc:
                     broken = f"the routing worker wrote a bad message: {exc.errors()[0]['msg']}"
                     proc.kill()
@@ -321,23 +324,25 @@ class RoutingWorker:
         status = await proc.wait()
         if proc is self._proc:
             self._proc = None
-            self._figures = Figures(in_flight=0)
+            self._figures = None
         self._lost(broken or f"the routing worker exited with status {status}{self._tail()}")
 
-    def _handle(self, message: Ready | Decided | Figures | Waiting | Finished | Failed) -> None:
-        if isinstance(message, Decided):
+    def _handle(self, message: wire.FromChild) -> None:
+        from tui.services.routing import wire
+
+        if isinstance(message, wire.Decided):
             waiter = self._runs.get(message.run_id)
             if waiter is not None and waiter.on_decision is not None:
                 try:
                     for decision in message.decisions:
                         waiter.on_decision(decision)
                 except Exception as exc:  # the caller's callback: stop its run, keep reading
-                    self._send(Cancel(run_id=message.run_id))
+                    self._send(wire.Cancel(run_id=message.run_id))
                     if not waiter.outcome.done():
                         waiter.outcome.set_exception(exc)
-        elif isinstance(message, Figures):
+        elif isinstance(message, wire.Figures):
             self._figures = message
-        elif isinstance(message, Waiting):
+        elif isinstance(message, wire.Waiting):
             on_wait = self.router.on_wait
             if on_wait is not None:
                 wait = RetryWait(
@@ -349,7 +354,7 @@ class RoutingWorker:
                     message.at,
                 )
                 on_wait(message.backend, wait)
-        elif isinstance(message, Finished):
+        elif isinstance(message, wire.Finished):
             waiter = self._runs.get(message.run_id)
             if waiter is not None and not waiter.outcome.done():
                 summary = RunSummary(
@@ -364,7 +369,7 @@ class RoutingWorker:
                 waiter.outcome.set_result(
                     RunOutcome(summary, stopped=message.stopped, finished=message.finished)
                 )
-        elif isinstance(message, Failed):
+        elif isinstance(message, wire.Failed):
             waiter = self._runs.get(message.run_id)
             if waiter is not None and not waiter.outcome.done():
                 waiter.outcome.set_exception(WorkerFailed(message.error))
