@@ -53,11 +53,13 @@ def openai_block(server: OpenAIServer, **extra: object) -> dict[str, object]:
     }
 
 
-def test_the_variable_selects_the_worker() -> None:
-    assert worker_wanted({})
-    assert worker_wanted({ENV: "1"})
-    assert not worker_wanted({ENV: "0"})
-    assert not worker_wanted({ENV: "thread"})
+def test_the_variable_selects_the_worker_and_auto_follows_the_concurrency() -> None:
+    few = settings_for({"a": {"type": "hash", "max_concurrency": 8}})
+    many = settings_for({"a": {"type": "hash"}, "b": {"type": "hash", "max_concurrency": 128}})
+    assert worker_wanted(few, {ENV: "1"}) and worker_wanted(few, {ENV: "worker"})
+    assert not worker_wanted(many, {ENV: "0"}) and not worker_wanted(many, {ENV: "thread"})
+    assert not worker_wanted(few, {}) and not worker_wanted(few, {ENV: "auto"})
+    assert worker_wanted(many, {}) and worker_wanted(many, {ENV: "auto"})
 
 
 async def test_decisions_routed_in_the_child_land_in_the_store_and_on_screen(

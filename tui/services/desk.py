@@ -24,16 +24,16 @@ class Desk:
     router: Router
     """Routes with `settings`' backends and writes its decisions to `store`."""
     worker: bool | None = None
-    """Route runs in a worker process (`RoutingWorker`); None reads
-    `TRIAGEDESK_ROUTING_WORKER` (unset: yes)."""
+    """Route runs in a worker process (`RoutingWorker`); None asks `worker_wanted`
+    (`TRIAGEDESK_ROUTING_WORKER`, else a worker for backends of 128 calls at once or more)."""
     engine: RoutingEngine | RoutingWorker = field(init=False)
-    """Where routing runs, never on the UI's loop: a worker process for runs (the default:
-    its GIL is its own, so 1,000 tickets in flight do not hold the UI thread), or the
-    router's own thread and loop. Either way every coroutine that uses the router's
+    """Where routing runs, never on the UI's loop: a worker process for runs (its GIL is its
+    own, so 1,000 tickets in flight do not hold the UI thread), or the router's own thread
+    and loop. Either way every coroutine that uses the router's
     backends goes through it (`await desk.engine.call(...)`, `desk.engine.route(...)`)."""
 
     def __post_init__(self) -> None:
-        use_worker = worker_wanted() if self.worker is None else self.worker
+        use_worker = worker_wanted(self.settings) if self.worker is None else self.worker
         self.engine = (
             RoutingWorker(self.router, self.store) if use_worker else RoutingEngine(self.router)
         )

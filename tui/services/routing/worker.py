@@ -26,7 +26,7 @@ import os
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
@@ -50,7 +50,13 @@ if TYPE_CHECKING:  # the wire's models load with the first child (8 ms off the f
 T = TypeVar("T")
 
 ENV = "TRIAGEDESK_ROUTING_WORKER"
-"""`1` routes the TUI's runs in a worker process (the default), `0` in a thread of its own."""
+"""`1` routes the TUI's runs in a worker process, `0` in a thread of its own; unset (or
+`auto`): a worker when some backend may have `WORKER_FROM` calls in flight."""
+WORKER_FROM = 128
+"""The `max_concurrency` from which `auto` picks the worker. Measured (RESULTS.md 3b): at
+128 and 1,000 in flight the worker's keys were faster (p95 1.7x and 3.4x); below, it would
+cost a second process and seconds of start-up for nothing measured (with it for every test
+app, the TUI tests took 1.8x as long on the shared machine, and timed out)."""
 SWAP_POLL_S = 0.1
 """How often a run waiting on the child checks for a hot swap or a config change to pass on
 (`_pass_on_changes`)."""
@@ -59,10 +65,16 @@ STDERR_TAIL = 2000
 """How much of a dead child's stderr its error shows."""
 
 
-def worker_wanted(environ: dict[str, str] | None = None) -> bool:
-    """Whether `TRIAGEDESK_ROUTING_WORKER` asks for the worker process (unset: yes)."""
-    value = (os.environ if environ is None else environ).get(ENV, "1").strip().lower()
-    return value not in ("0", "false", "no", "off", "thread")
+def worker_wanted(settings: Settings, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the TUI routes in a worker process: `TRIAGEDESK_ROUTING_WORKER` says so
+    (`1`/`0`), else (`auto`, unset) when a backend allows `WORKER_FROM` calls at once."""
+    value = (os.environ if environ is None else environ).get(ENV, "auto").strip().lower()
+    if value in ("1", "true", "yes", "on", "worker"):
+        return True
+    if value in ("0", "false", "no", "off", "thread"):
+        return False
+    limits = (c.max_concurrency for c in settings.backends.values())
+    return max(limits, default=0) >= WORKER_FROM
 
 
 class WorkerFailed(RuntimeError):
