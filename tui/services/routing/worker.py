@@ -1,10 +1,10 @@
 """Routing in a worker process: the TUI's side of it (`worker_run` is the child's).
 
-`RoutingEngine` moved routing off the UI's event loop onto a thread, which was enough at 128
-tickets in flight but not at 1,000: the engine's thread then keeps a core busy and the UI
-thread waits for the GIL after every poll (p50 3.1 s from key to screen, CHANGES.md item
-13). `RoutingWorker` offers the screens the same interface (`call`, `route`, `in_flight`,
-`concurrency_limit`, `aclose`) but routes runs in a child process with a GIL of its own,
+`RoutingEngine` moved routing off the UI's event loop onto a thread, but at 1,000 tickets in
+flight the engine's thread keeps a core busy and the UI thread waits for the GIL behind it
+(CHANGES.md items 13 and 16: in a real terminal p95 296 ms from key to screen).
+`RoutingWorker` offers the screens the same interface (`call`, `route`, `in_flight`,
+`concurrency_limit`, `warm`, `aclose`) but routes runs in a child process with a GIL of its own,
 which writes the decisions to the store itself: the TUI only plans runs (a read), reads the
 store, and gets small events (`wire`): decisions already stored, a few lines a second.
 
@@ -12,7 +12,8 @@ What is not a run (compare's answers, health checks, shadow changes: one ticket 
 at a time) still goes to an in-thread `RoutingEngine` through `call`, so those keep their
 backends' connections in one loop of this process.
 
-The child is started with the first run and lives until `aclose` (the app's unmount). It
+The child is started by `warm` (the inbox calls it once its first window is painted) or the
+first run, and lives until `aclose` (the app's unmount). It
 dies with the parent (EOF on its stdin, and `PR_SET_PDEATHSIG` on Linux). When it dies or
 breaks the protocol, every run it had fails with `WorkerFailed` (the inbox shows the error,
 the app stays up) and the next run starts a new child. Textual-free, like `tui.services`.
