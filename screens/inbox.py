@@ -85,6 +85,8 @@ class InboxScreen(Screen[None]):
         self.finetune = FinetunePanel(desk, widget_id="finetune")
         self._request = 0
         """Identity of the latest page request: pages of older ones are dropped."""
+        self._pending_rows: dict[str, Decision] = {}
+        """Decisions to draw at the next `_flush_rows` (ticket -> its latest)."""
         self._stats_asked = False
         """The status bar's baseline is read once the first window is on screen: it loads
         the specialist's model code (numpy), which would otherwise compete with the first
@@ -135,9 +137,9 @@ class InboxScreen(Screen[None]):
 
     def refresh_status(self) -> None:
         bar = self.query_one(StatusBar)
-        router = self.desk.router
-        limit = router.concurrency_limit(router.active)
-        bar.figures = self.tracker.figures(router.active, router.in_flight, limit)
+        active, engine = self.desk.router.active, self.desk.engine  # a worker counts its own
+        limit = engine.concurrency_limit(active)
+        bar.figures = self.tracker.figures(active, engine.in_flight, limit)
 
     def _auto_route_changed(self, on: bool) -> None:
         self.query_one(StatusBar).auto_route = on
@@ -188,6 +190,12 @@ class InboxScreen(Screen[None]):
         if not self._stats_asked:
             self._stats_asked = True
             self.call_after_refresh(self.data.load_stats)
+            self.call_after_refresh(self._warm_routing)
+
+    def _warm_routing(self) -> None:
+        """Start the routing worker process once the first window is on screen, so the
+        first `r` does not wait seconds for it (a thread engine has nothing to start)."""
+        self.run_worker(self.desk.engine.warm(), group="routing-warm", exit_on_error=False)
 
     def _update_title(self) -> None:
         table = self.table
@@ -282,11 +290,24 @@ class InboxScreen(Screen[None]):
     def _show_decisions(self, decisions: tuple[Decision, ...]) -> None:
         """Redraw the rows of the window these decisions changed (the latest decision of a
         ticket wins), and the detail pane when the ticket under the cursor is among them.
-        The status bar follows at its own pace (`refresh_status`, twice a second)."""
+        The status bar follows at its own pace (`refresh_status`, twice a second).
+
+        Coalesced: decisions wait in `_pending_rows` until the messages already queued are
+        handled, so a burst (several runs' batches, the live feed's poll) is one redraw of
+        the table, and a key queued behind it is not kept waiting for one redraw each."""
         if not decisions:
             return
+        flush_due = not self._pending_rows
+        for decision in decisions:
+            self._pending_rows[decision.ticket_id] = decision
+        if flush_due:
+            self.call_later(self._flush_rows)
+
+    def _flush_rows(self) -> None:
+        latest, self._pending_rows = self._pending_rows, {}
+        if not latest or not self.is_mounted:
+            return
         table = self.table
-        latest = {d.ticket_id: d for d in decisions}
         updates = []
         for ticket_id, decision in latest.items():
             row = table.row_for(ticket_id)

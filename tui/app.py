@@ -129,7 +129,7 @@ class TriageApp(App[int]):
             return
         self.active_backend = name
         if old != name:
-            in_flight = self.router.in_flight
+            in_flight = self.desk.engine.in_flight  # a routing worker counts its own
             finishing = f"; {in_flight} in flight finish on {old}" if in_flight else ""
             self.notify(f"Backend: {old} → {name}{finishing}", title="Hot swap")
             self.screen.post_message(BackendSwapped(old, name))

@@ -7,9 +7,10 @@ headless `route`: a ticket another run is routing, in this process or another, i
 said so, never routed twice at once. Decisions come back as `TicketsRouted` at most ten times
 a second; the end of a run as `RoutingFinished` or `RoutingFailed`.
 
-The runs themselves go on the routing engine's own thread and loop (`RoutingEngine`): the
-worker here only awaits them, so replies arriving by the hundred never hold the UI's loop.
-The callbacks (decisions, retry waits) therefore run on the engine's thread and only post.
+The runs themselves go to the desk's engine: a worker process (`RoutingWorker`, the
+default) or the routing engine's own thread and loop (`RoutingEngine`); the worker here only
+awaits them, so replies arriving by the hundred never hold the UI's loop. The callbacks
+(decisions, retry waits) may run on the engine's thread and therefore only post.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from screens.messages import RoutingFailed, RoutingFinished, TicketsRouted
 from tui.core.models import Decision
 from tui.core.store import Store
 from tui.services.routing import Router, RoutingEngine
+from tui.services.routing.worker import RoutingWorker
 from tui.services.runs import RunService, Selection, UnknownTickets
 
 COALESCE_S = 0.1
@@ -65,7 +67,12 @@ class RouteRunner(Widget):
     DEFAULT_CSS = "RouteRunner { display: none; }"
 
     def __init__(
-        self, store: Store, router: Router, engine: RoutingEngine, *, run_prefix: str
+        self,
+        store: Store,
+        router: Router,
+        engine: RoutingEngine | RoutingWorker,
+        *,
+        run_prefix: str,
     ) -> None:
         super().__init__()
         self.router = router
@@ -133,7 +140,7 @@ class RouteRunner(Widget):
         collect, flush = self._collector()
         try:
             plan = await asyncio.to_thread(self.service.plan, selection, run_id=self.new_run_id())
-            outcome = await self.engine.call(self.service.route(plan, on_decision=collect))
+            outcome = await self.engine.route(self.service, plan, on_decision=collect)
         except UnknownTickets as exc:
             self.post_message(RoutingFailed(f"Ticket {exc.missing[0]} is gone"))
             return

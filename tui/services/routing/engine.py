@@ -19,12 +19,25 @@ import asyncio
 import contextlib
 import sys
 import threading
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol, TypeVar
 
+from tui.core.models import Decision
 from tui.services.routing.router import Router
 
 T = TypeVar("T")
+PlanT = TypeVar("PlanT", contravariant=True)
+OutcomeT = TypeVar("OutcomeT", covariant=True)
+
+
+class RoutesPlans(Protocol[PlanT, OutcomeT]):
+    """What `route` needs of `tui.services.runs.RunService` (named by shape: that module
+    imports this package, so naming it here would be an import cycle)."""
+
+    def route(
+        self, plan: PlanT, *, on_decision: Callable[[Decision], None] | None = None
+    ) -> Coroutine[Any, Any, OutcomeT]: ...
+
 
 CLOSE_TIMEOUT_S = 10.0
 """How long `aclose` waits for cancelled runs to store what they decided."""
@@ -83,6 +96,30 @@ class RoutingEngine:
             future.cancel()
             raise
 
+    async def warm(self) -> None:
+        """Nothing to prepare: the thread starts with the first call, in no time."""
+
+    async def route(
+        self,
+        service: RoutesPlans[PlanT, OutcomeT],
+        plan: PlanT,
+        *,
+        on_decision: Callable[[Decision], None] | None = None,
+    ) -> OutcomeT:
+        """Route a planned run on the engine's loop (`RoutingWorker.route` does it in a
+        process): `on_decision` is called on the engine's thread, so it may only hand data
+        on thread-safely."""
+        return await self.call(service.route(plan, on_decision=on_decision))
+
+    @property
+    def in_flight(self) -> int:
+        """Tickets in flight now (the router counts them)."""
+        return self.router.in_flight
+
+    def concurrency_limit(self, name: str) -> tuple[int, int] | None:
+        """(calls allowed now, `max_concurrency`) of a backend the router has called."""
+        return self.router.concurrency_limit(name)
+
     async def aclose(self) -> None:
         """Cancel what still runs, let it store what it decided, close the router's backends
         and stop the thread. The router can be used again afterwards (a new thread starts)."""
@@ -111,4 +148,4 @@ async def _shut_down(router: Router) -> None:
     await router.aclose()
 
 
-__all__ = ["CLOSE_TIMEOUT_S", "SWITCH_INTERVAL_S", "RoutingEngine"]
+__all__ = ["CLOSE_TIMEOUT_S", "SWITCH_INTERVAL_S", "RoutesPlans", "RoutingEngine"]
