@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import NoReturn
+from typing import NoReturn, Self
 
 import aiohttp
 import httpx
 from aiohttp.http_exceptions import HttpProcessingError
 from httpx_aiohttp import AiohttpTransport
+from httpx_aiohttp.transport import AiohttpResponseStream
 
 _AIOHTTP_ERRORS = (aiohttp.ClientError, HttpProcessingError)
 _CAUGHT = (httpx.TransportError, *_AIOHTTP_ERRORS)
@@ -65,16 +66,40 @@ def _raise_precise(exc: BaseException) -> NoReturn:
     raise mapped from cause
 
 
+class _PreciseChunks:
+    """The body's chunks, failures re-raised with their precise httpx class.
+
+    A class, not an async generator (as `AiohttpResponseStream.__aiter__` is): a streamed
+    reader stops at its closing event, and an async generator still suspended then costs the
+    event loop's finalizer hook a self-pipe write, a task and a loop turn.
+    """
+
+    __slots__ = ("_chunks",)
+
+    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+        self._chunks = chunks
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await self._chunks.__anext__()
+        except _CAUGHT as exc:
+            _raise_precise(exc)
+
+
 class _PreciseStream(httpx.AsyncByteStream):
     def __init__(self, inner: httpx.AsyncByteStream) -> None:
         self.inner = inner
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self.inner:
-                yield chunk
-        except _CAUGHT as exc:
-            _raise_precise(exc)
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        # aiohttp's own chunk iterator is a class; httpx-aiohttp's stream keeps the aiohttp
+        # response as `_aiohttp_response`, read with the same chunk size it reads with.
+        reply = getattr(self.inner, "_aiohttp_response", None)
+        if isinstance(reply, aiohttp.ClientResponse):
+            return _PreciseChunks(reply.content.iter_chunked(AiohttpResponseStream.CHUNK_SIZE))
+        return _PreciseChunks(self.inner.__aiter__())
 
     async def aclose(self) -> None:
         try:

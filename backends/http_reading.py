@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import json
 import zlib
+from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx
 
@@ -106,33 +108,123 @@ class _OverCap(Exception):
     """More decoded bytes arrived than the caller's limit."""
 
 
-async def _decoded(response: httpx.Response, limit: int) -> AsyncIterator[bytes]:
+class _Decoded:
     """The reply's decoded bytes, piece by piece, raising `_OverCap` past `limit` of them.
 
     Decompressed bytes are what is counted, so a small gzip bomb is stopped at the cap.
+
+    A class, not an async generator, and it reads `response.stream` itself rather than
+    through `response.aiter_raw()` (two more generators inside httpx): a streamed reader
+    stops at its closing event, and every async generator still suspended then is handed to
+    the event loop's finalizer hook, a `call_soon_threadsafe` self-pipe write, a task and an
+    extra loop turn each, eight per ticket in a whole run (benchmarks/RESULTS.md §1 "Whole
+    runs"). `aclose` closes the one generator left (httpx's `BoundAsyncStream`) at once.
     """
-    try:
-        content = response.content  # a reply already read whole (built in memory): decoded
-    except httpx.ResponseNotRead:
-        pass
-    else:
-        if len(content) > limit:
-            yield content[:limit]
+
+    __slots__ = ("_inflater", "_limit", "_over", "_pieces", "_raw", "_response", "_size", "_state")
+
+    def __init__(self, response: httpx.Response, limit: int) -> None:
+        self._response = response
+        self._limit = limit
+        self._size = 0
+        self._raw: AsyncIterator[bytes] | None = None
+        self._inflater: _Inflater | None = None
+        self._pieces: Iterator[bytes] = iter(())
+        self._state = "new"
+        """Then "reading" (from `_raw`, or `_pieces` alone when `_raw` is None), then "done"."""
+        self._over = False
+
+    def __aiter__(self) -> Self:
+        return self
+
+    def _open(self) -> None:
+        """Start reading: the body already in memory, else the stream (as `aiter_raw` does).
+
+        Raises:
+            BadResponse: An encoding that is not read.
+        """
+        response = self._response
+        try:
+            content = response.content  # a reply already read whole (built in memory): decoded
+        except httpx.ResponseNotRead:
+            pass
+        else:
+            self._pieces = iter((content,))
+            return
+        self._inflater = _inflater(response.headers)
+        stream = response.stream
+        if not isinstance(stream, httpx.AsyncByteStream):
+            raise RuntimeError("Attempted to call an async iterator on a sync stream.")
+        if response.is_stream_consumed:
+            raise httpx.StreamConsumed()
+        if response.is_closed:
+            raise httpx.StreamClosed()
+        response.is_stream_consumed = True
+        self._raw = stream.__aiter__()
+
+    async def _next_raw(self) -> bytes | None:
+        """The next raw chunk; None at the stream's end (the reply then closed, as
+        `aiter_raw` closes it)."""
+        assert self._raw is not None
+        try:
+            return await self._raw.__anext__()
+        except StopAsyncIteration:
+            self._raw = None
+            await self._response.aclose()
+            return None
+        except httpx.RequestError as exc:
+            self._raw = None
+            _attach_request(exc, self._response)
+            raise
+
+    async def __anext__(self) -> bytes:
+        if self._state == "new":
+            self._state = "reading"
+            self._open()
+        if self._over:  # the piece up to the cap was returned last time
+            self._over = False
             raise _OverCap
-        yield content
-        return
-    inflater = _inflater(response.headers)
-    size = 0
-    async for raw in response.aiter_raw():
-        pieces = inflater.feed(raw) if inflater is not None else iter((raw,))
-        for piece in pieces:
-            size += len(piece)
-            if size > limit:
-                keep = len(piece) - (size - limit)
-                if keep > 0:
-                    yield piece[:keep]
-                raise _OverCap
-            yield piece
+        while self._state == "reading":
+            try:
+                piece = next(self._pieces, None)
+            except BadResponse:  # not valid gzip/deflate: the stream is not read further
+                await self.aclose()
+                raise
+            if piece is None:
+                raw = None if self._raw is None else await self._next_raw()
+                if raw is None:
+                    self._state = "done"
+                    break
+                inflater = self._inflater
+                self._pieces = inflater.feed(raw) if inflater is not None else iter((raw,))
+                continue
+            self._size += len(piece)
+            if self._size > self._limit:
+                await self.aclose()
+                keep = len(piece) - (self._size - self._limit)
+                if keep <= 0:
+                    raise _OverCap
+                self._over = True
+                return piece[:keep]
+            return piece
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        """Stop reading: close the stream's iterator now rather than at garbage collection."""
+        self._state = "done"
+        raw, self._raw = self._raw, None
+        close = getattr(raw, "aclose", None)
+        if close is not None:
+            await close()
+
+
+def _attach_request(exc: httpx.RequestError, response: httpx.Response) -> None:
+    """Give a transport error its request, as httpx's `aiter_raw` does (`request_context`)."""
+    try:
+        exc.request  # noqa: B018 - the property raises when no request is attached
+    except RuntimeError:
+        with contextlib.suppress(RuntimeError):  # a reply built without a request
+            exc.request = response.request
 
 
 async def read_capped(response: httpx.Response, limit: int = MAX_RESPONSE_BYTES) -> bytes:
@@ -146,7 +238,7 @@ async def read_capped(response: httpx.Response, limit: int = MAX_RESPONSE_BYTES)
         raise BadResponse(f"reply of {int(declared)} bytes exceeds the {limit}-byte cap")
     chunks: list[bytes] = []
     try:
-        async for piece in _decoded(response, limit):
+        async for piece in _Decoded(response, limit):
             chunks.append(piece)
     except _OverCap:
         raise BadResponse(f"reply exceeds the {limit}-byte cap") from None
@@ -157,7 +249,7 @@ async def read_truncated(response: httpx.Response, limit: int) -> tuple[bytes, b
     """At most `limit` decoded bytes of the body, and whether that was all of it."""
     chunks: list[bytes] = []
     try:
-        async for piece in _decoded(response, limit):
+        async for piece in _Decoded(response, limit):
             chunks.append(piece)
     except _OverCap:
         return b"".join(chunks), False
@@ -216,30 +308,58 @@ async def get_capped(
         return CappedReply(response.status_code, response.headers, body, complete)
 
 
-async def iter_lines(
-    response: httpx.Response, limit: int = MAX_RESPONSE_BYTES
-) -> AsyncIterator[str]:
+class _Lines:
+    """Lines of a streamed reply (a class for the reason `_Decoded` is one)."""
+
+    __slots__ = ("_decoder", "_ended", "_limit", "_pending", "_ready", "_source")
+
+    def __init__(self, source: _Decoded, limit: int) -> None:
+        self._source = source
+        self._limit = limit
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._pending = ""
+        self._ready: deque[str] = deque()
+        self._ended = False
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> str:
+        while not self._ready:
+            if self._ended:
+                raise StopAsyncIteration
+            try:
+                chunk = await self._source.__anext__()
+            except StopAsyncIteration:
+                self._ended = True
+                tail = self._pending + self._decoder.decode(b"", final=True)
+                self._pending = ""
+                if tail:
+                    return tail
+                raise
+            except _OverCap:
+                self._ended = True
+                raise BadResponse(f"streamed reply exceeds the {self._limit}-byte cap") from None
+            pending = self._pending + self._decoder.decode(chunk)
+            *complete, self._pending = pending.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+            self._ready.extend(complete)
+        return self._ready.popleft()
+
+    async def aclose(self) -> None:
+        """Stop reading; the stream's iterator is closed at once."""
+        self._ended = True
+        self._ready.clear()
+        await self._source.aclose()
+
+
+def iter_lines(response: httpx.Response, limit: int = MAX_RESPONSE_BYTES) -> _Lines:
     """Lines of a streamed reply, counting bytes so that no line or stream outgrows `limit`.
 
     httpx's `aiter_lines` would buffer an endless line whole; this splits decoded pieces
-    itself, and counts decompressed bytes.
-
-    Raises:
-        BadResponse: More than `limit` bytes arrived.
+    itself, and counts decompressed bytes. Raises `BadResponse` (when iterated) once more
+    than `limit` bytes arrived. `aclose()` it when stopping early.
     """
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    pending = ""
-    try:
-        async for chunk in _decoded(response, limit):
-            pending += decoder.decode(chunk)
-            *complete, pending = pending.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-            for line in complete:
-                yield line
-    except _OverCap:
-        raise BadResponse(f"streamed reply exceeds the {limit}-byte cap") from None
-    pending += decoder.decode(b"", final=True)
-    if pending:
-        yield pending
+    return _Lines(_Decoded(response, limit), limit)
 
 
 @dataclass(slots=True)
@@ -267,14 +387,6 @@ class FirstLine:
             raise not_the_protocol(self.text, expected, key)
 
 
-async def noting_first(lines: AsyncIterator[str], first: FirstLine) -> AsyncIterator[str]:
-    """Pass `lines` through, keeping the first non-blank one in `first`."""
-    async for line in lines:
-        if first.text is None and line.strip():
-            first.text = line.strip()[:MAX_ERROR_BYTES]
-        yield line
-
-
 @dataclass(frozen=True, slots=True)
 class SSEEvent:
     """One server-sent event: its `event:` name (empty when unnamed) and joined `data:` lines."""
@@ -283,32 +395,76 @@ class SSEEvent:
     data: str
 
 
-async def iter_sse(lines: AsyncIterator[str]) -> AsyncIterator[SSEEvent]:
-    """Group lines into events per the SSE spec; comments (`:` lines) are keep-alives."""
-    event = ""
-    data: list[str] = []
-    async for line in lines:
-        if not line:
-            if data:
-                yield SSEEvent(event, "\n".join(data))
-            event, data = "", []
-            continue
-        if line.startswith(":"):
-            continue
-        field, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if field == "data":
-            data.append(value)
-        elif field == "event":
-            event = value
-    if data:
-        yield SSEEvent(event, "\n".join(data))
+class SSEStream:
+    """Server-sent events grouped from lines per the SSE spec; comments (`:` lines) are
+    keep-alives. A class for the reason `_Decoded` is one: a reader that stops at its closing
+    event leaves nothing for the event loop's finalizer, and `aclose()` closes the stream's
+    iterator there and then.
+    """
+
+    __slots__ = ("_data", "_ended", "_event", "_first", "_lines")
+
+    def __init__(self, lines: AsyncIterator[str], first: FirstLine | None = None) -> None:
+        self._lines = lines
+        self._first = first
+        """Where the first non-blank line is kept (to tell an HTML page from a cut stream)."""
+        self._event = ""
+        self._data: list[str] = []
+        self._ended = False
+
+    def __aiter__(self) -> Self:
+        return self
+
+    def _take(self) -> SSEEvent:
+        event = SSEEvent(self._event, "\n".join(self._data))
+        self._event, self._data = "", []
+        return event
+
+    async def __anext__(self) -> SSEEvent:
+        first = self._first
+        while not self._ended:
+            try:
+                line = await self._lines.__anext__()
+            except StopAsyncIteration:
+                self._ended = True
+                if self._data:
+                    return self._take()
+                break
+            if first is not None and first.text is None and line.strip():
+                first.text = line.strip()[:MAX_ERROR_BYTES]
+            if not line:
+                if self._data:
+                    return self._take()
+                self._event = ""
+                continue
+            if line.startswith(":"):
+                continue
+            field, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if field == "data":
+                self._data.append(value)
+            elif field == "event":
+                self._event = value
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        """Stop reading: the lines (and under them the reply's stream) are closed now."""
+        self._ended = True
+        close = getattr(self._lines, "aclose", None)
+        if close is not None:
+            await close()
 
 
-def sse_events(response: httpx.Response, first: FirstLine) -> AsyncIterator[SSEEvent]:
+def iter_sse(lines: AsyncIterator[str]) -> SSEStream:
+    """Group lines into events per the SSE spec (`SSEStream`)."""
+    return SSEStream(lines)
+
+
+def sse_events(response: httpx.Response, first: FirstLine) -> SSEStream:
     """A streamed reply's events, within `MAX_RESPONSE_BYTES`, its first line kept in `first`
-    (to tell an HTML page from a cut stream when no event came)."""
-    return iter_sse(noting_first(iter_lines(response), first))
+    (to tell an HTML page from a cut stream when no event came). `aclose()` it when stopping
+    at the closing event."""
+    return SSEStream(iter_lines(response), first)
 
 
 def event_object(event: SSEEvent, what: str, key: SecretStr | None) -> dict[str, Any]:

@@ -305,31 +305,35 @@ class OpenAIBackend(HTTPBackend[Completion]):
         done = False
         finish_known = finished = False
         first = FirstLine()
-        async for event in sse_events(response, first):
-            saw_event = True
-            if event.data.strip() == "[DONE]":
-                done = True
-                break
-            chunk = event_object(event, "stream chunk", key)
-            if "error" in chunk:
-                said = server_message(json.dumps(chunk))
-                raise ServerError(f"error inside the stream: {quote_server(said, key)}")
-            completion.model = completion.model or str_or_none(chunk.get("model"))
-            for choice in chunk.get("choices") or []:
-                saw_choices = True
-                if not isinstance(choice, dict):
-                    continue
-                if "finish_reason" in choice:
-                    finish_known = True
-                    finished = finished or choice["finish_reason"] is not None
-                delta = choice.get("delta") or {}
-                piece = delta.get("content") if isinstance(delta, dict) else None
-                if isinstance(piece, str) and piece:
-                    watch.mark_first()
-                    parts.append(piece)
-                _take_logprobs(choice.get("logprobs"), completion)
-            take_usage(chunk.get("usage"), completion)
-            take_timings(chunk.get("timings"), completion)
+        events = sse_events(response, first)
+        try:
+            async for event in events:
+                saw_event = True
+                if event.data.strip() == "[DONE]":
+                    done = True
+                    break
+                chunk = event_object(event, "stream chunk", key)
+                if "error" in chunk:
+                    said = server_message(json.dumps(chunk))
+                    raise ServerError(f"error inside the stream: {quote_server(said, key)}")
+                completion.model = completion.model or str_or_none(chunk.get("model"))
+                for choice in chunk.get("choices") or []:
+                    saw_choices = True
+                    if not isinstance(choice, dict):
+                        continue
+                    if "finish_reason" in choice:
+                        finish_known = True
+                        finished = finished or choice["finish_reason"] is not None
+                    delta = choice.get("delta") or {}
+                    piece = delta.get("content") if isinstance(delta, dict) else None
+                    if isinstance(piece, str) and piece:
+                        watch.mark_first()
+                        parts.append(piece)
+                    _take_logprobs(choice.get("logprobs"), completion)
+                take_usage(chunk.get("usage"), completion)
+                take_timings(chunk.get("timings"), completion)
+        finally:
+            await events.aclose()  # now, not by the loop's async-generator finalizer
         if not done:
             if not saw_event:
                 first.raise_if_html(EXPECTED, key)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import math
+import sys
 from collections.abc import AsyncIterator, Iterator
 from email.utils import formatdate
 from pathlib import Path
@@ -15,7 +17,7 @@ import httpx
 import pytest
 
 from backends.http_common import join_url, parse_retry_after
-from backends.http_reading import iter_lines, iter_sse
+from backends.http_reading import FirstLine, iter_lines, iter_sse, sse_events
 from backends.openai_compat import OpenAIBackend, label_logprob_confidence
 from tests.servers.openai_server import OpenAIServer, Reply, openai_server
 from tui.core.backend import (
@@ -531,6 +533,67 @@ def test_join_url() -> None:
     assert join_url("https://x.openai.azure.com/openai/deployments/d/?api-version=1", "models") == (
         "https://x.openai.azure.com/openai/deployments/d/models?api-version=1"
     )
+
+
+@contextlib.contextmanager
+def finalized() -> Iterator[list[str]]:
+    """The async generators the running loop's finalizer hook is handed meanwhile.
+
+    Each one costs the loop a `call_soon_threadsafe` (a self-pipe write), a task and a loop
+    turn; a streamed reply's readers used to leave eight per ticket. Entered inside the test's
+    coroutine: the loop installs its own hooks when it starts running.
+    """
+    firstiter, finalizer = sys.get_asyncgen_hooks()
+    assert finalizer is not None
+    seen: list[str] = []
+
+    def counting(agen: Any) -> None:
+        seen.append(agen.__qualname__)
+        finalizer(agen)
+
+    sys.set_asyncgen_hooks(firstiter=firstiter, finalizer=counting)
+    try:
+        yield seen
+    finally:
+        sys.set_asyncgen_hooks(firstiter=firstiter, finalizer=finalizer)
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_a_route_leaves_no_reader_to_the_loops_finalizer(
+    server: OpenAIServer,
+    make_backend: Any,
+    ticket: Ticket,
+    taxonomy: Taxonomy,
+    stream: bool,
+) -> None:
+    """Every reader under a reply (ours, httpx's, the aiohttp transport's) is closed where
+    the answer ends, [DONE] included, rather than left for the garbage collector."""
+    backend = make_backend(server, stream=stream, http_transport="aiohttp")
+    with finalized() as seen:
+        for _ in range(3):
+            result = await backend.route(ticket, taxonomy)
+            assert result.label == server.label
+        gc.collect()
+    assert seen == []
+
+
+async def test_a_stream_closed_early_leaves_no_reader_to_the_loops_finalizer(
+    server: OpenAIServer, make_backend: Any
+) -> None:
+    """Stopping at the first event and closing the events closes every reader below."""
+    backend = make_backend(server, stream=True, http_transport="aiohttp")
+    body = {"model": "test-model", "messages": [], "stream": True}
+    url = join_url(server.url, "chat/completions")
+    with finalized() as seen:
+        async with backend._client_now().stream("POST", url, json=body) as response:
+            events = sse_events(response, FirstLine())
+            async for event in events:
+                assert event.data
+                break
+            await events.aclose()
+            assert response.is_stream_consumed
+        gc.collect()
+    assert seen == []
 
 
 async def test_iter_sse_joins_multiline_data() -> None:
