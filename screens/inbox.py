@@ -7,8 +7,9 @@ looks), which post messages back. The arithmetic lives below: `tui.core.inbox_wi
 the table, `tui.services.runs` routes, `tui.services.status_figures` counts.
 
 The modals (labels, backends, compare, filters, statistics) are imported inside the actions
-that open them: none is on the first frame, and importing them all up front was a fifth of
-the screen's import (`tests/unit/test_import_hygiene.py` keeps them out).
+that open them: none is on the first frame, and importing them up front also loaded what
+only they use (compare, shadow comparison, promotion) before it; with the fine-tune panel's
+job, 18 modules (`tests/unit/test_import_hygiene.py` keeps them out).
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ and after, the new backend added to the desk and offered in `FinetuneDoneModal`,
 "route with it now" is the backend picker's hot swap (`app.swap_backend`).
 
 The panel is composed into the inbox but hidden until a job starts, so the job, its progress
-events and the modals are imported when first used, not with the inbox (they were a quarter
-of the screens' import before the first frame); the types stay for the checker only.
+events and the modals are imported when first used, not with the inbox (11 of the panel's
+17 ms of import, `-X importtime`); the types stay for the checker only.
 """
 
 from __future__ import annotations
