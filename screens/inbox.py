@@ -5,6 +5,11 @@ bar. The screen holds every action and draws every result; the store work runs i
 workers of `InboxData` and routing in the async workers of `RouteRunner` (two widgets with no
 looks), which post messages back. The arithmetic lives below: `tui.core.inbox_window` pages
 the table, `tui.services.runs` routes, `tui.services.status_figures` counts.
+
+The modals (labels, backends, compare, filters, statistics) are imported inside the actions
+that open them: none is on the first frame, and importing them up front also loaded what
+only they use (compare, shadow comparison, promotion) before it; with the fine-tune panel's
+job, 18 modules (`tests/unit/test_import_hygiene.py` keeps them out).
 """
 
 from __future__ import annotations
@@ -20,11 +25,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer
 
-from screens.backend_picker import BackendPickerModal
 from screens.commands import FILTER_TITLES, INBOX_COMMANDS, bindings
-from screens.compare import CompareModal
-from screens.filter_picker import FilterPickerModal
-from screens.label_picker import LabelPickerModal
 from screens.messages import (
     BackendSwapped,
     InboxPageLoaded,
@@ -361,6 +362,8 @@ class InboxScreen(Screen[None]):
             if label is not None:
                 self.data.record_label(row.ticket_id, label, "correct", advance=True)
 
+        from screens.label_picker import LabelPickerModal  # loads when first opened
+
         current = row.label or row.predicted_label
         self.app.push_screen(LabelPickerModal(choices, current, row.subject), picked)
 
@@ -415,6 +418,8 @@ class InboxScreen(Screen[None]):
             if name is not None:
                 self.action_use_backend(name)
 
+        from screens.backend_picker import BackendPickerModal  # loads when first opened
+
         self.app.push_screen(BackendPickerModal(self.desk), picked)
 
     def action_compare(self) -> None:
@@ -427,6 +432,8 @@ class InboxScreen(Screen[None]):
         ticket = await asyncio.to_thread(self.desk.store.get_ticket, ticket_id)
         if ticket is None:
             return
+        from screens.compare import CompareModal  # loads when first opened
+
         modal = CompareModal(ticket, self.desk, self.new_compare_run_id)
         if await self.app.push_screen_wait(modal):
             self.load_window()
@@ -436,6 +443,8 @@ class InboxScreen(Screen[None]):
         def picked(flt: InboxFilter | None) -> None:
             if flt is not None:
                 self.action_set_filter(flt)
+
+        from screens.filter_picker import FilterPickerModal  # loads when first opened
 
         self.app.push_screen(FilterPickerModal(self.desk.store, self.inbox_filter), picked)
 

@@ -6,15 +6,20 @@ Workers never touch widgets: they post one of these and an `@on` handler owns th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 
-from tui.core.learning.curve import CurvePoint
-from tui.core.models import BackendStats, Decision, InboxRow, LabelEvent, Ticket
-from tui.core.store import HelpdeskState, InboxFilter, TicketLink
-from tui.services.promotion import Promoted
-from tui.services.routing import RunSummary
-from tui.services.shadow_compare import ShadowComparison
+if TYPE_CHECKING:
+    # Only the fields' types: with postponed annotations a dataclass never evaluates them,
+    # and importing these here loaded promotion, shadow comparison and the learning curve
+    # (and their config writer) before the inbox's first frame, which needs none of them.
+    from tui.core.learning.curve import CurvePoint
+    from tui.core.models import BackendStats, Decision, InboxRow, LabelEvent, Ticket
+    from tui.core.store import HelpdeskState, InboxFilter, TicketLink
+    from tui.services.promotion import Promoted
+    from tui.services.routing import RunSummary
+    from tui.services.shadow_compare import ShadowComparison
 
 
 @dataclass

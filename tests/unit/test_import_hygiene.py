@@ -130,6 +130,21 @@ DEFERRED = (
     "tui.core.ingest",  # importers: `import`, --watch, helpdesk sync
     "tui.core.helpdesk.wire",
     "tui.services.helpdesk",
+    # The inbox's modals and what only they use: imported by the actions that open them.
+    "screens.backend_picker",
+    "screens.compare",
+    "screens.filter_picker",
+    "screens.label_picker",
+    "screens.promote_shadow",
+    "screens.stats",
+    "screens.finetune_modal",
+    "tui.services.promotion",  # the messages name its types for the checker only
+    "tui.services.shadow_compare",
+    "tui.core.learning.curve",
+    "tui.core.config_write",
+    # The fine-tune panel is hidden until a job starts: the job loads with the first one.
+    "tui.services.finetune_job",
+    "tui.core.learning.llm.progress",
 )
 """What the TUI does not need before its first frame, so it loads when first used."""
 
