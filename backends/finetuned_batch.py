@@ -210,16 +210,17 @@ def score_many(
         ]
     n_seq = max(1, int(llama_cpp.llama_n_seq_max(llm._ctx.ctx)))
     n_batch = max(1, int(llm.n_batch))
-    plan = _OnePass(tree)
     if at_once is None:
         at_once = len(prompts) <= AT_ONCE_TICKETS and _on_gpu(llm, llama_cpp)
-    at_once = at_once and len(plan.nodes) <= n_seq
+    plan = _OnePass(tree) if at_once else None
+    if plan is not None and len(plan.nodes) > n_seq:
+        plan = None
     scorer = _Group(llm, llama_cpp, tree, n_batch, n_seq, min_branch)
     results: list[Scored] = []
     memory = llm._ctx.memory
     llm.reset()
     try:
-        if at_once:
+        if plan is not None:
             reserve, per_group = plan.cells, n_seq // len(plan.nodes)
         else:
             reserve = len(tree.root.edge) + 2 * longest
@@ -227,7 +228,7 @@ def score_many(
         for group in groups([len(p) for p in prompts], reserve, n_ctx, per_group):
             llama_cpp.llama_memory_clear(memory, True)
             chosen = [prompts[i] for i in group]
-            if at_once:
+            if plan is not None:
                 results.extend(plan.score(llm, llama_cpp, chosen, n_batch))
             else:
                 results.extend(scorer.score(chosen))
@@ -256,6 +257,7 @@ class _OnePass:
         self._walk(tree.root, -1)
         self.cells = sum(len(node.edge) for node in self.nodes)
         """Cells a ticket needs beyond its prompt (the root's edge counts with them)."""
+        self.index = {id(node): i for i, node in enumerate(self.nodes)}
 
     def _walk(self, node: Node, parent: int) -> list[int]:
         index = len(self.nodes)
@@ -291,14 +293,13 @@ class _OnePass:
                 wanted[found[i]] = list(node.children)
             rows.append(found)
         got = _decode(llm, llama_cpp, items, wanted, n_batch)
-        index = {id(node): i for i, node in enumerate(self.nodes)}
         scored: list[Scored] = []
         for found, ids in zip(rows, prompts, strict=True):
             logp: dict[str, float] = {}
             stack: list[tuple[Node, float]] = [(self.tree.root, 0.0)]
             while stack:
                 node, path = stack.pop()
-                shares = _log_shares(got[found[index[id(node)]]])
+                shares = _log_shares(got[found[self.index[id(node)]]])
                 for share, child in zip(shares, node.children.values(), strict=True):
                     if child.children:
                         stack.append((child, path + float(share)))
