@@ -86,6 +86,7 @@ def evaluate(kind: str, train: list[dict[str, str]], test: list[dict[str, str]])
         "cpu_ms_per_ticket": round(cpu * 1000 / len(texts), 3),
         "p50_single_ms": round(statistics.median(singles), 2),
         "p95_single_ms": round(sorted(singles)[int(0.95 * (len(singles) - 1))], 2),
+        "accuracy_single": round(accuracy_score(truth, one_by_one), 4),
         "single_differs_from_batch": sum(
             a != b for a, b in zip(one_by_one, predicted, strict=True)
         ),
@@ -117,8 +118,8 @@ def untuned_weights(train: list[dict[str, str]], out: Path) -> Path:
     )
     head = LogisticRegression(C=10, max_iter=2000).fit(embedded, [r["label"] for r in train])
     weights, bert = load_base(base)
-    weights["classifier.weight"] = head.coef_.astype(np.float32)
-    weights["classifier.bias"] = head.intercept_.astype(np.float32)
+    weights["classifier.weight"] = np.ascontiguousarray(head.coef_, dtype=np.float32)
+    weights["classifier.bias"] = np.ascontiguousarray(head.intercept_, dtype=np.float32)
     out.mkdir(parents=True, exist_ok=True)
     save_file(weights, str(out / "finetuned.safetensors"))
     meta = {"classes": [str(c) for c in head.classes_], "bert": bert}
