@@ -14,7 +14,7 @@ class RichProgress:
     """The progress bar of `route`, `eval` and `demo`, drawn on stderr.
 
     Rich loads with the first bar: the commands that draw none (`import`, `stats`, `label`)
-    would otherwise spend 0.09 s of their start-up importing its console and progress."""
+    would otherwise spend 0.05-0.09 s of their start-up importing its console and progress."""
 
     def __init__(self) -> None:
         self._progress: Progress | None = None
