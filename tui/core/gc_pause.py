@@ -17,6 +17,12 @@ def cyclic_gc_paused() -> Iterator[None]:
     300,000 tickets, and as much again in building their rows. None of these objects form
     cycles, and reference counting still frees whatever is dropped. A block that finds the
     collector already paused (another thread's import) leaves it to that thread to resume.
+
+    On resuming, what the block made that is still alive (the parsed file, while it is being
+    stored) is moved straight to the oldest generation (`gc.freeze` then `gc.unfreeze`)
+    instead of being walked by the next young collections as if it were new: at 300,000
+    tickets that walk cost 0.3 CPU-s after every paused block. Garbage cycles made before the
+    block are still found, by the next full collection.
     """
     enabled = gc.isenabled()
     gc.disable()
@@ -24,4 +30,6 @@ def cyclic_gc_paused() -> Iterator[None]:
         yield
     finally:
         if enabled:
+            gc.freeze()
+            gc.unfreeze()
             gc.enable()

@@ -157,12 +157,16 @@ def checked_ticket(fields: dict[str, Any]) -> Ticket:
     `model_construct` is slower still. `fields` must name every field; a test holds the result
     equal to `Ticket.model_validate(fields)`.
     """
-    ticket = Ticket.__new__(Ticket)
-    object.__setattr__(ticket, "__dict__", fields)
-    object.__setattr__(ticket, "__pydantic_fields_set__", _TICKET_FIELDS)
-    object.__setattr__(ticket, "__pydantic_extra__", None)
-    object.__setattr__(ticket, "__pydantic_private__", None)
+    ticket = _new_ticket(Ticket)
+    _set(ticket, "__dict__", fields)
+    _set(ticket, "__pydantic_fields_set__", _TICKET_FIELDS)
+    _set(ticket, "__pydantic_extra__", None)
+    _set(ticket, "__pydantic_private__", None)
     return ticket
+
+
+_new_ticket = Ticket.__new__
+_set = object.__setattr__
 
 
 class Label(BaseModel):

@@ -4,7 +4,8 @@ Pure parsing: bytes in, `Ticket` models and per-row errors out; nothing here tou
 The package reads in layers, each module one concern:
 
 - `files`: the entry points (`parse_file`, `parse_bytes`, `detect_format`) and the dispatch;
-- `rows`: JSONL and CSV; `mail`: .eml and mbox;
+- `rows`: JSONL and CSV; `jsonl_bytes`: a UTF-8 JSONL file read from its bytes, the common
+  line in place; `mail`: .eml and mbox;
 - `records`: one record's fields -> a `Ticket` (names, types, limits, the content id);
 - `dates`: `created_at` strings -> aware datetimes;
 - `results`: `ParsedFile`, `RowError`, `IngestError` and the per-file duplicate rule.

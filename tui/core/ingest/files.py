@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import cast
 
 from tui.core.gc_pause import cyclic_gc_paused
+from tui.core.ingest.jsonl_bytes import parse_jsonl_bytes
 from tui.core.ingest.mail import parse_mbox, parse_message
 from tui.core.ingest.results import Collector, Format, IngestError, ParsedFile
-from tui.core.ingest.rows import decode_text, parse_csv, parse_jsonl
+from tui.core.ingest.rows import decode_text, parse_csv
 
 FORMATS: tuple[str, ...] = ("jsonl", "csv", "eml", "mbox")
 _ALIASES = {
@@ -100,7 +101,7 @@ def _parse(data: bytes, fmt: str, path: Path, max_field_chars: int) -> ParsedFil
     collector = Collector(parsed)
     with cyclic_gc_paused():
         if fmt == "jsonl":
-            parse_jsonl(decode_text(data, path), collector, max_field_chars)
+            parse_jsonl_bytes(data, path, collector, max_field_chars)
         elif fmt == "csv":
             parse_csv(decode_text(data, path), path, collector, max_field_chars)
         elif fmt == "eml":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -239,58 +240,90 @@ def plain_ticket(
     here when the record's whole line is no longer than the field limit, and no decoded
     JSON string is longer than its line.
     """
-    keys, meta_keys = _layout(record)
+    build = plain_builder(tuple(record))[0]
+    return None if build is None else build(record, received_at)
+
+
+PlainBuilder = Callable[[dict[str, Any], datetime], "tuple[Ticket, str | None] | None"]
+"""`plain_ticket` for records of one key layout: the record and the import time in."""
+
+
+@functools.lru_cache(maxsize=256)
+def plain_builder(names: tuple[Any, ...]) -> tuple[PlainBuilder | None, bool]:
+    """The `plain_ticket` of records whose keys are `names` (in this order), and whether those
+    records carry metadata; (None, False) for a layout that always takes the full rules.
+
+    Every row of a large file usually has one layout, so the look-up of each known field's
+    key is done once here, and the builder reads the record's values straight by key: the
+    per-record work is the rules themselves. The importer asks for the builder once per run
+    of lines with the same keys.
+    """
+    try:
+        keys, meta_keys = _layout_of(names)
+    except TypeError:
+        keys, meta_keys = _layout_uncached(names)
     if "created_at" in keys or "id" not in keys:
-        return None
-    ticket_id = record[keys["id"]]
-    if type(ticket_id) is not str:
-        return None
-    ticket_id = ticket_id.strip()
-    if not ticket_id or len(ticket_id) > MAX_ID_CHARS or not ticket_id.isprintable():
-        return None  # empty (content id), too long or not printable: the full rules decide
-    text = record[keys["text"]] if "text" in keys else None
-    if text is None or type(text) is not str:
-        subject = record[keys["subject"]] if "subject" in keys else None
-        body = record[keys["body"]] if "body" in keys else None
-        if text is not None or type(subject) is not str or type(body) is not str:
+        return None, False
+    k_id = keys["id"]
+    k_text = keys.get("text")
+    k_subject = keys.get("subject")
+    k_body = keys.get("body")
+    k_label = keys.get("label")
+    k_customer = keys.get("customer")
+    k_channel = keys.get("channel")
+
+    def build(record: dict[str, Any], received_at: datetime) -> tuple[Ticket, str | None] | None:
+        ticket_id = record[k_id]
+        if type(ticket_id) is not str:
             return None
-        subject = subject.strip()
-        rest = body.strip()
-        text = f"{subject}\n\n{rest}" if subject and rest else subject or rest
-    else:
-        subject = record[keys["subject"]] if "subject" in keys else ""
-        body = record[keys["body"]] if "body" in keys else None
-        if type(subject) is not str or (body is not None and type(body) is not str):
-            return None  # the full rules name the field that is not a string
-        subject = subject.strip()
-    text = text.strip()
-    if not text:
-        return None
-    label = record[keys["label"]] if "label" in keys else None
-    if label is not None:
-        if type(label) is not str:
+        ticket_id = ticket_id.strip()
+        if not ticket_id or len(ticket_id) > MAX_ID_CHARS or not ticket_id.isprintable():
+            return None  # empty (content id), too long or not printable: the full rules decide
+        text = record[k_text] if k_text is not None else None
+        if text is None or type(text) is not str:
+            subject = record[k_subject] if k_subject is not None else None
+            body = record[k_body] if k_body is not None else None
+            if text is not None or type(subject) is not str or type(body) is not str:
+                return None
+            subject = subject.strip()
+            rest = body.strip()
+            text = f"{subject}\n\n{rest}" if subject and rest else subject or rest
+        else:
+            subject = record[k_subject] if k_subject is not None else ""
+            body = record[k_body] if k_body is not None else None
+            if type(subject) is not str or (body is not None and type(body) is not str):
+                return None  # the full rules name the field that is not a string
+            subject = subject.strip()
+        text = text.strip()
+        if not text:
             return None
-        label = label.strip()
-        if len(label) > MAX_LABEL_CHARS or not label.isprintable():
-            return None
-    customer = record[keys["customer"]] if "customer" in keys else None
-    channel = record[keys["channel"]] if "channel" in keys else None
-    if customer is not None:
-        if type(customer) is not str:
-            return None
-        customer = customer.strip() or None
-    if channel is not None:
-        if type(channel) is not str:
-            return None
-        channel = channel.strip() or None
-    fields = {
-        "id": ticket_id,
-        "text": text,
-        "subject": subject,
-        "customer": customer,
-        "channel": channel,
-        "created_at": None,
-        "received_at": received_at,
-        "meta": {key: record[key] for key in meta_keys} if meta_keys else {},
-    }
-    return checked_ticket(fields), label or None
+        label = record[k_label] if k_label is not None else None
+        if label is not None:
+            if type(label) is not str:
+                return None
+            label = label.strip()
+            if len(label) > MAX_LABEL_CHARS or not label.isprintable():
+                return None
+        customer = record[k_customer] if k_customer is not None else None
+        if customer is not None:
+            if type(customer) is not str:
+                return None
+            customer = customer.strip() or None
+        channel = record[k_channel] if k_channel is not None else None
+        if channel is not None:
+            if type(channel) is not str:
+                return None
+            channel = channel.strip() or None
+        fields = {
+            "id": ticket_id,
+            "text": text,
+            "subject": subject,
+            "customer": customer,
+            "channel": channel,
+            "created_at": None,
+            "received_at": received_at,
+            "meta": {key: record[key] for key in meta_keys} if meta_keys else {},
+        }
+        return checked_ticket(fields), label or None
+
+    return build, bool(meta_keys)

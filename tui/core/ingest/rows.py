@@ -41,45 +41,53 @@ def decode_text(data: bytes, path: Path) -> str:
 
 
 def parse_jsonl(text: str, collector: Collector, max_field_chars: int) -> None:
-    """Add each line's object as a ticket; a line that is not one object is that line's error."""
-    received_at = collector.received_at
-    add = collector.add
+    """Add each line's object as a ticket; a line that is not one object is that line's error.
+
+    For text already decoded (UTF-16 files); UTF-8 files are read from their bytes by
+    `tui.core.ingest.jsonl_bytes`, which hands this module's `jsonl_line` every line it
+    does not take itself.
+    """
     # Split on "\n" only: str.splitlines would also split on U+2028 inside JSON strings.
     for number, raw in enumerate(text.split("\n"), start=1):
-        line = raw.rstrip("\r")
-        if not line or line.isspace():
-            continue
-        # The common line first: orjson, then `plain_ticket`; a line longer than the field
-        # limit, one orjson refuses, or any record that path declines takes the full path
-        # below, which words every error. No decoded string is longer than its line, so the
-        # per-field length rule holds for every line within the limit.
-        if len(line) <= max_field_chars:
-            try:
-                record = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                record = None
-            if type(record) is dict:
-                found = plain_ticket(record, received_at=received_at)
-                if found is not None and not (found[0].meta and _has_huge_float(found[0].meta)):
-                    add(found[0], found[1], number)
-                    continue
+        jsonl_line(number, raw, collector, max_field_chars)
+
+
+def jsonl_line(number: int, raw: str, collector: Collector, max_field_chars: int) -> None:
+    """One JSONL line, `number`, by the full rules: its ticket or its error, worded."""
+    line = raw.rstrip("\r")
+    if not line or line.isspace():
+        return
+    # The common line first: orjson, then `plain_ticket`; a line longer than the field
+    # limit, one orjson refuses, or any record that path declines takes the full path
+    # below, which words every error. No decoded string is longer than its line, so the
+    # per-field length rule holds for every line within the limit.
+    if len(line) <= max_field_chars:
         try:
-            record = _loads(line)
-        except json.JSONDecodeError as exc:
-            collector.error(number, f"invalid JSON: {exc.msg} (column {exc.colno})")
-            continue
-        except RecursionError:
-            collector.error(number, "invalid JSON: nested too deeply")
-            continue
-        except ValueError as exc:  # e.g. an integer longer than Python's digit limit
-            collector.error(number, f"invalid JSON: {exc}")
-            continue
-        if not isinstance(record, dict):
-            collector.error(number, f"expected a JSON object, got {type_name(record)}")
-            continue
-        if "\\u" in line and _SURROGATE_ESCAPE.search(line):  # only escapes make surrogates
-            record = _clean_surrogates(record)
-        _add_record(record, number, collector, max_field_chars)
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            record = None
+        if type(record) is dict:
+            found = plain_ticket(record, received_at=collector.received_at)
+            if found is not None and not (found[0].meta and has_huge_float(found[0].meta)):
+                collector.add(found[0], found[1], number)
+                return
+    try:
+        record = _loads(line)
+    except json.JSONDecodeError as exc:
+        collector.error(number, f"invalid JSON: {exc.msg} (column {exc.colno})")
+        return
+    except RecursionError:
+        collector.error(number, "invalid JSON: nested too deeply")
+        return
+    except ValueError as exc:  # e.g. an integer longer than Python's digit limit
+        collector.error(number, f"invalid JSON: {exc}")
+        return
+    if not isinstance(record, dict):
+        collector.error(number, f"expected a JSON object, got {type_name(record)}")
+        return
+    if "\\u" in line and _SURROGATE_ESCAPE.search(line):  # only escapes make surrogates
+        record = _clean_surrogates(record)
+    _add_record(record, number, collector, max_field_chars)
 
 
 def _loads(line: str) -> Any:
@@ -93,10 +101,10 @@ def _loads(line: str) -> Any:
         value = orjson.loads(line)
     except orjson.JSONDecodeError:
         return json.loads(line)
-    return json.loads(line) if _has_huge_float(value) else value
+    return json.loads(line) if has_huge_float(value) else value
 
 
-def _has_huge_float(value: Any) -> bool:
+def has_huge_float(value: Any) -> bool:
     """Whether a parsed value holds a float of 2**63 or more, which may be an integer orjson
     could not keep."""
     kind = type(value)
@@ -111,7 +119,7 @@ def _has_huge_float(value: Any) -> bool:
         if kind is float:
             if abs(item) >= _HUGE:
                 return True
-        elif (kind is dict or kind is list) and _has_huge_float(item):
+        elif (kind is dict or kind is list) and has_huge_float(item):
             return True
     return False
 

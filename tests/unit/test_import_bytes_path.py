@@ -1,0 +1,244 @@
+"""The JSONL file read from its bytes (`tui.core.ingest.jsonl_bytes`) gives what decoding it and
+reading it line by line by the full rules gives, and the store's bulk insert (50 tickets a
+statement, absent values bound as 0, label events copied in SQL) writes what the row-by-row
+insert wrote; a large file keeps every check: the bad line named, nothing of it stored."""
+
+from __future__ import annotations
+
+import gc
+import io
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tui.cli import run
+from tui.core.gc_pause import cyclic_gc_paused
+from tui.core.ingest import IngestError, ParsedFile, parse_bytes
+from tui.core.ingest.results import Collector
+from tui.core.ingest.rows import decode_text, parse_jsonl
+from tui.core.models import Ticket
+from tui.core.store import Store
+
+
+def _by_the_full_rules(data: bytes) -> ParsedFile:
+    """The file as the importer read it before: decoded whole, split, each line by the rules."""
+    parsed = ParsedFile(path=Path("f.jsonl"), format="jsonl", tickets=[], labels={}, errors=[])
+    parse_jsonl(decode_text(data, Path("f.jsonl")), Collector(parsed), 1_000_000)
+    return parsed
+
+
+def _same(got: ParsedFile, expected: ParsedFile) -> None:
+    dump = [t.model_dump(exclude={"received_at"}) for t in got.tickets]
+    assert dump == [t.model_dump(exclude={"received_at"}) for t in expected.tickets]
+    assert [(e.line, e.reason) for e in got.errors] == [(e.line, e.reason) for e in expected.errors]
+    assert got.labels == expected.labels
+    assert got.lines == expected.lines
+    assert got.skipped_duplicates == expected.skipped_duplicates
+
+
+_text = st.one_of(
+    st.text(max_size=8),
+    st.sampled_from(["", " ", "héllo", "日本", "a\u2028b", "x\ny", "\u202e", "0"]),
+)
+_value = st.one_of(_text, st.none(), st.integers(-5, 5), st.booleans())
+_record = st.fixed_dictionaries(
+    {"id": st.one_of(st.sampled_from(["a", "b", " c ", "d"]), _value)},
+    optional={
+        "text": _text,
+        "subject": _text,
+        "body": _text,
+        "label": st.one_of(st.sampled_from(["billing", " shipping ", "", "a\u202eb"]), _value),
+        "customer": _value,
+        "Channel": _value,
+        "priority": _value,
+        "created_at": st.sampled_from(["2024-01-02", "", "soon"]),
+    },
+)
+_line = st.one_of(
+    _record.map(lambda r: json.dumps(r, ensure_ascii=False)),
+    _record.map(json.dumps),  # \u escapes instead of UTF-8
+    st.sampled_from(
+        [
+            "",
+            "   ",
+            "\t",
+            "\u00a0",
+            '  {"id": "lead", "text": "leading spaces"}',
+            '{"id": "e", "text": "x"} trailing',
+            '{"id": "f", "text": "x",}',
+            "[1, 2]",
+            "null",
+            '{"id": "g", "text": "lone \\ud800"}',
+            '{"id": "h", "text": "x", "n": 123456789012345678901234567890}',
+            '{"id": "i", "text": "x", "f": 1e300}',
+            '{"id": "j", "text": "x", "text": "last wins"}',
+            '{"id": "k", "text": "x"}\r',
+            '{"id": "l", "text": "x"}\r\r',
+        ]
+    ),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_line, max_size=8), st.booleans(), st.sampled_from(["\n", "\r\n"]))
+def test_the_bytes_reader_gives_what_the_full_rules_give(
+    lines: list[str], bom: bool, newline: str
+) -> None:
+    data = ("\ufeff" if bom else "").encode() + newline.join(lines).encode()
+    _same(parse_bytes(data, "jsonl"), _by_the_full_rules(data))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"id": "a", "text": "one"}\n{"id": "a", "text": "one"}\n',  # repeated: skipped
+        b'{"id": "a", "text": "one"}\n{"id": "a", "text": "two"}\n',  # repeated: an error
+        b'{"id": "a", "text": "x", "label": "l"}\n{"id": "a", "text": "x"}\n',
+        b'{"id": "a", "text": "one"}\n{"id": "b", "text": "two"}',  # no final newline
+        b'{"id": "a", "text": "x", "meta": {"deep": [1, 2e19]}}\n',
+        '\ufeff{"id": "é", "text": "bom first"}\n'.encode(),
+        '{"id": "a", "text": "two bytes a char: é"}\n'.encode("utf-16"),
+    ],
+)
+def test_edge_files_read_as_before(data: bytes) -> None:
+    _same(parse_bytes(data, "jsonl"), _by_the_full_rules(data))
+
+
+def test_a_line_within_the_limit_in_characters_but_not_in_bytes_is_kept() -> None:
+    line = json.dumps({"id": "a", "text": "é" * 30}, ensure_ascii=False)
+    assert len(line) <= 60 < len(line.encode())
+    parsed = parse_bytes(line.encode(), "jsonl", max_field_chars=60)
+    assert parsed.errors == [] and parsed.tickets[0].text == "é" * 30
+    too_long = parse_bytes(line.encode(), "jsonl", max_field_chars=20)
+    assert [e.line for e in too_long.errors] == [1] and too_long.tickets == []
+
+
+def test_a_file_that_is_not_utf8_is_refused_whole_with_its_line() -> None:
+    data = b'{"id": "a", "text": "fine"}\n{"id": "b", "text": "caf\xe9"}\n'
+    with pytest.raises(IngestError, match=r"not UTF-8: byte 0xe9 at offset 52 \(line 2\)"):
+        parse_bytes(data, "jsonl")
+
+
+def _ten_thousand(path: Path, bad: dict[int, str]) -> Path:
+    """10,000 common lines (a label on every third), line numbers in `bad` replaced."""
+    with path.open("w") as out:
+        for i in range(1, 10_001):
+            row = {"id": f"T{i}", "subject": "s", "body": f"body {i}", "customer": "c"}
+            if i % 3 == 0:
+                row["label"] = "billing"
+            out.write(bad.get(i, json.dumps(row)) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        ('{"id": "T9999", "subject": "s", "body": ', "invalid JSON: Expecting value"),
+        ('{"id": "T\\u001b[2J", "text": "x"}', "control or formatting character (U+001B)"),
+        ('{"id": "T2", "text": "other text"}', "duplicate id T2 (first on line 2)"),
+        ('{"id": "T9999", "text": "x", "label": "a\\u2028b"}', "field 'label': label contains"),
+        ('{"id": "T9999", "text": "x", "customer": {"a": 1}}', "field 'customer' must be"),
+    ],
+)
+def test_a_bad_row_on_line_9999_of_10000_is_named_and_nothing_is_stored(
+    tmp_path: Path, bad: str, reason: str
+) -> None:
+    data = _ten_thousand(tmp_path / "big.jsonl", {9_999: bad})
+    db = tmp_path / "t.db"
+    out, err = io.StringIO(), io.StringIO()
+    assert run(["--db", str(db), "import", str(data)], out=out, err=err) == 2
+    assert f"{data}:9999: " in err.getvalue() and reason in err.getvalue()
+    assert "1 bad rows; nothing imported from this file" in err.getvalue()
+    with Store(db) as store:
+        assert store.ticket_count() == 0
+        assert store._read("SELECT count(*) FROM label_events")[0][0] == 0
+
+
+def test_a_big_file_is_stored_in_its_order_with_its_labels_and_events(tmp_path: Path) -> None:
+    data = _ten_thousand(tmp_path / "big.jsonl", {})
+    db = tmp_path / "t.db"
+    assert run(["--db", str(db), "import", str(data)], out=io.StringIO()) == 0
+    with Store(db) as store:
+        ids = [r[0] for r in store._read("SELECT id FROM tickets ORDER BY seq")]
+        assert ids == [f"T{i}" for i in range(1, 10_001)]
+        events = store._read("SELECT ticket_id FROM label_events ORDER BY id")
+        assert [r[0] for r in events] == [f"T{i}" for i in range(3, 10_001, 3)]
+        counts = store._read(
+            "SELECT count(label), count(label_source), count(customer), count(channel),"
+            " count(created_at) FROM tickets"
+        )
+        assert tuple(counts[0]) == (3333, 3333, 10_000, 0, 0)
+
+
+@pytest.mark.parametrize("n", [1, 49, 50, 51, 149])
+def test_every_ticket_is_stored_whatever_the_count_with_its_values(tmp_path: Path, n: int) -> None:
+    """Whole statements of 50 and the rest one by one; None stored as NULL, and text that
+    is '0' (the stand-in for an absent value) stored as text."""
+    made = [
+        Ticket(
+            id=f"T{i}",
+            text=f"text {i}",
+            subject="0" if i % 2 else "",
+            customer="0" if i % 3 == 0 else None,
+            channel=None if i % 3 == 0 else "0",
+            created_at=None if i % 4 else Ticket(id="x", text="x").received_at,
+            meta={"n": i} if i % 5 == 0 else {},
+        )
+        for i in range(n)
+    ]
+    labels = {f"T{i}": "0" for i in range(0, n, 2)}
+    with Store(tmp_path / "t.db") as store:
+        result = store.import_tickets(made, labels, source="src")
+        assert (result.inserted, result.duplicates, result.labels_recorded) == (n, 0, len(labels))
+        assert store.get_tickets([t.id for t in made]) == made
+        rows = store._read("SELECT id, label, label_source, source FROM tickets ORDER BY seq")
+        assert [tuple(r) for r in rows] == [
+            (t.id, labels.get(t.id), "import" if t.id in labels else None, "src") for t in made
+        ]
+        raw = sqlite3.connect(tmp_path / "t.db")
+        kinds = raw.execute(
+            "SELECT DISTINCT typeof(customer), typeof(channel), typeof(label) FROM tickets"
+        ).fetchall()
+        raw.close()
+        assert {k for row in kinds for k in row} <= {"text", "null"}
+
+
+def test_a_label_for_a_ticket_that_is_nowhere_still_fails_the_import(tmp_path: Path) -> None:
+    with Store(tmp_path / "t.db") as store:
+        with pytest.raises(sqlite3.IntegrityError):
+            store.import_tickets([Ticket(id="a", text="one")], {"a": "billing", "ghost": "billing"})
+        assert store.ticket_count() == 0
+        assert store._read("SELECT count(*) FROM label_events")[0][0] == 0
+
+
+def test_what_a_paused_block_made_leaves_the_young_generations() -> None:
+    was = gc.isenabled()
+    gc.enable()
+    try:
+        with cyclic_gc_paused():
+            assert not gc.isenabled()
+            made = [[i] for i in range(20_000)]
+        assert gc.isenabled()
+        young = {id(o) for o in gc.get_objects(generation=0)} | {
+            id(o) for o in gc.get_objects(generation=1)
+        }
+        assert not any(id(o) in young for o in made)
+        cycle: list[object] = []
+        cycle.append(cycle)
+        del cycle
+        assert gc.collect() >= 1  # the collector still finds garbage afterwards
+    finally:
+        if not was:
+            gc.disable()
+
+
+def test_a_nested_pause_leaves_the_collector_to_the_outer_one() -> None:
+    with cyclic_gc_paused():
+        with cyclic_gc_paused():
+            pass
+        assert not gc.isenabled()
+    assert gc.isenabled()
