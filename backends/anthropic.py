@@ -148,34 +148,38 @@ class AnthropicBackend(HTTPBackend[Reply]):
         text: list[str] = []
         stopped = False
         first = FirstLine()
-        async for event in sse_events(response, first):
-            data = event_object(event, "stream event", key)
-            kind = data.get("type") or event.event
-            if kind == "message_start":
-                message = data.get("message") or {}
-                reply.model = message.get("model") if isinstance(message, dict) else None
-                _take_usage(message.get("usage") if isinstance(message, dict) else None, reply)
-            elif kind == "content_block_start":
-                block = data.get("content_block") or {}
-                if isinstance(block, dict) and block.get("type") == "tool_use":
-                    reply.tool_id = block.get("id")
-            elif kind == "content_block_delta":
-                delta = data.get("delta") or {}
-                if not isinstance(delta, dict):
-                    continue
-                if delta.get("type") == "input_json_delta":
-                    watch.mark_first()
-                    tool_json.append(str(delta.get("partial_json") or ""))
-                elif delta.get("type") == "text_delta":
-                    watch.mark_first()
-                    text.append(str(delta.get("text") or ""))
-            elif kind == "message_delta":
-                _take_usage(data.get("usage"), reply)
-            elif kind == "message_stop":
-                stopped = True
-                break
-            elif kind == "error":
-                raise _stream_error(data, key)
+        events = sse_events(response, first)
+        try:
+            async for event in events:
+                data = event_object(event, "stream event", key)
+                kind = data.get("type") or event.event
+                if kind == "message_start":
+                    message = data.get("message") or {}
+                    reply.model = message.get("model") if isinstance(message, dict) else None
+                    _take_usage(message.get("usage") if isinstance(message, dict) else None, reply)
+                elif kind == "content_block_start":
+                    block = data.get("content_block") or {}
+                    if isinstance(block, dict) and block.get("type") == "tool_use":
+                        reply.tool_id = block.get("id")
+                elif kind == "content_block_delta":
+                    delta = data.get("delta") or {}
+                    if not isinstance(delta, dict):
+                        continue
+                    if delta.get("type") == "input_json_delta":
+                        watch.mark_first()
+                        tool_json.append(str(delta.get("partial_json") or ""))
+                    elif delta.get("type") == "text_delta":
+                        watch.mark_first()
+                        text.append(str(delta.get("text") or ""))
+                elif kind == "message_delta":
+                    _take_usage(data.get("usage"), reply)
+                elif kind == "message_stop":
+                    stopped = True
+                    break
+                elif kind == "error":
+                    raise _stream_error(data, key)
+        finally:
+            await events.aclose()  # now, not by the loop's async-generator finalizer
         if not stopped:
             if reply.model is None:
                 first.raise_if_html(EXPECTED, key)

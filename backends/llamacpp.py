@@ -293,25 +293,29 @@ class LlamaCppServerBackend(HTTPBackend[Completion]):
         pieces: list[str] = []
         first = FirstLine()
         seen = False
-        async for event in sse_events(response, first):
-            seen = True
-            chunk = load_json_object(event.data.encode(), "stream event")
-            if "error" in chunk:
-                error = chunk["error"]
-                status = error.get("code") if isinstance(error, dict) else None
-                said = quote_server(server_message(event.data), key)
-                if isinstance(status, int) and status != 200:
-                    raise error_for_status(status, event.data, response.headers, key=key)
-                raise ServerError(f"error in stream: {said}")
-            content = chunk.get("content")
-            if isinstance(content, str) and content:
-                watch.mark_first()
-                pieces.append(content)
-            completion.take_probs(chunk.get("completion_probabilities"))
-            if chunk.get("stop") is True:
-                completion.take_final(chunk)
-                completion.text = "".join(pieces)
-                return completion
+        events = sse_events(response, first)
+        try:
+            async for event in events:
+                seen = True
+                chunk = load_json_object(event.data.encode(), "stream event")
+                if "error" in chunk:
+                    error = chunk["error"]
+                    status = error.get("code") if isinstance(error, dict) else None
+                    said = quote_server(server_message(event.data), key)
+                    if isinstance(status, int) and status != 200:
+                        raise error_for_status(status, event.data, response.headers, key=key)
+                    raise ServerError(f"error in stream: {said}")
+                content = chunk.get("content")
+                if isinstance(content, str) and content:
+                    watch.mark_first()
+                    pieces.append(content)
+                completion.take_probs(chunk.get("completion_probabilities"))
+                if chunk.get("stop") is True:
+                    completion.take_final(chunk)
+                    completion.text = "".join(pieces)
+                    return completion
+        finally:
+            await events.aclose()  # now, not by the loop's async-generator finalizer
         if not seen:
             first.raise_if_html(EXPECTED, key)
         raise BadResponse("the stream ended without its final 'stop' event")

@@ -10,6 +10,12 @@ Without --db a database is built with benchmarks.store_scale first (--n tickets)
 `--baseline DIR` (a source tree of the code to compare against, e.g. `git archive main`) every
 measurement runs twice, alternating, once per tree, so the two are compared on the same
 machine in the same minutes (the shared machine is too noisy for figures of different runs).
+
+Each tree opens databases of its own: a newer tree migrates a database on its first open, and
+an older one then refuses it (its schema is newer). The baseline's 1M database is
+`--baseline-db`, else a copy of `--db` taken before the new tree opens it; the 100-ticket and
+the loaded databases are made by each tree's code; each tree opens (migrates) its 1M database
+once before the first measurement, and that first open's time is reported on its own.
 """
 
 from __future__ import annotations
@@ -162,6 +168,25 @@ def add_unrouted(db: Path, n: int) -> None:
         store.import_tickets(fresh)
 
 
+def prepare(db: Path) -> float:
+    """Open `db` once (migrating it to this tree's schema) and close it: seconds taken."""
+    from tui.core.store import Store
+
+    started = time.perf_counter()
+    Store(db, create=False).close()
+    return time.perf_counter() - started
+
+
+def on_tree(tree: Path, *args: str) -> str:
+    """This file run on `tree`'s code with `args` (one of the `--make-small`-like modes)."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), *args]
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tree, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} on {tree}: {out.stderr[-3000:]}")
+    return out.stdout
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--db", type=Path)
@@ -171,9 +196,16 @@ def main() -> None:
     parser.add_argument("--in-flight", default="128", help="comma-separated, e.g. 128,1000")
     parser.add_argument("--only", choices=("opens", "loaded"), help="skip the other half")
     parser.add_argument("--baseline", type=Path, help="source tree of the code to compare to")
+    parser.add_argument(
+        "--baseline-db", type=Path, help="the baseline's 1M database (default: a copy of --db)"
+    )
     parser.add_argument("--child-db")
     parser.add_argument("--port", type=int)
     parser.add_argument("--child-in-flight", type=int, default=128)
+    parser.add_argument("--make-small", type=Path, help="(on a tree) build the 100-ticket db")
+    parser.add_argument("--add-unrouted", type=Path, help="(on a tree) add unrouted tickets")
+    parser.add_argument("--count", type=int, default=3000)
+    parser.add_argument("--prepare", type=Path, help="(on a tree) open the db once, timed")
     parser.add_argument("--report", action="store_true", help="rebuild the markdown from the JSON")
     args = parser.parse_args()
     if args.report:
@@ -184,6 +216,15 @@ def main() -> None:
     if args.child_db:
         args.in_flight = args.child_in_flight
         child(args)
+        return
+    if args.make_small:
+        small_db(args.make_small)
+        return
+    if args.add_unrouted:
+        add_unrouted(args.add_unrouted, args.count)
+        return
+    if args.prepare:
+        print(json.dumps({"first_open_s": prepare(args.prepare)}))
         return
     tmp = Path(tempfile.mkdtemp(prefix="td-tui-"))
     big = args.db
@@ -203,11 +244,19 @@ def main() -> None:
             ],
             check=True,
         )
-    small = tmp / "small.db"
-    small_db(small)
     work = tmp / "work.db"
     here = Path(__file__).resolve().parents[1]
     trees = {"new": here} if args.baseline is None else {"new": here, "before": args.baseline}
+    bigs = {"new": big}
+    if args.baseline is not None:
+        bigs["before"] = args.baseline_db or tmp / "before-big.db"
+        if args.baseline_db is None:  # before the new tree's first open migrates `big`
+            shutil.copy(big, bigs["before"])
+    smalls = {name: tmp / f"small-{name}.db" for name in trees}
+    first_open: dict[str, float] = {}
+    for name, tree in trees.items():
+        on_tree(tree, "--make-small", str(smalls[name]))
+        first_open[name] = json.loads(on_tree(tree, "--prepare", str(bigs[name])))["first_open_s"]
 
     def run_child(tree: Path, db: Path, port: int | None, in_flight: int = 128) -> dict[str, Any]:
         """One measurement in a fresh process on `tree`'s code (this file's child either way)."""
@@ -232,15 +281,19 @@ def main() -> None:
         figures["first_paint_exec_s"] = figures.pop("first_paint_wall") - launched
         return figures
 
-    data: dict[str, Any] = {"presses": args.presses, "trees": list(trees)}
+    data: dict[str, Any] = {
+        "presses": args.presses,
+        "trees": list(trees),
+        "first_open_s": first_open,
+    }
     if args.only != "loaded":
         opens: dict[str, dict[str, list[dict[str, Any]]]] = {
             name: {"100 tickets": [], "1M tickets": []} for name in trees
         }
         for _ in range(args.repeats):
             for name, tree in trees.items():
-                opens[name]["100 tickets"].append(run_child(tree, small, None))
-                opens[name]["1M tickets"].append(run_child(tree, big, None))
+                opens[name]["100 tickets"].append(run_child(tree, smalls[name], None))
+                opens[name]["1M tickets"].append(run_child(tree, bigs[name], None))
         data["opens"] = opens["new"]
         data["opens_by_tree"] = opens
     if args.only != "opens":
@@ -257,9 +310,11 @@ def main() -> None:
         try:
             for count in (int(c) for c in args.in_flight.split(",")):
                 for name, tree in trees.items():
-                    shutil.copy(big, work)
+                    shutil.copy(bigs[name], work)
                     # enough unrouted tickets to keep `count` in flight through every press
-                    add_unrouted(work, max(3000, 25 * count))
+                    on_tree(
+                        tree, "--add-unrouted", str(work), "--count", str(max(3000, 25 * count))
+                    )
                     try:
                         loaded[name][str(count)] = run_child(tree, work, port, count)
                     finally:
@@ -322,6 +377,9 @@ def report(data: dict[str, Any]) -> str:
         " the same for any database; after imports it is opening the store, the first page query"
         " and the first paint.",
     ]
+    if data.get("first_open_s"):
+        opened = ", ".join(f"{k} {v:.2f} s" for k, v in data["first_open_s"].items())
+        lines += ["", f"First open of the 1M database (a migration, where one was due): {opened}."]
     trees = data.get("trees", [])
     if len(trees) == 2:
         new, before = trees

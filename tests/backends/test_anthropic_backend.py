@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 
 from backends.anthropic import AnthropicBackend
+from tests.backends.finalizer import finalized
 from tests.servers.anthropic_server import AnthropicServer, Reply, anthropic_server
 from tui.core.backend import (
     AuthenticationFailed,
@@ -82,6 +84,22 @@ async def make_backend(keyed: str) -> AsyncIterator[Any]:
     yield build
     for backend in built:
         await backend.aclose()
+
+
+async def test_a_streamed_route_leaves_no_reader_to_the_loops_finalizer(
+    server: AnthropicServer, make_backend: Any, ticket: Ticket, taxonomy: Taxonomy
+) -> None:
+    """The events are closed where `message_stop` ends the answer, and with them httpx's
+    byte-stream generator, rather than left for the garbage collector (CHANGES 21, 24). On
+    the default transport (aiohttp): under httpx's own, httpcore keeps generators of its own."""
+    server.label = "account"
+    backend = make_backend(server, stream=True, http_transport="aiohttp")
+    with finalized() as seen:
+        for _ in range(3):
+            result = await backend.route(ticket, taxonomy)
+            assert result.label == "account"
+        gc.collect()
+    assert seen == []
 
 
 def assert_no_key(error: BaseException) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import socket
 import time
@@ -11,6 +12,7 @@ import pytest
 
 from backends.llamacpp import LlamaCppServerBackend, format_turns, label_probability
 from tests.backends.conftest import backend_config
+from tests.backends.finalizer import finalized
 from tests.servers.llamacpp_server import LlamaCppServer, llama_error
 from tests.servers.ollama_server import Reply
 from tui.core.backend import (
@@ -67,6 +69,23 @@ async def test_answer_carries_label_probability_tokens_and_timings(
     assert result.raw_output == '{"label": "technical", "confidence": 0.99}'
     assert result.total_ms is not None and result.ttft_ms is not None
     assert result.ttft_ms <= result.total_ms
+    await backend.aclose()
+
+
+async def test_a_streamed_route_leaves_no_reader_to_the_loops_finalizer(
+    llamacpp_server: LlamaCppServer, taxonomy: Taxonomy, ticket: Ticket
+) -> None:
+    """The events are closed where the `stop` event ends the answer, and with them httpx's
+    byte-stream generator, rather than left for the garbage collector (CHANGES 21, 24). On
+    the default transport (aiohttp): under httpx's own, httpcore keeps generators of its own."""
+    backend = make_backend(llamacpp_server, stream=True, http_transport="aiohttp")
+    with finalized() as seen:
+        for _ in range(3):
+            llamacpp_server.push(Reply.answer("technical", 0.99, label_prob=0.625))
+            result = await backend.route(ticket, taxonomy)
+            assert result.label == "technical"
+        gc.collect()
+    assert seen == []
     await backend.aclose()
 
 

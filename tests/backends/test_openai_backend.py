@@ -7,7 +7,6 @@ import contextlib
 import gc
 import json
 import math
-import sys
 from collections.abc import AsyncIterator, Iterator
 from email.utils import formatdate
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 from backends.http_common import join_url, parse_retry_after
 from backends.http_reading import FirstLine, iter_lines, iter_sse, sse_events
 from backends.openai_compat import OpenAIBackend, label_logprob_confidence
+from tests.backends.finalizer import finalized
 from tests.servers.openai_server import OpenAIServer, Reply, openai_server
 from tui.core.backend import (
     AuthenticationFailed,
@@ -533,29 +533,6 @@ def test_join_url() -> None:
     assert join_url("https://x.openai.azure.com/openai/deployments/d/?api-version=1", "models") == (
         "https://x.openai.azure.com/openai/deployments/d/models?api-version=1"
     )
-
-
-@contextlib.contextmanager
-def finalized() -> Iterator[list[str]]:
-    """The async generators the running loop's finalizer hook is handed meanwhile.
-
-    Each one costs the loop a `call_soon_threadsafe` (a self-pipe write), a task and a loop
-    turn; a streamed reply's readers used to leave eight per ticket. Entered inside the test's
-    coroutine: the loop installs its own hooks when it starts running.
-    """
-    firstiter, finalizer = sys.get_asyncgen_hooks()
-    assert finalizer is not None
-    seen: list[str] = []
-
-    def counting(agen: Any) -> None:
-        seen.append(agen.__qualname__)
-        finalizer(agen)
-
-    sys.set_asyncgen_hooks(firstiter=firstiter, finalizer=counting)
-    try:
-        yield seen
-    finally:
-        sys.set_asyncgen_hooks(firstiter=firstiter, finalizer=finalizer)
 
 
 @pytest.mark.parametrize("stream", [True, False])

@@ -20,6 +20,16 @@ from tui.core.store.decisions import relabel
 from tui.core.store.errors import StoreError
 from tui.core.store.values import iso, quoted
 
+DISTINCT_LABELS = """WITH RECURSIVE found(label) AS (
+    SELECT (SELECT label FROM tickets WHERE label IS NOT NULL ORDER BY label LIMIT 1)
+    UNION ALL
+    SELECT (SELECT t.label FROM tickets t WHERE t.label > found.label ORDER BY t.label LIMIT 1)
+    FROM found WHERE found.label IS NOT NULL
+)
+SELECT label FROM found WHERE label IS NOT NULL"""
+"""The distinct current labels in order, one seek of `ix_tickets_label` each (the "loose index
+scan" of the PostgreSQL wiki); the last step finds none and ends the recursion."""
+
 
 def describe_unusable_labels(found: Mapping[str, tuple[str, int]]) -> str:
     """One warning line for `Store.unusable_labels()`: each label escaped, with its reason."""
@@ -175,10 +185,19 @@ class LabelsMixin(StoreBase):
         Current labels, not every label ever used (label_events): a label corrected away, or
         one an attacker's import once set, must not stay in every LLM request's system prompt.
         """
-        rows = self._read(
-            "SELECT DISTINCT label FROM tickets WHERE label IS NOT NULL ORDER BY label"
-        )
-        return [r[0] for r in rows if label_problem(r[0]) is None]
+        return [label for label in self.current_labels() if label_problem(label) is None]
+
+    def current_labels(self) -> list[str]:
+        """Every distinct label tickets carry now, sorted, unusable ones included.
+
+        A skip scan of `ix_tickets_label`: one index seek per distinct label (a recursive
+        query, on both engines, as neither planner skips through an index by itself), so the
+        cost follows the number of labels, not of tickets. `SELECT DISTINCT label` read all
+        the labelled tickets' index entries: 14-140 ms at a million tickets with this index,
+        0.3-0.5 s before it, on the TUI's first frame (`known_labels`).
+        """
+        rows = self._read(DISTINCT_LABELS)
+        return [r[0] for r in rows]
 
     def unusable_labels(self) -> dict[str, tuple[str, int]]:
         """Current labels that today's rules refuse (empty, control characters, too long),
@@ -186,12 +205,10 @@ class LabelsMixin(StoreBase):
 
         The readers that feed taxonomies, training and exports skip these; the commands warn
         with `describe_unusable_labels` so that the agent can relabel the tickets."""
-        rows = self._read(
-            "SELECT label, count(*) FROM tickets WHERE label IS NOT NULL GROUP BY label"
-        )
         found: dict[str, tuple[str, int]] = {}
-        for label, n in rows:
+        for label in self.current_labels():
             problem = label_problem(label)
-            if problem is not None:
+            if problem is not None:  # rare: only these are counted, each an index range
+                n = self._read("SELECT count(*) FROM tickets WHERE label = ?", (label,))[0][0]
                 found[label] = (problem, int(n))
         return found

@@ -405,6 +405,14 @@ AGENT_LEASES = Migration(
     ),
 )
 
+LABEL_INDEX = Migration(
+    "The labels tickets carry, as an index of their own: the taxonomy read when the config has"
+    " no `[labels]` (`Store.known_labels`, on the TUI's first frame) and the unusable-labels"
+    " check walk the distinct labels in it, one seek each, instead of reading every labelled"
+    " ticket's row through `ix_tickets_labelled` (0.3-0.5 s at a million tickets).",
+    ("CREATE INDEX ix_tickets_label ON tickets(label) WHERE label IS NOT NULL",),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     V1,
     V2,
@@ -414,6 +422,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     TRAINED,
     HELPDESK,
     AGENT_LEASES,
+    LABEL_INDEX,
 )
 """Ordered schema migrations; the database's `PRAGMA user_version` counts those applied."""
 SCHEMA_VERSION = len(MIGRATIONS)
