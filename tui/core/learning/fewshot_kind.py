@@ -261,6 +261,7 @@ class FewShotClassifier(ArtifactsMixin):
         returns what it learnt from (for `trained_on`), and those rows and their labels."""
         from sklearn.linear_model import LogisticRegression
 
+        from tui.core.learning import pool_teacher
         from tui.core.learning import semi_supervised as semi
         from tui.core.learning.joint_head import JOINT_FROM, JointHead
 
@@ -278,13 +279,24 @@ class FewShotClassifier(ArtifactsMixin):
         if len(pool) >= semi.MIN_UNLABELLED:
             self._say(f"spreading the labels over {len(pool)} unlabelled tickets")
             pooled = self.embed(pool)
-            guessed = semi.spread_labels(vectors, targets, pooled, classes)
+            teacher = pool_teacher.teacher_dir()
+            if teacher is None:
+                guessed = semi.spread_labels(vectors, targets, pooled, classes)
+                guess_weights = np.full(len(pool), semi.POOL_WEIGHT)
+            else:
+                graph_rows, graph_pool = pool_teacher.graph_views(
+                    teacher, rows, pool, vectors, pooled, self._say
+                )
+                guessed = semi.spread_labels(graph_rows, targets, graph_pool, classes)
+                guess_weights = pool_teacher.guess_weights(guessed.confidence, semi.POOL_WEIGHT)
             rows += pool
             targets += [str(g) for g in guessed.labels]
             vectors = np.vstack([vectors, pooled])
-            weights = np.concatenate([weights, np.full(len(pool), semi.POOL_WEIGHT)])
+            weights = np.concatenate([weights, guess_weights])
             self.pool_size = len(pool)
             how += f", labels spread over {len(pool)} unlabelled tickets"
+            if teacher is not None:
+                how += f" (guessed with the teacher {teacher.name})"
         self._say("fitting the head")
         if len(rows) >= JOINT_FROM:
             self.head = JointHead().fit(rows, vectors, targets, sample_weight=weights)
