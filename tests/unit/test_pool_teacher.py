@@ -96,9 +96,10 @@ def numpy_mpnet(
     h, hd = shape.heads, shape.hidden // shape.heads
     real = mask.astype(np.int64)
     positions = np.cumsum(real, axis=1) * real + shape.padding_idx  # padding rows: masked
-    x = w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][
-        positions
-    ]
+    x = (
+        w["embeddings.word_embeddings.weight"][ids]
+        + w["embeddings.position_embeddings.weight"][positions]
+    )
     x = ln(x, "embeddings.LayerNorm")
     table = np.array([[bucket(j - i) for j in range(t)] for i in range(t)])
     rel = w["encoder.relative_attention_bias.weight"][table].transpose(2, 0, 1)[None]

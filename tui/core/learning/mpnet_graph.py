@@ -126,7 +126,11 @@ def mpnet_graph_onnx(
     table_ij = const("buckets", relative_buckets(max_length, shape.buckets))
     sliced = node(
         "Slice",
-        [table_ij, const("zero2", np.array([0, 0], dtype=i64)), node("Concat", [tokens, tokens], axis=0)],
+        [
+            table_ij,
+            const("zero2", np.array([0, 0], dtype=i64)),
+            node("Concat", [tokens, tokens], axis=0),
+        ],
     )
     rel = node("Gather", [const("rel_bias", w("encoder.relative_attention_bias.weight")), sliced])
     rel = node(
