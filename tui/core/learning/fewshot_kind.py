@@ -7,8 +7,9 @@ head alone is trained): a few points lower, still far above TF-IDF at few labels
 (benchmarks/RESULTS.md, section 4c). The head also learns from each label's own name
 ("card_arrival" reads "card arrival": one more example a class, the one the team chose), and,
 when the inbox holds enough tickets nobody has labelled, from the labels spread over those
-(`semi_supervised`); with thousands of rows it becomes one head over TF-IDF n-grams and the
-embedding together (`joint_head`). Either way the encoder is served as an int8 ONNX graph
+(`semi_supervised`; with a larger training-time encoder to guess them, `pool_teacher`); with
+thousands of rows it becomes one head over TF-IDF n-grams and the embedding together
+(`joint_head`). Either way the encoder is served as an int8 ONNX graph
 (`onnx_graph`, written without torch) and the head as numpy: predicting needs onnxruntime only.
 From `CASCADE_FROM` labels per class on, or at any number when there was a pool (the TF-IDF
 stage then learns the guessed labels too), the TF-IDF model answers the half of tickets it is
