@@ -233,3 +233,38 @@ def test_fewshot_guesses_the_pool_with_the_teacher_and_serves_without_it(
     shutil.rmtree(cached[0])
     monkeypatch.delenv(TEACHER_ENV)
     assert [label for label, _ in SpecialistModel.load(path).predict(held_texts)] == predicted
+
+
+def test_auto_reads_the_teacher_curve_when_one_is_named(
+    tiny_models: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collections import Counter
+
+    from tui.core.learning.auto_kind import CURVE, choose_kind
+
+    counts = Counter({f"intent{i}": 10 for i in range(77)})
+    taught = choose_kind(counts, gpu=False, unlabelled=5000)
+    assert "guessed with the teacher encoder" in taught.reason
+    assert taught.scores["fewshot"] == pytest.approx(CURVE["fewshot-frozen+pool+teacher"][10])
+    monkeypatch.setenv(TEACHER_ENV, str(tiny_models / "missing"))  # a bad folder: none here
+    alone = choose_kind(counts, gpu=False, unlabelled=5000)
+    assert "teacher" not in alone.reason
+    assert alone.scores["fewshot"] == pytest.approx(CURVE["fewshot-frozen+pool"][10])
+
+
+def test_the_teacher_curve_is_the_benchmarks_measured_one() -> None:
+    """`auto_kind`'s teacher curve holds the served cascade's means of
+    benchmarks/results/fewshot_curve_teacher.json (three seeds a size)."""
+    from tui.core.learning.auto_kind import CURVE
+
+    results = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+    report = json.loads((results / "fewshot_curve_teacher.json").read_text())
+    served = {
+        e["per_class"]: e["accuracy_mean"]
+        for e in report["table"]
+        if e["kind"] == "fewshot-frozen-cascade+pool"
+    }
+    assert sorted(served) == [5, 10, 20]
+    assert all(e["seeds"] == 3 for e in report["table"])
+    curve = CURVE["fewshot-frozen+pool+teacher"]
+    assert {k: curve[k] for k in served} == pytest.approx(served, abs=5e-4)
