@@ -86,13 +86,16 @@ def run_kind(
     os.environ["TRIAGEDESK_FEWSHOT_CASCADE"] = "on" if kind.endswith("-cascade") else "off"
     load = os.getloadavg()[0]
     pool = unlabelled if real == "fewshot" and unlabelled else []
+    cpu = time.process_time()
     model = SpecialistModel.train(texts, labels, kind=real, unlabelled=pool)
+    cpu = time.process_time() - cpu
     results = [score(kind, model, test, truth, load)]
     if kind.endswith("-cascade"):
         model.pipeline.tfidf = None  # the same head, answering alone
         results.append(score(kind.removesuffix("-cascade"), model, test, truth, load))
     for row, _, _ in results:
         row["unlabelled_pool"] = len(pool)
+        row["train_cpu_seconds"] = round(cpu, 1)  # every thread of the process: load-free
         if pool:
             row["kind"] += "+pool"
     return results

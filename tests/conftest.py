@@ -18,6 +18,8 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     monkeypatch.setenv("TRIAGEDESK_HOME", str(home))
     for var in ("TRIAGEDESK_DB", "TRIAGEDESK_CONFIG", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
         monkeypatch.delenv(var, raising=False)
+    # a teacher named on this machine would change what every fewshot test trains
+    monkeypatch.delenv("TRIAGEDESK_FEWSHOT_TEACHER", raising=False)
     yield home
 
 

