@@ -438,3 +438,39 @@ def test_train_from_a_file_spreads_over_its_rows_without_a_label(
     assert "trained fewshot specialist on 20 tickets" in text  # the pool is not a label
     model = SpecialistModel.load(out)
     assert f"spread over {MIN_UNLABELLED} unlabelled tickets" in model.pipeline.trained_on
+
+
+def test_on_a_cpu_a_pool_takes_the_contrastive_stages_minutes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With torch installed, `auto` tunes contrastively unless a pool is spread on a CPU:
+    both together pass the five-minute budget (the pool is the larger gain)."""
+    from tui.core.learning import fewshot_kind
+
+    monkeypatch.setattr(fewshot_kind, "torch_available", lambda: True)
+    monkeypatch.delenv(CONTRASTIVE_ENV, raising=False)
+    assert fewshot_kind.contrastive_mode() is True
+    assert fewshot_kind.contrastive_mode(pooled=True, gpu=False) is False
+    assert fewshot_kind.contrastive_mode(pooled=True, gpu=True) is True
+    monkeypatch.setenv(CONTRASTIVE_ENV, "off")
+    assert fewshot_kind.contrastive_mode() is False
+
+
+def test_auto_with_torch_on_a_cpu_still_picks_fewshot_for_a_pool(
+    tiny_minilm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The budget counted the contrastive stage on top of the pool, so installing torch (the
+    fine-tune extra) made `auto` fall back to TF-IDF at 5 labels per class: 58 % for 82 %."""
+    from tui.core.learning import auto_kind
+
+    monkeypatch.setattr(auto_kind, "_installed", lambda *modules: True)
+    monkeypatch.delenv(CONTRASTIVE_ENV, raising=False)
+    counts = Counter({f"intent{i}": 5 for i in range(77)})
+    pooled = choose_kind(counts, gpu=False, unlabelled=8000)
+    assert pooled.kind == "fewshot"
+    assert pooled.scores["fewshot"] == pytest.approx(CURVE["fewshot-frozen+pool"][5])
+    assert "contrastive stage and the unlabelled pool together" in pooled.reason
+    alone = choose_kind(counts, gpu=False, unlabelled=20)
+    assert alone.kind == "fewshot" and alone.scores["fewshot"] == pytest.approx(CURVE["fewshot"][5])
+    on_gpu = choose_kind(counts, gpu=True, unlabelled=8000)
+    assert on_gpu.scores["fewshot"] == pytest.approx(CURVE["fewshot+pool"][5])

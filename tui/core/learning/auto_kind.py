@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import statistics
 from collections import Counter
 from dataclasses import dataclass
@@ -76,6 +77,14 @@ class KindChoice:
     reason: str
     per_class: float
     scores: dict[str, float]
+
+
+def _contrastive_allowed() -> bool:
+    """Not switched off by $TRIAGEDESK_FEWSHOT_CONTRASTIVE (an unknown value is the kind's
+    error to raise, at training)."""
+    from tui.core.learning.fewshot_kind import CONTRASTIVE_ENV
+
+    return os.environ.get(CONTRASTIVE_ENV, "auto").strip().lower() != "off"
 
 
 def _installed(*modules: str) -> bool:
@@ -145,12 +154,15 @@ def choose_kind(
     scores = {"tfidf": curve_at(_with_full("tfidf", CURVE["tfidf"]), per_class)}
     skipped: list[str] = []
     if _installed("onnx", "onnxruntime", "tokenizers", "safetensors") and _minilm_available():
-        variant = "fewshot" if has_torch else "fewshot-frozen"
         pool = min(unlabelled, MAX_UNLABELLED) if unlabelled >= MIN_UNLABELLED else 0
+        # As the kind decides (`fewshot_kind.contrastive_mode`): no contrastive stage on a
+        # CPU when a pool is spread, since the two together pass the budget.
+        tuned = has_torch and (gpu or not pool) and _contrastive_allowed()
+        variant = "fewshot" if tuned else "fewshot-frozen"
         teacher = pool > 0 and _teacher_named()
         if pool:
             variant += "+pool+teacher" if teacher else "+pool"
-        seconds = n * EMBED_SECONDS_PER_TICKET + (CONTRASTIVE_SECONDS if has_torch else 0.0)
+        seconds = n * EMBED_SECONDS_PER_TICKET + (CONTRASTIVE_SECONDS if tuned else 0.0)
         seconds += pool * (POOL_SECONDS_PER_TICKET + (TEACHER_SECONDS_PER_TICKET if teacher else 0))
         if gpu or seconds <= BUDGET_SECONDS:
             scores["fewshot"] = curve_at(CURVE[variant], per_class)
@@ -172,6 +184,13 @@ def choose_kind(
     )
     if "fewshot" in scores and not has_torch:
         reason += "; without torch the fewshot encoder stays frozen (its curve)"
+    elif "fewshot" in scores and variant.startswith("fewshot-frozen"):
+        reason += (
+            "; the fewshot encoder stays frozen (its curve): on a CPU the contrastive stage"
+            " and the unlabelled pool together would pass the time budget"
+            if pool
+            else "; the fewshot encoder stays frozen ($TRIAGEDESK_FEWSHOT_CONTRASTIVE=off)"
+        )
     if "fewshot" in scores:
         reason += (
             f"; fewshot spreads the labels over {min(unlabelled, MAX_UNLABELLED)} unlabelled"
