@@ -19,8 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from tui.core.learning.bert_torch import OPSET
-
 
 @dataclass(frozen=True)
 class MpnetShape:
@@ -69,123 +67,42 @@ def mpnet_graph_onnx(
     """Write the encoder as fp32 ONNX with `onnx_graph`'s interface: inputs `input_ids`,
     `attention_mask` (int64, batch x tokens, right-padded, at most `max_length` tokens),
     output the mean-pooled `embedding` (batch x hidden)."""
-    from onnx import TensorProto, helper, numpy_helper, save
+    from tui.core.learning.onnx_graph import GraphWriter, LayerNames
 
-    inits: list[Any] = []
-    nodes: list[Any] = []
-    count = [0]
-
-    def const(name: str, value: np.ndarray) -> str:
-        inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
-        return name
-
-    def node(op: str, inputs: list[str], **attrs: Any) -> str:
-        count[0] += 1
-        out = f"{op.lower()}_{count[0]}"
-        nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
-        return out
-
-    def w(key: str) -> np.ndarray:
-        return np.asarray(weights[key], dtype=np.float32)
-
-    def linear(x: str, prefix: str) -> str:
-        weight = const(prefix + ".weight_t", w(prefix + ".weight").T)
-        return node(
-            "Add", [node("MatMul", [x, weight]), const(prefix + ".bias", w(prefix + ".bias"))]
-        )
-
-    def norm(x: str, prefix: str) -> str:
-        gamma = const(prefix + ".weight", w(prefix + ".weight"))
-        beta = const(prefix + ".bias", w(prefix + ".bias"))
-        return node("LayerNormalization", [x, gamma, beta], axis=-1, epsilon=shape.eps)
-
-    heads, hd = shape.heads, shape.hidden // shape.heads
+    g = GraphWriter(weights, shape.eps)
     i64 = np.int64
-    split_shape = const("split_shape", np.array([0, 0, heads, hd], dtype=i64))
-    merge_shape = const("merge_shape", np.array([0, 0, shape.hidden], dtype=i64))
-    zero = const("zero", np.array([0], dtype=i64))
-    one = const("one", np.array([1], dtype=i64))
-
-    tokens = node("Gather", [node("Shape", ["input_ids"]), one], axis=0)
+    zero = g.const("zero", np.array([0], dtype=i64))
+    one = g.const("one", np.array([1], dtype=i64))
+    tokens = g.node("Gather", [g.node("Shape", ["input_ids"]), one], axis=0)
     first = shape.padding_idx + 1
-    table = w("embeddings.position_embeddings.weight")[first : first + max_length]
-    positions = node("Slice", [const("pos", table), zero, tokens, zero])
-    words = node("Gather", [const("word", w("embeddings.word_embeddings.weight")), "input_ids"])
-    x = norm(node("Add", [words, positions]), "embeddings.LayerNorm")
+    table = g.w("embeddings.position_embeddings.weight")[first : first + max_length]
+    positions = g.node("Slice", [g.const("pos", table), zero, tokens, zero])
+    word = g.const("word", g.w("embeddings.word_embeddings.weight"))
+    words = g.node("Gather", [word, "input_ids"])
+    x = g.norm(g.node("Add", [words, positions]), "embeddings.LayerNorm")
 
-    maskf = node("Cast", ["attention_mask"], to=TensorProto.FLOAT)
-    inverted = node("Sub", [const("f1", np.array(1.0, np.float32)), maskf])
-    mask_bias = node(
-        "Unsqueeze",
-        [
-            node("Mul", [inverted, const("neg", np.array(-10000.0, np.float32))]),
-            const("axes12", np.array([1, 2], dtype=i64)),
-        ],
-    )
+    maskf = g.node("Cast", ["attention_mask"], to=g.tensor.FLOAT)
+    mask_bias = g.mask_bias(maskf)
     # relative-position bias: buckets (L, L) -> (L, L, heads) -> (1, heads, L, L)
-    table_ij = const("buckets", relative_buckets(max_length, shape.buckets))
-    sliced = node(
+    table_ij = g.const("buckets", relative_buckets(max_length, shape.buckets))
+    sliced = g.node(
         "Slice",
         [
             table_ij,
-            const("zero2", np.array([0, 0], dtype=i64)),
-            node("Concat", [tokens, tokens], axis=0),
+            g.const("zero2", np.array([0, 0], dtype=i64)),
+            g.node("Concat", [tokens, tokens], axis=0),
         ],
     )
-    rel = node("Gather", [const("rel_bias", w("encoder.relative_attention_bias.weight")), sliced])
-    rel = node(
-        "Unsqueeze",
-        [node("Transpose", [rel], perm=[2, 0, 1]), zero],
+    rel_table = g.const("rel_bias", g.w("encoder.relative_attention_bias.weight"))
+    rel = g.node("Gather", [rel_table, sliced])
+    rel = g.node("Unsqueeze", [g.node("Transpose", [rel], perm=[2, 0, 1]), zero])
+    bias = g.node("Add", [rel, mask_bias])
+    names = LayerNames(
+        query="attention.attn.q",
+        key="attention.attn.k",
+        value="attention.attn.v",
+        output="attention.attn.o",
+        attention_norm="attention.LayerNorm",
     )
-    bias = node("Add", [rel, mask_bias])
-    scale = const("scale", np.array(1.0 / np.sqrt(hd), np.float32))
-    for i in range(shape.layers):
-        pre = f"encoder.layer.{i}."
-
-        def heads_first(t: str, perm: list[int]) -> str:
-            return node("Transpose", [node("Reshape", [t, split_shape])], perm=perm)
-
-        q = heads_first(linear(x, pre + "attention.attn.q"), [0, 2, 1, 3])
-        k = heads_first(linear(x, pre + "attention.attn.k"), [0, 2, 3, 1])
-        v = heads_first(linear(x, pre + "attention.attn.v"), [0, 2, 1, 3])
-        scores = node("Add", [node("Mul", [node("MatMul", [q, k]), scale]), bias])
-        ctx = node("MatMul", [node("Softmax", [scores], axis=-1), v])
-        ctx = node("Reshape", [node("Transpose", [ctx], perm=[0, 2, 1, 3]), merge_shape])
-        attended = linear(ctx, pre + "attention.attn.o")
-        x = norm(node("Add", [attended, x]), pre + "attention.LayerNorm")
-        inner = linear(x, pre + "intermediate.dense")
-        erf = node(
-            "Erf", [node("Div", [inner, const(f"sqrt2_{i}", np.array(np.sqrt(2.0), np.float32))])]
-        )
-        gelu = node(
-            "Mul",
-            [
-                node("Mul", [inner, const(f"half_{i}", np.array(0.5, np.float32))]),
-                node("Add", [erf, const(f"f1_{i}", np.array(1.0, np.float32))]),
-            ],
-        )
-        out = linear(gelu, pre + "output.dense")
-        x = norm(node("Add", [out, x]), pre + "output.LayerNorm")
-
-    weights_mask = node("Unsqueeze", [maskf, const("axis2", np.array([2], dtype=i64))])
-    summed = node("ReduceSum", [node("Mul", [x, weights_mask]), one], keepdims=0)
-    counted = node("ReduceSum", [maskf, one], keepdims=1)
-    floor = const("floor", np.array(1e-9, np.float32))
-    pooled = node("Div", [summed, node("Max", [counted, floor])])
-    nodes.append(helper.make_node("Identity", [pooled], ["embedding"]))
-
-    graph = helper.make_graph(
-        nodes,
-        "mpnet",
-        [
-            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "tokens"]),
-            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "tokens"]),
-        ],
-        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", shape.hidden])],
-        initializer=inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    model.ir_version = 8
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save(model, str(path))
-    return path
+    x = g.layers(x, bias, hidden=shape.hidden, heads=shape.heads, layers=shape.layers, names=names)
+    return g.save_pooled(x, maskf, name="mpnet", hidden=shape.hidden, path=path)
