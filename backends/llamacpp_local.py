@@ -34,6 +34,7 @@ from tui.core.backend import (
     Timeout,
 )
 from tui.core.config.options import LlamaCppLocalOptions
+from tui.core.llama_buffers import model_params_default
 
 if TYPE_CHECKING:
     from tui.core.models import Taxonomy, Ticket
@@ -262,13 +263,14 @@ class LlamaCppLocalBackend(LLMBackend[Completion]):
     def _load(self, llama_cpp: Any) -> Any:
         with self._thread_lock:
             try:
-                llm = llama_cpp.Llama(
-                    model_path=str(self.model_path),
-                    n_ctx=self.config.n_ctx,
-                    n_gpu_layers=self.config.n_gpu_layers,
-                    verbose=False,
-                    **self._thread_options(),
-                )
+                with model_params_default(llama_cpp):  # AMX CPUs: see tui.core.llama_buffers
+                    llm = llama_cpp.Llama(
+                        model_path=str(self.model_path),
+                        n_ctx=self.config.n_ctx,
+                        n_gpu_layers=self.config.n_gpu_layers,
+                        verbose=False,
+                        **self._thread_options(),
+                    )
             except (ValueError, RuntimeError, OSError) as exc:
                 raise BackendError(f"cannot load GGUF model {self.model_path}: {exc}") from exc
             if self.config.prompt == "finetuned":
