@@ -34,7 +34,7 @@ from tui.core.backend import (
     Timeout,
 )
 from tui.core.config.options import LlamaCppLocalOptions
-from tui.core.llama_buffers import model_params_default
+from tui.core.llama_buffers import open_llama
 
 if TYPE_CHECKING:
     from tui.core.models import Taxonomy, Ticket
@@ -263,14 +263,14 @@ class LlamaCppLocalBackend(LLMBackend[Completion]):
     def _load(self, llama_cpp: Any) -> Any:
         with self._thread_lock:
             try:
-                with model_params_default(llama_cpp):  # AMX CPUs: see tui.core.llama_buffers
-                    llm = llama_cpp.Llama(
-                        model_path=str(self.model_path),
-                        n_ctx=self.config.n_ctx,
-                        n_gpu_layers=self.config.n_gpu_layers,
-                        verbose=False,
-                        **self._thread_options(),
-                    )
+                llm = open_llama(  # AMX CPUs: see tui.core.llama_buffers
+                    llama_cpp,
+                    model_path=str(self.model_path),
+                    n_ctx=self.config.n_ctx,
+                    n_gpu_layers=self.config.n_gpu_layers,
+                    verbose=False,
+                    **self._thread_options(),
+                )
             except (ValueError, RuntimeError, OSError) as exc:
                 raise BackendError(f"cannot load GGUF model {self.model_path}: {exc}") from exc
             if self.config.prompt == "finetuned":

@@ -25,6 +25,7 @@ from tests.backends.test_finetuned_trie import (  # the same real tiny model and
     reference_llm,
 )
 from tests.data.make_finetuned_gguf import tickets
+from tui.core.llama_buffers import open_llama
 from tui.core.models import Taxonomy
 
 __all__ = ["reference_llm"]  # a fixture, used by name
@@ -227,7 +228,7 @@ def test_too_few_sequences_spread_the_least_likely_branches_instead_of_failing()
     sequences give, and every distribution covers the taxonomy and sums to 1."""
     texts = _texts(3)
     ample, tight = (
-        llama_cpp.Llama(model_path=str(GGUF), n_ctx=1024, n_threads=1, verbose=False)
+        open_llama(llama_cpp, model_path=str(GGUF), n_ctx=1024, n_threads=1, verbose=False)
         for _ in range(2)
     )
     try:
@@ -260,7 +261,7 @@ def test_one_pass_scores_every_branch_point_exactly(
     tokens also belong to; the distribution is the constrained decoder's, unpruned, and the
     same as the level-wise path's with no pruning."""
     texts = _texts(n)
-    llm = llama_cpp.Llama(model_path=str(GGUF), n_ctx=2048, n_threads=1, verbose=False)
+    llm = open_llama(llama_cpp, model_path=str(GGUF), n_ctx=2048, n_threads=1, verbose=False)
     try:
         llamacpp_finetuned.open_for_scoring(llm, llama_cpp, sequences)
         once = finetuned_batch.score_many(llm, llama_cpp, texts, taxonomy, 2048, at_once=True)

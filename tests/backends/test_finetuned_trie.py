@@ -20,6 +20,7 @@ from backends import llamacpp_finetuned
 from backends.llamacpp_local import SCORING_SEQUENCES, LlamaCppLocalBackend
 from tests.backends.conftest import backend_config
 from tests.data.make_finetuned_gguf import WORDS, tickets
+from tui.core.llama_buffers import open_llama
 from tui.core.models import Taxonomy, Ticket
 
 llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python (dev group) runs the model")
@@ -32,7 +33,9 @@ SHARED_PREFIXES = Taxonomy.from_names(
 
 
 def _llm(**values: Any) -> Any:
-    return llama_cpp.Llama(model_path=str(GGUF), n_ctx=512, n_threads=1, verbose=False, **values)
+    return open_llama(
+        llama_cpp, model_path=str(GGUF), n_ctx=512, n_threads=1, verbose=False, **values
+    )
 
 
 @pytest.fixture(scope="module")

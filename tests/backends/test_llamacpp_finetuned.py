@@ -20,6 +20,7 @@ from tests.backends.conftest import backend_config
 from tests.data.make_finetuned_gguf import WORDS, tickets
 from tui.core.config import ConfigError, load_settings
 from tui.core.learning.llm.data import answer, prompt
+from tui.core.llama_buffers import open_llama
 from tui.core.models import Taxonomy, Ticket
 
 llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python (dev group) runs the model")
@@ -71,7 +72,7 @@ def test_an_answer_outside_the_taxonomy_is_impossible() -> None:
     narrowed = Taxonomy.from_names(["login", "refund", "warranty claim"])
     results = _route_all(_backend(prompt="finetuned"), shipping, narrowed)
     assert {r.label for r in results} <= set(narrowed.names)
-    llm = llama_cpp.Llama(model_path=str(GGUF), n_ctx=512, n_threads=1, verbose=False)
+    llm = open_llama(llama_cpp, model_path=str(GGUF), n_ctx=512, n_threads=1, verbose=False)
     try:
         scored = llamacpp_finetuned.score(llm, llama_cpp, shipping[0], narrowed, 512)
     finally:
@@ -84,9 +85,9 @@ def test_label_scores_are_the_models_exact_sequence_log_probabilities() -> None:
     """Reusing the prompt's KV cache between labels gives what evaluating prompt + label
     from scratch, with every position's logits, gives."""
     text = "hello, parcel money password late box, please help"
-    fast = llama_cpp.Llama(model_path=str(GGUF), n_ctx=512, n_threads=1, verbose=False)
-    full = llama_cpp.Llama(
-        model_path=str(GGUF), n_ctx=512, n_threads=1, logits_all=True, verbose=False
+    fast = open_llama(llama_cpp, model_path=str(GGUF), n_ctx=512, n_threads=1, verbose=False)
+    full = open_llama(
+        llama_cpp, model_path=str(GGUF), n_ctx=512, n_threads=1, logits_all=True, verbose=False
     )
     try:
         scored = llamacpp_finetuned.score(fast, llama_cpp, text, TAXONOMY, 512)

@@ -80,3 +80,10 @@ def model_params_default(llama_cpp: Any) -> Iterator[None]:
             yield
         finally:
             raw.llama_model_default_params = original
+
+
+def open_llama(llama_cpp: Any, **options: Any) -> Any:
+    """`llama_cpp.Llama(**options)` as every part of triagedesk loads a GGUF (see above), so
+    two loads of one file compute the same numbers."""
+    with model_params_default(llama_cpp):
+        return llama_cpp.Llama(**options)

@@ -176,18 +176,18 @@ def load_gguf(path: Path, *, n_threads: int | None = None, n_gpu_layers: int = 0
     require("llama_cpp")
     import llama_cpp
 
-    from tui.core.llama_buffers import model_params_default
+    from tui.core.llama_buffers import open_llama
 
     try:
-        with model_params_default(llama_cpp):  # AMX CPUs: see tui.core.llama_buffers
-            return llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=SERVE_N_CTX,
-                n_threads=n_threads,
-                n_threads_batch=n_threads,
-                n_gpu_layers=n_gpu_layers,
-                verbose=False,
-            )
+        return open_llama(  # AMX CPUs: see tui.core.llama_buffers
+            llama_cpp,
+            model_path=str(path),
+            n_ctx=SERVE_N_CTX,
+            n_threads=n_threads,
+            n_threads_batch=n_threads,
+            n_gpu_layers=n_gpu_layers,
+            verbose=False,
+        )
     except (ValueError, RuntimeError, OSError) as exc:
         raise FinetuneError(f"llama.cpp cannot load {path}: {exc}") from exc
 
