@@ -158,32 +158,17 @@ def write_encoder(
 def frozen_encoder(base: Path, say: Progress) -> Path:
     """The untuned base's int8 encoder, written once per base model and reused: the same
     for every training, and a minute of quantising on a busy two-core machine."""
-    import hashlib
-    import shutil
-
-    from tui.core import paths
     from tui.core.learning.minilm_finetune import load_base
+    from tui.core.learning.onnx_encoder import cached_encoder
 
-    weights_file = base / "model.safetensors"
-    stat = weights_file.stat()
-    key = hashlib.sha256(
-        f"{weights_file.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{MAX_LENGTH}:1".encode()
-    ).hexdigest()[:16]
-    cached = paths.models_dir() / "encoders" / f"minilm-frozen-{key}"
-    if (cached / "encoder.json").exists():
-        return cached
-    say("exporting the int8 encoder (once for this base model)")
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    pending = Path(tempfile.mkdtemp(prefix=f".{cached.name}-", dir=cached.parent))
-    try:
-        write_encoder(*load_base(base), base, pending)
-        pending.replace(cached)
-    except OSError:
-        if not (cached / "encoder.json").exists():  # another process did not finish it first
-            raise
-    finally:
-        shutil.rmtree(pending, ignore_errors=True)
-    return cached
+    return cached_encoder(
+        base / "model.safetensors",
+        "minilm-frozen",
+        MAX_LENGTH,
+        lambda out: write_encoder(*load_base(base), base, out),
+        say,
+        "exporting the int8 encoder (once for this base model)",
+    )
 
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -195,3 +195,43 @@ class OnnxEncoder:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         return self.run(texts)["embedding"]
+
+
+def cached_encoder(
+    weights_file: Path,
+    name: str,
+    max_length: int,
+    write: Callable[[Path], object],
+    say: Callable[[str], None],
+    message: str,
+) -> Path:
+    """An encoder directory `write` makes from `weights_file`, made once and kept under the
+    models folder as `{name}-{key}` (the key: the file's path, size, time and `max_length`).
+
+    Written into a temporary sibling and renamed into place, so a reader never sees half a
+    directory; when another process finished the same one first, its copy is used.
+    """
+    import hashlib
+    import tempfile
+
+    from tui.core import paths
+
+    stat = weights_file.stat()
+    key = hashlib.sha256(
+        f"{weights_file.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{max_length}:1".encode()
+    ).hexdigest()[:16]
+    cached = paths.models_dir() / "encoders" / f"{name}-{key}"
+    if (cached / "encoder.json").exists():
+        return cached
+    say(message)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    pending = Path(tempfile.mkdtemp(prefix=f".{cached.name}-", dir=cached.parent))
+    try:
+        write(pending)
+        pending.replace(cached)
+    except OSError:
+        if not (cached / "encoder.json").exists():  # another process did not finish it first
+            raise
+    finally:
+        shutil.rmtree(pending, ignore_errors=True)
+    return cached

@@ -14,11 +14,9 @@ written from its weights (`mpnet_graph`), without torch; int8 lost too much of i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -60,35 +58,28 @@ def teacher_encoder(folder: Path, say: Callable[[str], None]) -> Path:
     (a few seconds and ~440 MB for all-mpnet-base-v2)."""
     from safetensors.numpy import load_file
 
-    from tui.core import paths
     from tui.core.learning.mpnet_graph import MpnetShape, mpnet_graph_onnx
+    from tui.core.learning.onnx_encoder import cached_encoder
 
     weights_file = folder / "model.safetensors"
-    stat = weights_file.stat()
-    key = hashlib.sha256(
-        f"{weights_file.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{MAX_LENGTH}:1".encode()
-    ).hexdigest()[:16]
-    cached = paths.models_dir() / "encoders" / f"teacher-mpnet-{key}"
-    if (cached / "encoder.json").exists():
-        return cached
-    say("writing the teacher's ONNX encoder (once for these weights)")
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    pending = Path(tempfile.mkdtemp(prefix=f".{cached.name}-", dir=cached.parent))
-    try:
+
+    def write(out: Path) -> None:
         shape = MpnetShape.from_config(json.loads((folder / "config.json").read_text()))
         mpnet_graph_onnx(
-            load_file(str(weights_file)), shape, pending / "model.onnx", max_length=MAX_LENGTH
+            load_file(str(weights_file)), shape, out / "model.onnx", max_length=MAX_LENGTH
         )
-        shutil.copyfile(folder / "tokenizer.json", pending / "tokenizer.json")
+        shutil.copyfile(folder / "tokenizer.json", out / "tokenizer.json")
         meta = {"max_length": MAX_LENGTH, "classes": [], "hidden": shape.hidden, "int8": False}
-        (pending / "encoder.json").write_text(json.dumps(meta, indent=2))
-        pending.replace(cached)
-    except OSError:
-        if not (cached / "encoder.json").exists():  # another process did not finish it first
-            raise
-    finally:
-        shutil.rmtree(pending, ignore_errors=True)
-    return cached
+        (out / "encoder.json").write_text(json.dumps(meta, indent=2))
+
+    return cached_encoder(
+        weights_file,
+        "teacher-mpnet",
+        MAX_LENGTH,
+        write,
+        say,
+        "writing the teacher's ONNX encoder (once for these weights)",
+    )
 
 
 def side_by_side(student: np.ndarray, teacher: np.ndarray) -> np.ndarray:
