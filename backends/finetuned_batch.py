@@ -37,13 +37,14 @@ handful of forward passes, not 64 times a handful.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from backends.llamacpp_finetuned import Scored, label_ids, normalised, prompt_ids
+from backends.llamacpp_finetuned import Scored, label_ids, normalised
+from tui.core.learning.llm.prompt import prompt_ids
 from tui.core.models import Taxonomy
 
 __all__ = ["MIN_BRANCH", "LabelTree", "Node", "score_many"]
@@ -192,14 +193,16 @@ def score_many(
     *,
     min_branch: float = MIN_BRANCH,
     at_once: bool | None = None,
+    own_tokens: Mapping[str, int] | None = None,
 ) -> list[Scored]:
     """Every ticket's label distribution under the constrained decoder (see the module).
 
     The context must come from `llamacpp_finetuned.open_for_scoring` (a unified KV cache with
     many sequences); it is left empty. `at_once`: score in one pass (exact, no pruning); None
     chooses it for up to `AT_ONCE_TICKETS` tickets on a model whose layers are on a GPU.
+    `own_tokens`: each label's one reserved token (`--objective classify`; see `label_ids`).
     """
-    answers = label_ids(llm, taxonomy)
+    answers = label_ids(llm, taxonomy, own_tokens)
     tree = LabelTree(answers)
     longest = max(len(ids) for ids in answers.values())
     prompts = [prompt_ids(llm, text, n_ctx - longest) for text in texts]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,8 @@ import numpy as np
 
 from backends.finetuned_wire import prompt_version
 from tui.core.backend import RequestRejected, RouteResult
-from tui.core.learning.llm.prompt import PROMPT_TAIL, answer, prompt
+from tui.core.learning.llm import label_tokens
+from tui.core.learning.llm.prompt import answer, prompt_ids
 from tui.core.models import Taxonomy
 
 __all__ = ["Scored", "open_for_scoring", "prompt_version", "result", "score"]
@@ -45,23 +47,20 @@ class Scored:
         return max(self.probabilities, key=self.probabilities.__getitem__)
 
 
-def prompt_ids(llm: Any, text: str, room: int) -> list[int]:
-    """The trained prompt's tokens (with the beginning-of-sequence token), at most `room`.
+def label_ids(
+    llm: Any, taxonomy: Taxonomy, own_tokens: Mapping[str, int] | None = None
+) -> dict[str, list[int]]:
+    """Each label's answer tokens, as training appended them: ` <label>` then end of sequence;
+    with `own_tokens` (a `--objective classify` model) the label's one reserved token.
 
-    A ticket too long for the context is cut at the end of its text, keeping `\\nLabel:`,
-    as training cut it.
+    Raises:
+        RequestRejected: `own_tokens` has no token for a label of the taxonomy, or a bad one.
     """
-    ids: list[int] = llm.tokenize(prompt(text).encode(), add_bos=True, special=False)
-    if len(ids) <= room:
-        return ids
-    tail: list[int] = llm.tokenize(PROMPT_TAIL.encode(), add_bos=False, special=False)
-    if room <= len(tail) + 1:
-        raise RequestRejected(f"n_ctx leaves {room} tokens for the prompt; raise n_ctx")
-    return ids[: room - len(tail)] + tail
-
-
-def label_ids(llm: Any, taxonomy: Taxonomy) -> dict[str, list[int]]:
-    """Each label's answer tokens, as training appended them: ` <label>` then end of sequence."""
+    if own_tokens is not None:
+        try:
+            return label_tokens.check(own_tokens, taxonomy.names, int(llm.n_vocab()))
+        except ValueError as exc:
+            raise RequestRejected(str(exc)) from None
     eos = int(llm.token_eos())
     return {
         name: [*llm.tokenize(answer(name).encode(), add_bos=False, special=False), eos]
@@ -186,7 +185,14 @@ def _sequences(llm: Any, llama_cpp: Any) -> int:
     return max(1, int(llama_cpp.llama_n_seq_max(llm._ctx.ctx)))
 
 
-def score(llm: Any, llama_cpp: Any, text: str, taxonomy: Taxonomy, n_ctx: int) -> Scored:
+def score(
+    llm: Any,
+    llama_cpp: Any,
+    text: str,
+    taxonomy: Taxonomy,
+    n_ctx: int,
+    own_tokens: Mapping[str, int] | None = None,
+) -> Scored:
     """Score every label after the trained prompt (the model must be free to use).
 
     The prompt is evaluated once; its last logits score every label's first token. The
@@ -194,7 +200,7 @@ def score(llm: Any, llama_cpp: Any, text: str, taxonomy: Taxonomy, n_ctx: int) -
     sequence per branch (see `_decode_trie`); a taxonomy with more branches than the
     context's sequences, or more prefixes than a batch holds, takes a few batches.
     """
-    answers = label_ids(llm, taxonomy)
+    answers = label_ids(llm, taxonomy, own_tokens)
     longest = max(len(ids) for ids in answers.values())
     ids = prompt_ids(llm, text, n_ctx - longest)
     memory = llm._ctx.memory

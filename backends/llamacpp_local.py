@@ -207,7 +207,14 @@ class LlamaCppLocalBackend(LLMBackend[Completion]):
         import llama_cpp
 
         with self._model_for(run) as llm:
-            scored = finetuned_batch.score_many(llm, llama_cpp, texts, taxonomy, self.config.n_ctx)
+            scored = finetuned_batch.score_many(
+                llm,
+                llama_cpp,
+                texts,
+                taxonomy,
+                self.config.n_ctx,
+                own_tokens=self.config.label_tokens,
+            )
             return scored, _read_perf(llm)
 
     def _score_sync(
@@ -216,7 +223,9 @@ class LlamaCppLocalBackend(LLMBackend[Completion]):
         import llama_cpp
 
         with self._model_for(run) as llm:
-            scored = llamacpp_finetuned.score(llm, llama_cpp, text, taxonomy, self.config.n_ctx)
+            scored = llamacpp_finetuned.score(
+                llm, llama_cpp, text, taxonomy, self.config.n_ctx, self.config.label_tokens
+            )
             return scored, _read_perf(llm)
 
     @contextlib.contextmanager

@@ -42,7 +42,9 @@ def tickets(per_label: int, seed: int) -> list[data.Example]:
     return out
 
 
-def build_base(folder: Path) -> Path:
+def build_base(folder: Path, reserved: int = 0) -> Path:
+    """The tiny base; `reserved` adds Gemma's `<unused0>` ... pieces, which
+    `--objective classify` gives to the labels (the committed GGUF is built without)."""
     import sentencepiece
     import torch
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig, GemmaTokenizer
@@ -63,7 +65,7 @@ def build_base(folder: Path) -> Path:
         eos_piece="<eos>",
         bos_piece="<bos>",
         unk_piece="<unk>",
-        user_defined_symbols=list(WORDS),
+        user_defined_symbols=[*WORDS, *(f"<unused{i}>" for i in range(reserved))],
         byte_fallback=True,
         add_dummy_prefix=False,
         normalization_rule_name="identity",

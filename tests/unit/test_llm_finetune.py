@@ -362,7 +362,12 @@ def test_a_gguf_check_that_dies_on_the_gpu_is_redone_on_the_cpu(
     calls: list[bool] = []
 
     def score(
-        path: Path, examples: object, *, n_threads: int | None, gpu: bool = False
+        path: Path,
+        examples: object,
+        *,
+        n_threads: int | None,
+        gpu: bool = False,
+        label_tokens: object = None,
     ) -> tuple[float, float]:
         calls.append(gpu)
         if gpu:

@@ -60,6 +60,13 @@ EXPECTED = (BadInput, ConfigError, StoreError, UnusableData)
     help="lora (default) or a full fine-tune",
 )
 @value_option(
+    "--objective",
+    type=Choice(["generate", "classify"]),
+    default="generate",
+    metavar="{generate,classify}",
+    help="generate: write the label's name (default); classify: one reserved token a label",
+)
+@value_option(
     "--validation",
     type=PathType(),
     help="labelled JSONL/CSV held out to measure on (default: 20 % of the data)",
@@ -105,7 +112,8 @@ def _finetune(
     max_steps: int | None,
     epochs: int,
     method: str,
-    validation: Path | None,
+    objective: str = "generate",
+    validation: Path | None = None,
     batch_size: int,
     learning_rate: float | None,
     converter: Path | None,
@@ -126,6 +134,7 @@ def _finetune(
             out=out,
             device=device,
             method=method,  # type: ignore[arg-type]  # Choice checked it
+            objective=objective,  # type: ignore[arg-type]  # Choice checked it
             epochs=epochs,
             max_steps=max_steps,
             batch_size=batch_size,
@@ -171,7 +180,7 @@ def _finetune(
         else (f", macro-F1 {report.validation_macro_f1:.3f}")
     )
     ctx.say(
-        f"fine-tuned {report.base} ({report.method}, {report.steps} steps,"
+        f"fine-tuned {report.base} ({report.method}, {report.objective}, {report.steps} steps,"
         f" {report.train_seconds:.0f} s on {report.device}) on {report.train_examples} tickets,"
         f" {len(report.labels)} labels: validation {report.validation_accuracy:.1%}"
         f"{f1_said}{base_said}"

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, model_validator
 
@@ -206,6 +206,19 @@ class LlamaCppLocalOptions(_Strict):
     batch_tickets: int = Field(
         default=64, ge=1, le=64, description="tickets scored together at most (constrained)"
     )
+    label_tokens: dict[str, Annotated[int, Field(ge=0)]] | None = Field(
+        default=None,
+        description=(
+            'with prompt = "finetuned": each label\'s own token, for a model from'
+            " `finetune --objective classify` (its backend.toml writes this table)"
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _tokens_need_the_trained_prompt(self) -> LlamaCppLocalOptions:
+        if self.label_tokens is not None and self.prompt != "finetuned":
+            raise ValueError('label_tokens needs prompt = "finetuned"')
+        return self
 
     @property
     def model_name(self) -> str:

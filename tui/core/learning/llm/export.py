@@ -16,7 +16,7 @@ import shlex
 import shutil
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +117,9 @@ def server_command(gguf: Path) -> str:
     return f"llama-server -m {path} -c {SERVE_N_CTX} --port {SERVER_PORT}"
 
 
-def backend_toml(name: str, gguf: Path, model: str | None = None) -> str:
+def backend_toml(
+    name: str, gguf: Path, model: str | None = None, tokens: Mapping[str, int] | None = None
+) -> str:
     """One `[backends.<name>]` table that routes with the GGUF in process, then the same model
     through a llama.cpp server as a commented `[backends.<name>-server]` table.
 
@@ -128,7 +130,25 @@ def backend_toml(name: str, gguf: Path, model: str | None = None) -> str:
     decisions carry (the GGUF's stem and the training set's id, see `pipeline.training_set`),
     so that its accuracy leaves out what it trained on. TOML basic strings share JSON's
     escapes, so `json.dumps` quotes the path safely.
+
+    `tokens` (the classify objective) adds the table's `label_tokens`, each label's reserved
+    token, which the model answers; no server table is offered then, as llama-server's
+    answer is held to the labels' names by a grammar, which such a model does not write.
     """
+    if tokens is not None:
+        return (
+            f"# Written by `triagedesk finetune --objective classify`: append to your config to\n"
+            f"# route with this model (each label is answered by its own token below).\n"
+            f"[backends.{name}]\n"
+            f'type = "{BACKEND_TYPE}"\n'
+            f"model_path = {json.dumps(str(gguf.resolve()))}\n"
+            f"model = {json.dumps(model or gguf.stem)}\n"
+            f"n_ctx = {SERVE_N_CTX}\n"
+            f'prompt = "finetuned"\n'
+            f"\n"
+            f"[backends.{name}.label_tokens]\n"
+            + "".join(f"{json.dumps(label)} = {token}\n" for label, token in tokens.items())
+        )
     return (
         f"# Written by `triagedesk finetune`: append to your config to route with this model.\n"
         f"[backends.{name}]\n"
@@ -150,12 +170,25 @@ def backend_toml(name: str, gguf: Path, model: str | None = None) -> str:
     )
 
 
-def modelfile(gguf: Path) -> str:
+def modelfile(gguf: Path, tokens: Mapping[str, int] | None = None) -> str:
     """An Ollama Modelfile whose template is the training prompt, answer stopped at eos/newline.
 
     The text given to Ollama must be the ticket with its whitespace collapsed, as in training.
+    A classify model answers one reserved token: the Modelfile then asks for one token and
+    lists which label each token means (Ollama returns the token's text, `<unusedN>`).
     """
     stops = "".join(f"PARAMETER stop {json.dumps(s)}\n" for s in ("<eos>", *STOP))
+    if tokens is not None:
+        return (
+            "# Written by `triagedesk finetune --objective classify`: `ollama create NAME -f\n"
+            "# Modelfile` serves it; the answer is one token, which means the label below.\n"
+            + "".join(f"#   token {token}: {label}\n" for label, token in tokens.items())
+            + f"FROM ./{gguf.name}\n"
+            f'TEMPLATE """{prompt("{{ .Prompt }}")}"""\n'
+            "PARAMETER temperature 0\n"
+            "PARAMETER num_predict 1\n"
+            f"PARAMETER num_ctx {SERVE_N_CTX}\n"
+        )
     return (
         "# Written by `triagedesk finetune`: `ollama create NAME -f Modelfile` serves it.\n"
         f"FROM ./{gguf.name}\n"
@@ -200,20 +233,43 @@ def answer_with(llm: Any, text: str) -> str:
     return str(out["choices"][0]["text"]).strip()
 
 
+def label_with(llm: Any, text: str, tokens: Mapping[str, int]) -> str:
+    """A classify GGUF's answer to one ticket: the label whose token is most probable after
+    the trained prompt (one prompt pass; the served backend scores the same way)."""
+    import llama_cpp
+    import numpy as np
+
+    from tui.core.learning.llm.prompt import prompt_ids
+
+    llm.reset()
+    llm.eval(prompt_ids(llm, text, SERVE_N_CTX - 1))
+    pointer = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
+    logits = np.ctypeslib.as_array(pointer, shape=(llm.n_vocab(),))
+    names = list(tokens)
+    return names[int(np.argmax(logits[list(tokens.values())]))]
+
+
 def score_gguf(
     path: Path,
     examples: Sequence[Example],
     *,
     n_threads: int | None = None,
     n_gpu_layers: int = 0,
+    label_tokens: Mapping[str, int] | None = None,
 ) -> tuple[float, float]:
-    """Accuracy of the served file on `examples` and its median milliseconds a ticket."""
+    """Accuracy of the served file on `examples` and its median milliseconds a ticket
+    (greedy free text, or with `label_tokens` the most probable label token)."""
     llm = load_gguf(path, n_threads=n_threads, n_gpu_layers=n_gpu_layers)
     try:
         right, times = 0, []
         for example in examples:
             started = time.perf_counter()
-            right += answer_with(llm, example.text) == example.label
+            said = (
+                answer_with(llm, example.text)
+                if label_tokens is None
+                else label_with(llm, example.text, label_tokens)
+            )
+            right += said == example.label
             times.append((time.perf_counter() - started) * 1000.0)
     finally:
         llm.close()
@@ -230,6 +286,7 @@ def score_gguf_apart(
     *,
     n_threads: int | None = None,
     gpu: bool = False,
+    label_tokens: Mapping[str, int] | None = None,
 ) -> tuple[float, float]:
     """`score_gguf` in a fresh Python process (`gguf_check`), on the GPU when `gpu`.
 
@@ -259,6 +316,7 @@ def score_gguf_apart(
             "examples": [{"text": e.text, "label": e.label} for e in examples],
             "n_threads": n_threads,
             "n_gpu_layers": -1 if gpu else 0,
+            "label_tokens": None if label_tokens is None else dict(label_tokens),
         }
         write_private(request, json.dumps(body))
         done = subprocess.run(

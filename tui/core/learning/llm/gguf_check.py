@@ -32,5 +32,6 @@ def main(argv: list[str] | None = None) -> None:
         examples,
         n_threads=request["n_threads"],
         n_gpu_layers=request["n_gpu_layers"],
+        label_tokens=request.get("label_tokens"),
     )
     write_private(Path(result_path), json.dumps({"accuracy": accuracy, "p50_ms": p50}))

@@ -17,11 +17,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from tui.core import paths
-from tui.core.learning.llm import base, converter, export, train
+from tui.core.learning.llm import base, classify, converter, export, label_tokens, train
 from tui.core.learning.llm.converter import OutType
 from tui.core.learning.llm.data import Example, Split, answer, make_split
 from tui.core.learning.llm.errors import FinetuneError
-from tui.core.learning.llm.train import Method
+from tui.core.learning.llm.train import Method, Objective
 from tui.core.learning.training import FINETUNE_TRAINING_FILE
 from tui.core.models import Taxonomy
 from tui.core.safe_files import private_dir
@@ -45,6 +45,7 @@ class FinetuneRequest(BaseModel):
     out: Path
     device: str = "auto"
     method: Method = "lora"
+    objective: Objective = "generate"
     epochs: int = Field(default=1, ge=1)
     max_steps: int | None = Field(default=None, ge=1)
     batch_size: int = Field(default=8, ge=1)
@@ -66,6 +67,7 @@ class FinetuneRequest(BaseModel):
     def options(self) -> train.TrainOptions:
         return train.TrainOptions(
             method=self.method,
+            objective=self.objective,
             epochs=self.epochs,
             max_steps=self.max_steps,
             batch_size=self.batch_size,
@@ -80,6 +82,9 @@ class FinetuneReport(BaseModel):
     base: str
     method: Method
     device: str
+    objective: Objective = "generate"
+    label_tokens: dict[str, int] | None = None
+    """classify: each label's reserved token, which the served model answers."""
     labels: list[str]
     train_examples: int
     validation_examples: int
@@ -156,6 +161,11 @@ def finetune(
         stage("measuring the base model (zero-shot)")
         zero_shot, zero_shot_f1 = _validate(loaded.model, loaded.tokenizer, data, device)
         stage(f"base zero-shot: {zero_shot:.1%} (macro-F1 {zero_shot_f1:.3f})")
+    tokens = (
+        label_tokens.pick(loaded.tokenizer.get_vocab(), data.taxonomy.names)
+        if request.objective == "classify"
+        else None
+    )
     stage("training")
     result = train.train(
         loaded.model,
@@ -164,9 +174,10 @@ def finetune(
         request.options(),
         device=device,
         on_progress=on_progress,
+        label_tokens=tokens,
     )
     stage("validating")
-    accuracy, macro_f1 = _validate(result.model, loaded.tokenizer, data, device)
+    accuracy, macro_f1 = _validate(result.model, loaded.tokenizer, data, device, tokens)
     # Said at once, not only in report.json: a later step that fails must not take it along.
     stage(
         f"validated: {accuracy:.1%} (macro-F1 {macro_f1:.3f}) on {len(data.validation)}"
@@ -188,7 +199,7 @@ def finetune(
         shutil.rmtree(scratch, ignore_errors=True)
     stage("checking the GGUF on the validation split")
     checked = data.validation[: request.gguf_check]
-    gguf_accuracy, p50 = _check_gguf(gguf, checked, request, device, stage)
+    gguf_accuracy, p50 = _check_gguf(gguf, checked, request, device, stage, tokens)
     stage(f"GGUF checked: {gguf_accuracy:.1%} on {len(checked)}, p50 {p50:.1f} ms a ticket")
     name = export.backend_name(out, request.name)
     training = training_set(gguf, data, request.base, source)
@@ -197,6 +208,8 @@ def finetune(
         base=request.base,
         method=request.method,
         device=device,
+        objective=request.objective,
+        label_tokens=tokens,
         labels=list(data.taxonomy.names),
         train_examples=len(data.train),
         validation_examples=len(data.validation),
@@ -223,9 +236,9 @@ def finetune(
         model=training.model,
         training_set=FINETUNE_TRAINING_FILE,
     )
-    (out / "Modelfile").write_text(export.modelfile(gguf), encoding="utf-8")
+    (out / "Modelfile").write_text(export.modelfile(gguf, tokens), encoding="utf-8")
     (out / "backend.toml").write_text(
-        export.backend_toml(name, gguf, training.model), encoding="utf-8"
+        export.backend_toml(name, gguf, training.model, tokens), encoding="utf-8"
     )
     (out / "report.json").write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
     return report
@@ -255,7 +268,12 @@ def export_path(out: Path, outtype: str) -> Path:
 
 
 def _check_gguf(
-    gguf: Path, checked: Sequence[Example], request: FinetuneRequest, device: str, stage: Stage
+    gguf: Path,
+    checked: Sequence[Example],
+    request: FinetuneRequest,
+    device: str,
+    stage: Stage,
+    tokens: dict[str, int] | None = None,
 ) -> tuple[float, float]:
     """The served file's accuracy, in a child process: on the GPU after a CUDA fine-tune,
     and on the CPU when that child dies.
@@ -266,22 +284,29 @@ def _check_gguf(
     """
     if device == "cuda":
         try:
-            return export.score_gguf_apart(gguf, checked, n_threads=request.n_threads, gpu=True)
+            return export.score_gguf_apart(
+                gguf, checked, n_threads=request.n_threads, gpu=True, label_tokens=tokens
+            )
         except FinetuneError as exc:
             stage(f"{exc}; checking on the CPU instead")
-    return export.score_gguf_apart(gguf, checked, n_threads=request.n_threads)
+    return export.score_gguf_apart(gguf, checked, n_threads=request.n_threads, label_tokens=tokens)
 
 
-def _validate(model: object, tokenizer: Any, data: Split, device: str) -> tuple[float, float]:
-    """Greedy accuracy and macro-F1 on the validation split, generating no more than the
-    longest label."""
+def _validate(
+    model: object, tokenizer: Any, data: Split, device: str, tokens: dict[str, int] | None = None
+) -> tuple[float, float]:
+    """Accuracy and macro-F1 on the validation split: greedy answers generating no more than
+    the longest label, or (classify) the most probable label token."""
+    texts = [e.text for e in data.validation]
+    gold = [e.label for e in data.validation]
+    if tokens is not None:
+        chosen = classify.predict(model, tokenizer, texts, tokens, device=device)
+        return train.accuracy(chosen, gold), train.macro_f1(chosen, gold)
     longest = max(
         len(tokenizer(answer(name), add_special_tokens=False).input_ids)
         for name in data.taxonomy.names
     )
-    texts = [e.text for e in data.validation]
     answers = train.predict(model, tokenizer, texts, device=device, max_new_tokens=longest + 1)
-    gold = [e.label for e in data.validation]
     return train.accuracy(answers, gold), train.macro_f1(answers, gold)
 
 

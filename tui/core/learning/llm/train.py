@@ -10,14 +10,18 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
+from tui.core.learning.llm import classify
 from tui.core.learning.llm.data import Example, encode, pad_batch, prompt
 from tui.core.learning.llm.errors import FinetuneError, require
 
 Method = Literal["lora", "full"]
+Objective = Literal["generate", "classify"]
+"""generate: write ` <label><eos>` (full-vocabulary cross-entropy); classify: put the
+probability on the label's own reserved token among the labels' (`label_tokens`)."""
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 """Every linear layer of a Gemma/Llama block: r=16 there is 3.8 M weights on Gemma 3 270M."""
 DEFAULT_LR: dict[Method, float] = {"lora": 2e-4, "full": 2e-5}
@@ -28,6 +32,7 @@ class TrainOptions:
     """Hyper-parameters, fixed before training (none is tuned on the validation split)."""
 
     method: Method = "lora"
+    objective: Objective = "generate"
     epochs: int = 1
     max_steps: int | None = None
     """Stop after this many optimiser steps, whatever `epochs` says."""
@@ -102,7 +107,10 @@ def choose_device(wanted: str) -> str:
     return wanted
 
 
-def _wrap(model: Any, options: TrainOptions) -> Any:
+def _wrap(model: Any, options: TrainOptions, label_tokens: Sequence[int] = ()) -> Any:
+    """Every weight trainable (full), or LoRA adapters; under LoRA the labels' own token rows
+    (classify) train too, through peft's trainable tokens, which follow the tied output layer
+    and are merged with the adapters."""
     if options.method == "full":
         model.requires_grad_(True)
         return model
@@ -115,6 +123,7 @@ def _wrap(model: Any, options: TrainOptions) -> Any:
         lora_alpha=options.lora_alpha,
         lora_dropout=options.lora_dropout,
         target_modules=list(LORA_TARGETS),
+        trainable_token_indices={"embed_tokens": list(label_tokens)} if label_tokens else None,
     )
     return get_peft_model(model, config)
 
@@ -134,16 +143,26 @@ def train(
     *,
     device: str,
     on_progress: ProgressCallback | None = None,
+    label_tokens: Mapping[str, int] | None = None,
 ) -> TrainResult:
-    """Fine-tune `model` on the examples; returns it trained (LoRA: still wrapped)."""
+    """Fine-tune `model` on the examples; returns it trained (LoRA: still wrapped).
+
+    `label_tokens` (each label's reserved token) is what the classify objective learns to
+    answer; its rows start at the label names' mean embedding (`classify.init_rows`).
+    """
     require("torch")
     import torch
 
     if not examples:
         raise FinetuneError("no training examples")
+    classifying = options.objective == "classify"
+    if classifying and not label_tokens:
+        raise FinetuneError("--objective classify needs a token for each label")
     torch.manual_seed(options.seed)
     rng = random.Random(options.seed)
-    model = _wrap(model, options)
+    if classifying and label_tokens:
+        classify.init_rows(model, tokenizer, label_tokens)
+    model = _wrap(model, options, list(label_tokens.values()) if label_tokens else ())
     model.to(device)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -153,8 +172,13 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: _schedule(step, total, warmup)
     )
-    encoded = [encode(tokenizer, e, options.max_tokens) for e in examples]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    encoded: Sequence[Any]
+    if classifying and label_tokens:
+        encoded = classify.encode_all(tokenizer, examples, label_tokens, options.max_tokens)
+        token_ids = torch.tensor(list(label_tokens.values()), device=device)
+    else:
+        encoded = [encode(tokenizer, e, options.max_tokens) for e in examples]
     result = TrainResult(model, 0, 0.0, sum(p.numel() for p in params))
     started = time.perf_counter()
     order: list[int] = []
@@ -164,8 +188,15 @@ def train(
             rng.shuffle(order)
         batch = [encoded[i] for i in order[: options.batch_size]]
         del order[: options.batch_size]
-        ids, mask, labels = (torch.tensor(part, device=device) for part in pad_batch(batch, pad_id))
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        if classifying:
+            targets = torch.tensor([target for _ids, target in batch], device=device)
+            prompts = [ids for ids, _target in batch]
+            loss = classify.loss(model, prompts, targets, token_ids, pad_id)
+        else:
+            ids, mask, labels = (
+                torch.tensor(part, device=device) for part in pad_batch(cast(Any, batch), pad_id)
+            )
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         if not torch.isfinite(loss):
             raise FinetuneError(f"the loss diverged at step {result.steps + 1}: lower the rate")
         loss.backward()
