@@ -59,19 +59,20 @@ stamp "base: $sum"
   { stamp "base checksum mismatch"; touch "$run/done"; exit 1; }
 src=$(cat "$run/src")
 data=/tmp/gemma-data
-# RUNS: fine-tunes side by side on the one GPU, each "method:learning-rate:epochs[:data file]"
-# (the data file under .device/gemma, default train80.jsonl); only the first measures the base
-# zero-shot (the same figure for all).
+# RUNS: fine-tunes side by side on the one GPU, each
+# "method:learning-rate:epochs[:data file[:objective]]" (the data file under .device/gemma,
+# default train80.jsonl; objective generate or classify, default generate); only the first
+# measures the base zero-shot (the same figure for all).
 RUNS=${RUNS:-"lora:2e-4:3 full:2e-5:2"}
 i=0
 for spec in $RUNS; do
-  IFS=: read -r method lr epochs file <<<"$spec"
+  IFS=: read -r method lr epochs file objective <<<"$spec"
   name=ft$i-$method; zero=--zero-shot; [ $i -gt 0 ] || [ "${ZERO_SHOT:-1}" = 0 ] && zero=--no-zero-shot
   (cd "$run" && /usr/bin/time -v python3 -m tui --db "$run/$name.db" finetune \
     --base "$run/gemma-3-270m-q4_k_m.gguf" --data "$data/${file:-train80.jsonl}" \
     --validation "$data/test20.jsonl" --out "$run/$name" --device cuda --method "$method" \
     --epochs "$epochs" --learning-rate "$lr" --batch-size "${BATCH:-32}" --converter "$src" \
-    --name "$name" $zero >"$run/finetune-$name.out" 2>"$run/finetune-$name.log"
+    --objective "${objective:-generate}" --name "$name" $zero >"$run/finetune-$name.out" 2>"$run/finetune-$name.log"
     echo $? >"$run/finetune-$name.rc") &
   i=$((i + 1))
 done
@@ -88,10 +89,12 @@ gguf=$run/$best/model-q8_0.gguf
 local_bench() {  # local_bench GGUF TAG [local_bench.py flags...]: the product backend in process
   local file=$1 tag=$2; shift 2
   (cd "$run" && timeout 300 python3 -X faulthandler "$repo/benchmarks/gemma_device/local_bench.py" \
-    --gguf "$file" --tickets "$data/test20.jsonl" "$@" >"$run/local-$tag.jsonl" 2>"$run/local-$tag.err")
+    --gguf "$file" --tickets "$data/test20.jsonl" --report "$(dirname "$file")/report.json" "$@" \
+    >"$run/local-$tag.jsonl" 2>"$run/local-$tag.err")
   stamp "in-process $tag: $? $(tail -c 600 "$run/local-$tag.jsonl")"
 }
-if [ -f "$gguf" ]; then
+classify=$(grep -c '"objective": "classify"' "$run/$best/report.json" 2>/dev/null)
+if [ -f "$gguf" ] && [ "${classify:-0}" = 0 ]; then
   # c=1 both ways (one pass and level by level), batches of 8 and 64, the exact full scoring
   (cd "$run" && timeout 200 python3 "$repo/benchmarks/gemma_device/scoring_bench.py" "$gguf" all \
     "$data/test20.jsonl" >"$run/scoring-$best.jsonl" 2>"$run/scoring-$best.err")

@@ -7,7 +7,11 @@
 included); tickets/s is the run's wall time. The model loads before timing (one warm-up ticket).
 
     python3 benchmarks/gemma_device/local_bench.py --gguf ft/model-q8_0.gguf --tickets test20.jsonl \\
-        --scoring constrained --runs 1:200 8:500 64:2001 [--gpu-layers -1] [--n-ctx 8192] [--threads N]
+        --scoring constrained --runs 1:200 8:500 64:2001 [--gpu-layers -1] [--n-ctx 8192] [--threads N] \\
+        [--report ft/report.json]
+
+`--report`: the fine-tune's report; a `--objective classify` model is served with its
+`label_tokens`, as the `backend.toml` it wrote serves it.
 """
 
 from __future__ import annotations
@@ -73,6 +77,8 @@ async def run(
 async def main_async(args: argparse.Namespace) -> None:
     rows = [json.loads(line) for line in args.tickets.read_text().splitlines() if line.strip()]
     taxonomy = Taxonomy.from_names(sorted({r["label"] for r in rows}))
+    report = json.loads(args.report.read_text()) if args.report else {}
+    tokens = report.get("label_tokens")
     settings = _build(
         {
             "routing": {"backend": "ft", "reference_backend": None},
@@ -87,6 +93,7 @@ async def main_async(args: argparse.Namespace) -> None:
                     "timeout_s": 600,
                     "max_concurrency": 64,
                     **({"n_threads": args.threads} if args.threads else {}),
+                    **({"label_tokens": tokens} if tokens else {}),
                 }
             },
         },
@@ -99,6 +106,7 @@ async def main_async(args: argparse.Namespace) -> None:
             c, n = (int(part) for part in spec.split(":"))
             figures = await run(backend, rows, taxonomy, c, n)
             figures["scoring"] = args.scoring
+            figures["objective"] = "classify" if tokens else "generate"
             print(json.dumps(figures), flush=True)
     finally:
         await backend.aclose()
@@ -113,6 +121,7 @@ def main() -> None:
     parser.add_argument("--gpu-layers", type=int, default=-1)
     parser.add_argument("--n-ctx", type=int, default=8192)
     parser.add_argument("--threads", type=int, default=0, help="llama.cpp CPU threads (0: its own)")
+    parser.add_argument("--report", type=Path, default=None, help="the fine-tune's report.json")
     asyncio.run(main_async(parser.parse_args()))
 
 

@@ -101,6 +101,10 @@ def _route(config: Path, texts: list[str]) -> list[str]:
 def test_classify_pipeline_tiny_gemma3_to_served_gguf(tiny_base: Path, tmp_path: Path) -> None:
     """Full fine-tune on the labels' tokens, then route held-back tickets through the GGUF with
     the table the fine-tune wrote, one at a time and batched."""
+    import llama_cpp
+
+    from backends import finetuned_batch, llamacpp_finetuned
+
     found = _find_converter()
     if found is None:
         pytest.skip("llama.cpp's converter not found")
@@ -129,11 +133,19 @@ def test_classify_pipeline_tiny_gemma3_to_served_gguf(tiny_base: Path, tmp_path:
     }
     assert json.loads((out / "report.json").read_text())["label_tokens"] == report.label_tokens
     table = (out / "backend.toml").read_text()
+    tokens = report.label_tokens
     texts = [e.text for e in tickets(4, 11)]
     gold = [e.label for e in tickets(4, 11)]
     llm = export.load_gguf(out / "model-f16.gguf", n_threads=1)
     try:
         checked = [export.label_with(llm, text, report.label_tokens) for text in texts]
+        llamacpp_finetuned.open_for_scoring(llm, llama_cpp, 64)
+        taxonomy = Taxonomy.from_names(sorted(WORDS))
+        for at_once in (True, False):  # the GPU's one pass and the CPU's groups
+            scored = finetuned_batch.score_many(
+                llm, llama_cpp, texts, taxonomy, 512, at_once=at_once, own_tokens=tokens
+            )
+            assert [s.label for s in scored] == checked
     finally:
         llm.close()
     assert sum(c == g for c, g in zip(checked, gold, strict=True)) >= len(gold) - 1
