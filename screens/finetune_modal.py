@@ -1,7 +1,7 @@
 """Fine-tuning from the TUI: the modal that starts a job, and the one that offers its result.
 
-`FinetuneModal` asks for what `triagedesk finetune` takes from an agent (base, method, device,
-max steps, epochs) and returns a `JobRequest`; the job itself runs in the inbox's
+`FinetuneModal` asks for what `triagedesk finetune` takes from an agent (base, method,
+objective, device, max steps, epochs) and returns a `JobRequest`; the job itself runs in the inbox's
 `FinetunePanel`. When a dependency or the base model's package is missing it says what to
 install, in the CLI's words, on one line, and will not start. `FinetuneDoneModal` says how
 the new model did and offers to route with it now (the backend picker's hot swap) or keep it
@@ -28,6 +28,10 @@ from tui.services.finetune_job import JobRequest, default_out
 
 METHODS: tuple[tuple[str, str], ...] = (("LoRA adapter, merged", "lora"), ("full", "full"))
 DEVICES: tuple[tuple[str, str], ...] = (("auto", "auto"), ("cpu", "cpu"), ("cuda", "cuda"))
+OBJECTIVES: tuple[tuple[str, str], ...] = (
+    ("write the label's name", "generate"),
+    ("classify: one token a label", "classify"),
+)
 DoneChoice = Literal["swap", "shadow", "keep"]
 SHADOW_HOOK = "shadow_backend"
 """The app method a shadow button calls, `app.shadow_backend(name)`; shadow mode brings it."""
@@ -57,6 +61,15 @@ class FinetuneModal(ModalScreen[JobRequest | None]):
                 yield Label("Method", classes="finetune-key")
                 yield Select(
                     METHODS, value="lora", allow_blank=False, compact=True, id="finetune-method"
+                )
+            with Horizontal(classes="finetune-row"):
+                yield Label("Objective", classes="finetune-key")
+                yield Select(
+                    OBJECTIVES,
+                    value="generate",
+                    allow_blank=False,
+                    compact=True,
+                    id="finetune-objective",
                 )
             with Horizontal(classes="finetune-row"):
                 yield Label("Device", classes="finetune-key")
@@ -113,6 +126,7 @@ class FinetuneModal(ModalScreen[JobRequest | None]):
             return JobRequest(
                 base=base,
                 method=self.query_one("#finetune-method", Select).value,  # type: ignore[arg-type]
+                objective=self.query_one("#finetune-objective", Select).value,  # type: ignore[arg-type]
                 device=self.query_one("#finetune-device", Select).value,  # type: ignore[arg-type]
                 max_steps=int(max_steps) if max_steps else None,
                 epochs=int(epochs) if epochs else 1,

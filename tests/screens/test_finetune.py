@@ -293,3 +293,24 @@ async def test_the_finished_model_is_listed_and_offered_for_a_hot_swap(
         await pilot.press("b")
         await wait_until(pilot, lambda: isinstance(app.screen, BackendPickerModal))
         assert app.screen.query_one("#backends").get_row("ft")
+
+
+async def test_the_objective_chosen_in_the_modal_reaches_the_command(
+    store: Store, app_for: Any, isolated_home: Path, training_modules: None
+) -> None:
+    """classify in the modal is `--objective classify` on the job's command line."""
+    from textual.widgets import Select
+
+    seed(store, 5)
+    app = app_for()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("F")
+        await wait_until(pilot, lambda: isinstance(app.screen, FinetuneModal))
+        modal = app.screen
+        assert isinstance(modal, FinetuneModal)
+        options = modal.request().options()
+        assert options[options.index("--objective") + 1] == "generate"
+        modal.query_one("#finetune-objective", Select).value = "classify"
+        await pilot.pause()
+        options = modal.request().options()
+        assert options[options.index("--objective") + 1] == "classify"

@@ -54,6 +54,7 @@ class JobRequest(BaseModel):
 
     base: str = Field(default="gemma3-270m", min_length=1)
     method: Literal["lora", "full"] = "lora"
+    objective: Literal["generate", "classify"] = "generate"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_steps: int | None = Field(default=None, ge=1)
     epochs: int = Field(default=1, ge=1)
@@ -66,6 +67,7 @@ class JobRequest(BaseModel):
         argv = ["--base", self.base, "--out", str(self.out), "--method", self.method]
         if self.data is not None:
             argv += ["--data", str(self.data)]
+        argv += ["--objective", self.objective]
         argv += ["--device", self.device, "--epochs", str(self.epochs)]
         if self.max_steps is not None:
             argv += ["--max-steps", str(self.max_steps)]
