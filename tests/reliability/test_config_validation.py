@@ -256,13 +256,23 @@ def every_key_block(type_name: str) -> dict[str, Any]:
         "output_usd_per_mtok": 0.2, "cached_input_usd_per_mtok": 0.05, "gpu_usd_per_hour": 1.0,
         "gpu_parallel_slots": 2, "max_prompt_chars": 1000, "prompt": "finetuned",
         "adaptive_concurrency": False, "label_scoring": "constrained", "batch_tickets": 16,
+        "label_tokens": {"refund": 6, "lost or stolen": 7},
     }  # fmt: skip
     keys = BACKEND_TYPE_KEYS[type_name]
     return {"type": type_name, **{key: values[key] for key in keys.all() if key != "type"}}
 
 
+def toml_value(value: Any) -> str:
+    """A TOML value: JSON's scalars and strings are TOML's; a table is written inline."""
+    if isinstance(value, dict):
+        return (
+            "{ " + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
+        )
+    return json.dumps(value)
+
+
 def toml_block(name: str, block: dict[str, Any]) -> str:
-    return f"[backends.{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in block.items())
+    return f"[backends.{name}]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in block.items())
 
 
 @pytest.mark.parametrize("type_name", sorted(BACKEND_TYPE_KEYS))
