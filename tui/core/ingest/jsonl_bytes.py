@@ -81,11 +81,12 @@ def _read_lines(data: bytes, start: int, collector: Collector, max_field_chars: 
                 if found is not None and not (has_meta and has_huge_float(found[0].meta)):
                     ticket, label = found
                     ticket_id = ticket.id
-                    if ticket_id in lines:  # a repeated id: `add` applies the rule and words it
+                    # One look-up records a new id; a repeated one keeps its first line, and
+                    # `add` applies the duplicate rule and words it.
+                    if lines.setdefault(ticket_id, number) != number:
                         collector.add(ticket, label, number)
                     else:
                         tickets.append(ticket)
-                        lines[ticket_id] = number
                         if label:
                             labels[ticket_id] = label
                     pos = end + 1

@@ -287,6 +287,7 @@ def plain_builder(names: tuple[Any, ...]) -> tuple[PlainBuilder | None, bool]:
                 return None
             subject = subject.strip()
             rest = body.strip()
+            # Both parts are stripped, so the text is too: only emptiness is left to test.
             text = f"{subject}\n\n{rest}" if subject and rest else subject or rest
         else:
             subject = record[k_subject] if k_subject is not None else ""
@@ -294,7 +295,7 @@ def plain_builder(names: tuple[Any, ...]) -> tuple[PlainBuilder | None, bool]:
             if type(subject) is not str or (body is not None and type(body) is not str):
                 return None  # the full rules name the field that is not a string
             subject = subject.strip()
-        text = text.strip()
+            text = text.strip()
         if not text:
             return None
         label = record[k_label] if k_label is not None else None
