@@ -9,6 +9,7 @@ import gc
 import io
 import json
 import sqlite3
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -205,6 +206,38 @@ def test_every_ticket_is_stored_whatever_the_count_with_its_values(tmp_path: Pat
         ).fetchall()
         raw.close()
         assert {k for row in kinds for k in row} <= {"text", "null"}
+
+
+@pytest.mark.parametrize("sizes", [(120,), (70, 30, 1, 60), (49, 2, 50), (1, 1, 1)])
+def test_runs_of_one_received_at_keep_each_tickets_own_stamp_and_order(
+    tmp_path: Path, sizes: tuple[int, ...]
+) -> None:
+    """A statement binds one `received_at` and one `source` for its 50 tickets: a run of
+    tickets sharing a stamp (one object, as a file's, or equal copies) fills whole statements,
+    and a new stamp starts a new run wherever it falls, so every ticket keeps its own."""
+    start = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    paris = timezone(timedelta(hours=1))
+    made: list[Ticket] = []
+    for run_number, size in enumerate(sizes):
+        stamp = start + timedelta(seconds=run_number)
+        for i in range(size):
+            if run_number % 2 == 0:  # one object for the run, as a file's tickets hold
+                received = stamp
+            elif i % 5 == 4:  # the same instant written otherwise: a run of its own
+                received = stamp.astimezone(paris)
+            else:  # equal copies: the same run
+                received = datetime.fromisoformat(stamp.isoformat())
+            n = len(made)
+            made.append(Ticket(id=f"T{n}", text=f"text {n}", received_at=received))
+    labels = {t.id: "billing" for t in made[::3]}
+    with Store(tmp_path / "t.db") as store:
+        result = store.import_tickets(made, labels, source="runs.jsonl")
+        assert result.inserted == len(made)
+        rows = store._read("SELECT id, received_at, source, label FROM tickets ORDER BY seq")
+        assert [tuple(r) for r in rows] == [
+            (t.id, t.received_at.isoformat(), "runs.jsonl", labels.get(t.id)) for t in made
+        ]
+        assert store.get_tickets([t.id for t in made]) == made
 
 
 def test_a_label_for_a_ticket_that_is_nowhere_still_fails_the_import(tmp_path: Path) -> None:
