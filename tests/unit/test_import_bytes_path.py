@@ -196,6 +196,9 @@ def test_the_block_reader_gives_what_the_full_rules_give(
         ['{"id": "u", "text": "x", "Label": "billing"}'],
         ['{"id": 5, "text": "x"}'],
         ['{"id": "e", "text": "x", "label": "a\u202eb"}'],
+        ['{"id": "j", "text": "x", "text": "last wins"}'],  # a repeated key: the last one
+        ['{"id": "v", "subject": "s", "body": "b", "subject": null}'],
+        ['{"id": "w", "text": "x", "text": null}'],
     ],
 )
 def test_an_odd_line_among_plain_ones_in_a_block_reads_as_the_full_rules_read_it(
