@@ -9,7 +9,11 @@ import gc
 import io
 import json
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -17,18 +21,34 @@ from hypothesis import strategies as st
 
 from tui.cli import run
 from tui.core.gc_pause import cyclic_gc_paused
-from tui.core.ingest import IngestError, ParsedFile, parse_bytes
+from tui.core.ingest import IngestError, ParsedFile, jsonl_bytes, parse_bytes
 from tui.core.ingest.results import Collector
 from tui.core.ingest.rows import decode_text, parse_jsonl
 from tui.core.models import Ticket
 from tui.core.store import Store
 
 
-def _by_the_full_rules(data: bytes) -> ParsedFile:
+def _by_the_full_rules(data: bytes, max_field_chars: int = 1_000_000) -> ParsedFile:
     """The file as the importer read it before: decoded whole, split, each line by the rules."""
     parsed = ParsedFile(path=Path("f.jsonl"), format="jsonl", tickets=[], labels={}, errors=[])
-    parse_jsonl(decode_text(data, Path("f.jsonl")), Collector(parsed), 1_000_000)
+    parse_jsonl(decode_text(data, Path("f.jsonl")), Collector(parsed), max_field_chars)
     return parsed
+
+
+@contextmanager
+def _blocks(block_bytes: int, misses: int = 10**9) -> Iterator[None]:
+    """The reader's block path on any file: from 0 bytes, `block_bytes` a block, trying
+    blocks `misses` times."""
+    saved = (jsonl_bytes.CHUNKED_FROM, jsonl_bytes._BLOCK_BYTES, jsonl_bytes._MISSES)
+    jsonl_bytes.CHUNKED_FROM, jsonl_bytes._BLOCK_BYTES, jsonl_bytes._MISSES = (
+        0,
+        block_bytes,
+        misses,
+    )
+    try:
+        yield
+    finally:
+        jsonl_bytes.CHUNKED_FROM, jsonl_bytes._BLOCK_BYTES, jsonl_bytes._MISSES = saved
 
 
 def _same(got: ParsedFile, expected: ParsedFile) -> None:
@@ -90,6 +110,142 @@ def test_the_bytes_reader_gives_what_the_full_rules_give(
 ) -> None:
     data = ("\ufeff" if bom else "").encode() + newline.join(lines).encode()
     _same(parse_bytes(data, "jsonl"), _by_the_full_rules(data))
+
+
+_plain_record = st.fixed_dictionaries(
+    {"id": st.one_of(st.sampled_from(["a", "b", " c ", "d", "", "\u202e"]), _value)},
+    optional={
+        "text": st.one_of(_text, st.none(), st.integers(0, 2)),
+        "subject": st.one_of(_text, st.none()),
+        "body": st.one_of(_text, st.none(), st.booleans()),
+        "label": st.one_of(st.sampled_from(["billing", " shipping ", "", "a\u202eb"]), _value),
+        "customer": _value,
+        "channel": _value,
+    },
+)
+"""Records of the block decoder's own keys only, so that whole blocks of them are decoded at
+once, with every value the plain rules must decline among them."""
+_block_line = st.one_of(
+    _plain_record.map(lambda r: json.dumps(r, ensure_ascii=False)),
+    _plain_record.map(json.dumps),
+    _line,
+    st.sampled_from(
+        [
+            '{"id": "m", "text": "}"}',
+            '{"id": "n", "text": "x"} {"id": "o", "text": "y"}',
+            '{"id": "n2", "text": "x"},{"id": "o2", "text": "y"}',
+            '{"id": "p", "text": "{"}',
+            '{"id": "q", "text": "x"}}',
+            '{{"id": "r", "text": "x"}',
+            '{"id": "s", "text": "x',
+            '", "t": 1}',
+            '{"id": "u", "text": "a\\nb"}',
+            '{"id": "v", "subject": "s", "body": "b", "subject": null}',
+            '{"id": "w" , "text" : "x" }',
+            '{"id": "x", "text": "x", "Text": "y"}',
+            '{"id": "y", "text": "x"} ',
+        ]
+    ),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(_block_line, max_size=12),
+    st.booleans(),
+    st.sampled_from(["\n", "\r\n"]),
+    st.booleans(),
+    st.integers(1, 400),
+    st.sampled_from([1_000_000, 60, 12]),
+    st.sampled_from([10**9, 1]),
+)
+def test_the_block_reader_gives_what_the_full_rules_give(
+    lines: list[str],
+    bom: bool,
+    newline: str,
+    final_newline: bool,
+    block_bytes: int,
+    max_field_chars: int,
+    misses: int,
+) -> None:
+    """Blocks of every size over files of plain records and of every other line: the same
+    tickets, errors and lines as the full rules, whatever a block's lines hold."""
+    text = newline.join(lines) + (newline if final_newline else "")
+    data = ("\ufeff" if bom else "").encode() + text.encode()
+    with _blocks(block_bytes, misses):
+        got = parse_bytes(data, "jsonl", max_field_chars=max_field_chars)
+    _same(got, _by_the_full_rules(data, max_field_chars))
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        ['{"id": "n", "text": "x"} {"id": "o", "text": "y"}'],  # two records on one line
+        ['{"id": "n", "text": "x"},{"id": "o", "text": "y"}'],
+        ['{"id": "s", "text": "x', '", "t": 1}'],  # a string cut by a newline
+        ['{"id": "z", "text": "x", "body":', '{"a": 1}}'],  # one object over two lines
+        ['{"id": "z", "text": "x"', "}"],
+        [""],
+        ["   "],
+        ['{"id": "q", "text": "x"}}'],
+        ['{"id": "y", "text": "x"} '],
+        ['{"id": "T2", "subject": "s", "body": "body 2", "customer": "c"}'],  # same again
+        ['{"id": "T2", "text": "other"}'],  # the same id, other content
+        ['{"id": "d", "text": "x", "created_at": "2024-01-02"}'],
+        ['{"id": "m", "text": "x", "priority": 1}'],
+        ['{"id": "u", "text": "x", "Label": "billing"}'],
+        ['{"id": 5, "text": "x"}'],
+        ['{"id": "e", "text": "x", "label": "a\u202eb"}'],
+        ['{"id": "j", "text": "x", "text": "last wins"}'],  # a repeated key: the last one
+        ['{"id": "v", "subject": "s", "body": "b", "subject": null}'],
+        ['{"id": "w", "text": "x", "text": null}'],
+    ],
+)
+def test_an_odd_line_among_plain_ones_in_a_block_reads_as_the_full_rules_read_it(
+    odd: list[str],
+) -> None:
+    plain = [
+        json.dumps({"id": f"T{i}", "subject": "s", "body": f"body {i}", "customer": "c"})
+        for i in range(1, 7)
+    ]
+    for newline in ("\n", "\r\n"):
+        data = newline.join(plain[:3] + odd + plain[3:]).encode()
+        with _blocks(1 << 20):
+            got = parse_bytes(data, "jsonl")
+        _same(got, _by_the_full_rules(data))
+
+
+def test_a_plain_file_is_read_a_block_at_a_time_and_a_bad_line_in_one_is_named(
+    tmp_path: Path,
+) -> None:
+    """A large plain file goes through the block decoder (the rules are not called line by
+    line), and a bad line in the middle of a block still reads as the full rules read it."""
+    path = _ten_thousand(tmp_path / "big.jsonl", {})
+    data = path.read_bytes()
+    assert len(data) >= jsonl_bytes.CHUNKED_FROM
+    calls = []
+    real = jsonl_bytes._read_region
+
+    def counted(*args: Any) -> int:
+        calls.append(args[2] - args[1])
+        return real(*args)
+
+    jsonl_bytes._read_region = counted  # type: ignore[assignment]
+    try:
+        plain = parse_bytes(data, "jsonl")
+        assert calls == []  # every block decoded whole
+        lines = data.split(b"\n")
+        lines[4321] = b'{"id": "T4322", "text": 5}'
+        broken = b"\n".join(lines)
+        got = parse_bytes(broken, "jsonl")
+    finally:
+        jsonl_bytes._read_region = real  # type: ignore[assignment]
+    _same(plain, _by_the_full_rules(data))
+    _same(got, _by_the_full_rules(broken))
+    assert [(e.line, e.reason) for e in got.errors] == [
+        (4322, "field 'text' must be a string, not a number")
+    ]
+    assert len(calls) == 1  # only the block with the bad line was read line by line
 
 
 @pytest.mark.parametrize(
@@ -205,6 +361,38 @@ def test_every_ticket_is_stored_whatever_the_count_with_its_values(tmp_path: Pat
         ).fetchall()
         raw.close()
         assert {k for row in kinds for k in row} <= {"text", "null"}
+
+
+@pytest.mark.parametrize("sizes", [(120,), (70, 30, 1, 60), (49, 2, 50), (1, 1, 1)])
+def test_runs_of_one_received_at_keep_each_tickets_own_stamp_and_order(
+    tmp_path: Path, sizes: tuple[int, ...]
+) -> None:
+    """A statement binds one `received_at` and one `source` for its 50 tickets: a run of
+    tickets sharing a stamp (one object, as a file's, or equal copies) fills whole statements,
+    and a new stamp starts a new run wherever it falls, so every ticket keeps its own."""
+    start = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    paris = timezone(timedelta(hours=1))
+    made: list[Ticket] = []
+    for run_number, size in enumerate(sizes):
+        stamp = start + timedelta(seconds=run_number)
+        for i in range(size):
+            if run_number % 2 == 0:  # one object for the run, as a file's tickets hold
+                received = stamp
+            elif i % 5 == 4:  # the same instant written otherwise: a run of its own
+                received = stamp.astimezone(paris)
+            else:  # equal copies: the same run
+                received = datetime.fromisoformat(stamp.isoformat())
+            n = len(made)
+            made.append(Ticket(id=f"T{n}", text=f"text {n}", received_at=received))
+    labels = {t.id: "billing" for t in made[::3]}
+    with Store(tmp_path / "t.db") as store:
+        result = store.import_tickets(made, labels, source="runs.jsonl")
+        assert result.inserted == len(made)
+        rows = store._read("SELECT id, received_at, source, label FROM tickets ORDER BY seq")
+        assert [tuple(r) for r in rows] == [
+            (t.id, t.received_at.isoformat(), "runs.jsonl", labels.get(t.id)) for t in made
+        ]
+        assert store.get_tickets([t.id for t in made]) == made
 
 
 def test_a_label_for_a_ticket_that_is_nowhere_still_fails_the_import(tmp_path: Path) -> None:

@@ -273,57 +273,97 @@ def plain_builder(names: tuple[Any, ...]) -> tuple[PlainBuilder | None, bool]:
     k_channel = keys.get("channel")
 
     def build(record: dict[str, Any], received_at: datetime) -> tuple[Ticket, str | None] | None:
-        ticket_id = record[k_id]
-        if type(ticket_id) is not str:
-            return None
-        ticket_id = ticket_id.strip()
-        if not ticket_id or len(ticket_id) > MAX_ID_CHARS or not ticket_id.isprintable():
-            return None  # empty (content id), too long or not printable: the full rules decide
-        text = record[k_text] if k_text is not None else None
-        if text is None or type(text) is not str:
-            subject = record[k_subject] if k_subject is not None else None
-            body = record[k_body] if k_body is not None else None
-            if text is not None or type(subject) is not str or type(body) is not str:
-                return None
-            subject = subject.strip()
-            rest = body.strip()
-            text = f"{subject}\n\n{rest}" if subject and rest else subject or rest
-        else:
-            subject = record[k_subject] if k_subject is not None else ""
-            body = record[k_body] if k_body is not None else None
-            if type(subject) is not str or (body is not None and type(body) is not str):
-                return None  # the full rules name the field that is not a string
-            subject = subject.strip()
-        text = text.strip()
-        if not text:
-            return None
-        label = record[k_label] if k_label is not None else None
-        if label is not None:
-            if type(label) is not str:
-                return None
-            label = label.strip()
-            if len(label) > MAX_LABEL_CHARS or not label.isprintable():
-                return None
-        customer = record[k_customer] if k_customer is not None else None
-        if customer is not None:
-            if type(customer) is not str:
-                return None
-            customer = customer.strip() or None
-        channel = record[k_channel] if k_channel is not None else None
-        if channel is not None:
-            if type(channel) is not str:
-                return None
-            channel = channel.strip() or None
-        fields = {
-            "id": ticket_id,
-            "text": text,
-            "subject": subject,
-            "customer": customer,
-            "channel": channel,
-            "created_at": None,
-            "received_at": received_at,
-            "meta": {key: record[key] for key in meta_keys} if meta_keys else {},
-        }
-        return checked_ticket(fields), label or None
+        return plain_values(
+            record[k_id],
+            record[k_text] if k_text is not None else None,
+            record[k_subject] if k_subject is not None else ABSENT,
+            record[k_body] if k_body is not None else None,
+            record[k_label] if k_label is not None else None,
+            record[k_customer] if k_customer is not None else None,
+            record[k_channel] if k_channel is not None else None,
+            received_at,
+            {key: record[key] for key in meta_keys} if meta_keys else {},
+        )
 
     return build, bool(meta_keys)
+
+
+class _Absent:
+    """The type of `ABSENT`."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+ABSENT: Any = _Absent()
+"""A `subject` the record does not have, which `plain_values` must tell from a JSON null:
+beside a text, no subject is an empty one, while a null one goes to the full rules."""
+
+
+def plain_values(
+    ticket_id: Any,
+    text: Any,
+    subject: Any,
+    body: Any,
+    label: Any,
+    customer: Any,
+    channel: Any,
+    received_at: datetime,
+    meta: dict[Any, Any],
+) -> tuple[Ticket, str | None] | None:
+    """The plain rules on one record's known values: its ticket and label, or None to send
+    the record to `ticket_from_record`.
+
+    A value the record does not have is None (a JSON null is treated alike), except the
+    subject, which is `ABSENT` then. Shared by `plain_builder` (the values read from a
+    record's dict by its layout) and the JSONL reader's decoded records, so one set of rules
+    holds for both; the property tests hold it equal to `ticket_from_record`.
+    """
+    if type(ticket_id) is not str:
+        return None
+    ticket_id = ticket_id.strip()
+    if not ticket_id or len(ticket_id) > MAX_ID_CHARS or not ticket_id.isprintable():
+        return None  # empty (content id), too long or not printable: the full rules decide
+    if type(text) is not str:
+        if text is not None or type(subject) is not str or type(body) is not str:
+            return None
+        subject = subject.strip()
+        rest = body.strip()
+        # Both parts are stripped, so the text is too: only emptiness is left to test.
+        text = f"{subject}\n\n{rest}" if subject and rest else subject or rest
+    else:
+        if subject is ABSENT:
+            subject = ""
+        if type(subject) is not str or (body is not None and type(body) is not str):
+            return None  # the full rules name the field that is not a string
+        subject = subject.strip()
+        text = text.strip()
+    if not text:
+        return None
+    if label is not None:
+        if type(label) is not str:
+            return None
+        label = label.strip()
+        if len(label) > MAX_LABEL_CHARS or not label.isprintable():
+            return None
+    if customer is not None:
+        if type(customer) is not str:
+            return None
+        customer = customer.strip() or None
+    if channel is not None:
+        if type(channel) is not str:
+            return None
+        channel = channel.strip() or None
+    fields = {
+        "id": ticket_id,
+        "text": text,
+        "subject": subject,
+        "customer": customer,
+        "channel": channel,
+        "created_at": None,
+        "received_at": received_at,
+        "meta": meta,
+    }
+    return checked_ticket(fields), label or None
