@@ -144,7 +144,8 @@ def choose_kind(
     `gpu` says whether a GPU is there for the kinds that fine-tune (None: ask torch);
     `unlabelled`, how many texts without a label the fewshot kind could spread them over.
     """
-    from tui.core.learning.semi_supervised import MAX_UNLABELLED, MIN_UNLABELLED
+    from tui.core.learning.pool_teacher import pool_cap
+    from tui.core.learning.semi_supervised import MIN_UNLABELLED
 
     per_class = float(statistics.median(counts.values())) if counts else 0.0
     n = sum(counts.values())
@@ -154,7 +155,7 @@ def choose_kind(
     scores = {"tfidf": curve_at(_with_full("tfidf", CURVE["tfidf"]), per_class)}
     skipped: list[str] = []
     if _installed("onnx", "onnxruntime", "tokenizers", "safetensors") and _minilm_available():
-        pool = min(unlabelled, MAX_UNLABELLED) if unlabelled >= MIN_UNLABELLED else 0
+        pool = min(unlabelled, pool_cap()) if unlabelled >= MIN_UNLABELLED else 0
         # As the kind decides (`fewshot_kind.contrastive_mode`): no contrastive stage on a
         # CPU when a pool is spread, since the two together pass the budget.
         tuned = has_torch and (gpu or not pool) and _contrastive_allowed()
@@ -193,7 +194,7 @@ def choose_kind(
         )
     if "fewshot" in scores:
         reason += (
-            f"; fewshot spreads the labels over {min(unlabelled, MAX_UNLABELLED)} unlabelled"
+            f"; fewshot spreads the labels over {min(unlabelled, pool_cap())} unlabelled"
             " tickets (the curve with that pool"
             + (", guessed with the teacher encoder)" if _teacher_named() else ")")
             if unlabelled >= MIN_UNLABELLED

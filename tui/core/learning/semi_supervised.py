@@ -35,10 +35,13 @@ SHARPEN = 3
 
 @dataclass(frozen=True)
 class Spread:
-    """The guessed label of each unlabelled text and how sure the spreading was of it."""
+    """The guessed label of each unlabelled text and how sure the spreading was of it;
+    `scores`, each text's share of every class (rows sum to 1, or 0 where no label reached
+    it), for a second opinion to be mixed in (`pool_teacher.cross_fitted`)."""
 
     labels: np.ndarray
     confidence: np.ndarray
+    scores: np.ndarray | None = None
 
 
 def pool_texts(
@@ -124,4 +127,5 @@ def spread_labels(
     if unreached.any():
         nearest = (unlabelled[unreached] @ labelled.T).argmax(axis=1)
         best[unreached] = [index[labels[i]] for i in nearest]
-    return Spread(np.asarray(classes)[best], confidence)
+    scores = guessed / np.maximum(total, 1e-12)[:, None]
+    return Spread(np.asarray(classes)[best], confidence, scores)
