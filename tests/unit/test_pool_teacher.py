@@ -336,11 +336,11 @@ def test_auto_reads_the_teacher_curve_when_one_is_named(
 
 def test_the_teacher_curve_is_the_benchmarks_measured_one() -> None:
     """`auto_kind`'s teacher curve holds the served cascade's means of
-    benchmarks/results/fewshot_curve_teacher.json (three seeds a size)."""
+    benchmarks/results/fewshot_curve_teacher4.json (three seeds a size, fourth pass)."""
     from tui.core.learning.auto_kind import CURVE
 
     results = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
-    report = json.loads((results / "fewshot_curve_teacher.json").read_text())
+    report = json.loads((results / "fewshot_curve_teacher4.json").read_text())
     served = {
         e["per_class"]: e["accuracy_mean"]
         for e in report["table"]
