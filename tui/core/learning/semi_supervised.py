@@ -20,7 +20,8 @@ import numpy as np
 MIN_UNLABELLED = 1000
 """Fewest unlabelled texts worth a graph: with fewer the guesses add noise, not borders."""
 MAX_UNLABELLED = 5000
-"""Most texts spread to: the graph and the head's extra rows stay a minute on two cores."""
+"""Most texts spread to without a teacher: the graph and the head's extra rows stay a minute on
+two cores (with one, `pool_teacher.TEACHER_MAX_UNLABELLED`)."""
 NEIGHBOURS = 10
 """Edges per text in the kNN graph (k=20 lost 0.4-1 point on Banking77: looser borders)."""
 ALPHA = 0.8
