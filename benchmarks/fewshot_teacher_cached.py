@@ -12,11 +12,16 @@ head are the benchmark's and the product's (`fewshot_curve`, `fewshot_kind._fit_
 with the encoders replaced by look-ups, so a variant costs seconds, not minutes; the
 product's own run decides (`fewshot_curve_teacher.json`). Variants: `graph` mini / mpnet /
 concat (both side by side), `conf_weight` (guesses weighted by the spreading's confidence),
-`weight`, `oracle` (the pool's true labels: the ceiling), `lr_mix`, `teacher_head`.
+`weight`, `oracle` (the pool's true labels: the ceiling), `lr_mix`, `teacher_head`; and the
+fourth pass's `cross_fit` (the product's `pool_teacher.cross_fitted` second opinion over
+both embeddings), `pool` (the most unlabelled tickets, 5,000 unless given: 7,500 is the
+product's cap with a teacher) and `k` (the graph's neighbours).
+
+`benchmarks/fewshot_cache.py` writes DIR with the product's own encoders.
 """
 
 # ruff: noqa
-import json, random, sys, time
+import json, os, random, sys, time
 import numpy as np
 from collections import Counter
 from benchmarks.banking77 import load_rows, split, DEFAULT
@@ -26,14 +31,12 @@ from tui.core.learning import semi_supervised as semi
 from tui.core.learning.joint_head import JointHead
 from tui.core.learning.tfidf import build_tfidf_pipeline
 
-import os
-
 CACHE = os.environ.get("FEWSHOT_CACHE", "cache")
 texts_all = json.loads(open(f"{CACHE}/texts.json").read())
 at = {t: i for i, t in enumerate(texts_all)}
 MINI = np.load(f"{CACHE}/minilm.npy")
-try:
-    MP = np.load(f"{CACHE}/mpnet_fp32.npy")
+try:  # the third pass's sentence-transformers vectors, or FEWSHOT_MPNET=mpnet_int8 (product's)
+    MP = np.load(f"{CACHE}/{os.environ.get('FEWSHOT_MPNET', 'mpnet_fp32')}.npy")
 except FileNotFoundError:
     MP = None
 
@@ -60,7 +63,7 @@ def setup(seed, size, n_pool=5000):
     scored = set(test)
     outside = [r["text"] for i, r in enumerate(train) if i not in ins and r["text"] not in scored]
     random.Random(seed).shuffle(outside)
-    pool = semi.pool_texts(outside[:n_pool], texts)
+    pool = semi.pool_texts(outside[:n_pool], texts, cap=n_pool)
     classes = sorted(set(labels))
     named = [(label_text(c), c) for c in classes]
     rows = texts + [t for t, _ in named]
@@ -131,10 +134,15 @@ def cascade_acc(head, allrows, y, n_pool, p_head):
 
 
 def run(seed, size, variant, do_cascade=False):
-    rows, targets, pool, classes = setup(seed, size)
+    rows, targets, pool, classes = setup(seed, size, variant.get("pool", 5000))
     t = time.perf_counter()
     g_src = variant.get("graph", "mini")
-    sp = guesses(g_src, rows, targets, pool, classes)
+    sp = guesses(g_src, rows, targets, pool, classes, k=variant.get("k", semi.NEIGHBOURS))
+    if variant.get("cross_fit"):
+        from tui.core.learning.pool_teacher import cross_fitted
+
+        both = lambda ts: np.hstack([E(MINI, ts), E(MP, ts)])
+        sp = cross_fitted(both(rows), targets, both(pool), sp, classes, semi.POOL_WEIGHT)
     glabels = sp.labels
     if variant.get("oracle"):
         lab0 = {r["text"]: r["label"] for r in train}

@@ -47,10 +47,11 @@ CURVE["fewshot-frozen+pool"] = {5: 0.8236, 10: 0.8601, 20: 0.8813, 50: 0.9042}
 names as examples and the TF-IDF stage in front (as served); RESULTS.md, 4c."""
 CURVE["fewshot+pool"] = dict(CURVE["fewshot-frozen+pool"])
 """Not measured with the contrastive fine-tune: counted as no better than the frozen encoder."""
-CURVE["fewshot-frozen+pool+teacher"] = {5: 0.8454, 10: 0.8683, 20: 0.8901}
+CURVE["fewshot-frozen+pool+teacher"] = {5: 0.8506, 10: 0.8764, 20: 0.8964}
 """The same with the pool's labels guessed by the all-mpnet-base-v2 teacher beside MiniLM
-($TRIAGEDESK_FEWSHOT_TEACHER, `pool_teacher`), as served; RESULTS.md, 4c, third pass. Not
-measured at 50 labels per class: counted there as the pool curve without the teacher."""
+($TRIAGEDESK_FEWSHOT_TEACHER, `pool_teacher`: up to 7,500 pool tickets, a cross-fitted second
+opinion), as served; RESULTS.md, 4c, fourth pass (benchmarks/results/fewshot_curve_teacher4
+.json). Not measured at 50 labels per class: counted there as the pool curve without it."""
 CURVE["fewshot-frozen+pool+teacher"][50] = CURVE["fewshot-frozen+pool"][50]
 CURVE["fewshot+pool+teacher"] = dict(CURVE["fewshot-frozen+pool+teacher"])
 """Not measured with the contrastive fine-tune: counted as no better than the frozen encoder."""
@@ -63,10 +64,11 @@ POOL_SECONDS_PER_TICKET = 0.021
 """Wall seconds an unlabelled pool ticket adds (embedding, spreading, the larger head and
 the cascade's stage, on two loaded cores): 5,000 of them added 58-90 s (means of three
 seeds) on the learning curve, 165 s in the slowest run."""
-TEACHER_SECONDS_PER_TICKET = 0.026
-"""Wall seconds the teacher adds a pool ticket (its fp32 MPNet embedding, ~23 CPU-ms, on two
-loaded cores): the third pass's mean training (132-255 s) less the second pass's (65-98 s),
-over 5,000 tickets; RESULTS.md, 4c."""
+TEACHER_SECONDS_PER_TICKET = 0.010
+"""Wall seconds the teacher adds a pool ticket (its int8 MPNet embedding and the cross-fitted
+regression, on two shared cores): the fourth pass's slowest mean training, 229 s at 10 labels
+a class with 7,229 pool tickets (load 2.3-5.8), less the pool's own `POOL_SECONDS_PER_TICKET`
+and the labels' embedding; RESULTS.md, 4c. Its runs took 130-325 s."""
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,8 @@ def choose_kind(
     `gpu` says whether a GPU is there for the kinds that fine-tune (None: ask torch);
     `unlabelled`, how many texts without a label the fewshot kind could spread them over.
     """
-    from tui.core.learning.semi_supervised import MAX_UNLABELLED, MIN_UNLABELLED
+    from tui.core.learning.pool_teacher import pool_cap
+    from tui.core.learning.semi_supervised import MIN_UNLABELLED
 
     per_class = float(statistics.median(counts.values())) if counts else 0.0
     n = sum(counts.values())
@@ -154,7 +157,7 @@ def choose_kind(
     scores = {"tfidf": curve_at(_with_full("tfidf", CURVE["tfidf"]), per_class)}
     skipped: list[str] = []
     if _installed("onnx", "onnxruntime", "tokenizers", "safetensors") and _minilm_available():
-        pool = min(unlabelled, MAX_UNLABELLED) if unlabelled >= MIN_UNLABELLED else 0
+        pool = min(unlabelled, pool_cap()) if unlabelled >= MIN_UNLABELLED else 0
         # As the kind decides (`fewshot_kind.contrastive_mode`): no contrastive stage on a
         # CPU when a pool is spread, since the two together pass the budget.
         tuned = has_torch and (gpu or not pool) and _contrastive_allowed()
@@ -193,7 +196,7 @@ def choose_kind(
         )
     if "fewshot" in scores:
         reason += (
-            f"; fewshot spreads the labels over {min(unlabelled, MAX_UNLABELLED)} unlabelled"
+            f"; fewshot spreads the labels over {min(unlabelled, pool_cap())} unlabelled"
             " tickets (the curve with that pool"
             + (", guessed with the teacher encoder)" if _teacher_named() else ")")
             if unlabelled >= MIN_UNLABELLED

@@ -277,14 +277,15 @@ class FewShotClassifier(ArtifactsMixin):
         self._say(f"embedding {len(rows)} labelled tickets and label names")
         vectors = self.embed(rows)
         weights = np.ones(len(rows))
-        pool = semi.pool_texts(self.unlabelled, texts)
+        teacher = pool_teacher.teacher_dir()
+        cap = pool_teacher.TEACHER_MAX_UNLABELLED if teacher else semi.MAX_UNLABELLED
+        pool = semi.pool_texts(self.unlabelled, texts, cap=cap)
         self.unlabelled = ()
         self.pool_size = 0
         how = ", label names as examples"
         if len(pool) >= semi.MIN_UNLABELLED:
             self._say(f"spreading the labels over {len(pool)} unlabelled tickets")
             pooled = self.embed(pool)
-            teacher = pool_teacher.teacher_dir()
             if teacher is None:
                 guessed = semi.spread_labels(vectors, targets, pooled, classes)
                 guess_weights = np.full(len(pool), semi.POOL_WEIGHT)
@@ -293,6 +294,16 @@ class FewShotClassifier(ArtifactsMixin):
                     teacher, rows, pool, vectors, pooled, self._say
                 )
                 guessed = semi.spread_labels(graph_rows, targets, graph_pool, classes)
+                self._say("a second opinion on the guesses (cross-fitted regression)")
+                # both unit-length embeddings side by side, not scaled down as for the graph
+                guessed = pool_teacher.cross_fitted(
+                    graph_rows * np.sqrt(2.0),
+                    targets,
+                    graph_pool * np.sqrt(2.0),
+                    guessed,
+                    classes,
+                    semi.POOL_WEIGHT,
+                )
                 guess_weights = pool_teacher.guess_weights(guessed.confidence, semi.POOL_WEIGHT)
             rows += pool
             targets += [str(g) for g in guessed.labels]
@@ -301,7 +312,7 @@ class FewShotClassifier(ArtifactsMixin):
             self.pool_size = len(pool)
             how += f", labels spread over {len(pool)} unlabelled tickets"
             if teacher is not None:
-                how += f" (guessed with the teacher {teacher.name})"
+                how += f" (guessed with the teacher {teacher.name}, cross-fitted)"
         self._say("fitting the head")
         if len(rows) >= JOINT_FROM:
             self.head = JointHead().fit(rows, vectors, targets, sample_weight=weights)

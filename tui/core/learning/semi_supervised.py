@@ -20,7 +20,8 @@ import numpy as np
 MIN_UNLABELLED = 1000
 """Fewest unlabelled texts worth a graph: with fewer the guesses add noise, not borders."""
 MAX_UNLABELLED = 5000
-"""Most texts spread to: the graph and the head's extra rows stay a minute on two cores."""
+"""Most texts spread to without a teacher: the graph and the head's extra rows stay a minute on
+two cores (with one, `pool_teacher.TEACHER_MAX_UNLABELLED`)."""
 NEIGHBOURS = 10
 """Edges per text in the kNN graph (k=20 lost 0.4-1 point on Banking77: looser borders)."""
 ALPHA = 0.8
@@ -35,10 +36,13 @@ SHARPEN = 3
 
 @dataclass(frozen=True)
 class Spread:
-    """The guessed label of each unlabelled text and how sure the spreading was of it."""
+    """The guessed label of each unlabelled text and how sure the spreading was of it;
+    `scores`, each text's share of every class (rows sum to 1, or 0 where no label reached
+    it), for a second opinion to be mixed in (`pool_teacher.cross_fitted`)."""
 
     labels: np.ndarray
     confidence: np.ndarray
+    scores: np.ndarray | None = None
 
 
 def pool_texts(
@@ -124,4 +128,5 @@ def spread_labels(
     if unreached.any():
         nearest = (unlabelled[unreached] @ labelled.T).argmax(axis=1)
         best[unreached] = [index[labels[i]] for i in nearest]
-    return Spread(np.asarray(classes)[best], confidence)
+    scores = guessed / np.maximum(total, 1e-12)[:, None]
+    return Spread(np.asarray(classes)[best], confidence, scores)

@@ -53,11 +53,12 @@ def resolve_kind(
 
 
 def unlabelled_pool(store: Store) -> list[str]:
-    """The newest unlabelled tickets' texts (up to `semi_supervised.MAX_UNLABELLED`), which
-    the fewshot kind spreads its labels over: the inbox's tickets nobody has labelled yet."""
-    from tui.core.learning.semi_supervised import MAX_UNLABELLED
+    """The newest unlabelled tickets' texts (up to `semi_supervised.MAX_UNLABELLED`, or
+    `pool_teacher.TEACHER_MAX_UNLABELLED` when a teacher guesses them), which the fewshot
+    kind spreads its labels over: the inbox's tickets nobody has labelled yet."""
+    from tui.core.learning.pool_teacher import pool_cap
 
-    return [row.text for row in store.inbox_page("unlabelled", limit=MAX_UNLABELLED)]
+    return [row.text for row in store.inbox_page("unlabelled", limit=pool_cap())]
 
 
 def retrain(settings: Settings, store: Store, progress: Progress | None = None) -> str:
