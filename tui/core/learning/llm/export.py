@@ -135,22 +135,7 @@ def backend_toml(
     token, which the model answers; no server table is offered then, as llama-server's
     answer is held to the labels' names by a grammar, which such a model does not write.
     """
-    if tokens is not None:
-        return (
-            f"# Written by `triagedesk finetune --objective classify`: append to your config to\n"
-            f"# route with this model (each label is answered by its own token below).\n"
-            f"[backends.{name}]\n"
-            f'type = "{BACKEND_TYPE}"\n'
-            f"model_path = {json.dumps(str(gguf.resolve()))}\n"
-            f"model = {json.dumps(model or gguf.stem)}\n"
-            f"n_ctx = {SERVE_N_CTX}\n"
-            f'prompt = "finetuned"\n'
-            f"\n"
-            f"[backends.{name}.label_tokens]\n"
-            + "".join(f"{json.dumps(label)} = {token}\n" for label, token in tokens.items())
-        )
-    return (
-        f"# Written by `triagedesk finetune`: append to your config to route with this model.\n"
+    table = (
         f"[backends.{name}]\n"
         f'type = "{BACKEND_TYPE}"\n'
         f"model_path = {json.dumps(str(gguf.resolve()))}\n"
@@ -158,7 +143,19 @@ def backend_toml(
         f"n_ctx = {SERVE_N_CTX}\n"
         f'prompt = "finetuned"\n'
         f"\n"
-        f"# The same model through a llama.cpp server (CPU or CUDA build): start it with\n"
+    )
+    if tokens is not None:
+        return (
+            "# Written by `triagedesk finetune --objective classify`: append to your config to\n"
+            "# route with this model (each label is answered by its own token below).\n"
+            + table
+            + f"[backends.{name}.label_tokens]\n"
+            + "".join(f"{json.dumps(label)} = {token}\n" for label, token in tokens.items())
+        )
+    return (
+        "# Written by `triagedesk finetune`: append to your config to route with this model.\n"
+        + table
+        + f"# The same model through a llama.cpp server (CPU or CUDA build): start it with\n"
         f"#   {server_command(gguf)}\n"
         f"# then uncomment this table (an OpenAI-compatible llama.cpp-family server works too:\n"
         f'# type = "openai", base_url = "http://127.0.0.1:{SERVER_PORT}/v1").\n'
