@@ -97,8 +97,17 @@ def encoder_from_weights_dir(folder: Path, out: Path, *, tokenizer: Path | None 
     )
 
 
-def quantize_int8(source: Path, target: Path) -> Path:
+def quantize_int8(
+    source: Path,
+    target: Path,
+    *,
+    op_types: Sequence[str] = ("MatMul", "Gather"),
+    nodes: Sequence[str] | None = None,
+) -> Path:
     """Dynamic int8 quantisation of the MatMul weights: ~4x smaller, ~2x faster on CPUs.
+
+    `op_types` and `nodes` narrow what is quantised (the MPNet teacher keeps some products
+    fp32: `pool_teacher.quantize_teacher`); by default every MatMul and Gather weight.
 
     Per output channel, not per tensor: one scale for a whole 384 x 1536 matrix let a few
     large weights flatten the rest, which cost a fine-tuned MiniLM 0.15-0.5 points of
@@ -119,7 +128,8 @@ def quantize_int8(source: Path, target: Path) -> Path:
             str(source),
             str(target),
             weight_type=QuantType.QInt8,
-            op_types_to_quantize=["MatMul", "Gather"],
+            op_types_to_quantize=list(op_types),
+            nodes_to_quantize=None if nodes is None else list(nodes),
             per_channel=True,
         )
     finally:

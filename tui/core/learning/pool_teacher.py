@@ -130,10 +130,9 @@ def quantize_teacher(source: Path, target: Path) -> Path:
     (worst 0.979) at ~2x fp32's speed on two cores (RESULTS 4c, fourth pass); the products
     of the attention scores with each other stay fp32 either way.
     """
-    import logging
-
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from tui.core.learning.onnx_encoder import quantize_int8
 
     graph = onnx.load(str(source)).graph
     weights = {i.name for i in graph.initializer}
@@ -143,21 +142,7 @@ def quantize_teacher(source: Path, target: Path) -> Path:
         if node.op_type == "MatMul"
         and any(name in weights and FP32_KEPT not in name for name in node.input)
     ]
-    root = logging.getLogger()  # onnxruntime's generic pre-processing hint: not for this graph
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        quantize_dynamic(
-            str(source),
-            str(target),
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=["MatMul"],
-            nodes_to_quantize=nodes,
-            per_channel=True,
-        )
-    finally:
-        root.setLevel(level)
-    return target
+    return quantize_int8(source, target, op_types=("MatMul",), nodes=nodes)
 
 
 def side_by_side(student: np.ndarray, teacher: np.ndarray) -> np.ndarray:
