@@ -60,19 +60,20 @@ stamp "base: $sum"
 src=$(cat "$run/src")
 data=/tmp/gemma-data
 # RUNS: fine-tunes side by side on the one GPU, each
-# "method:learning-rate:epochs[:data file[:objective]]" (the data file under .device/gemma,
-# default train80.jsonl; objective generate or classify, default generate); only the first
+# "method:learning-rate:epochs[:data file[:objective[:seed]]]" (the data file under
+# .device/gemma, default train80.jsonl; objective generate or classify, default generate;
+# seed default 13); only the first
 # measures the base zero-shot (the same figure for all).
 RUNS=${RUNS:-"lora:2e-4:3 full:2e-5:2"}
 i=0
 for spec in $RUNS; do
-  IFS=: read -r method lr epochs file objective <<<"$spec"
+  IFS=: read -r method lr epochs file objective seed <<<"$spec"
   name=ft$i-$method; zero=--zero-shot; [ $i -gt 0 ] || [ "${ZERO_SHOT:-1}" = 0 ] && zero=--no-zero-shot
   (cd "$run" && /usr/bin/time -v python3 -m tui --db "$run/$name.db" finetune \
     --base "$run/gemma-3-270m-q4_k_m.gguf" --data "$data/${file:-train80.jsonl}" \
     --validation "$data/test20.jsonl" --out "$run/$name" --device cuda --method "$method" \
     --epochs "$epochs" --learning-rate "$lr" --batch-size "${BATCH:-32}" --converter "$src" \
-    --objective "${objective:-generate}" --name "$name" $zero >"$run/finetune-$name.out" 2>"$run/finetune-$name.log"
+    --objective "${objective:-generate}" --seed "${seed:-13}" --name "$name" $zero >"$run/finetune-$name.out" 2>"$run/finetune-$name.log"
     echo $? >"$run/finetune-$name.rc") &
   i=$((i + 1))
 done

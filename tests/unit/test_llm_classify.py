@@ -184,3 +184,100 @@ def test_lora_trains_the_label_rows_and_merges_them(tiny_base: Path, tmp_path: P
     assert not torch.allclose(initial, after)
     assert torch.equal(merged.get_input_embeddings().weight, merged.lm_head.weight)
     assert classify.predict(merged, loaded.tokenizer, texts, tokens, device="cpu") == wrapped
+
+
+def test_label_probs_are_read_checked_and_normalised(tmp_path: Path) -> None:
+    from tui.core.learning.llm import data
+
+    good = tmp_path / "good.jsonl"
+    good.write_text(
+        json.dumps({"text": "where is my box", "label": "shipping"})
+        + "\n"
+        + json.dumps(
+            {"text": "refund me", "label": "refund", "label_probs": {"refund": 3, "login": 1}}
+        )
+        + "\n"
+    )
+    plain, taught = data.read_labelled(good)
+    assert plain.teacher is None and taught.teacher == {"refund": 0.75, "login": 0.25}
+    sheet = tmp_path / "good.csv"
+    sheet.write_text('text,label,label_probs\nrefund me,refund,"{""refund"": 1}"\nhi,login,\n')
+    assert [e.teacher for e in data.read_labelled(sheet)] == [{"refund": 1.0}, None]
+    for probs, said in [
+        ([0.5, 0.5], "must be an object of label: probability"),
+        ({"refund": -0.1, "login": 1}, "label_probs\\['refund'\\] must be a number >= 0"),
+        ({"refund": "high"}, "must be a number >= 0"),
+        ({"refund": True}, "must be a number >= 0"),
+        ({"refund": float("nan")}, "must be a number >= 0"),
+        ({"refund": 0, "login": 0}, "label_probs sums to 0"),
+        ({" ": 1}, "empty label name"),
+    ]:
+        bad = tmp_path / "bad.jsonl"
+        line = json.dumps({"text": "refund me", "label": "refund", "label_probs": probs})
+        bad.write_text('{"text": "fine", "label": "login"}\n' + line + "\n")
+        with pytest.raises(FinetuneError, match=rf"bad.jsonl: row 2: .*{said}"):
+            data.read_labelled(bad)
+    broken = tmp_path / "bad.csv"
+    broken.write_text("text,label,label_probs\nrefund me,refund,{oops\n")
+    with pytest.raises(FinetuneError, match="bad.csv: row 1: label_probs is not JSON"):
+        data.read_labelled(broken)
+
+
+def test_teachers_that_cannot_be_learnt_fail_before_the_base_loads(tmp_path: Path) -> None:
+    """A teacher naming an unknown label, or one given to the generate objective, is one
+    line before anything slow: the base named here does not exist, so loading it would say so."""
+    from dataclasses import replace
+
+    found = _find_converter()
+    if found is None:
+        pytest.skip("llama.cpp's converter not found")
+    examples = tickets(6, 3)
+    examples[0] = replace(examples[0], teacher={"refund": 0.5, "billing": 0.5})
+    for objective, said in [
+        ("classify", "label_probs names 'billing', which is not one of the labels"),
+        ("generate", "label_probs \\(a teacher's distribution\\) needs --objective classify"),
+    ]:
+        request = pipeline.FinetuneRequest(
+            base=str(tmp_path / "missing.gguf"),
+            out=tmp_path / "out",
+            device="cpu",
+            objective=objective,  # type: ignore[arg-type]
+            converter=found,
+        )
+        with pytest.raises(FinetuneError, match=said):
+            pipeline.finetune(examples, None, request)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_teachers_distribution_is_what_the_model_learns(tiny_base: Path, tmp_path: Path) -> None:
+    """Each ticket's teacher puts its mass on the next label round (refund -> shipping ...).
+    With the whole loss on the teacher the model answers the teacher's label; with none of it,
+    the ticket's own: the soft targets are what moved it, not the labels."""
+    from dataclasses import replace
+
+    names = sorted(WORDS)
+    rotated = {name: names[(i + 1) % len(names)] for i, name in enumerate(names)}
+    examples = [replace(e, teacher={rotated[e.label]: 1.0}) for e in tickets(8, 2)]
+    texts = [e.text for e in tickets(3, 9)]
+    gold = [e.label for e in tickets(3, 9)]
+    answers = {}
+    for weight in (0.0, 1.0):
+        loaded = base.load(str(tiny_base), tmp_path, "cpu")
+        tokens = label_tokens.pick(loaded.tokenizer.get_vocab(), names)
+        options = train.TrainOptions(
+            method="full",
+            objective="classify",
+            max_steps=40,
+            epochs=100,
+            learning_rate=3e-3,
+            distill_weight=weight,
+        )
+        result = train.train(
+            loaded.model, loaded.tokenizer, examples, options, device="cpu", label_tokens=tokens
+        )
+        answers[weight] = classify.predict(
+            result.model, loaded.tokenizer, texts, tokens, device="cpu"
+        )
+    assert sum(a == g for a, g in zip(answers[0.0], gold, strict=True)) >= len(gold) - 1
+    taught = [rotated[g] for g in gold]
+    assert sum(a == t for a, t in zip(answers[1.0], taught, strict=True)) >= len(gold) - 1

@@ -24,6 +24,7 @@ from tui.cli.usage import (
     Command,
     PathType,
     PositiveNumber,
+    Share,
     WholeNumber,
     device_option,
     value_option,
@@ -73,6 +74,13 @@ EXPECTED = (BadInput, ConfigError, StoreError, UnusableData)
 )
 @value_option("--batch-size", type=WholeNumber(1, 4096), default=8, help="tickets a step (8)")
 @value_option("--learning-rate", type=PositiveNumber(), help="default 2e-4 for lora, 2e-5 for full")
+@value_option(
+    "--distill-weight",
+    type=Share(),
+    default=0.7,
+    help="classify: loss share of the data's label_probs (a teacher's distribution; 0.7)",
+)
+@value_option("--seed", type=WholeNumber(0), default=13, help="training order and split (13)")
 @value_option("--converter", type=PathType(), help="llama.cpp folder or llama-cpp-python sdist")
 @value_option("--name", help="backend name in backend.toml (finetuned-<out folder>)")
 @click.option(
@@ -116,6 +124,8 @@ def _finetune(
     validation: Path | None = None,
     batch_size: int,
     learning_rate: float | None,
+    distill_weight: float = 0.7,
+    seed: int = 13,
     converter: Path | None,
     name: str | None,
     zero_shot: bool = True,
@@ -139,6 +149,8 @@ def _finetune(
             max_steps=max_steps,
             batch_size=batch_size,
             learning_rate=learning_rate,
+            distill_weight=distill_weight,
+            seed=seed,
             converter=converter,
             name=name,
             zero_shot=zero_shot,
@@ -179,9 +191,15 @@ def _finetune(
         if report.validation_macro_f1 is None
         else (f", macro-F1 {report.validation_macro_f1:.3f}")
     )
+    taught = (
+        f" ({report.distilled_examples} with a teacher's distribution)"
+        if report.distilled_examples
+        else ""
+    )
     ctx.say(
         f"fine-tuned {report.base} ({report.method}, {report.objective}, {report.steps} steps,"
-        f" {report.train_seconds:.0f} s on {report.device}) on {report.train_examples} tickets,"
+        f" {report.train_seconds:.0f} s on {report.device}) on {report.train_examples} tickets"
+        f"{taught},"
         f" {len(report.labels)} labels: validation {report.validation_accuracy:.1%}"
         f"{f1_said}{base_said}"
     )

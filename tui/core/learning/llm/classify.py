@@ -70,20 +70,83 @@ def label_logits(model: Any, batch: Sequence[list[int]], token_ids: Any, pad_id:
     return logits
 
 
-def loss(model: Any, batch: Sequence[list[int]], targets: Any, token_ids: Any, pad_id: int) -> Any:
-    """Cross-entropy over the labels alone."""
+def loss(
+    model: Any,
+    batch: Sequence[list[int]],
+    targets: Any,
+    token_ids: Any,
+    pad_id: int,
+    teacher: Any = None,
+    weight: float = 0.0,
+) -> Any:
+    """Cross-entropy over the labels alone; with `teacher` (batch x labels probabilities),
+    mixed with the cross-entropy against the teacher's distribution at `weight` (Hinton et
+    al.'s distillation: the soft targets say which other labels a ticket could be)."""
     import torch
 
     logits = label_logits(model, batch, token_ids, pad_id).float()
-    return torch.nn.functional.cross_entropy(logits, targets)
+    hard = torch.nn.functional.cross_entropy(logits, targets)
+    if teacher is None or weight <= 0:
+        return hard
+    soft = -(teacher * torch.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+    return (1 - weight) * hard + weight * soft
+
+
+Encoded = tuple[list[int], int, tuple[float, ...] | None]
+"""A training example for the classify objective: prompt tokens, the label's index among the
+label tokens, and the teacher's distribution in that order (None without one)."""
 
 
 def encode_all(
     tokenizer: Any, examples: Sequence[Example], tokens: Mapping[str, int], max_tokens: int
-) -> list[tuple[list[int], int]]:
-    """Each example's prompt tokens and its label's index among `tokens`."""
+) -> list[Encoded]:
+    """Each example's prompt tokens, its label's index among `tokens` and its teacher row."""
     index = {name: i for i, name in enumerate(tokens)}
-    return [(encode(tokenizer, e.text, max_tokens), index[e.label]) for e in examples]
+    return [
+        (encode(tokenizer, e.text, max_tokens), index[e.label], teacher_row(e, index))
+        for e in examples
+    ]
+
+
+def teacher_row(example: Example, index: Mapping[str, int]) -> tuple[float, ...] | None:
+    """The example's teacher distribution laid out in the labels' order.
+
+    Raises:
+        FinetuneError: The teacher names a label the model is not trained on.
+    """
+    if example.teacher is None:
+        return None
+    row = [0.0] * len(index)
+    for name, p in example.teacher.items():
+        if name not in index:
+            raise FinetuneError(f"label_probs names {name!r}, which is not one of the labels")
+        row[index[name]] = p
+    return tuple(row)
+
+
+def check_teachers(examples: Sequence[Example], labels: Sequence[str]) -> int:
+    """How many examples carry a teacher's distribution, each checked against the labels
+    (before anything slow loads, so a bad file fails in a second).
+
+    Raises:
+        FinetuneError: A distribution names a label outside `labels`.
+    """
+    index = {name: i for i, name in enumerate(labels)}
+    return sum(teacher_row(e, index) is not None for e in examples)
+
+
+def batch_teacher(rows: Sequence[Encoded], labels: int, device: str) -> Any:
+    """The batch's teacher rows as a tensor (one-hot of the label where a row has none), or
+    None when no row of the batch has one."""
+    import torch
+
+    if all(teacher is None for _ids, _target, teacher in rows):
+        return None
+    table = [
+        teacher if teacher is not None else tuple(float(i == target) for i in range(labels))
+        for _ids, target, teacher in rows
+    ]
+    return torch.tensor(table, dtype=torch.float32, device=device)
 
 
 def predict(

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,9 @@ class Example:
     ticket_id: str | None = None
     """The ticket it came from, when known: recorded as trained on (`training_sets`)."""
     label_event_id: int | None = None
+    teacher: Mapping[str, float] | None = None
+    """A teacher's probability for each label (the file's `label_probs`), normalised: the
+    classify objective then also learns which labels the ticket could be (distillation)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +60,9 @@ class Split:
 
 def read_labelled(path: Path) -> list[Example]:
     """Labelled tickets from a JSONL or CSV file: `text` (or `subject` + `body`) and `label`.
+
+    A JSONL row may also carry `label_probs`, an object of label to probability (a teacher's
+    distribution, e.g. a larger model's or an ensemble's); it is checked and normalised here.
 
     Raises:
         FinetuneError: The file cannot be read, or a row has no text or no label.
@@ -89,10 +96,47 @@ def read_labelled(path: Path) -> list[Example]:
             raise FinetuneError(f"{path}: row {number} has no text")
         if not isinstance(label, str) or not label.strip():
             raise FinetuneError(f"{path}: row {number} has no label")
-        examples.append(Example(text=text, label=label.strip()))
+        probs = row.get("label_probs")
+        if isinstance(probs, str):  # a CSV cell: JSON text, or empty for none
+            probs = _json_cell(probs, f"{path}: row {number}")
+        teacher = None if probs is None else _teacher(probs, f"{path}: row {number}")
+        examples.append(Example(text=text, label=label.strip(), teacher=teacher))
     if not examples:
         raise FinetuneError(f"{path}: no labelled rows")
     return examples
+
+
+def _json_cell(cell: str, where: str) -> object:
+    """A CSV cell holding JSON (`label_probs`); an empty cell is None."""
+    if not cell.strip():
+        return None
+    try:
+        return json.loads(cell)
+    except json.JSONDecodeError as exc:
+        raise FinetuneError(f"{where}: label_probs is not JSON: {exc.msg}") from None
+
+
+def _teacher(probs: object, where: str) -> dict[str, float]:
+    """`label_probs` checked (an object of label names to finite numbers >= 0 with a positive
+    sum) and normalised to sum to one.
+
+    Raises:
+        FinetuneError: Anything else, naming the row.
+    """
+    if not isinstance(probs, dict) or not probs:
+        raise FinetuneError(f"{where}: label_probs must be an object of label: probability")
+    out: dict[str, float] = {}
+    for name, value in probs.items():
+        if not isinstance(name, str) or not name.strip():
+            raise FinetuneError(f"{where}: label_probs has an empty label name")
+        number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+        if number is None or not math.isfinite(number) or number < 0:
+            raise FinetuneError(f"{where}: label_probs[{name!r}] must be a number >= 0")
+        out[name.strip()] = out.get(name.strip(), 0.0) + float(number)
+    total = sum(out.values())
+    if total <= 0:
+        raise FinetuneError(f"{where}: label_probs sums to 0")
+    return {name: value / total for name, value in out.items()}
 
 
 def from_store(store: Store) -> list[Example]:

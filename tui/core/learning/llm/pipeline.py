@@ -50,6 +50,8 @@ class FinetuneRequest(BaseModel):
     max_steps: int | None = Field(default=None, ge=1)
     batch_size: int = Field(default=8, ge=1)
     learning_rate: float | None = Field(default=None, gt=0)
+    distill_weight: float = Field(default=0.7, ge=0, le=1)
+    """classify: the loss's share for a teacher's distribution (rows with `label_probs`)."""
     val_fraction: float = Field(default=0.2, gt=0, lt=1)
     seed: int = 13
     outtype: OutType = "q8_0"
@@ -73,6 +75,7 @@ class FinetuneRequest(BaseModel):
             batch_size=self.batch_size,
             learning_rate=self.learning_rate,
             seed=self.seed,
+            distill_weight=self.distill_weight,
         )
 
 
@@ -118,6 +121,24 @@ class FinetuneReport(BaseModel):
     """The identity the backend's decisions carry (`model` in `backend.toml`)."""
     training_set: str = ""
     """The file beside the GGUF naming the tickets it trained on (`training.json`)."""
+    distilled_examples: int = 0
+    """Training examples that carried a teacher's distribution (`label_probs`)."""
+    distill_weight: float | None = None
+    """The loss's share for those distributions; None when no example had one."""
+
+
+def _check_teachers(data: Split, objective: Objective) -> int:
+    """How many training examples carry a teacher's distribution, checked before the base
+    loads (a minute or more), so a file whose `label_probs` cannot be learnt fails at once.
+
+    Raises:
+        FinetuneError: The objective cannot learn them, or one names an unknown label.
+    """
+    if objective == "classify":
+        return classify.check_teachers(data.train, data.taxonomy.names)
+    if any(e.teacher is not None for e in data.train):
+        raise FinetuneError("label_probs (a teacher's distribution) needs --objective classify")
+    return 0
 
 
 def default_cache() -> Path:
@@ -153,6 +174,7 @@ def finetune(
         source=source,
         validation=validation,
     )
+    distilled = _check_teachers(data, request.objective)
     device = train.choose_device(request.device)
     stage("loading the base model")
     loaded = base.load(request.base, request.cache or default_cache(), device)
@@ -235,6 +257,8 @@ def finetune(
         learning_rate=request.options().lr(),
         model=training.model,
         training_set=FINETUNE_TRAINING_FILE,
+        distilled_examples=distilled,
+        distill_weight=request.distill_weight if distilled else None,
     )
     (out / "Modelfile").write_text(export.modelfile(gguf, tokens), encoding="utf-8")
     (out / "backend.toml").write_text(

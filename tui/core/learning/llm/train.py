@@ -45,6 +45,10 @@ class TrainOptions:
     warmup_fraction: float = 0.1
     max_tokens: int = 256
     seed: int = 13
+    distill_weight: float = 0.7
+    """classify: the share of the loss given to a teacher's distribution, for the examples
+    that carry one (`label_probs`); 0.7 is what lifted the MiniLM student from mpnet
+    teachers (benchmarks/RESULTS.md, 4b)."""
 
     def lr(self) -> float:
         return self.learning_rate if self.learning_rate is not None else DEFAULT_LR[self.method]
@@ -158,6 +162,8 @@ def train(
     classifying = options.objective == "classify"
     if classifying and not label_tokens:
         raise FinetuneError("--objective classify needs a token for each label")
+    if not classifying and any(e.teacher is not None for e in examples):
+        raise FinetuneError("label_probs (a teacher's distribution) needs --objective classify")
     torch.manual_seed(options.seed)
     rng = random.Random(options.seed)
     if classifying and label_tokens:
@@ -189,9 +195,13 @@ def train(
         batch = [encoded[i] for i in order[: options.batch_size]]
         del order[: options.batch_size]
         if classifying:
-            targets = torch.tensor([target for _ids, target in batch], device=device)
-            prompts = [ids for ids, _target in batch]
-            loss = classify.loss(model, prompts, targets, token_ids, pad_id)
+            rows = cast(Sequence[classify.Encoded], batch)
+            targets = torch.tensor([target for _ids, target, _t in rows], device=device)
+            prompts = [ids for ids, _target, _t in rows]
+            teacher = classify.batch_teacher(rows, len(token_ids), device)
+            loss = classify.loss(
+                model, prompts, targets, token_ids, pad_id, teacher, options.distill_weight
+            )
         else:
             ids, mask, labels = (
                 torch.tensor(part, device=device) for part in pad_batch(cast(Any, batch), pad_id)
