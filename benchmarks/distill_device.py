@@ -27,20 +27,9 @@ from typing import Any
 import numpy as np
 
 from benchmarks.banking77 import load_rows, split
+from tui.core.learning.llm.teacher import perturb
 
 COPIES = 2
-
-
-def perturb(text: str, rng: random.Random) -> str:
-    """Drop ~15 % of the words and swap one neighbouring pair (never to an empty text)."""
-    words = text.split()
-    if len(words) > 3:
-        kept = [w for w in words if rng.random() > 0.15]
-        words = kept if len(kept) >= 2 else words
-    if len(words) > 2:
-        i = rng.randrange(len(words) - 1)
-        words[i], words[i + 1] = words[i + 1], words[i]
-    return " ".join(words)
 
 
 def write_transfer(data: Path, out: Path, seed: int = 0) -> int:

@@ -80,6 +80,13 @@ EXPECTED = (BadInput, ConfigError, StoreError, UnusableData)
     default=0.7,
     help="classify: loss share of the data's label_probs (a teacher's distribution; 0.7)",
 )
+@value_option(
+    "--teacher",
+    type=PathType(),
+    help="classify: an encoder folder (all-mpnet-base-v2) fine-tuned first as the teachers",
+)
+@value_option("--teacher-seeds", type=WholeNumber(1, 16), default=3, help="teachers (3)")
+@value_option("--teacher-epochs", type=WholeNumber(1), default=8, help="each teacher's (8)")
 @value_option("--seed", type=WholeNumber(0), default=13, help="training order and split (13)")
 @value_option("--converter", type=PathType(), help="llama.cpp folder or llama-cpp-python sdist")
 @value_option("--name", help="backend name in backend.toml (finetuned-<out folder>)")
@@ -125,6 +132,9 @@ def _finetune(
     batch_size: int,
     learning_rate: float | None,
     distill_weight: float = 0.7,
+    teacher: Path | None = None,
+    teacher_seeds: int = 3,
+    teacher_epochs: int = 8,
     seed: int = 13,
     converter: Path | None,
     name: str | None,
@@ -150,6 +160,9 @@ def _finetune(
             batch_size=batch_size,
             learning_rate=learning_rate,
             distill_weight=distill_weight,
+            teacher=teacher,
+            teacher_seeds=teacher_seeds,
+            teacher_epochs=teacher_epochs,
             seed=seed,
             converter=converter,
             name=name,
@@ -203,6 +216,12 @@ def _finetune(
         f" {len(report.labels)} labels: validation {report.validation_accuracy:.1%}"
         f"{f1_said}{base_said}"
     )
+    if report.teacher_validation_accuracies:
+        each = ", ".join(f"{a:.1%}" for a in report.teacher_validation_accuracies)
+        ctx.say(
+            f"teachers ({report.teacher}): {each} on the validation tickets, together"
+            f" {report.teacher_mean_validation_accuracy or 0:.1%}"
+        )
     gguf = export_path(out, request.outtype)
     ctx.say(
         f"GGUF {report.gguf_type}: {report.gguf_validation_accuracy:.1%} on"

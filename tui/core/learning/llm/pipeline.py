@@ -11,13 +11,14 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tui.core import paths
-from tui.core.learning.llm import base, classify, converter, export, label_tokens, train
+from tui.core.learning.llm import base, classify, converter, export, label_tokens, teacher, train
 from tui.core.learning.llm.converter import OutType
 from tui.core.learning.llm.data import Example, Split, answer, make_split
 from tui.core.learning.llm.errors import FinetuneError
@@ -52,6 +53,10 @@ class FinetuneRequest(BaseModel):
     learning_rate: float | None = Field(default=None, gt=0)
     distill_weight: float = Field(default=0.7, ge=0, le=1)
     """classify: the loss's share for a teacher's distribution (rows with `label_probs`)."""
+    teacher: Path | None = None
+    """classify: an encoder folder fine-tuned here as the teachers (`teacher.teach`)."""
+    teacher_seeds: int = Field(default=3, ge=1, le=16)
+    teacher_epochs: int = Field(default=8, ge=1)
     val_fraction: float = Field(default=0.2, gt=0, lt=1)
     seed: int = 13
     outtype: OutType = "q8_0"
@@ -122,9 +127,15 @@ class FinetuneReport(BaseModel):
     training_set: str = ""
     """The file beside the GGUF naming the tickets it trained on (`training.json`)."""
     distilled_examples: int = 0
-    """Training examples that carried a teacher's distribution (`label_probs`)."""
+    """Training examples that carried a teacher's distribution (`label_probs`, or the
+    teachers' of `--teacher` over the training split and its perturbed copies)."""
     distill_weight: float | None = None
     """The loss's share for those distributions; None when no example had one."""
+    teacher: str | None = None
+    """The `--teacher` folder's name, when teachers were trained here."""
+    teacher_validation_accuracies: list[float] | None = None
+    """Each teacher's accuracy on the validation split (tickets no teacher learnt)."""
+    teacher_mean_validation_accuracy: float | None = None
 
 
 def _check_teachers(data: Split, objective: Objective) -> int:
@@ -175,7 +186,24 @@ def finetune(
         validation=validation,
     )
     distilled = _check_teachers(data, request.objective)
+    if request.teacher is not None:
+        if request.objective != "classify":
+            raise FinetuneError("--teacher needs --objective classify")
+        if distilled:
+            raise FinetuneError("--teacher with label_probs rows: give the teachers one way")
+        teacher.check_folder(request.teacher)
     device = train.choose_device(request.device)
+    taught = None
+    if request.teacher is not None:
+        stage("training the teachers")
+        options = teacher.TeacherOptions(
+            request.teacher, seeds=request.teacher_seeds, epochs=request.teacher_epochs
+        )
+        taught = teacher.teach(
+            data.train, data.validation, data.taxonomy.names, options, device=device, stage=stage
+        )
+        data = replace(data, train=tuple(taught.examples))
+        distilled = len(taught.examples)
     stage("loading the base model")
     loaded = base.load(request.base, request.cache or default_cache(), device)
     zero_shot = zero_shot_f1 = None
@@ -259,6 +287,11 @@ def finetune(
         training_set=FINETUNE_TRAINING_FILE,
         distilled_examples=distilled,
         distill_weight=request.distill_weight if distilled else None,
+        teacher=None if request.teacher is None else request.teacher.name,
+        teacher_validation_accuracies=None if taught is None else taught.validation_accuracies,
+        teacher_mean_validation_accuracy=None
+        if taught is None
+        else taught.mean_validation_accuracy,
     )
     (out / "Modelfile").write_text(export.modelfile(gguf, tokens), encoding="utf-8")
     (out / "backend.toml").write_text(
