@@ -1,15 +1,17 @@
 """Fine-tuning from the TUI: the modal that starts a job, and the one that offers its result.
 
 `FinetuneModal` asks for what `triagedesk finetune` takes from an agent (base, method,
-objective, device, max steps, epochs) and returns a `JobRequest`; the job itself runs in the inbox's
-`FinetunePanel`. When a dependency or the base model's package is missing it says what to
-install, in the CLI's words, on one line, and will not start. `FinetuneDoneModal` says how
-the new model did and offers to route with it now (the backend picker's hot swap) or keep it
-for later; a shadow button shows only where the settings know `[routing] shadow`.
+objective, device, max steps, epochs, a teacher folder) and returns a `JobRequest`; the job
+itself runs in the inbox's `FinetunePanel`. When a dependency or the base model's package is
+missing it says what to install, in the CLI's words, on one line, and will not start.
+`FinetuneDoneModal` says how the new model did and offers to route with it now (the backend
+picker's hot swap) or keep it for later; a shadow button shows only where the settings know
+`[routing] shadow`.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import ValidationError
@@ -87,6 +89,13 @@ class FinetuneModal(ModalScreen[JobRequest | None]):
             with Horizontal(classes="finetune-row"):
                 yield Label("Epochs", classes="finetune-key")
                 yield Input("1", type="integer", compact=True, id="finetune-epochs")
+            with Horizontal(classes="finetune-row"):
+                yield Label("Teacher", classes="finetune-key")
+                yield Input(
+                    placeholder="none (classify: an encoder folder to learn from)",
+                    compact=True,
+                    id="finetune-teacher",
+                )
             yield Label("", id="finetune-problem")
             yield Label(
                 "Runs in the background: the inbox stays usable, progress shows above the"
@@ -122,8 +131,9 @@ class FinetuneModal(ModalScreen[JobRequest | None]):
         base = self.query_one("#finetune-base", Input).value.strip()
         max_steps = self.query_one("#finetune-max-steps", Input).value.strip()
         epochs = self.query_one("#finetune-epochs", Input).value.strip()
+        teacher = self.query_one("#finetune-teacher", Input).value.strip()
         try:
-            return JobRequest(
+            request = JobRequest(
                 base=base,
                 method=self.query_one("#finetune-method", Select).value,  # type: ignore[arg-type]
                 objective=self.query_one("#finetune-objective", Select).value,  # type: ignore[arg-type]
@@ -131,13 +141,18 @@ class FinetuneModal(ModalScreen[JobRequest | None]):
                 max_steps=int(max_steps) if max_steps else None,
                 epochs=int(epochs) if epochs else 1,
                 out=default_out(base),
+                teacher=Path(teacher).expanduser() if teacher else None,
             )
         except ValidationError as exc:
             error = exc.errors()[0]
             field = str(error["loc"][0]).replace("_", " ") if error["loc"] else "options"
-            raise ValueError(f"{field}: {error['msg']}") from None
+            message = str(error["msg"]).removeprefix("Value error, ")
+            raise ValueError(f"{field}: {message}") from None
         except ValueError as exc:  # int() of a lone "-": type="integer" lets it through
             raise ValueError(f"not a whole number: {exc}") from None
+        if request.teacher is not None:
+            _check_teacher(request.teacher)
+        return request
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#finetune-start")
@@ -154,6 +169,21 @@ class FinetuneModal(ModalScreen[JobRequest | None]):
     @on(Button.Pressed, "#finetune-close")
     def action_dismiss_none(self) -> None:
         self.dismiss(None)
+
+
+def _check_teacher(folder: Path) -> None:
+    """The teacher folder's files, checked before a job starts (the CLI checks again).
+
+    Raises:
+        ValueError: A file is missing, in the CLI's words.
+    """
+    from tui.core.learning.llm.errors import FinetuneError
+    from tui.core.learning.llm.teacher import check_folder
+
+    try:
+        check_folder(folder)
+    except FinetuneError as exc:
+        raise ValueError(str(exc)) from None
 
 
 class FinetuneDoneModal(ModalScreen[DoneChoice]):

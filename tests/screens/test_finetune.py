@@ -103,7 +103,18 @@ async def test_bad_options_are_said_in_the_modal(
         assert isinstance(app.screen, FinetuneModal)
         said = str(app.screen.query_one("#finetune-problem").render())
         assert said.startswith("epochs: ") and "greater than or equal to 1" in said
-        assert not _panel(app).running
+        app.screen.query_one("#finetune-epochs", Input).value = "1"
+        app.screen.query_one("#finetune-teacher", Input).value = str(isolated_home)
+        await pilot.click("#finetune-start")
+        await pilot.pause(0.2)
+        said = str(app.screen.query_one("#finetune-problem").render())
+        assert said == "options: a teacher needs the classify objective"
+        app.screen.query_one("#finetune-objective", Select).value = "classify"
+        await pilot.click("#finetune-start")
+        await pilot.pause(0.2)
+        said = str(app.screen.query_one("#finetune-problem").render())
+        assert said.startswith(f"--teacher {isolated_home}: no config.json there")
+        assert isinstance(app.screen, FinetuneModal) and not _panel(app).running
 
 
 async def test_progress_shows_live_and_cancel_leaves_nothing(

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tui.core import paths
 from tui.core.config import BackendConfig, load_settings
@@ -62,6 +62,14 @@ class JobRequest(BaseModel):
     name: str | None = None
     data: Path | None = None
     """A labelled JSONL/CSV instead of the database's agent labels (scripts, tests)."""
+    teacher: Path | None = None
+    """classify: an encoder folder fine-tuned first as the teachers (`finetune --teacher`)."""
+
+    @model_validator(mode="after")
+    def _teacher_needs_classify(self) -> JobRequest:
+        if self.teacher is not None and self.objective != "classify":
+            raise ValueError("a teacher needs the classify objective")
+        return self
 
     def options(self) -> list[str]:
         argv = ["--base", self.base, "--out", str(self.out), "--method", self.method]
@@ -73,6 +81,8 @@ class JobRequest(BaseModel):
             argv += ["--max-steps", str(self.max_steps)]
         if self.name:
             argv += ["--name", self.name]
+        if self.teacher is not None:
+            argv += ["--teacher", str(self.teacher)]
         return argv
 
 
