@@ -12,7 +12,6 @@ connections in, and raises every failure as the httpx exception that transport r
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any
@@ -22,6 +21,7 @@ import httpx
 import yarl
 from httpx_aiohttp.transport import AiohttpResponseStream, map_aiohttp_exceptions
 
+from backends import fast_json
 from backends.aiohttp_transport import CAUGHT, PreciseAiohttpTransport, PreciseChunks, precise
 from backends.http_common import ACCEPT_ENCODING
 
@@ -175,7 +175,7 @@ class AiohttpSender:
         if target is None:
             # what httpx-aiohttp hands aiohttp: the URL as httpx normalised it, as text
             target = self._urls[str(url)] = yarl.URL(str(url))
-        return AiohttpPost(self, target, _encoded(body), self._sent_headers(headers))
+        return AiohttpPost(self, target, fast_json.dumps_body(body), self._sent_headers(headers))
 
     def _sent_headers(self, headers: dict[str, str]) -> dict[str, str]:
         """The headers httpx would send beside the backend's own, built once per set.
@@ -198,10 +198,3 @@ class AiohttpSender:
                 self._headers.clear()
             self._headers[marker] = sent
         return sent
-
-
-def _encoded(body: dict[str, Any]) -> bytes:
-    """`body` as httpx's `json=` encodes it (compact, UTF-8, NaN refused)."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode(
-        "utf-8"
-    )

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from backends import fast_json
 from backends.secrets import redact
 from tui.core.backend import (
     AuthenticationFailed,
@@ -251,7 +252,7 @@ def load_json_object(
         BadResponse: Not JSON (HTML said as such), or not an object.
     """
     try:
-        data = json.loads(body)
+        data = fast_json.loads(body)
     except (ValueError, RecursionError):  # ValueError: JSONDecodeError, or a 4,300+ digit int
         if expected is not None and looks_like_html(body):
             raise not_the_protocol(body, expected, key) from None

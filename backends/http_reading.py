@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
-import json
 import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import httpx
 
+from backends import fast_json
 from backends.http_common import (
     ACCEPT_ENCODING,
     MAX_ERROR_BYTES,
@@ -504,7 +504,7 @@ def event_object(event: SSEEvent, what: str, key: SecretStr | None) -> dict[str,
         BadResponse: The data is not JSON (quoted, cut to 80 characters) or not an object.
     """
     try:
-        data = json.loads(event.data)
+        data = fast_json.loads(event.data)
     except ValueError:  # JSONDecodeError, or an integer of over 4,300 digits
         said = quote_server(event.data, key, limit=80)
         raise BadResponse(f"{what} is not JSON: {said!r}") from None
