@@ -9,6 +9,7 @@ every backend fails the same way. Reading a reply within caps (and its server-se
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -104,8 +105,11 @@ def make_client(
     )
 
 
+@functools.lru_cache(maxsize=256)
 def join_url(base_url: str, path: str) -> str:
-    """Append `path` to the base URL's path, keeping its query (Azure's `?api-version=`)."""
+    """Append `path` to the base URL's path, keeping its query (Azure's `?api-version=`).
+
+    Cached: every request of a backend joins the same two strings."""
     parts = urlsplit(base_url)
     joined = parts.path.rstrip("/") + "/" + path.lstrip("/")
     return urlunsplit((parts.scheme, parts.netloc, joined, parts.query, ""))
