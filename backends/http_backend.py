@@ -63,8 +63,6 @@ class HTTPBackend(LLMBackend[C]):
         self._sender: AiohttpSender | None = None
         """Posts straight on the aiohttp transport's session; None on httpx's transport."""
         self._urls: dict[str, httpx.URL] = {}
-        self._direct: dict[str, bool] = {}
-        """Per URL: whether it is posted through `_sender` (not when a proxy is set for it)."""
 
     def _parsed(self, url: str) -> httpx.URL:
         """`url` parsed once per backend: httpx parses a `str` URL on every request (its
@@ -90,18 +88,12 @@ class HTTPBackend(LLMBackend[C]):
     ) -> AbstractAsyncContextManager[WireReply]:
         """`async with` the POST of `body` to `url`: straight on aiohttp where the transport
         is aiohttp's (`backends.aiohttp_exchange`), else through httpx's client. Both raise
-        the same httpx exceptions for the same failures, and both readers read the reply."""
+        the same httpx exceptions for the same failures, and both readers read the reply.
+        Neither path takes a proxy from the environment: httpx ignores them beside a transport
+        of one's own, and the aiohttp session does not trust the environment."""
         client = self._client_now()
         parsed = self._parsed(url)
-        direct = self._direct.get(url)
-        if direct is None:
-            # httpx mounts a proxy's transport for the URLs its environment variables name;
-            # those keep going through httpx, as they did
-            transport = client._transport_for_url(parsed)
-            direct = self._direct[url] = self._sender is not None and (
-                transport is client._transport
-            )
-        if direct and self._sender is not None:
+        if self._sender is not None:
             return self._sender.post(parsed, body, self._headers(key))
         return client.stream("POST", parsed, json=body, headers=self._headers(key))
 
@@ -191,7 +183,6 @@ class HTTPBackend(LLMBackend[C]):
         """Close the HTTP client; a later route opens a new one."""
         client, self._client = self._client, None
         self._sender = None
-        self._direct.clear()
         if client is not None:
             await client.aclose()
 

@@ -178,3 +178,23 @@ def test_reply_headers_read_as_httpx_reads_them() -> None:
         assert ours.get(name) == theirs.get(name), name
         assert ours.get(name, "") == theirs.get(name, ""), name
     assert ours.get("content-encoding") == "gzip, gzip"
+
+
+@pytest.mark.parametrize("direct", [True, False])
+async def test_an_environment_proxy_is_ignored_as_before(
+    monkeypatch: pytest.MonkeyPatch, direct: bool
+) -> None:
+    """httpx ignores the environment's proxies beside a transport of one's own, and the
+    aiohttp session does not read them: a proxy variable changes neither path."""
+    server = FaultyOpenAIServer(Plan("ok")).start()
+    try:
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")
+        monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{free_port()}")
+        backend = _build("openai", server.root, 5.0, direct=direct)
+        calls = _counted(backend)
+        result = await backend.route(TICKET, TAXONOMY)
+        await backend.aclose()
+        assert result.label == "billing" and len(server.requests) == 1
+        assert calls == ([1] if direct else [0])
+    finally:
+        server.stop()
