@@ -3,9 +3,9 @@
 With `http_transport = "aiohttp"` (the default) each routing request went through httpx's
 client (request building, auth and redirect layers, cookies, Response objects) and then
 httpx-aiohttp's adapter onto aiohttp, paying for both stacks on every ticket
-(benchmarks/RESULTS.md §1 "Whole runs"). `AiohttpPost` sends the bytes httpx would send, with
-the headers it would send, on the very aiohttp session `PreciseAiohttpTransport` pools its
-connections in, and raises every failure as the httpx exception that transport raises, so
+(benchmarks/RESULTS.md §1 "Whole runs"). `AiohttpPost` sends the JSON httpx would send (written by
+`backends.fast_json`), with the headers it would send, on the very aiohttp session
+`PreciseAiohttpTransport` pools its connections in, and raises every failure as the httpx exception that transport raises, so
 `http_common.transport_error` maps it to the same stored error. The health checks and
 `http_transport = "httpx"` stay on httpx.
 """
@@ -170,7 +170,7 @@ class AiohttpSender:
         return transport.client
 
     def post(self, url: httpx.URL, body: dict[str, Any], headers: dict[str, str]) -> AiohttpPost:
-        """The POST of `body` as JSON to `url` (httpx's encoding and default headers)."""
+        """The POST of `body` as JSON to `url` (httpx's JSON and default headers)."""
         target = self._urls.get(str(url))
         if target is None:
             # what httpx-aiohttp hands aiohttp: the URL as httpx normalised it, as text
