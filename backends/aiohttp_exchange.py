@@ -3,11 +3,11 @@
 With `http_transport = "aiohttp"` (the default) each routing request went through httpx's
 client (request building, auth and redirect layers, cookies, Response objects) and then
 httpx-aiohttp's adapter onto aiohttp, paying for both stacks on every ticket
-(benchmarks/RESULTS.md §1 "Whole runs"). `AiohttpPost` sends the JSON httpx would send (written by
-`backends.fast_json`), with the headers it would send, on the very aiohttp session
-`PreciseAiohttpTransport` pools its connections in, and raises every failure as the httpx exception that transport raises, so
-`http_common.transport_error` maps it to the same stored error. The health checks and
-`http_transport = "httpx"` stay on httpx.
+(benchmarks/RESULTS.md §1 "Whole runs"). `AiohttpPost` sends the JSON httpx would send
+(written by `backends.fast_json`), with the headers it would send, on the very aiohttp
+session `PreciseAiohttpTransport` pools its connections in, and raises every failure as the
+httpx exception that transport raises, so `http_common.transport_error` maps it to the same
+stored error. The health checks and `http_transport = "httpx"` stay on httpx.
 """
 
 from __future__ import annotations
