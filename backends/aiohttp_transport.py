@@ -21,7 +21,7 @@ from httpx_aiohttp import AiohttpTransport
 from httpx_aiohttp.transport import AiohttpResponseStream
 
 _AIOHTTP_ERRORS = (aiohttp.ClientError, HttpProcessingError)
-_CAUGHT = (httpx.TransportError, *_AIOHTTP_ERRORS)
+CAUGHT = (httpx.TransportError, *_AIOHTTP_ERRORS)
 
 
 def precise(exc: BaseException) -> BaseException:
@@ -58,7 +58,8 @@ def precise(exc: BaseException) -> BaseException:
     return httpx.ReadError(message)  # any other aiohttp failure: the exchange broke
 
 
-def _raise_precise(exc: BaseException) -> NoReturn:
+def raise_precise(exc: BaseException) -> NoReturn:
+    """Raise `precise(exc)` in place of `exc`, chained to the aiohttp error behind it."""
     mapped = precise(exc)
     cause = exc if isinstance(exc, _AIOHTTP_ERRORS) else exc.__cause__
     if mapped is exc:
@@ -66,7 +67,7 @@ def _raise_precise(exc: BaseException) -> NoReturn:
     raise mapped from cause
 
 
-class _PreciseChunks:
+class PreciseChunks:
     """The body's chunks, failures re-raised with their precise httpx class.
 
     A class, not an async generator (as `AiohttpResponseStream.__aiter__` is): a streamed
@@ -85,8 +86,8 @@ class _PreciseChunks:
     async def __anext__(self) -> bytes:
         try:
             return await self._chunks.__anext__()
-        except _CAUGHT as exc:
-            _raise_precise(exc)
+        except CAUGHT as exc:
+            raise_precise(exc)
 
 
 class _PreciseStream(httpx.AsyncByteStream):
@@ -98,14 +99,14 @@ class _PreciseStream(httpx.AsyncByteStream):
         # response as `_aiohttp_response`, read with the same chunk size it reads with.
         reply = getattr(self.inner, "_aiohttp_response", None)
         if isinstance(reply, aiohttp.ClientResponse):
-            return _PreciseChunks(reply.content.iter_chunked(AiohttpResponseStream.CHUNK_SIZE))
-        return _PreciseChunks(self.inner.__aiter__())
+            return PreciseChunks(reply.content.iter_chunked(AiohttpResponseStream.CHUNK_SIZE))
+        return PreciseChunks(self.inner.__aiter__())
 
     async def aclose(self) -> None:
         try:
             await self.inner.aclose()
-        except _CAUGHT as exc:
-            _raise_precise(exc)
+        except CAUGHT as exc:
+            raise_precise(exc)
 
 
 class PreciseAiohttpTransport(AiohttpTransport):
@@ -114,8 +115,8 @@ class PreciseAiohttpTransport(AiohttpTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:
             response = await super().handle_async_request(request)
-        except _CAUGHT as exc:
-            _raise_precise(exc)
+        except CAUGHT as exc:
+            raise_precise(exc)
         assert isinstance(response.stream, httpx.AsyncByteStream)
         response.stream = _PreciseStream(response.stream)
         return response

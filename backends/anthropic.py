@@ -14,11 +14,9 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from backends.http_backend import HTTPBackend
 from backends.http_common import join_url, quote_server, server_message
-from backends.http_reading import FirstLine, event_object, sse_events
+from backends.http_reading import FirstLine, WireReply, event_object, sse_events
 from backends.llm import Completion, Message, Request
 from backends.secrets import api_key
 from tui.core import numbers
@@ -141,7 +139,7 @@ class AnthropicBackend(HTTPBackend[Reply]):
         )
 
     async def _read_stream(
-        self, response: httpx.Response, key: SecretStr | None, watch: Stopwatch
+        self, response: WireReply, key: SecretStr | None, watch: Stopwatch
     ) -> Reply:
         reply = Reply()
         tool_json: list[str] = []

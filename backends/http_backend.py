@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import httpx
 
 from backends.http_common import (
+    aiohttp_transport,
     error_for_status,
     load_json_object,
     looks_like_html,
@@ -25,13 +27,14 @@ from backends.http_common import (
     quote_server,
     transport_error,
 )
-from backends.http_reading import CappedReply, get_capped, read_capped, read_error_text
+from backends.http_reading import CappedReply, WireReply, get_capped, read_capped, read_error_text
 from backends.llm import Completion, LLMBackend
 from tui.core.backend import AuthenticationFailed, Health
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
+    from backends.aiohttp_exchange import AiohttpSender
     from tui.core.backend import Stopwatch
     from tui.core.config import HTTPOptions
     from tui.core.registry import Resolver
@@ -43,7 +46,7 @@ R = TypeVar("R")
 MAX_LIST_TEXT = "1 MB"
 """The health checks read a model list up to `http_common.MAX_RESPONSE_BYTES`, as routing does."""
 
-StreamReader = Callable[[httpx.Response, "SecretStr | None", "Stopwatch"], Awaitable[R]]
+StreamReader = Callable[[WireReply, "SecretStr | None", "Stopwatch"], Awaitable[R]]
 PayloadReader = Callable[[dict[str, Any], "SecretStr | None", "Stopwatch"], R]
 
 
@@ -57,6 +60,8 @@ class HTTPBackend(LLMBackend[C]):
     def __init__(self, config: HTTPOptions, *, resolve: Resolver | None = None) -> None:
         super().__init__(config, resolve=resolve)
         self._client: httpx.AsyncClient | None = None
+        self._sender: AiohttpSender | None = None
+        """Posts straight on the aiohttp transport's session; None on httpx's transport."""
         self._urls: dict[str, httpx.URL] = {}
 
     def _parsed(self, url: str) -> httpx.URL:
@@ -70,8 +75,27 @@ class HTTPBackend(LLMBackend[C]):
 
     def _client_now(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = make_client(self.config)
+            transport = aiohttp_transport(self.config)
+            self._client = make_client(self.config, transport=transport)
+            if transport is not None:
+                from backends.aiohttp_exchange import AiohttpSender
+
+                self._sender = AiohttpSender(transport, self.config.timeout_s)
         return self._client
+
+    def _post(
+        self, url: str, body: dict[str, Any], key: SecretStr | None
+    ) -> AbstractAsyncContextManager[WireReply]:
+        """`async with` the POST of `body` to `url`: straight on aiohttp where the transport
+        is aiohttp's (`backends.aiohttp_exchange`), else through httpx's client. Both raise
+        the same httpx exceptions for the same failures, and both readers read the reply.
+        Neither path takes a proxy from the environment: httpx ignores them beside a transport
+        of one's own, and the aiohttp session does not trust the environment."""
+        client = self._client_now()
+        parsed = self._parsed(url)
+        if self._sender is not None:
+            return self._sender.post(parsed, body, self._headers(key))
+        return client.stream("POST", parsed, json=body, headers=self._headers(key))
 
     def _headers(self, key: SecretStr | None) -> dict[str, str]:
         """The request headers, the key in the vendor's own header."""
@@ -107,9 +131,7 @@ class HTTPBackend(LLMBackend[C]):
                 failure; whatever the readers raise.
         """
         try:
-            async with self._client_now().stream(
-                "POST", self._parsed(url), json=body, headers=self._headers(key)
-            ) as response:
+            async with self._post(url, body, key) as response:
                 if response.status_code != 200:
                     text = await read_error_text(response)
                     self._refused(response.status_code, text)
@@ -160,6 +182,7 @@ class HTTPBackend(LLMBackend[C]):
     async def aclose(self) -> None:
         """Close the HTTP client; a later route opens a new one."""
         client, self._client = self._client, None
+        self._sender = None
         if client is not None:
             await client.aclose()
 

@@ -9,16 +9,18 @@ every backend fails the same way. Reading a reply within caps (and its server-se
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
 from collections.abc import Iterable
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from backends import fast_json
 from backends.secrets import redact
 from tui.core.backend import (
     AuthenticationFailed,
@@ -35,6 +37,7 @@ from tui.core.backend import (
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
+    from backends.aiohttp_transport import PreciseAiohttpTransport
     from tui.core.config import HTTPOptions
 
 MAX_RESPONSE_BYTES = 1_000_000
@@ -47,37 +50,66 @@ ACCEPT_ENCODING = "gzip, deflate"
 """The codings asked for, and the only ones read: each is inflated in bounded steps."""
 
 
-def make_client(config: HTTPOptions, *, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
-    """One pooled client per backend instance.
+class HeaderLookup(Protocol):
+    """A reply's headers as the readers use them: `httpx.Headers`, or the aiohttp exchange's
+    `ReplyHeaders` (case-insensitive names, repeated headers joined with ", ")."""
 
-    The transport is aiohttp's (through httpx-aiohttp) unless `http_transport = "httpx"`:
-    httpcore's connection pool costs several times more CPU per request at high concurrency
-    (benchmarks/RESULTS.md). Redirects are never followed, so a key sent in a header cannot
-    travel to another host.
-    """
-    limits = httpx.Limits(
+    def get(self, key: str, default: Any = None) -> Any: ...
+
+
+def client_limits(config: HTTPOptions) -> httpx.Limits:
+    """The connection pool's bounds: `max_concurrency` connections, all kept alive."""
+    return httpx.Limits(
         max_connections=config.max_concurrency,
         max_keepalive_connections=config.max_concurrency,
     )
-    transport: httpx.AsyncBaseTransport | None = None
-    if config.http_transport == "aiohttp":
-        try:
-            from backends.aiohttp_transport import PreciseAiohttpTransport
-        except ImportError:  # the optional fast path is missing: httpx's own transport works
-            transport = None
-        else:
-            transport = PreciseAiohttpTransport(limits=limits, trust_env=False)
+
+
+def aiohttp_transport(config: HTTPOptions) -> PreciseAiohttpTransport | None:
+    """aiohttp's transport for httpx, unless `http_transport = "httpx"` or the optional fast
+    path is not installed (then httpx's own transport works)."""
+    if config.http_transport != "aiohttp":
+        return None
+    try:
+        from backends.aiohttp_transport import PreciseAiohttpTransport
+    except ImportError:
+        return None
+    return PreciseAiohttpTransport(limits=client_limits(config), trust_env=False)
+
+
+def make_client(
+    config: HTTPOptions,
+    *,
+    headers: dict[str, str] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
+    """One pooled client per backend instance.
+
+    The transport is aiohttp's (through httpx-aiohttp, `aiohttp_transport`) unless
+    `http_transport = "httpx"`: httpcore's connection pool costs several times more CPU per
+    request at high concurrency (benchmarks/RESULTS.md). Redirects are never followed, so a
+    key sent in a header cannot travel to another host.
+
+    Args:
+        config: The backend's options.
+        headers: Headers sent with every request, beside Accept-Encoding.
+        transport: The transport, when the caller built it (to reach its aiohttp session);
+            else `aiohttp_transport(config)`.
+    """
     return httpx.AsyncClient(
         timeout=httpx.Timeout(config.timeout_s),
-        limits=limits,
-        transport=transport,
+        limits=client_limits(config),
+        transport=transport if transport is not None else aiohttp_transport(config),
         follow_redirects=False,
         headers={"Accept-Encoding": ACCEPT_ENCODING, **(headers or {})},
     )
 
 
+@functools.lru_cache(maxsize=256)
 def join_url(base_url: str, path: str) -> str:
-    """Append `path` to the base URL's path, keeping its query (Azure's `?api-version=`)."""
+    """Append `path` to the base URL's path, keeping its query (Azure's `?api-version=`).
+
+    Cached: every request of a backend joins the same two strings."""
     parts = urlsplit(base_url)
     joined = parts.path.rstrip("/") + "/" + path.lstrip("/")
     return urlunsplit((parts.scheme, parts.netloc, joined, parts.query, ""))
@@ -136,7 +168,7 @@ def quote_server(text: str, key: SecretStr | None, *, limit: int = SERVER_TEXT_C
 def error_for_status(
     status: int,
     body: str,
-    headers: httpx.Headers,
+    headers: HeaderLookup,
     *,
     key: SecretStr | None,
     model: str | None = None,
@@ -224,7 +256,7 @@ def load_json_object(
         BadResponse: Not JSON (HTML said as such), or not an object.
     """
     try:
-        data = json.loads(body)
+        data = fast_json.loads(body)
     except (ValueError, RecursionError):  # ValueError: JSONDecodeError, or a 4,300+ digit int
         if expected is not None and looks_like_html(body):
             raise not_the_protocol(body, expected, key) from None

@@ -13,19 +13,20 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
-import json
 import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import httpx
 
+from backends import fast_json
 from backends.http_common import (
     ACCEPT_ENCODING,
     MAX_ERROR_BYTES,
     MAX_RESPONSE_BYTES,
+    HeaderLookup,
     looks_like_html,
     not_the_protocol,
     quote_server,
@@ -37,6 +38,25 @@ if TYPE_CHECKING:
 
 INFLATE_STEP = 65_536
 """Most bytes one decompression step may produce, so a gzip bomb never inflates at once."""
+
+
+class RawReply(Protocol):
+    """A reply read without httpx (`backends.aiohttp_exchange.AiohttpReply`): its status,
+    headers, and its body as received (still encoded), closed once read."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> HeaderLookup: ...
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
+WireReply = httpx.Response | RawReply
+"""What the readers read: an httpx streamed response, or a reply straight from aiohttp."""
 
 
 class _Inflater:
@@ -85,7 +105,7 @@ class _Inflater:
                 return
 
 
-def _inflater(headers: httpx.Headers) -> _Inflater | None:
+def _inflater(headers: HeaderLookup) -> _Inflater | None:
     """The decoder for a reply's Content-Encoding; None when it is not encoded.
 
     Raises:
@@ -123,7 +143,7 @@ class _Decoded:
 
     __slots__ = ("_inflater", "_limit", "_over", "_pieces", "_raw", "_response", "_size", "_state")
 
-    def __init__(self, response: httpx.Response, limit: int) -> None:
+    def __init__(self, response: WireReply, limit: int) -> None:
         self._response = response
         self._limit = limit
         self._size = 0
@@ -144,6 +164,10 @@ class _Decoded:
             BadResponse: An encoding that is not read.
         """
         response = self._response
+        if not isinstance(response, httpx.Response):
+            self._inflater = _inflater(response.headers)
+            self._raw = response.chunks()
+            return
         try:
             content = response.content  # a reply already read whole (built in memory): decoded
         except httpx.ResponseNotRead:
@@ -174,7 +198,8 @@ class _Decoded:
             return None
         except httpx.RequestError as exc:
             self._raw = None
-            _attach_request(exc, self._response)
+            if isinstance(self._response, httpx.Response):
+                _attach_request(exc, self._response)
             raise
 
     async def __anext__(self) -> bytes:
@@ -227,7 +252,7 @@ def _attach_request(exc: httpx.RequestError, response: httpx.Response) -> None:
             exc.request = response.request
 
 
-async def read_capped(response: httpx.Response, limit: int = MAX_RESPONSE_BYTES) -> bytes:
+async def read_capped(response: WireReply, limit: int = MAX_RESPONSE_BYTES) -> bytes:
     """The streamed reply's body, refusing to hold more than `limit` (decoded) bytes.
 
     Raises:
@@ -245,7 +270,7 @@ async def read_capped(response: httpx.Response, limit: int = MAX_RESPONSE_BYTES)
     return b"".join(chunks)
 
 
-async def read_truncated(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+async def read_truncated(response: WireReply, limit: int) -> tuple[bytes, bool]:
     """At most `limit` decoded bytes of the body, and whether that was all of it."""
     chunks: list[bytes] = []
     try:
@@ -256,7 +281,7 @@ async def read_truncated(response: httpx.Response, limit: int) -> tuple[bytes, b
     return b"".join(chunks), True
 
 
-async def read_error_text(response: httpx.Response) -> str:
+async def read_error_text(response: WireReply) -> str:
     """An error reply's body as text, truncated rather than failing when it is huge."""
     try:
         body, _ = await read_truncated(response, MAX_ERROR_BYTES)
@@ -352,7 +377,7 @@ class _Lines:
         await self._source.aclose()
 
 
-def iter_lines(response: httpx.Response, limit: int = MAX_RESPONSE_BYTES) -> _Lines:
+def iter_lines(response: WireReply, limit: int = MAX_RESPONSE_BYTES) -> _Lines:
     """Lines of a streamed reply, counting bytes so that no line or stream outgrows `limit`.
 
     httpx's `aiter_lines` would buffer an endless line whole; this splits decoded pieces
@@ -460,7 +485,7 @@ def iter_sse(lines: AsyncIterator[str]) -> SSEStream:
     return SSEStream(lines)
 
 
-def sse_events(response: httpx.Response, first: FirstLine) -> SSEStream:
+def sse_events(response: WireReply, first: FirstLine) -> SSEStream:
     """A streamed reply's events, within `MAX_RESPONSE_BYTES`, its first line kept in `first`
     (to tell an HTML page from a cut stream when no event came). `aclose()` it when stopping
     at the closing event."""
@@ -479,7 +504,7 @@ def event_object(event: SSEEvent, what: str, key: SecretStr | None) -> dict[str,
         BadResponse: The data is not JSON (quoted, cut to 80 characters) or not an object.
     """
     try:
-        data = json.loads(event.data)
+        data = fast_json.loads(event.data)
     except ValueError:  # JSONDecodeError, or an integer of over 4,300 digits
         said = quote_server(event.data, key, limit=80)
         raise BadResponse(f"{what} is not JSON: {said!r}") from None

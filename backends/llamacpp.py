@@ -28,7 +28,7 @@ from backends.http_common import (
     server_message,
     transport_error,
 )
-from backends.http_reading import FirstLine, get_capped, sse_events
+from backends.http_reading import FirstLine, WireReply, get_capped, sse_events
 from backends.llm import Completion as BaseCompletion
 from backends.llm import Request
 from backends.secrets import api_key
@@ -286,7 +286,7 @@ class LlamaCppServerBackend(HTTPBackend[Completion]):
         return completion
 
     async def _read_stream(
-        self, response: httpx.Response, key: SecretStr | None, watch: Stopwatch
+        self, response: WireReply, key: SecretStr | None, watch: Stopwatch
     ) -> Completion:
         """Server-sent events: `data: {content, completion_probabilities}` then `stop: true`."""
         completion = Completion()
@@ -345,7 +345,7 @@ class LlamaCppServerBackend(HTTPBackend[Completion]):
         return Health(False, f"{self.base_url}/health answered HTTP {reply.status}: {said}")
 
 
-async def _no_stream(response: httpx.Response, key: SecretStr | None, watch: Stopwatch) -> Answered:
+async def _no_stream(response: WireReply, key: SecretStr | None, watch: Stopwatch) -> Answered:
     raise BadResponse("the server streamed an answer that was asked for in one piece")
 
 

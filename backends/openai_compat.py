@@ -14,13 +14,11 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
-
 from backends import finetuned_wire
 from backends.finetuned_wire import Answered, Ask
 from backends.http_backend import HTTPBackend
 from backends.http_common import join_url, mentions, quote_server, server_message
-from backends.http_reading import FirstLine, event_object, sse_events
+from backends.http_reading import FirstLine, WireReply, event_object, sse_events
 from backends.llm import Completion as BaseCompletion
 from backends.llm import Request
 from backends.openai_reading import (
@@ -296,7 +294,7 @@ class OpenAIBackend(HTTPBackend[Completion]):
         return completion
 
     async def _read_stream(
-        self, response: httpx.Response, key: SecretStr | None, watch: Stopwatch
+        self, response: WireReply, key: SecretStr | None, watch: Stopwatch
     ) -> Completion:
         parts: list[str] = []
         completion = Completion()

@@ -18,9 +18,9 @@ from tui.core import numbers
 from tui.core.backend import BadResponse, ServerError
 
 if TYPE_CHECKING:
-    import httpx
     from pydantic import SecretStr
 
+    from backends.http_reading import WireReply
     from tui.core.backend import Stopwatch
 
 
@@ -60,7 +60,7 @@ def take_timings(timings: Any, completion: Completion) -> None:
         completion.gen_ms = numbers.duration(timings.get("predicted_ms"), "timings.predicted_ms")
 
 
-async def no_stream(response: httpx.Response, key: SecretStr | None, watch: Stopwatch) -> Answered:
+async def no_stream(response: WireReply, key: SecretStr | None, watch: Stopwatch) -> Answered:
     raise BadResponse("the server streamed an answer that was asked for in one piece")
 
 

@@ -10,6 +10,7 @@ from click.decorators import FC
 
 from tui.cli.context import BadInput, Context, headless, wait_printer
 from tui.cli.usage import Command, IdList, WholeNumber, flag, value_option
+from tui.core.gc_pause import collector_tuned_for_a_run
 from tui.core.store import Store, describe_owner
 from tui.services.routing import MAX_CONCURRENCY, SHADOW_DRAIN_S, Router, RunSummary
 from tui.services.runs import RunService, Selection, UnknownTickets
@@ -51,7 +52,7 @@ def route(
 ) -> int:
     if backend:
         ctx.settings.backend(backend)
-    with ctx.store() as store:
+    with ctx.store() as store, collector_tuned_for_a_run():
         summary = asyncio.run(_route(ctx, store, backend, all_tickets, ids, concurrency, limit))
     line = (
         f"routed {summary.routed} tickets in {summary.elapsed_s:.1f} s"

@@ -126,12 +126,32 @@ def prompt_version(taxonomy: Taxonomy) -> str:
     return f"p{PROMPT_TEMPLATE_VERSION}-{digest.hexdigest()[:10]}"
 
 
+_last_taxonomy: tuple[Taxonomy, str, str] | None = None
+"""The last taxonomy's system prompt and version: a run builds every prompt from one."""
+
+
+def _taxonomy_parts(taxonomy: Taxonomy) -> tuple[str, str]:
+    """The system prompt and prompt version of `taxonomy`, computed once per taxonomy object.
+
+    A taxonomy and its labels are frozen, so what is derived from one object stays true;
+    recomputing them was a third of `build_prompt` for every ticket of a run."""
+    global _last_taxonomy
+    last = _last_taxonomy
+    if last is not None and last[0] is taxonomy:
+        return last[1], last[2]
+    system = SYSTEM_TEMPLATE.format(labels=describe_labels(taxonomy))
+    version = prompt_version(taxonomy)
+    _last_taxonomy = (taxonomy, system, version)
+    return system, version
+
+
 def build_prompt(ticket: Ticket | str, taxonomy: Taxonomy, *, max_chars: int = 6000) -> Prompt:
     text = ticket if isinstance(ticket, str) else ticket.text
+    system, version = _taxonomy_parts(taxonomy)
     return Prompt(
-        system=SYSTEM_TEMPLATE.format(labels=describe_labels(taxonomy)),
+        system=system,
         user=USER_TEMPLATE.format(text=fence(text, max_chars)),
-        version=prompt_version(taxonomy),
+        version=version,
     )
 
 

@@ -134,7 +134,8 @@ class HTTPOptions(_Chat):
     keyring_service: str | None = None
     """Optional OS keyring service to read the key from when the variable is unset."""
     http_transport: Literal["aiohttp", "httpx"] = "aiohttp"
-    """The transport: aiohttp's (fast) or httpx's own."""
+    """The transport: aiohttp's (fast: routing requests are posted on aiohttp directly,
+    `backends.aiohttp_exchange`) or httpx's own."""
 
 
 PromptStyle = Literal["chat", "finetuned"]
