@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -157,6 +158,39 @@ def test_a_desk_holds_what_it_has_open(store: Store) -> None:
     store.add_label("T010", "billing", agent="bo", desk=other.owner)
     desk.release()
     assert store.agent_leases() == {}
+
+
+def test_a_desks_steps_from_two_threads_run_one_after_the_other(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The TUI leases from thread workers, and "next" may start while an older "open" is
+    still in the store. Interleaved, the open's bookkeeping came last: the desk believed it
+    held T005, which "next" had given back, and had given back T011, which it had open on
+    screen, for another desk to take."""
+    desk = AgentLeases(store, "ana", lease_s=60)
+    assert desk.open("T005")
+    in_store, resume = threading.Event(), threading.Event()
+    claim = store.claim_for_agent
+
+    def paused_claim(*args: Any, **kwargs: Any) -> list[str]:
+        got = claim(*args, **kwargs)
+        if threading.current_thread().name == "open":
+            in_store.set()
+            resume.wait(30)
+        return got
+
+    monkeypatch.setattr(store, "claim_for_agent", paused_claim)
+    opener = threading.Thread(target=desk.open, args=("T005",), name="open")
+    opener.start()
+    assert in_store.wait(30)
+    later = threading.Thread(target=desk.next, name="next")
+    later.start()
+    later.join(timeout=2)  # unserialised, "next" is done by now; serialised, it waits its turn
+    resume.set()
+    opener.join(30)
+    later.join(30)
+    assert desk.held == "T011"
+    assert store.agent_leases() == {"T011": "ana"}
 
 
 def test_agent_name_comes_from_flag_config_or_os(monkeypatch: pytest.MonkeyPatch) -> None:
