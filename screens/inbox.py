@@ -182,11 +182,14 @@ class InboxScreen(Screen[None]):
         if message.request != self._request:
             self.table.edge_done()
             return
+        keep, current = message.keep_ticket, self.table.current
+        if message.follow_cursor and current is not None:
+            keep = current.ticket_id
         self.table.show_window(
             message.rows,
             offset=message.offset,
             total=message.total,
-            keep_ticket=message.keep_ticket,
+            keep_ticket=keep,
             cursor_index=message.cursor_index,
         )
         self._update_title()

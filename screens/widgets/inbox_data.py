@@ -101,7 +101,15 @@ class InboxData(Widget):
         found = reload_window(self.store, query.flt, query.window, query.offset)
         total = found.total or 0
         self.post_message(
-            InboxPageLoaded(query.request, found.rows, found.offset, total, keep, cursor_index)
+            InboxPageLoaded(
+                query.request,
+                found.rows,
+                found.offset,
+                total,
+                keep,
+                cursor_index,
+                follow_cursor=keep is not None,
+            )
         )
 
     @work(thread=True, exclusive=True, group="inbox", exit_on_error=False)
@@ -110,7 +118,16 @@ class InboxData(Widget):
     ) -> None:
         """Slide `query`'s window one page in `direction` (the cursor reached an edge)."""
         found = extend_window(self.store, query.flt, query.window, query.offset, direction)
-        self.post_message(InboxPageLoaded(query.request, found.rows, found.offset, total, keep))
+        self.post_message(
+            InboxPageLoaded(
+                query.request,
+                found.rows,
+                found.offset,
+                total,
+                keep,
+                follow_cursor=keep is not None,
+            )
+        )
 
     @work(thread=True, exclusive=True, group="inbox", exit_on_error=False)
     def scan_for_attention(self, query: PageQuery, total: int) -> None:

@@ -3,12 +3,14 @@ free one, other agents' holds show in the inbox, and quitting gives the lease ba
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from screens.widgets import inbox_data
 from screens.widgets.ticket_table import TicketTable
 from tests.screens.helpers import seed, wait_until
 from tui.core.database_url import PgTarget
@@ -101,6 +103,46 @@ async def test_a_redraw_while_claiming_next_keeps_the_claimed_ticket(
         )
         assert "T-0009" not in opened and "T-0008" not in released
         assert leases.held == "T-0008"
+        assert store.agent_leases() == {"T-0008": "maria"}
+
+
+async def test_a_reload_asked_before_next_keeps_the_cursor_on_the_claimed_ticket(
+    store: Store, app_for, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A window reload asked for while T-0009 was open, and shown after "next" moved the
+    cursor to T-0008, put the cursor back on T-0009: the desk leased it again and gave the
+    claimed ticket back."""
+    seed(store, 10)
+    app = app_for()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        table = screen.query_one(TicketTable)
+        await wait_until(pilot, lambda: store.agent_leases() == {"T-0009": "maria"})
+        read, show = threading.Event(), threading.Event()
+        shown: list[str | None] = []
+        reload, show_window = inbox_data.reload_window, table.show_window
+
+        def held_reload(*args: Any, **kwargs: Any) -> Any:
+            found = reload(*args, **kwargs)
+            read.set()
+            show.wait(30)
+            return found
+
+        def spied_show(*args: Any, **kwargs: Any) -> None:
+            show_window(*args, **kwargs)
+            shown.append(table.current.ticket_id if table.current else None)
+
+        monkeypatch.setattr(inbox_data, "reload_window", held_reload)
+        monkeypatch.setattr(table, "show_window", spied_show)
+        screen.load_window()  # as another desk's label asks for, with T-0009 under the cursor
+        await wait_until(pilot, read.is_set)
+        await pilot.press("N")
+        await wait_until(pilot, lambda: store.agent_leases() == {"T-0008": "maria"})
+        await wait_until(pilot, lambda: table.current.ticket_id == "T-0008")
+        show.set()
+        await wait_until(pilot, lambda: bool(shown))
+        assert shown == ["T-0008"]
+        await pilot.pause()
         assert store.agent_leases() == {"T-0008": "maria"}
 
 
