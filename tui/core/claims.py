@@ -156,7 +156,7 @@ class AgentLeases:
     One owner per desk (`claim_owner()`: host, pid, tag), so a `kill -9`ed TUI's tickets are
     free at once on this host and after the lease elsewhere. Thread-safe: the TUI leases
     from thread workers, and a newer one may start while an older one is still in the store;
-    each step runs whole, so `held` is always what the store says this desk holds."""
+    each step runs whole, so no step's bookkeeping of `held` undoes another's."""
 
     def __init__(self, store: Store, agent: str, *, lease_s: float) -> None:
         self.store = store
