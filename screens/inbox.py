@@ -88,6 +88,8 @@ class InboxScreen(Screen[None]):
         """Identity of the latest page request: pages of older ones are dropped."""
         self._pending_rows: dict[str, Decision] = {}
         """Decisions to draw at the next `_flush_rows` (ticket -> its latest)."""
+        self._open_ticket: str | None = None
+        """The unlabelled ticket under the cursor that the desk last asked to lease."""
         self._stats_asked = False
         """The status bar's baseline is read once the first window is on screen: it loads
         the specialist's model code (numpy), which would otherwise compete with the first
@@ -180,11 +182,14 @@ class InboxScreen(Screen[None]):
         if message.request != self._request:
             self.table.edge_done()
             return
+        keep, current = message.keep_ticket, self.table.current
+        if message.follow_cursor and current is not None:
+            keep = current.ticket_id
         self.table.show_window(
             message.rows,
             offset=message.offset,
             total=message.total,
-            keep_ticket=message.keep_ticket,
+            keep_ticket=keep,
             cursor_index=message.cursor_index,
         )
         self._update_title()
@@ -211,9 +216,13 @@ class InboxScreen(Screen[None]):
             self.query_one(TicketDetail).clear()
         else:
             self.data.load_detail(event.row.ticket_id)
-        # the open unlabelled ticket is this agent's; moving on (or to a labelled one) skips it
+        # the open unlabelled ticket is this agent's; moving on (or to a labelled one) skips it.
+        # A redraw highlights the same row again: no new lease, for it may land between "next"
+        # claiming a ticket and the cursor moving there, and would give that ticket back.
         open_ticket = event.row.ticket_id if event.row and event.row.label is None else None
-        self.data.lease_ticket(open_ticket)
+        if open_ticket != self._open_ticket:
+            self._open_ticket = open_ticket
+            self.data.lease_ticket(open_ticket)
 
     @on(TicketDetailLoaded)
     def show_detail(self, message: TicketDetailLoaded) -> None:
@@ -389,7 +398,7 @@ class InboxScreen(Screen[None]):
             self.data.load_detail(event.ticket_id)
 
     def action_claim_next(self) -> None:
-        self.data.claim_next()
+        self.data.claim_next(self._open_ticket)
 
     @on(TicketClaimed)
     def ticket_claimed(self, message: TicketClaimed) -> None:

@@ -64,6 +64,9 @@ class InboxPageLoaded(Message):
     """Ticket the cursor should stay on, when it is in the new window."""
     cursor_index: int | None = None
     """Row index for the cursor when `keep_ticket` is absent or gone."""
+    follow_cursor: bool = False
+    """Keep the ticket the cursor is on when the page arrives rather than `keep_ticket`, the
+    one it was on when asked (a reload or a scroll): "next" may have moved it meanwhile."""
 
 
 @dataclass

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from textual import work
 from textual.widget import Widget
+from textual.worker import get_current_worker
 
 from screens.messages import (
     InboxPageLoaded,
@@ -60,18 +61,30 @@ class InboxData(Widget):
     def lease_ticket(self, ticket_id: str | None) -> None:
         """Lease the ticket the agent opened (None: give back what this desk holds); say so
         when another agent holds it."""
-        if ticket_id is None:
-            self.leases.release()
-            return
-        if not self.leases.open(ticket_id):
+        with self.leases.turn():
+            # a newer lease request (another ticket, "next") started: its thread may be
+            # waiting on this turn, and what it asks for is what the agent wants now
+            if get_current_worker().is_cancelled:
+                return
+            if ticket_id is None:
+                self.leases.release()
+                return
+            got = self.leases.open(ticket_id)
+        if not got:
             holder = self.store.agent_leases().get(ticket_id)
             who = holder or "a routing run"
             self.notify(f"{ticket_id} is being worked on by {who}", severity="warning")
 
     @work(thread=True, exclusive=True, group="lease", exit_on_error=False)
-    def claim_next(self) -> None:
-        """Lease the oldest unlabelled ticket nobody holds, and have the inbox move to it."""
-        ticket_id = self.leases.next()
+    def claim_next(self, open_ticket: str | None) -> None:
+        """Lease the newest unlabelled ticket nobody holds, and have the inbox move to it;
+        with none free, the ticket open (whose lease this request superseded) stays leased."""
+        with self.leases.turn():
+            if get_current_worker().is_cancelled:
+                return
+            ticket_id = self.leases.next()
+            if ticket_id is None and open_ticket is not None and open_ticket != self.leases.held:
+                self.leases.open(open_ticket)
         if ticket_id is None:
             self.notify("No free unlabelled ticket: every one is labelled or held")
             return
@@ -88,7 +101,15 @@ class InboxData(Widget):
         found = reload_window(self.store, query.flt, query.window, query.offset)
         total = found.total or 0
         self.post_message(
-            InboxPageLoaded(query.request, found.rows, found.offset, total, keep, cursor_index)
+            InboxPageLoaded(
+                query.request,
+                found.rows,
+                found.offset,
+                total,
+                keep,
+                cursor_index,
+                follow_cursor=keep is not None,
+            )
         )
 
     @work(thread=True, exclusive=True, group="inbox", exit_on_error=False)
@@ -97,7 +118,16 @@ class InboxData(Widget):
     ) -> None:
         """Slide `query`'s window one page in `direction` (the cursor reached an edge)."""
         found = extend_window(self.store, query.flt, query.window, query.offset, direction)
-        self.post_message(InboxPageLoaded(query.request, found.rows, found.offset, total, keep))
+        self.post_message(
+            InboxPageLoaded(
+                query.request,
+                found.rows,
+                found.offset,
+                total,
+                keep,
+                follow_cursor=keep is not None,
+            )
+        )
 
     @work(thread=True, exclusive=True, group="inbox", exit_on_error=False)
     def scan_for_attention(self, query: PageQuery, total: int) -> None:

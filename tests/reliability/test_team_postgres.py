@@ -50,7 +50,8 @@ DESK = textwrap.dedent(
     async def main():
         got = []
         async with app.run_test(size=(120, 40)) as pilot:
-            leases = app.screen.data.leases
+            inbox = app.screen
+            leases = inbox.data.leases
             print("ready", flush=True)
             if rounds < 0:  # hold the open ticket until killed
                 while leases.held is None:
@@ -58,21 +59,41 @@ DESK = textwrap.dedent(
                 print("held", leases.held, flush=True)
                 while True:
                     await pilot.pause(0.1)
-            for _ in range(rounds):
-                before = leases.held
-                await pilot.press("N")
-                for _ in range(400):
+
+            async def until(predicate, seconds=20.0):
+                for _ in range(int(seconds / 0.05)):
+                    if predicate():
+                        return True
                     await pilot.pause(0.05)
-                    if leases.held != before and app.screen.table.current is not None \\
-                            and app.screen.table.current.ticket_id == leases.held:
-                        break
-                else:
-                    continue
-                got.append(leases.held)
+                return predicate()
+
+            claimed = []  # what each "next" leased: not whatever the cursor opened meanwhile
+            claim = leases.next
+
+            def recorded_next():
+                ticket = claim()
+                if ticket is not None:
+                    claimed.append(ticket)
+                return ticket
+
+            leases.next = recorded_next
+            for _ in range(rounds):
+                asked = len(claimed)
+                await pilot.press("N")
+                current = lambda: inbox.table.current and inbox.table.current.ticket_id
+                if not await until(lambda: len(claimed) > asked and current() == claimed[-1]):
+                    continue  # nothing free this time
+                ticket = claimed[-1]
+                got.append(ticket)
                 await pilot.press("l")
-                await pilot.pause(0.3)
+                if not await until(lambda: app.screen is not inbox and app.focused is not None):
+                    sys.exit(f"{agent}: no label picker for {ticket}")
                 await pilot.press("enter")
-                await pilot.pause(0.3)
+                # labelled before the next round: a desk moving on (or quitting) with the label
+                # still in flight gives the ticket back unlabelled, for another desk to claim
+                row = lambda: inbox.table.row_for(ticket)
+                if not await until(lambda: row() is not None and row().label is not None):
+                    sys.exit(f"{agent}: the label of {ticket} was not stored")
         print(json.dumps(got), flush=True)
 
     asyncio.run(main())

@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -105,6 +106,45 @@ def test_concurrent_claimers_get_distinct_tickets(store: Store) -> None:
     assert Counter(store.agent_leases().values()).total() == 11
 
 
+@pytest.fixture
+def pg_store(pg_url: str) -> Iterator[Store]:
+    with Store(pg_url) as opened:
+        opened.import_tickets([Ticket(id=f"T{i:03d}", text=f"text {i}") for i in range(12)])
+        yield opened
+
+
+def test_a_ticket_another_transaction_references_is_not_held(pg_store: Store, pg_url: str) -> None:
+    """PostgreSQL: a route run's open transaction that inserts rows referencing tickets (its
+    claims here; decisions, training records and leases alike) holds a key-share lock on
+    those ticket rows. That is no agent's lease: "next" still gets the newest free ticket,
+    and opening one succeeds."""
+    import psycopg
+
+    with psycopg.connect(pg_url) as run:
+        for ticket_id in ("T011", "T005"):
+            run.execute(
+                "INSERT INTO claims (ticket_id, owner, run_id, expires_at) VALUES (%s, %s, %s, %s)",
+                (ticket_id, FAR_BO, "r1", "2999-01-01T00:00:00.000000+00:00"),
+            )
+        assert pg_store.claim_for_agent("ana", FAR_ANA, lease_s=60, newest_first=True) == ["T011"]
+        assert pg_store.claim_for_agent("ana", FAR_ANA, lease_s=60, ids=["T005"]) == ["T005"]
+        run.rollback()
+
+
+def test_tickets_being_updated_are_still_leased(pg_store: Store, pg_url: str) -> None:
+    """PostgreSQL: while another transaction updates every ticket row (a batch of decisions
+    being stored), opening a ticket succeeds and "next" finds one rather than saying that
+    nothing is free; the update waits on no lease, nor the lease on it."""
+    import psycopg
+
+    with psycopg.connect(pg_url) as run:
+        run.execute("UPDATE tickets SET confidence = 0.5")
+        assert pg_store.claim_for_agent("ana", FAR_ANA, lease_s=60, ids=["T004"]) == ["T004"]
+        assert pg_store.claim_for_agent("bo", FAR_BO, lease_s=60, newest_first=True) == ["T011"]
+        run.rollback()
+    assert pg_store.agent_leases() == {"T004": "ana", "T011": "bo"}
+
+
 def test_a_desk_holds_what_it_has_open(store: Store) -> None:
     desk = AgentLeases(store, "ana", lease_s=60)
     other = AgentLeases(store, "bo", lease_s=60)
@@ -118,6 +158,39 @@ def test_a_desk_holds_what_it_has_open(store: Store) -> None:
     store.add_label("T010", "billing", agent="bo", desk=other.owner)
     desk.release()
     assert store.agent_leases() == {}
+
+
+def test_a_desks_steps_from_two_threads_run_one_after_the_other(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The TUI leases from thread workers, and "next" may start while an older "open" is
+    still in the store. Interleaved, the open's bookkeeping came last: the desk believed it
+    held T005, which "next" had given back, and had given back T011, which it had open on
+    screen, for another desk to take."""
+    desk = AgentLeases(store, "ana", lease_s=60)
+    assert desk.open("T005")
+    in_store, resume = threading.Event(), threading.Event()
+    claim = store.claim_for_agent
+
+    def paused_claim(*args: Any, **kwargs: Any) -> list[str]:
+        got = claim(*args, **kwargs)
+        if threading.current_thread().name == "open":
+            in_store.set()
+            resume.wait(30)
+        return got
+
+    monkeypatch.setattr(store, "claim_for_agent", paused_claim)
+    opener = threading.Thread(target=desk.open, args=("T005",), name="open")
+    opener.start()
+    assert in_store.wait(30)
+    later = threading.Thread(target=desk.next, name="next")
+    later.start()
+    later.join(timeout=2)  # unserialised, "next" is done by now; serialised, it waits its turn
+    resume.set()
+    opener.join(30)
+    later.join(30)
+    assert desk.held == "T011"
+    assert store.agent_leases() == {"T011": "ana"}
 
 
 def test_agent_name_comes_from_flag_config_or_os(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,8 +18,9 @@ import contextlib
 import math
 import os
 import sqlite3
+import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from tui.core.config import ConfigError, Settings
@@ -153,7 +154,9 @@ class AgentLeases:
     is open, renewed every quarter lease, and given back on label, skip or quit.
 
     One owner per desk (`claim_owner()`: host, pid, tag), so a `kill -9`ed TUI's tickets are
-    free at once on this host and after the lease elsewhere."""
+    free at once on this host and after the lease elsewhere. Thread-safe: the TUI leases
+    from thread workers, and a newer one may start while an older one is still in the store;
+    each step runs whole, so no step's bookkeeping of `held` undoes another's."""
 
     def __init__(self, store: Store, agent: str, *, lease_s: float) -> None:
         self.store = store
@@ -162,26 +165,36 @@ class AgentLeases:
         self.lease_s = lease_s
         self.held: str | None = None
         """The ticket this desk has open and leased."""
+        self._lock = threading.RLock()
+
+    @contextlib.contextmanager
+    def turn(self) -> Iterator[None]:
+        """Keep the other threads' steps out for a check-then-step of the caller's (the TUI
+        drops a request that a newer one superseded, checked and done in one turn)."""
+        with self._lock:
+            yield
 
     def open(self, ticket_id: str) -> bool:
         """Lease this ticket (renewing it when already ours); False when another holds it.
         The lease of the ticket this desk had open before is given back."""
-        got = bool(
-            self.store.claim_for_agent(
-                self.agent, self.owner, lease_s=self.lease_s, ids=[ticket_id]
+        with self._lock:
+            got = bool(
+                self.store.claim_for_agent(
+                    self.agent, self.owner, lease_s=self.lease_s, ids=[ticket_id]
+                )
             )
-        )
-        self._move_to(ticket_id if got else None)
-        return got
+            self._move_to(ticket_id if got else None)
+            return got
 
     def next(self) -> str | None:
         """Lease the newest free unlabelled ticket other than the one open (the top of the
         inbox, which lists newest first), and give back the one open."""
-        got = self.store.claim_for_agent(
-            self.agent, self.owner, lease_s=self.lease_s, n=1, newest_first=True
-        )
-        self._move_to(got[0] if got else self.held)
-        return got[0] if got else None
+        with self._lock:
+            got = self.store.claim_for_agent(
+                self.agent, self.owner, lease_s=self.lease_s, n=1, newest_first=True
+            )
+            self._move_to(got[0] if got else self.held)
+            return got[0] if got else None
 
     def _move_to(self, ticket_id: str | None) -> None:
         previous, self.held = self.held, ticket_id
@@ -189,11 +202,13 @@ class AgentLeases:
             self.store.release_agent_claims(owner=self.owner, ids=[previous])
 
     def renew(self) -> int:
-        return self.store.renew_agent_leases(self.owner, self.lease_s)
+        with self._lock:
+            return self.store.renew_agent_leases(self.owner, self.lease_s)
 
     def release(self) -> int:
-        self.held = None
-        return self.store.release_agent_claims(owner=self.owner)
+        with self._lock:
+            self.held = None
+            return self.store.release_agent_claims(owner=self.owner)
 
 
 __all__ = [

@@ -170,19 +170,25 @@ class ClaimsMixin(StoreBase):
 
         One statement claims them: `INSERT ... SELECT ... ON CONFLICT DO UPDATE ... WHERE the
         old lease expired ... RETURNING`, inside an IMMEDIATE transaction on SQLite; on
-        PostgreSQL outside the write lock, picking with `FOR UPDATE SKIP LOCKED`, so twenty
-        agents pressing "next" at once each get other tickets without waiting on each other
-        (a ticket another claimer committed meanwhile fails the upsert's WHERE, and the
-        pick is repeated for what is missing).
+        PostgreSQL outside the write lock, the upsert's WHERE deciding who wins a ticket. A
+        pick of new tickets skips the rows other pickers hold (`FOR NO KEY UPDATE SKIP
+        LOCKED`), so twenty agents pressing "next" at once each get other tickets without
+        waiting on each other (a ticket another claimer committed meanwhile fails the WHERE,
+        and the pick is repeated for what is missing). Not `FOR UPDATE`: that also conflicts
+        with the key-share lock any insert referencing the ticket takes (a decision, a
+        claim, a training record, a lease), so a ticket in the middle of a route run looked
+        held. Named `ids` take no row lock at all, and a last pick that skips nothing makes
+        sure "nothing free" means it.
         """
         if not (math.isfinite(lease_s) and lease_s >= 0):
             raise StoreError(f"claim lease {lease_s!r}: must be a finite number of seconds >= 0")
         if n < 1 and ids is None:
             return []
         wanted = None if ids is None else list(dict.fromkeys(ids))[:500]
-        lock = " FOR UPDATE OF t SKIP LOCKED" if self.engine == "postgresql" else ""
+        skip = wanted is None and self.engine == "postgresql"
         got: list[str] = []
         for _ in range(5):
+            lock = " FOR NO KEY UPDATE OF t SKIP LOCKED" if skip else ""
             now = utcnow()
             now_s, expires = _stamp(now), _stamp(now + timedelta(seconds=lease_s))
             if wanted is None:  # new tickets: any live claim, the owner's own too, keeps one out
@@ -208,8 +214,12 @@ class ClaimsMixin(StoreBase):
                 rows = conn.execute(sql, [*params, *limit, owner, expires, agent, now_s]).fetchall()
             fresh = [r[0] for r in rows if r[0] not in got]
             got += fresh
-            if wanted is not None or len(got) >= n or not fresh:
+            if wanted is not None or len(got) >= n:
                 break
+            if not fresh:
+                if not skip:
+                    break
+                skip = False  # the rows skipped may be free: look once more, skipping none
         if not got:
             return []
         marks = ",".join("?" * len(got))
