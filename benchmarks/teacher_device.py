@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import multiprocessing as mp
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -29,87 +28,25 @@ from tui.core.learning.finetuned_kind import softmax
 
 
 def _train(spec: dict[str, Any]) -> dict[str, Any]:
+    """One teacher, fine-tuned by the product's own `teacher.fit` (what `finetune --teacher`
+    runs), then its logits on the held-out 20 % and, with a transfer file, on the training
+    texts and their copies."""
     import torch
-    from safetensors.torch import load_file
-    from tokenizers import Tokenizer
-    from transformers import AutoConfig, AutoModel
 
-    from tui.core.learning.minilm_finetune import pad, warmup_then_linear
+    from tui.core.learning.llm.teacher import TeacherOptions, fit
 
-    torch.manual_seed(spec["seed"])
-    rng = np.random.default_rng(spec["seed"])
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model_dir = Path(spec["model"])
     train, test = split(load_rows(Path(spec["data"])))
     if spec.get("limit"):
         train, test = train[: spec["limit"]], test[: spec["limit"]]
     classes = sorted({r["label"] for r in train})
     index = {c: i for i, c in enumerate(classes)}
-    config = AutoConfig.from_pretrained(model_dir)
-    encoder = AutoModel.from_config(config)
-    state = {k: v.float() for k, v in load_file(str(model_dir / "model.safetensors")).items()}
-    missing, unexpected = encoder.load_state_dict(state, strict=False)
-    missing = [k for k in missing if "position_ids" not in k and "pooler" not in k]
-    if missing:
-        raise RuntimeError(f"weights missing: {missing[:5]}")
-    head = torch.nn.Linear(config.hidden_size, len(classes))
-    encoder.to(device)
-    head.to(device)
-    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    tokenizer.enable_truncation(128)
-    pad_id = int(config.pad_token_id or 0)
-
-    def batch(texts: list[str]) -> tuple[Any, Any]:
-        out, mask = pad([e.ids for e in tokenizer.encode_batch(texts)], pad_id)
-        return torch.from_numpy(out).to(device), torch.from_numpy(mask).to(device)
-
-    def forward(texts: list[str]) -> Any:
-        ids, mask = batch(texts)
-        hidden = encoder(input_ids=ids, attention_mask=mask).last_hidden_state
-        m = mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1)
-        return head(torch.nn.functional.dropout(pooled, 0.1, encoder.training))
-
-    texts = [r["text"] for r in train]
-    y = torch.tensor([index[r["label"]] for r in train], device=device)
-    epochs, batch_size = spec["epochs"], 32
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": encoder.parameters(), "lr": spec["lr"], "weight_decay": 0.01},
-            {"params": head.parameters(), "lr": 2e-3, "weight_decay": 0.0},
-        ]
-    )
-    total = epochs * math.ceil(len(texts) / batch_size)
-    warmup = max(1, total // 10)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: warmup_then_linear(step, total, warmup)
-    )
-    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+    options = TeacherOptions(Path(spec["model"]), epochs=spec["epochs"], learning_rate=spec["lr"])
     started = time.perf_counter()
-    for _ in range(epochs):
-        encoder.train()
-        order = rng.permutation(len(texts))
-        for start in range(0, len(order), batch_size):
-            chosen = order[start : start + batch_size]
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
-                logits = forward([texts[i] for i in chosen])
-                loss = loss_fn(logits.float(), y[chosen])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(
-                list(encoder.parameters()) + list(head.parameters()), 1.0
-            )
-            optimizer.step()
-            scheduler.step()
-    encoder.eval()
-
-    def predict(batch_texts: list[str]) -> np.ndarray:
-        out = []
-        with torch.no_grad():
-            for start in range(0, len(batch_texts), 256):
-                out.append(forward(batch_texts[start : start + 256]).float().cpu().numpy())
-        return np.concatenate(out)
-
+    texts = [r["text"] for r in train]
+    predict = fit(
+        texts, [index[r["label"]] for r in train], len(classes), options, spec["seed"], device
+    )
     logits = predict([r["text"] for r in test])
     accuracy = float((np.array(classes)[logits.argmax(1)] == [r["label"] for r in test]).mean())
     done: dict[str, Any] = {
