@@ -12,7 +12,9 @@ Like for like: both peers send the same requests, unstreamed by default (triaged
 `stream = false`), or both streamed with `--stream` (the bare loop reads the SSE lines and
 decodes every chunk, as triagedesk's default `stream = true` does). Each tree's database
 template is made by that tree's own code, so a tree with a newer schema does not hand an
-older one a database it refuses.
+older one a database it refuses. The bare loop is httpx on aiohttp's transport (the ceiling
+of rounds one to four, `--ceiling httpx-aiohttp`); since triagedesk posts straight on aiohttp,
+`--ceiling aiohttp` times aiohttp alone as well, without httpx, the stricter ceiling.
 
     uv run --group bench python -m benchmarks.route_whole_run --n 8000 --concurrency 8 32 128
     uv run --group bench python -m benchmarks.route_whole_run --n 8000 --stream
@@ -83,6 +85,12 @@ def main() -> None:
     parser.add_argument(
         "--stream", action="store_true", help="both peers streamed (default: both unstreamed)"
     )
+    parser.add_argument(
+        "--ceiling",
+        choices=["httpx-aiohttp", "aiohttp"],
+        default="httpx-aiohttp",
+        help="the bare loop: httpx on aiohttp's transport (rounds one to four) or aiohttp alone",
+    )
     args = parser.parse_args()
     from tui.core.demo import generate_inbox
 
@@ -125,7 +133,7 @@ def main() -> None:
             )
             for repeat in range(args.repeats):
                 bare = [sys.executable, "-m", "benchmarks.routing_overhead", "--child"]
-                bare += ["bare-httpx-aiohttp", "--port", str(port), "--data", str(data)]
+                bare += [f"bare-{args.ceiling}", "--port", str(port), "--data", str(data)]
                 bare += ["--n", str(args.n), "--concurrency", str(c)]
                 bare += ["--stream"] if args.stream else []
                 times: dict[str, float] = {}
@@ -199,7 +207,13 @@ def main() -> None:
         ]
         print(f"| {c} | " + " | ".join(cells) + " |")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    result = {"stream": args.stream, "n": args.n, "rows": rows, "summary": summary}
+    result = {
+        "stream": args.stream,
+        "ceiling": args.ceiling,
+        "n": args.n,
+        "rows": rows,
+        "summary": summary,
+    }
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
 
 

@@ -37,6 +37,8 @@ CLIENTS = (
     "litellm",
 )
 """triagedesk-httpx is triagedesk with `http_transport = "httpx"`: what the aiohttp transport buys."""
+EXTRA_CHILDREN = ("bare-aiohttp",)
+"""Peers only `route_whole_run` starts (aiohttp without httpx); not in this benchmark's table."""
 
 
 def free_port() -> int:
@@ -119,6 +121,45 @@ async def run_bare(
             else:
                 r = await client.post("/chat/completions", json=body)
                 json.loads(r.json()["choices"][0]["message"]["content"])
+
+        return await _pool(len(texts), c, call)
+
+
+async def run_plain_aiohttp(base: str, texts: list[str], c: int, stream: bool) -> list[float]:
+    """The same requests on aiohttp alone (no httpx at all): the lowest ceiling this Python
+    stack reaches, now that triagedesk posts straight on aiohttp too."""
+    import aiohttp
+
+    messages, fmt = _request_parts(texts)
+    connector = aiohttp.TCPConnector(limit=c)
+    async with aiohttp.ClientSession(
+        base_url=base.rstrip("/") + "/", connector=connector, timeout=aiohttp.ClientTimeout(30)
+    ) as session:
+
+        async def call(i: int) -> None:
+            body = {
+                "model": "bench-model",
+                "messages": messages[i],
+                "response_format": fmt,
+                "temperature": 0,
+                "max_tokens": 200,
+            }
+            if stream:
+                body["stream"] = True
+                body["stream_options"] = {"include_usage": True}
+                text = []
+                async with session.post("chat/completions", json=body) as r:
+                    async for raw in r.content:
+                        line = raw.decode().rstrip("\r\n")
+                        if line.startswith("data: ") and line != "data: [DONE]":
+                            choices = json.loads(line[6:])["choices"]
+                            if choices:
+                                text.append(choices[0]["delta"].get("content") or "")
+                json.loads("".join(text))
+            else:
+                async with session.post("chat/completions", json=body) as r:
+                    reply = await r.json()
+                json.loads(reply["choices"][0]["message"]["content"])
 
         return await _pool(len(texts), c, call)
 
@@ -261,6 +302,7 @@ def child(args: argparse.Namespace) -> None:
     runner = {
         "bare-httpx": run_bare,
         "bare-httpx-aiohttp": functools.partial(run_bare, aiohttp=True),
+        "bare-aiohttp": run_plain_aiohttp,
         "openai-sdk": run_openai_sdk,
         "litellm": run_litellm,
     }
@@ -309,7 +351,7 @@ def _spread(values: list[float]) -> tuple[float, float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--child", choices=CLIENTS)
+    parser.add_argument("--child", choices=[*CLIENTS, *EXTRA_CHILDREN])
     parser.add_argument("--port", type=int)
     parser.add_argument("--data")
     parser.add_argument("--n", type=int, default=20_000)
