@@ -82,6 +82,29 @@ async def _pool(n: int, concurrency: int, call: Any) -> list[float]:
     return latencies
 
 
+def _bare_body(messages: Any, fmt: Any, stream: bool) -> dict[str, Any]:
+    """The bare loops' request: what triagedesk's openai backend sends for one ticket."""
+    body: dict[str, Any] = {
+        "model": "bench-model",
+        "messages": messages,
+        "response_format": fmt,
+        "temperature": 0,
+        "max_tokens": 200,
+    }
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+def _sse_content(line: str, text: list[str]) -> None:
+    """One SSE line of a streamed reply: its delta's content, if any, added to `text`."""
+    if line.startswith("data: ") and line != "data: [DONE]":
+        choices = json.loads(line[6:])["choices"]
+        if choices:
+            text.append(choices[0]["delta"].get("content") or "")
+
+
 async def run_bare(
     base: str, texts: list[str], c: int, stream: bool, *, aiohttp: bool = False
 ) -> list[float]:
@@ -100,23 +123,12 @@ async def run_bare(
     ) as client:
 
         async def call(i: int) -> None:
-            body = {
-                "model": "bench-model",
-                "messages": messages[i],
-                "response_format": fmt,
-                "temperature": 0,
-                "max_tokens": 200,
-            }
+            body = _bare_body(messages[i], fmt, stream)
             if stream:
-                body["stream"] = True
-                body["stream_options"] = {"include_usage": True}
-                text = []
+                text: list[str] = []
                 async with client.stream("POST", "/chat/completions", json=body) as r:
                     async for line in r.aiter_lines():
-                        if line.startswith("data: ") and line != "data: [DONE]":
-                            choices = json.loads(line[6:])["choices"]
-                            if choices:
-                                text.append(choices[0]["delta"].get("content") or "")
+                        _sse_content(line, text)
                 json.loads("".join(text))
             else:
                 r = await client.post("/chat/completions", json=body)
@@ -137,24 +149,12 @@ async def run_plain_aiohttp(base: str, texts: list[str], c: int, stream: bool) -
     ) as session:
 
         async def call(i: int) -> None:
-            body = {
-                "model": "bench-model",
-                "messages": messages[i],
-                "response_format": fmt,
-                "temperature": 0,
-                "max_tokens": 200,
-            }
+            body = _bare_body(messages[i], fmt, stream)
             if stream:
-                body["stream"] = True
-                body["stream_options"] = {"include_usage": True}
-                text = []
+                text: list[str] = []
                 async with session.post("chat/completions", json=body) as r:
                     async for raw in r.content:
-                        line = raw.decode().rstrip("\r\n")
-                        if line.startswith("data: ") and line != "data: [DONE]":
-                            choices = json.loads(line[6:])["choices"]
-                            if choices:
-                                text.append(choices[0]["delta"].get("content") or "")
+                        _sse_content(raw.decode().rstrip("\r\n"), text)
                 json.loads("".join(text))
             else:
                 async with session.post("chat/completions", json=body) as r:
