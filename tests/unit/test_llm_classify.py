@@ -209,6 +209,8 @@ def test_label_probs_are_read_checked_and_normalised(tmp_path: Path) -> None:
         ({"refund": "high"}, "must be a number >= 0"),
         ({"refund": True}, "must be a number >= 0"),
         ({"refund": float("nan")}, "must be a number >= 0"),
+        ({"refund": 10**400}, "must be a number >= 0"),
+        ({"refund": 1e308, "login": 1e308}, "label_probs sums past the largest number"),
         ({"refund": 0, "login": 0}, "label_probs sums to 0"),
         ({" ": 1}, "empty label name"),
     ]:

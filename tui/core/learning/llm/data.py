@@ -129,14 +129,28 @@ def _teacher(probs: object, where: str) -> dict[str, float]:
     for name, value in probs.items():
         if not isinstance(name, str) or not name.strip():
             raise FinetuneError(f"{where}: label_probs has an empty label name")
-        number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
-        if number is None or not math.isfinite(number) or number < 0:
+        number = _share(value)
+        if number is None:
             raise FinetuneError(f"{where}: label_probs[{name!r}] must be a number >= 0")
-        out[name.strip()] = out.get(name.strip(), 0.0) + float(number)
+        out[name.strip()] = out.get(name.strip(), 0.0) + number
     total = sum(out.values())
+    if not math.isfinite(total):
+        raise FinetuneError(f"{where}: label_probs sums past the largest number")
     if total <= 0:
         raise FinetuneError(f"{where}: label_probs sums to 0")
     return {name: value / total for name, value in out.items()}
+
+
+def _share(value: object) -> float | None:
+    """`value` as a finite float >= 0, or None (a bool, a string, NaN, an int too large for a
+    float: JSON allows any number of digits)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
 
 
 def from_store(store: Store) -> list[Example]:
