@@ -15,16 +15,15 @@ accuracy on the held-out 20 %: the ceiling the student is taught from.
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tui.core.learning.finetuned_kind import softmax  # noqa: E402
+
 SMALLEST = 1e-5
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def rows(path: Path) -> list[dict[str, str]]:

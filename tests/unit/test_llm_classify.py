@@ -225,32 +225,6 @@ def test_label_probs_are_read_checked_and_normalised(tmp_path: Path) -> None:
         data.read_labelled(broken)
 
 
-def test_teachers_that_cannot_be_learnt_fail_before_the_base_loads(tmp_path: Path) -> None:
-    """A teacher naming an unknown label, or one given to the generate objective, is one
-    line before anything slow: the base named here does not exist, so loading it would say so."""
-    from dataclasses import replace
-
-    found = _find_converter()
-    if found is None:
-        pytest.skip("llama.cpp's converter not found")
-    examples = tickets(6, 3)
-    examples[0] = replace(examples[0], teacher={"refund": 0.5, "billing": 0.5})
-    for objective, said in [
-        ("classify", "label_probs names 'billing', which is not one of the labels"),
-        ("generate", "label_probs \\(a teacher's distribution\\) needs --objective classify"),
-    ]:
-        request = pipeline.FinetuneRequest(
-            base=str(tmp_path / "missing.gguf"),
-            out=tmp_path / "out",
-            device="cpu",
-            objective=objective,  # type: ignore[arg-type]
-            converter=found,
-        )
-        with pytest.raises(FinetuneError, match=said):
-            pipeline.finetune(examples, None, request)
-    assert not (tmp_path / "out").exists()
-
-
 def test_a_teachers_distribution_is_what_the_model_learns(tiny_base: Path, tmp_path: Path) -> None:
     """Each ticket's teacher puts its mass on the next label round (refund -> shipping ...).
     With the whole loss on the teacher the model answers the teacher's label; with none of it,

@@ -44,6 +44,9 @@ def test_a_teacher_folder_must_hold_the_encoder(tmp_path: Path) -> None:
 
 
 def test_teachers_that_cannot_be_used_fail_before_anything_loads(tmp_path: Path) -> None:
+    """A `label_probs` row naming an unknown label or given to the generate objective, and a
+    `--teacher` that cannot be used, are one line before anything slow: the base named here
+    does not exist, so loading it would say so."""
     from dataclasses import replace
 
     found = _find_converter()
@@ -53,7 +56,15 @@ def test_teachers_that_cannot_be_used_fail_before_anything_loads(tmp_path: Path)
     folder.mkdir()
     examples = tickets(6, 3)
     taught = [replace(examples[0], teacher={"refund": 1.0}), *examples[1:]]
+    unknown = [replace(examples[0], teacher={"refund": 0.5, "billing": 0.5}), *examples[1:]]
     for rows, objective, folder_given, said in [
+        (unknown, "classify", None, "label_probs names 'billing', which is not one of the labels"),
+        (
+            unknown,
+            "generate",
+            None,
+            "label_probs \\(a teacher's distribution\\) needs --objective classify",
+        ),
         (examples, "generate", folder, "--teacher needs --objective classify"),
         (taught, "classify", folder, "--teacher with label_probs rows"),
         (examples, "classify", folder, "no config.json there"),

@@ -135,6 +135,16 @@ def check_teachers(examples: Sequence[Example], labels: Sequence[str]) -> int:
     return sum(teacher_row(e, index) is not None for e in examples)
 
 
+def refuse_teachers(examples: Sequence[Example]) -> None:
+    """Only the classify objective learns a teacher's distribution.
+
+    Raises:
+        FinetuneError: An example carries one.
+    """
+    if any(e.teacher is not None for e in examples):
+        raise FinetuneError("label_probs (a teacher's distribution) needs --objective classify")
+
+
 def batch_teacher(rows: Sequence[Encoded], labels: int, device: str) -> Any:
     """The batch's teacher rows as a tensor (one-hot of the label where a row has none), or
     None when no row of the batch has one."""

@@ -147,8 +147,7 @@ def _check_teachers(data: Split, objective: Objective) -> int:
     """
     if objective == "classify":
         return classify.check_teachers(data.train, data.taxonomy.names)
-    if any(e.teacher is not None for e in data.train):
-        raise FinetuneError("label_probs (a teacher's distribution) needs --objective classify")
+    classify.refuse_teachers(data.train)
     return 0
 
 
@@ -288,10 +287,8 @@ def finetune(
         distilled_examples=distilled,
         distill_weight=request.distill_weight if distilled else None,
         teacher=None if request.teacher is None else request.teacher.name,
-        teacher_validation_accuracies=None if taught is None else taught.validation_accuracies,
-        teacher_mean_validation_accuracy=None
-        if taught is None
-        else taught.mean_validation_accuracy,
+        teacher_validation_accuracies=taught.validation_accuracies if taught else None,
+        teacher_mean_validation_accuracy=taught.mean_validation_accuracy if taught else None,
     )
     (out / "Modelfile").write_text(export.modelfile(gguf, tokens), encoding="utf-8")
     (out / "backend.toml").write_text(

@@ -27,8 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from tui.core.learning.finetuned_kind import softmax
 from tui.core.learning.llm.data import Example
 from tui.core.learning.llm.errors import FinetuneError, require
+from tui.core.learning.llm.train import accuracy
 
 FILES = ("config.json", "model.safetensors", "tokenizer.json")
 """What a teacher folder holds: the encoder's config and weights (fp16 is fine), its tokenizer."""
@@ -98,13 +100,6 @@ def perturbed_copies(examples: Sequence[Example], copies: int, seed: int = 0) ->
         for _ in range(copies)
         for e in examples
     ]
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return np.asarray(e / e.sum(axis=1, keepdims=True))
 
 
 Predict = Callable[[Sequence[str]], np.ndarray]
@@ -261,11 +256,8 @@ def _key(text: str) -> str:
 
 
 def _accuracy(scores: np.ndarray, labels: Sequence[str], gold: Sequence[str]) -> float:
-    if not gold:
-        return 0.0
-    return float(
-        np.mean([labels[int(i)] == g for i, g in zip(scores.argmax(1), gold, strict=True)])
-    )
+    """The share of tickets whose most probable label is their own."""
+    return accuracy([labels[int(i)] for i in scores.argmax(axis=1)], gold)
 
 
 def _free(device: str) -> None:

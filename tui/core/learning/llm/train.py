@@ -162,8 +162,8 @@ def train(
     classifying = options.objective == "classify"
     if classifying and not label_tokens:
         raise FinetuneError("--objective classify needs a token for each label")
-    if not classifying and any(e.teacher is not None for e in examples):
-        raise FinetuneError("label_probs (a teacher's distribution) needs --objective classify")
+    if not classifying:
+        classify.refuse_teachers(examples)
     torch.manual_seed(options.seed)
     rng = random.Random(options.seed)
     if classifying and label_tokens:
