@@ -102,13 +102,20 @@ def _plain_block(data: bytes, pos: int, stop: int, number: int, collector: Colle
     as lines means one a line, in order.
     """
     lines = data.count(b"\n", pos, stop) + 1
-    if data[pos] != _OPEN_BRACE or data.count(b"\n{", pos, stop) != lines - 1:
+    if data[pos] != _OPEN_BRACE:
         return False
     last = stop - 1 if data[stop - 1] != _CARRIAGE_RETURN else stop - 2
     if last < pos or data[last] != _CLOSE_BRACE:
         return False
-    if data.count(b"}\n", pos, stop) + data.count(b"}\r\n", pos, stop) != lines - 1:
-        return False
+    # Every newline between `}` (or `}\r`) and `{`: no occurrence of either pattern can share
+    # its newline with another, so as many as there are newlines means every one. A pattern
+    # count scans the block byte by byte (only a single byte is counted at memchr speed), so
+    # one count of `}\n{` is the cheap test; a file of CRLF lines pays the second.
+    between = data.count(b"}\n{", pos, stop)
+    if between != lines - 1:
+        between += data.count(b"}\r\n{", pos, stop)
+        if between != lines - 1:
+            return False
     try:
         records = _decoder().decode_lines(memoryview(data)[pos:stop])
     except (ValueError, RecursionError):  # msgspec's DecodeError and ValidationError
@@ -136,6 +143,17 @@ def _plain_block(data: bytes, pos: int, stop: int, number: int, collector: Colle
     tickets = parsed.tickets
     lines_of = parsed.lines
     labels = parsed.labels
+    block_tickets = [ticket for ticket, _ in made]
+    ids = [ticket.id for ticket in block_tickets]
+    first = dict(zip(ids, range(number + 1, number + 1 + len(ids)), strict=True))
+    if len(first) == len(ids) and lines_of.keys().isdisjoint(first):
+        # No id repeats, in the block or before it (the usual file): the whole block is
+        # added at once, in its order. `isdisjoint` walks its argument, the block, and looks
+        # each id up in the view: the other way round it would walk every id seen so far.
+        lines_of.update(first)
+        tickets.extend(block_tickets)
+        labels.update((ticket.id, label) for ticket, label in made if label)
+        return True
     for ticket, label in made:
         number += 1
         ticket_id = ticket.id
