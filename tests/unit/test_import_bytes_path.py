@@ -461,6 +461,45 @@ def test_a_label_for_a_ticket_that_is_nowhere_still_fails_the_import(tmp_path: P
         assert store._read("SELECT count(*) FROM label_events")[0][0] == 0
 
 
+def test_a_label_for_a_ticket_that_is_nowhere_fails_beside_a_stored_ones_relabel(
+    tmp_path: Path,
+) -> None:
+    """The import writes without SQLite's foreign keys: the events of a relabelled stored
+    ticket and of a new one go through its own check, which refuses one for no ticket."""
+    with Store(tmp_path / "t.db") as store:
+        store.import_tickets([Ticket(id="a", text="one")], {"a": "billing"})
+        with pytest.raises(sqlite3.IntegrityError):
+            store.import_tickets(
+                [Ticket(id="a", text="one"), Ticket(id="b", text="two")],
+                {"a": "shipping", "b": "billing", "ghost": "billing"},
+            )
+        assert store.ticket_count() == 1
+        assert store._read("SELECT label FROM label_events")[0][0] == "billing"
+        done = store.import_tickets(
+            [Ticket(id="a", text="one"), Ticket(id="b", text="two")],
+            {"a": "shipping", "b": "billing"},
+        )
+        assert done.labels_recorded == 2
+        events = store._read("SELECT ticket_id, label FROM label_events ORDER BY id")
+        assert [tuple(r) for r in events] == [("a", "billing"), ("a", "shipping"), ("b", "billing")]
+
+
+def test_foreign_keys_are_enforced_again_after_an_import_that_worked_or_failed(
+    tmp_path: Path,
+) -> None:
+    with Store(tmp_path / "t.db") as store:
+        store.import_tickets([Ticket(id="a", text="one")], {"a": "billing"})
+        assert store.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        with pytest.raises(sqlite3.IntegrityError):
+            store.import_tickets([Ticket(id="b", text="two")], {"ghost": "billing"})
+        assert store.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        with pytest.raises(sqlite3.IntegrityError), store._write() as conn:
+            conn.execute(
+                "INSERT INTO label_events (ticket_id, label, agent, source, created_at)"
+                " VALUES ('ghost', 'billing', 'cli', 'cli', '2026-01-01')"
+            )
+
+
 def test_what_a_paused_block_made_leaves_the_young_generations() -> None:
     was = gc.isenabled()
     gc.enable()
