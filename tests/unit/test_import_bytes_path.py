@@ -333,8 +333,8 @@ def test_a_large_file_of_any_line_endings_is_read_a_block_at_a_time(
 def test_an_id_repeated_from_an_earlier_block_reads_as_the_full_rules_read_it(
     tmp_path: Path, line: str, errors: list[tuple[int, str]], skipped: int
 ) -> None:
-    """A block whose ids are all new is added whole; one that repeats an id of an earlier
-    block (or of itself) goes through the one-id-one-ticket rule record by record."""
+    """A block that repeats an id of an earlier block, or one of its own, keeps the
+    one-id-one-ticket rule: the same content skipped, other content the line's error."""
     data = _ten_thousand(tmp_path / "big.jsonl", {9_000: line}).read_bytes()
     lines = data.split(b"\n")
     lines[9_100] = lines[9_099]  # line 9101 repeats line 9100, within one block

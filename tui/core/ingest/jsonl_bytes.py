@@ -143,17 +143,6 @@ def _plain_block(data: bytes, pos: int, stop: int, number: int, collector: Colle
     tickets = parsed.tickets
     lines_of = parsed.lines
     labels = parsed.labels
-    block_tickets = [ticket for ticket, _ in made]
-    ids = [ticket.id for ticket in block_tickets]
-    first = dict(zip(ids, range(number + 1, number + 1 + len(ids)), strict=True))
-    if len(first) == len(ids) and lines_of.keys().isdisjoint(first):
-        # No id repeats, in the block or before it (the usual file): the whole block is
-        # added at once, in its order. `isdisjoint` walks its argument, the block, and looks
-        # each id up in the view: the other way round it would walk every id seen so far.
-        lines_of.update(first)
-        tickets.extend(block_tickets)
-        labels.update((ticket.id, label) for ticket, label in made if label)
-        return True
     for ticket, label in made:
         number += 1
         ticket_id = ticket.id
