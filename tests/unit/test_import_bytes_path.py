@@ -290,6 +290,64 @@ def _ten_thousand(path: Path, bad: dict[int, str]) -> Path:
     return path
 
 
+def _read_by_line_calls(data: bytes) -> tuple[ParsedFile, list[int]]:
+    """The file parsed, and the byte lengths of the regions read line by line."""
+    calls: list[int] = []
+    real = jsonl_bytes._read_region
+
+    def counted(*args: Any) -> int:
+        calls.append(args[2] - args[1])
+        return real(*args)
+
+    jsonl_bytes._read_region = counted  # type: ignore[assignment]
+    try:
+        return parse_bytes(data, "jsonl"), calls
+    finally:
+        jsonl_bytes._read_region = real  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize("endings", ["\n", "\r\n", "mixed"])
+def test_a_large_file_of_any_line_endings_is_read_a_block_at_a_time(
+    tmp_path: Path, endings: str
+) -> None:
+    """CRLF lines, and LF and CRLF lines in one file, are plain blocks too."""
+    lines = _ten_thousand(tmp_path / "big.jsonl", {}).read_text().splitlines()
+    if endings == "mixed":
+        data = "".join(line + ("\r\n" if i % 2 else "\n") for i, line in enumerate(lines))
+    else:
+        data = endings.join(lines) + endings
+    got, calls = _read_by_line_calls(data.encode())
+    assert calls == []
+    assert len(got.tickets) == 10_000 and not got.errors
+    _same(got, _by_the_full_rules(data.encode()))
+
+
+@pytest.mark.parametrize(
+    ("line", "errors", "skipped"),
+    [
+        (json.dumps({"id": "T10", "subject": "s", "body": "body 10", "customer": "c"}), [], 1),
+        ('{"id": "T10", "text": "other"}', [(9000, "duplicate id T10 (first on line 10)")], 0),
+        ('{"id": "N1", "text": "new"}', [], 0),
+    ],
+)
+def test_an_id_repeated_from_an_earlier_block_reads_as_the_full_rules_read_it(
+    tmp_path: Path, line: str, errors: list[tuple[int, str]], skipped: int
+) -> None:
+    """A block that repeats an id of an earlier block, or one of its own, keeps the
+    one-id-one-ticket rule: the same content skipped, other content the line's error."""
+    data = _ten_thousand(tmp_path / "big.jsonl", {9_000: line}).read_bytes()
+    lines = data.split(b"\n")
+    lines[9_100] = lines[9_099]  # line 9101 repeats line 9100, within one block
+    data = b"\n".join(lines)
+    with _blocks(1 << 16):  # blocks of 64 KiB: line 9000 is blocks after line 10
+        got, calls = _read_by_line_calls(data)
+    assert calls == []
+    _same(got, _by_the_full_rules(data))
+    assert [(e.line, e.reason) for e in got.errors] == errors
+    assert got.skipped_duplicates == skipped + 1
+    assert "T9101" not in got.lines and got.lines["T9100"] == 9100
+
+
 @pytest.mark.parametrize(
     ("bad", "reason"),
     [
@@ -401,6 +459,45 @@ def test_a_label_for_a_ticket_that_is_nowhere_still_fails_the_import(tmp_path: P
             store.import_tickets([Ticket(id="a", text="one")], {"a": "billing", "ghost": "billing"})
         assert store.ticket_count() == 0
         assert store._read("SELECT count(*) FROM label_events")[0][0] == 0
+
+
+def test_a_label_for_a_ticket_that_is_nowhere_fails_beside_a_stored_ones_relabel(
+    tmp_path: Path,
+) -> None:
+    """The import writes without SQLite's foreign keys: the events of a relabelled stored
+    ticket and of a new one go through its own check, which refuses one for no ticket."""
+    with Store(tmp_path / "t.db") as store:
+        store.import_tickets([Ticket(id="a", text="one")], {"a": "billing"})
+        with pytest.raises(sqlite3.IntegrityError):
+            store.import_tickets(
+                [Ticket(id="a", text="one"), Ticket(id="b", text="two")],
+                {"a": "shipping", "b": "billing", "ghost": "billing"},
+            )
+        assert store.ticket_count() == 1
+        assert store._read("SELECT label FROM label_events")[0][0] == "billing"
+        done = store.import_tickets(
+            [Ticket(id="a", text="one"), Ticket(id="b", text="two")],
+            {"a": "shipping", "b": "billing"},
+        )
+        assert done.labels_recorded == 2
+        events = store._read("SELECT ticket_id, label FROM label_events ORDER BY id")
+        assert [tuple(r) for r in events] == [("a", "billing"), ("a", "shipping"), ("b", "billing")]
+
+
+def test_foreign_keys_are_enforced_again_after_an_import_that_worked_or_failed(
+    tmp_path: Path,
+) -> None:
+    with Store(tmp_path / "t.db") as store:
+        store.import_tickets([Ticket(id="a", text="one")], {"a": "billing"})
+        assert store.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        with pytest.raises(sqlite3.IntegrityError):
+            store.import_tickets([Ticket(id="b", text="two")], {"ghost": "billing"})
+        assert store.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        with pytest.raises(sqlite3.IntegrityError), store._write() as conn:
+            conn.execute(
+                "INSERT INTO label_events (ticket_id, label, agent, source, created_at)"
+                " VALUES ('ghost', 'billing', 'cli', 'cli', '2026-01-01')"
+            )
 
 
 def test_what_a_paused_block_made_leaves_the_young_generations() -> None:

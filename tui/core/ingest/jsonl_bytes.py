@@ -70,8 +70,8 @@ def _read_lines(data: bytes, start: int, collector: Collector, max_field_chars: 
             if stop < 0:
                 stop = size
             number = _read_region(data, pos, stop, number, collector, max_field_chars)
-        elif _plain_block(data, pos, stop, number, collector):
-            number += data.count(b"\n", pos, stop) + 1
+        elif added := _plain_block(data, pos, stop, number, collector):
+            number += added
         else:
             misses += 1
             number = _read_region(data, pos, stop, number, collector, max_field_chars)
@@ -89,9 +89,9 @@ _MISSES = 2
 whose lines carry metadata, dates or numbers would otherwise pay a failed decode per block."""
 
 
-def _plain_block(data: bytes, pos: int, stop: int, number: int, collector: Collector) -> bool:
+def _plain_block(data: bytes, pos: int, stop: int, number: int, collector: Collector) -> int:
     """Add the lines of `data[pos:stop]` (numbered from `number + 1`) if every one of them is
-    one plain record, and say whether it did; nothing is added otherwise.
+    one plain record, and return how many there were; 0, with nothing added, otherwise.
 
     The block is decoded in one call (`msgspec`, into `_PlainRecord`: the plain rules' known
     fields, any other key refused), and each record passes `plain_values`. A decoder of a
@@ -102,19 +102,26 @@ def _plain_block(data: bytes, pos: int, stop: int, number: int, collector: Colle
     as lines means one a line, in order.
     """
     lines = data.count(b"\n", pos, stop) + 1
-    if data[pos] != _OPEN_BRACE or data.count(b"\n{", pos, stop) != lines - 1:
-        return False
+    if data[pos] != _OPEN_BRACE:
+        return 0
     last = stop - 1 if data[stop - 1] != _CARRIAGE_RETURN else stop - 2
     if last < pos or data[last] != _CLOSE_BRACE:
-        return False
-    if data.count(b"}\n", pos, stop) + data.count(b"}\r\n", pos, stop) != lines - 1:
-        return False
+        return 0
+    # Every newline between `}` (or `}\r`) and `{`: no occurrence of either pattern can share
+    # its newline with another, so as many as there are newlines means every one. Counting a
+    # pattern of several bytes costs twice as much as counting one byte, so one count of
+    # `}\n{` is the cheap test; a file of CRLF lines pays the second.
+    between = data.count(b"}\n{", pos, stop)
+    if between != lines - 1:
+        between += data.count(b"}\r\n{", pos, stop)
+        if between != lines - 1:
+            return 0
     try:
         records = _decoder().decode_lines(memoryview(data)[pos:stop])
     except (ValueError, RecursionError):  # msgspec's DecodeError and ValidationError
-        return False
+        return 0
     if len(records) != lines:
-        return False
+        return 0
     received_at = collector.received_at
     made = []
     for record in records:
@@ -130,7 +137,7 @@ def _plain_block(data: bytes, pos: int, stop: int, number: int, collector: Colle
             {},
         )
         if found is None:
-            return False
+            return 0
         made.append(found)
     parsed = collector.parsed
     tickets = parsed.tickets
@@ -145,7 +152,7 @@ def _plain_block(data: bytes, pos: int, stop: int, number: int, collector: Colle
             tickets.append(ticket)
             if label:
                 labels[ticket_id] = label
-    return True
+    return lines
 
 
 @functools.cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -199,6 +200,23 @@ def _pg_rows(
     ]
 
 
+def _check_tickets_exist(conn: Conn, ids: list[str]) -> None:
+    """Refuse label events for tickets that are not stored, as SQLite's foreign key would
+    (the import writes without it: `TicketsMixin._import_checked`).
+
+    Raises:
+        sqlite3.IntegrityError: Some id names no ticket; the caller's transaction rolls back.
+    """
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        found = conn.execute(
+            f"SELECT count(*) FROM tickets WHERE id IN ({marks})", chunk
+        ).fetchone()[0]
+        if found != len(set(chunk)):
+            raise sqlite3.IntegrityError("FOREIGN KEY constraint failed")
+
+
 @dataclass(frozen=True, slots=True)
 class ImportResult:
     inserted: int
@@ -279,8 +297,12 @@ class TicketsMixin(StoreBase):
         problems: list[tuple[str, str]],
     ) -> ImportResult:
         """`import_tickets` once the labels are checked, with the cycle collector paused:
-        the rows of a large file are hundreds of thousands of tuples that all stay alive."""
-        with self._write() as conn:
+        the rows of a large file are hundreds of thousands of tuples that all stay alive.
+
+        SQLite's foreign keys are not enforced in this transaction: the tickets reference
+        nothing, the label events copied from the inserted rows reference those rows, and
+        `_record_labels` checks the ticket of any other event itself."""
+        with self._foreign_keys_unchecked(), self._write() as conn:
             # Insert first, inside the transaction, and compare only the ids that were already
             # there: a new file (the usual case) then costs no look-up at all, and a conflict
             # still writes nothing, since raising rolls the whole transaction back.
@@ -353,6 +375,8 @@ class TicketsMixin(StoreBase):
         changed = [
             (tid, lab) for tid, lab in labels.items() if tid not in stored or stored[tid][1] != lab
         ]
+        if not isinstance(conn, PgConnection):  # PostgreSQL enforces the foreign key itself
+            _check_tickets_exist(conn, [tid for tid, _ in changed if tid not in stored])
         for tid, lab in changed:
             if tid in stored:  # new tickets have no decisions to re-score
                 relabel(conn, tid, stored[tid][1], lab)
