@@ -440,94 +440,27 @@ def test_train_from_a_file_spreads_over_its_rows_without_a_label(
     assert f"spread over {MIN_UNLABELLED} unlabelled tickets" in model.pipeline.trained_on
 
 
-def test_on_a_cpu_beside_a_pool_only_few_labels_a_class_are_tuned(
+def test_on_a_cpu_a_pool_takes_the_contrastive_stages_minutes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """With torch installed, `auto` tunes contrastively; on a CPU beside a pool only under
-    `POOLED_TUNE_BELOW` labels a class (there the stage still paid; from 20 it cost points),
-    and never when the labels per class are not known."""
+    """With torch installed, `auto` tunes contrastively unless a pool is spread on a CPU:
+    both together pass the five-minute budget (the pool is the larger gain)."""
     from tui.core.learning import fewshot_kind
 
     monkeypatch.setattr(fewshot_kind, "torch_available", lambda: True)
     monkeypatch.delenv(CONTRASTIVE_ENV, raising=False)
-    below = fewshot_kind.POOLED_TUNE_BELOW - 1
     assert fewshot_kind.contrastive_mode() is True
     assert fewshot_kind.contrastive_mode(pooled=True, gpu=False) is False
-    assert fewshot_kind.contrastive_mode(pooled=True, gpu=False, per_class=below) is True
-    at = float(fewshot_kind.POOLED_TUNE_BELOW)
-    assert fewshot_kind.contrastive_mode(pooled=True, gpu=False, per_class=at) is False
-    assert fewshot_kind.contrastive_mode(pooled=True, gpu=True, per_class=at) is True
     assert fewshot_kind.contrastive_mode(pooled=True, gpu=True) is True
     monkeypatch.setenv(CONTRASTIVE_ENV, "off")
-    assert fewshot_kind.contrastive_mode(pooled=True, gpu=False, per_class=below) is False
-
-
-def test_the_stage_beside_a_pool_on_a_cpu_is_capped_shorter(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The seconds budget's default is the caller's (`POOLED_SECONDS` beside a pool on a
-    CPU); $TRIAGEDESK_FEWSHOT_SECONDS, when set, wins over either."""
-    from tui.core.learning import fewshot_kind
-
-    monkeypatch.delenv(fewshot_kind.SECONDS_ENV, raising=False)
-    assert fewshot_kind.seconds_budget() == 240.0
-    assert fewshot_kind.seconds_budget(fewshot_kind.POOLED_SECONDS) == 90.0
-    monkeypatch.setenv(fewshot_kind.SECONDS_ENV, "30")
-    assert fewshot_kind.seconds_budget(fewshot_kind.POOLED_SECONDS) == 30.0
-
-
-class _StageStarted(Exception):
-    """Raised by the stand-in contrastive stage once it has seen its config."""
-
-
-@pytest.mark.parametrize(
-    ("per_pool_seconds", "tuned"),
-    [(0.25, True), (0.5, False)],
-    ids=["the-budget-leaves-time", "the-pool-takes-it-all"],
-)
-def test_beside_a_pool_on_a_cpu_the_stage_gets_what_the_budget_leaves(
-    tiny_minilm: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    per_pool_seconds: float,
-    tuned: bool,
-) -> None:
-    """The kind caps its contrastive stage at `auto_kind.pooled_stage_seconds` for the labels
-    and the pool it has (the same figure `auto` counted), and skips it, frozen, when less
-    than `MIN_STAGE_SECONDS` is left."""
-    from tui.core.learning import auto_kind, contrastive, fewshot_kind
-
-    seen: list[float | None] = []
-
-    def stage(*args: object, config: contrastive.ContrastiveConfig, **kwargs: object) -> None:
-        seen.append(config.seconds)
-        raise _StageStarted
-
-    monkeypatch.setattr(fewshot_kind, "torch_available", lambda: True)
-    monkeypatch.setattr(contrastive, "contrastive_finetune", stage)
-    monkeypatch.setattr(auto_kind, "POOL_SECONDS_PER_TICKET", per_pool_seconds)
-    monkeypatch.delenv(CONTRASTIVE_ENV, raising=False)
-    monkeypatch.delenv(fewshot_kind.SECONDS_ENV, raising=False)
-    texts, labels = make_data(10)
-    pool, _ = make_data(MIN_UNLABELLED, seed=5)
-    pool = [f"{t} please {i}" for i, t in enumerate(pool)]
-    few = fewshot_kind.FewShotClassifier(device="cpu", unlabelled=pool)
-    if tuned:
-        with pytest.raises(_StageStarted):
-            few.fit(texts, labels)
-        expected = auto_kind.pooled_stage_seconds(len(texts), len(pool), teacher=False)
-        assert seen == [pytest.approx(expected)]
-        assert auto_kind.MIN_STAGE_SECONDS <= expected < fewshot_kind.POOLED_SECONDS
-    else:
-        few.fit(texts, labels)
-        assert seen == [] and "frozen encoder" in few.trained_on
+    assert fewshot_kind.contrastive_mode() is False
 
 
 def test_auto_with_torch_on_a_cpu_still_picks_fewshot_for_a_pool(
     tiny_minilm: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The budget counted the contrastive stage on top of the pool, so installing torch (the
-    fine-tune extra) made `auto` fall back to TF-IDF at 5 labels per class: 58 % for 82 %.
-    Beside a pool on a CPU the stage now runs, shorter, under 20 labels a class only."""
+    fine-tune extra) made `auto` fall back to TF-IDF at 5 labels per class: 58 % for 82 %."""
     from tui.core.learning import auto_kind
 
     monkeypatch.setattr(auto_kind, "_installed", lambda *modules: True)
@@ -535,16 +468,8 @@ def test_auto_with_torch_on_a_cpu_still_picks_fewshot_for_a_pool(
     counts = Counter({f"intent{i}": 5 for i in range(77)})
     pooled = choose_kind(counts, gpu=False, unlabelled=8000)
     assert pooled.kind == "fewshot"
-    assert pooled.scores["fewshot"] == pytest.approx(CURVE["fewshot+pool"][5])
-    assert "stays frozen" not in pooled.reason
-    many = Counter({f"intent{i}": 20 for i in range(77)})
-    frozen = choose_kind(many, gpu=False, unlabelled=8000)
-    assert frozen.scores["fewshot"] == pytest.approx(CURVE["fewshot-frozen+pool"][20])
-    assert "contrastive stage paid only under 20 labels per class" in frozen.reason
-    monkeypatch.setattr(auto_kind, "POOL_SECONDS_PER_TICKET", 0.055)  # 5,000: 275 of 300 s
-    no_time = choose_kind(counts, gpu=False, unlabelled=8000)
-    assert no_time.scores["fewshot"] == pytest.approx(CURVE["fewshot-frozen+pool"][5])
-    assert "leave the contrastive stage no time" in no_time.reason
+    assert pooled.scores["fewshot"] == pytest.approx(CURVE["fewshot-frozen+pool"][5])
+    assert "contrastive stage and the unlabelled pool together" in pooled.reason
     alone = choose_kind(counts, gpu=False, unlabelled=20)
     assert alone.kind == "fewshot" and alone.scores["fewshot"] == pytest.approx(CURVE["fewshot"][5])
     on_gpu = choose_kind(counts, gpu=True, unlabelled=8000)

@@ -138,28 +138,6 @@ def _with_full(kind: str, points: dict[int, float]) -> dict[int, float]:
     return points
 
 
-MIN_STAGE_SECONDS = 30.0
-"""Fewest seconds worth starting the contrastive stage for beside a pool (~20 steps on two
-quiet cores; the fifth pass's 19-step run still bought 0.3 points)."""
-
-
-def fewshot_seconds(labelled: int, pool: int, *, teacher: bool) -> float:
-    """Wall seconds the fewshot kind is expected to take on two CPU cores without its
-    contrastive stage: the labels embedded, then the pool and the teacher's share of it."""
-    per_pool = POOL_SECONDS_PER_TICKET + (TEACHER_SECONDS_PER_TICKET if teacher else 0.0)
-    return labelled * EMBED_SECONDS_PER_TICKET + pool * per_pool
-
-
-def pooled_stage_seconds(labelled: int, pool: int, *, teacher: bool) -> float:
-    """The contrastive stage's cap on a CPU beside a pool: what `BUDGET_SECONDS` leaves after
-    `fewshot_seconds`, at most `fewshot_kind.POOLED_SECONDS`, never below 0. The kind and
-    `choose_kind` both use it, so the stage `auto` counts on is the one that runs."""
-    from tui.core.learning.fewshot_kind import POOLED_SECONDS
-
-    left = BUDGET_SECONDS - fewshot_seconds(labelled, pool, teacher=teacher)
-    return max(0.0, min(POOLED_SECONDS, left))
-
-
 def choose_kind(
     counts: Counter[str], *, gpu: bool | None = None, unlabelled: int = 0
 ) -> KindChoice:
@@ -168,7 +146,6 @@ def choose_kind(
     `gpu` says whether a GPU is there for the kinds that fine-tune (None: ask torch);
     `unlabelled`, how many texts without a label the fewshot kind could spread them over.
     """
-    from tui.core.learning.fewshot_kind import POOLED_TUNE_BELOW
     from tui.core.learning.pool_teacher import pool_cap
     from tui.core.learning.semi_supervised import MIN_UNLABELLED
 
@@ -181,21 +158,15 @@ def choose_kind(
     skipped: list[str] = []
     if _installed("onnx", "onnxruntime", "tokenizers", "safetensors") and _minilm_available():
         pool = min(unlabelled, pool_cap()) if unlabelled >= MIN_UNLABELLED else 0
-        teacher = pool > 0 and _teacher_named()
-        # As the kind decides (`fewshot_kind.contrastive_mode`, `pooled_stage_seconds`): on
-        # a CPU beside a pool the contrastive stage runs only under `POOLED_TUNE_BELOW` labels
-        # a class, in what the budget leaves.
-        beside = bool(pool) and not gpu
-        stage = pooled_stage_seconds(n, pool, teacher=teacher) if beside else CONTRASTIVE_SECONDS
-        tuned = (
-            has_torch
-            and _contrastive_allowed()
-            and (not beside or (per_class < POOLED_TUNE_BELOW and stage >= MIN_STAGE_SECONDS))
-        )
+        # As the kind decides (`fewshot_kind.contrastive_mode`): no contrastive stage on a
+        # CPU when a pool is spread, since the two together pass the budget.
+        tuned = has_torch and (gpu or not pool) and _contrastive_allowed()
         variant = "fewshot" if tuned else "fewshot-frozen"
+        teacher = pool > 0 and _teacher_named()
         if pool:
             variant += "+pool+teacher" if teacher else "+pool"
-        seconds = fewshot_seconds(n, pool, teacher=teacher) + (stage if tuned else 0.0)
+        seconds = n * EMBED_SECONDS_PER_TICKET + (CONTRASTIVE_SECONDS if tuned else 0.0)
+        seconds += pool * (POOL_SECONDS_PER_TICKET + (TEACHER_SECONDS_PER_TICKET if teacher else 0))
         if gpu or seconds <= BUDGET_SECONDS:
             scores["fewshot"] = curve_at(CURVE[variant], per_class)
         else:
@@ -218,12 +189,8 @@ def choose_kind(
         reason += "; without torch the fewshot encoder stays frozen (its curve)"
     elif "fewshot" in scores and variant.startswith("fewshot-frozen"):
         reason += (
-            "; the fewshot encoder stays frozen (its curve): on a CPU beside the unlabelled"
-            + (
-                f" pool the contrastive stage paid only under {POOLED_TUNE_BELOW} labels per class"
-                if per_class >= POOLED_TUNE_BELOW
-                else " pool the five minutes leave the contrastive stage no time"
-            )
+            "; the fewshot encoder stays frozen (its curve): on a CPU the contrastive stage"
+            " and the unlabelled pool together would pass the time budget"
             if pool
             else "; the fewshot encoder stays frozen ($TRIAGEDESK_FEWSHOT_CONTRASTIVE=off)"
         )

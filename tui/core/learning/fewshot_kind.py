@@ -51,15 +51,6 @@ CASCADE_ENV = "TRIAGEDESK_FEWSHOT_CASCADE"
 ESCALATE_SHARE = 0.5
 """Share of tickets the TF-IDF stage passes on (as measured out-of-fold on the training
 labels, or on a held-out third of the pool)."""
-POOLED_TUNE_BELOW = 20
-"""Labels per class (median) under which a CPU also tunes contrastively beside a pool: on the
-H200 replay of the learning curve (RESULTS.md 4c, fifth pass) 60 steps bought +0.35-0.40
-points at 10 a class and lost 0.15-0.30 at 20, where the pool's guesses already carry it."""
-POOLED_SECONDS = 90.0
-"""Most seconds the contrastive stage gets on a CPU beside a pool (~60 steps at ~1.25 s each
-on two quiet cores); less when the pool and the teacher leave less of the five minutes
-(`auto_kind.pooled_stage_seconds`: 70 s for 770 labels and 7,229 pool tickets guessed with
-the teacher), none under `auto_kind.MIN_STAGE_SECONDS`."""
 HEAD_C = 10.0
 """Inverse L2 strength of the head, fixed for unit-length embeddings (not tuned per run)."""
 
@@ -71,16 +62,14 @@ def torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def contrastive_mode(
-    *, pooled: bool = False, gpu: bool | None = None, per_class: float | None = None
-) -> bool:
+def contrastive_mode(*, pooled: bool = False, gpu: bool | None = None) -> bool:
     """Whether to fine-tune contrastively, from $TRIAGEDESK_FEWSHOT_CONTRASTIVE.
 
-    `auto` tunes when torch is installed; on a CPU beside a spread pool (`pooled`) only under
-    `POOLED_TUNE_BELOW` labels per class (`per_class`, the median; None: never), where the
-    stage, capped at `POOLED_SECONDS`, still pays beside the pool: the pool is the larger gain
-    (+1.95 points at 10 labels per class against the stage's +1.15, RESULTS section 4c), and
-    from 20 a class the stage cost points. `gpu` None asks torch.
+    `auto` tunes when torch is installed, except on a CPU when an unlabelled pool is spread
+    (`pooled`): the pool costs about 105 s of training for 5,000 tickets and the contrastive
+    stage is capped at 240 s, so the two together pass the five minutes a training may take on
+    two cores, and the pool is the larger gain (+1.95 points at 10 labels per class against
+    the contrastive stage's +1.15, RESULTS section 4c). `gpu` None asks torch.
 
     Raises:
         TrainingError: An unknown value.
@@ -94,13 +83,8 @@ def contrastive_mode(
         return True
     if raw == "off" or not torch_available():
         return False
-    if not pooled or on_gpu(gpu):
+    if not pooled:
         return True
-    return per_class is not None and per_class < POOLED_TUNE_BELOW
-
-
-def on_gpu(gpu: bool | None) -> bool:
-    """`gpu`, or when None whether torch sees a CUDA device (imports torch: seconds)."""
     if gpu is None:
         import torch
 
@@ -108,16 +92,15 @@ def on_gpu(gpu: bool | None) -> bool:
     return gpu
 
 
-def seconds_budget(default: float = 240.0) -> float:
-    """$TRIAGEDESK_FEWSHOT_SECONDS, else `default` (240; `POOLED_SECONDS` on a CPU beside a
-    pool).
+def seconds_budget() -> float:
+    """$TRIAGEDESK_FEWSHOT_SECONDS, else 240.
 
     Raises:
         TrainingError: Not a positive number.
     """
     raw = os.environ.get(SECONDS_ENV, "").strip()
     if not raw:
-        return default
+        return 240.0
     try:
         value = float(raw)
     except ValueError:
@@ -247,20 +230,10 @@ class FewShotClassifier(ArtifactsMixin):
 
         pooled = len(semi.pool_texts(self.unlabelled, texts)) >= semi.MIN_UNLABELLED
         gpu = {"cuda": True, "cpu": False}.get(self.device)
-        per_class = float(statistics.median(Counter(labels).values())) if labels else 0.0
-        tune = contrastive_mode(pooled=pooled, gpu=gpu, per_class=per_class)
-        cap = seconds_budget()
-        if tune and pooled and not on_gpu(gpu):
-            from tui.core.learning import auto_kind, pool_teacher
-
-            size = len(semi.pool_texts(self.unlabelled, texts, cap=pool_teacher.pool_cap()))
-            teacher = pool_teacher.teacher_dir() is not None
-            cap = seconds_budget(auto_kind.pooled_stage_seconds(len(texts), size, teacher=teacher))
-            tune = cap >= auto_kind.MIN_STAGE_SECONDS
-        if tune:
+        if contrastive_mode(pooled=pooled, gpu=gpu):
             from tui.core.learning.contrastive import ContrastiveConfig, contrastive_finetune
 
-            config = ContrastiveConfig(seconds=cap, max_length=MAX_LENGTH)
+            config = ContrastiveConfig(seconds=seconds_budget(), max_length=MAX_LENGTH)
 
             def step(done: int, total: int) -> None:
                 if done == 1 or done % 10 == 0 or done == total:
