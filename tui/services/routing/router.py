@@ -28,6 +28,7 @@ from tui.core.prompt import build_prompt, check_confidence, estimate_tokens, est
 from tui.core.registry import create_backend
 from tui.services.routing.shadow import ShadowPool
 from tui.services.routing.summary import RunSummary
+from tui.services.routing.writer import DecisionWriter
 
 if TYPE_CHECKING:
     from tui.core.store import Store
@@ -377,18 +378,27 @@ class Router:
                 for _ in range(workers_count):
                     await queue.put(None)
 
+        writer: DecisionWriter | None = None
+        if store and self.store is not None:
+            owner = None if claims is None else claims.owner
+
+            def told(stored: list[Decision]) -> None:
+                if on_decision is not None:
+                    for decision in stored:
+                        on_decision(decision)
+
+            writer = DecisionWriter(lambda batch: self._record(batch, owner), told)
+
         async def flush() -> None:
             if not pending:
                 return
             batch = pending[:]
             pending.clear()
-            if store and self.store is not None:
-                owner = None if claims is None else claims.owner
-                stored = await asyncio.to_thread(self._record, batch, owner)
-            else:
-                stored = batch
-            for decision in stored:
-                if on_decision is not None:
+            if writer is not None:
+                writer.submit(batch)
+                await writer.room()
+            elif on_decision is not None:
+                for decision in batch:
                     on_decision(decision)
 
         async def flusher() -> None:
@@ -432,15 +442,19 @@ class Router:
                 await flush_task
                 await flush()  # what was routed before a cancel is still written
             finally:
-                if claims is not None and renewer is not None:
-                    renewer.cancel()
-                    await claims.release()  # queued, never routed: other runs may take them
-                    await asyncio.gather(renewer, return_exceptions=True)
-                    summary.skipped.update(claims.skipped)
-                summary.elapsed_s = time.perf_counter() - started
-                if store and self.store is not None:
-                    with contextlib.suppress(Exception):  # the limits are a hint, not data
-                        await asyncio.to_thread(self._save_learnt)
+                try:
+                    if writer is not None:
+                        await writer.finish()  # every decision stored before the run returns
+                finally:
+                    if claims is not None and renewer is not None:
+                        renewer.cancel()
+                        await claims.release()  # queued, never routed: other runs take them
+                        await asyncio.gather(renewer, return_exceptions=True)
+                        summary.skipped.update(claims.skipped)
+                    summary.elapsed_s = time.perf_counter() - started
+                    if store and self.store is not None:
+                        with contextlib.suppress(Exception):  # the limits are a hint, not data
+                            await asyncio.to_thread(self._save_learnt)
         return summary
 
     def backend_or_none(self, name: str) -> Backend | None:
