@@ -77,6 +77,7 @@ class DecisionWriter:
         """Wait until everything handed over is stored, stop the thread; raise a failed write."""
         self._queue.put(None)
         await asyncio.shield(self._finished)
+        self._thread.join()  # it told us its last word: only its return is left
         self.check()
 
     def _run(self) -> None:
