@@ -187,8 +187,21 @@ async def test_the_writer_holds_the_loop_back_only_past_its_backlog(
     await writer.finish()
 
 
+class HeldStore(Store):
+    """A store whose writes wait for `gate`: the run must wait with them, not return first."""
+
+    gate = threading.Event()
+
+    def record_decisions(self, decisions: Any, *, owner: str | None = None) -> list[Decision]:
+        self.gate.wait(60)
+        return super().record_decisions(decisions, owner=owner)
+
+
 async def test_every_decision_is_stored_when_the_run_returns(tmp_path: Path) -> None:
-    store = make(tmp_path, 700)
+    make(tmp_path, 700).close()
+    store = HeldStore(tmp_path / "r.db")
+    HeldStore.gate = threading.Event()
+    threading.Timer(0.3, HeldStore.gate.set).start()  # long after the routing itself is done
     told: list[Decision] = []
     router = Router(settings(), TAXONOMY, store)
     run = store.open_run("a", "unrouted")
