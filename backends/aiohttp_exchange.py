@@ -50,15 +50,21 @@ class ReplyHeaders:
     that is not ASCII is looked up in a real `httpx.Headers`, which decodes as httpx does.
     """
 
-    __slots__ = ("_full", "_raw")
+    __slots__ = ("_full", "_index", "_raw")
 
     def __init__(self, raw: tuple[tuple[bytes, bytes], ...]) -> None:
         self._raw = raw
         self._full: httpx.Headers | None = None
+        self._index: dict[bytes, list[bytes]] | None = None
 
     def get(self, key: str, default: Any = None) -> Any:
         wanted = key.lower().encode("ascii")
-        values = [value for name, value in self._raw if name.lower() == wanted]
+        index = self._index
+        if index is None:  # built on the first look-up: a reply is asked three or four times
+            index = self._index = {}
+            for name, value in self._raw:
+                index.setdefault(name.lower(), []).append(value)
+        values = index.get(wanted)
         if not values:
             return default
         try:

@@ -25,8 +25,9 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
+from types import TracebackType
 
 from tui.core.backend import (
     BackendError,
@@ -173,24 +174,14 @@ class AdaptiveLimit:
                 self._overloaded(permit)
         self._wake()
 
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[Holder]:
-        """Hold a permit for the block; the retry loop inside may lend it out (`yielding`).
+    def slot(self) -> Slot:
+        """`async with` a permit held for the block; the retry loop inside may lend it out
+        (`yielding`).
 
         The block reports how it ended through `Holder.error`, since the router turns
         failures into results rather than letting them propagate.
         """
-        holder = Holder(self, await self.acquire())
-        token = _current.set(holder)
-        learn = False  # a cancelled or crashed dispatch says nothing about the backend
-        try:
-            yield holder
-            learn = True
-        finally:
-            _current.reset(token)
-            if holder.permit is not None:
-                self.release(holder.permit, holder.error, learn=learn)
-                holder.permit = None
+        return Slot(self)
 
     def _succeeded(self, permit: Permit) -> None:
         self._latency(self._monotonic() - permit.started, permit)
@@ -262,6 +253,37 @@ class Holder:
 
 
 _current: ContextVar[Holder | None] = ContextVar("triagedesk_limit_holder", default=None)
+
+
+class Slot:
+    """`AdaptiveLimit.slot`: a class rather than a generator-based context manager, since
+    every ticket enters one."""
+
+    __slots__ = ("_holder", "_limit", "_token")
+
+    def __init__(self, limit: AdaptiveLimit) -> None:
+        self._limit = limit
+        self._holder: Holder | None = None
+        self._token: Token[Holder | None] | None = None
+
+    async def __aenter__(self) -> Holder:
+        holder = self._holder = Holder(self._limit, await self._limit.acquire())
+        self._token = _current.set(holder)
+        return holder
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        holder, token = self._holder, self._token
+        assert holder is not None and token is not None
+        _current.reset(token)
+        if holder.permit is not None:
+            # a cancelled or crashed dispatch says nothing about the backend
+            self._limit.release(holder.permit, holder.error, learn=exc_type is None)
+            holder.permit = None
 
 
 @contextlib.asynccontextmanager

@@ -75,6 +75,12 @@ class Request:
 C = TypeVar("C", bound=Completion)
 
 
+def _only(values: Iterable[float | int | None]) -> Any:
+    """The one round's value as it is: what `sum_known` and `sum_all_or_none` give for one."""
+    (value,) = values
+    return value
+
+
 def sum_known(values: Iterable[float | int | None]) -> Any:
     """The sum of the values present; None when none is."""
     present = [value for value in values if value is not None]
@@ -208,6 +214,8 @@ class LLMBackend(Generic[C]):
         if measured is not None:
             confidence, source = measured
         tokens = sum_all_or_none if self.token_sums == "all-or-none" else sum_known
+        if len(done) == 1:  # one round (nearly every ticket): nothing to add up
+            tokens = _only
         timed = done if self.server_times == "summed" else [final]
         return RouteResult(
             label=answer.label,

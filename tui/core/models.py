@@ -6,6 +6,7 @@ files, answers from backends. Frozen, so screens can hold them in reactives and 
 
 from __future__ import annotations
 
+import functools
 import math
 import unicodedata
 from datetime import UTC, datetime
@@ -205,12 +206,18 @@ class Taxonomy(BaseModel):
         """A taxonomy without descriptions, sorted so that its order is stable."""
         return cls(labels=tuple(Label(name=name) for name in sorted(set(names))))
 
-    @property
+    @functools.cached_property
     def names(self) -> tuple[str, ...]:
+        """The label names in order, derived once (the model is frozen): every answer of
+        every ticket is checked against them."""
         return tuple(label.name for label in self.labels)
 
+    @functools.cached_property
+    def _name_set(self) -> frozenset[str]:
+        return frozenset(self.names)
+
     def __contains__(self, name: object) -> bool:
-        return name in self.names
+        return isinstance(name, str) and name in self._name_set
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -118,12 +118,20 @@ def check_result(result: RouteResult) -> None:
     Raises:
         BadResponse: The first field out of bounds, named as `RouteResult.<field>`.
     """
+    # A plain int or float inside its bounds passes without building the field's name:
+    # this runs for every ticket, and the full checks below decide everything else.
     for name in _COUNTS:
-        count(getattr(result, name), f"result.{name}")
+        value = getattr(result, name)
+        if value is not None and not (type(value) is int and 0 <= value <= MAX_TOKENS):
+            count(value, f"result.{name}")
     for name in _DURATIONS:
-        duration(getattr(result, name), f"result.{name}")
-    amount(result.cpu_seconds, "result.cpu_seconds", cap=MAX_CPU_S)
-    amount(result.cost_usd, "result.cost_usd", cap=MAX_COST_USD)
+        value = getattr(result, name)
+        if value is not None and not (type(value) is float and 0.0 <= value <= MAX_MS):
+            duration(value, f"result.{name}")
+    if result.cpu_seconds is not None:
+        amount(result.cpu_seconds, "result.cpu_seconds", cap=MAX_CPU_S)
+    if result.cost_usd is not None:
+        amount(result.cost_usd, "result.cost_usd", cap=MAX_COST_USD)
     for index, stage in enumerate(result.stages):
         where = f"result.stages[{index}]"
         count(stage.input_tokens, f"{where}.input_tokens")

@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from tui.core.backend_types import BUILTIN
 from tui.core.config.errors import ConfigError, key_path, short, suggest
 from tui.core.config.options import BackendConfig
 from tui.core.config.references import Loc, reference_problems
@@ -42,7 +43,7 @@ def _known_type(value: Any) -> Any:
     """Refuse a block whose `type` no built-in or installed backend has: it would turn every
     ticket into an error decision. Anything else malformed is the model's to report."""
     kind = value.get("type") if isinstance(value, Mapping) else None
-    if isinstance(kind, str):
+    if isinstance(kind, str) and kind not in BUILTIN:  # entry points read only for a plugin's type
         known = known_types()
         if kind not in known:
             listing = ", ".join(sorted(known))

@@ -19,6 +19,7 @@ so the modules import downwards and never each other's classes:
 - tickets.py: the import with its conflict check, ticket readers
 - labels.py: label events, undo, unusable labels, labelled examples
 - decisions.py: `record_decisions` and the aggregates it keeps, decision readers
+- decision_batch.py: SQLite's batched form of that write (a dozen statements a batch)
 - runs.py / claims.py: runs and their pending tickets; the claims on tickets in flight, and
   the agents' leases (team mode)
 - inbox.py: keyset pages and filters

@@ -4,11 +4,13 @@ up to date in the same transaction, and the decision readers."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 from tui.core.models import Decision, StageResult
+from tui.core.store import decision_batch
 from tui.core.store.connection import Conn, Row, StoreBase
 from tui.core.store.latency import latency_bucket
 from tui.core.store.pg import reconnecting
@@ -58,96 +60,169 @@ class DecisionsMixin(StoreBase):
         its cost into the cost totals, which always count every call. Returns the decisions
         that were stored, with their ids.
         """
-        stored: list[Decision] = []
         totals: dict[str, list[Any]] = {}
         agreement: Counter[tuple[str, str, str]] = Counter()
         histogram: Counter[tuple[str, int]] = Counter()
         hourly: dict[tuple[str, str], list[float]] = {}
         with self._write() as conn:
-            for d in decisions:
-                created = iso(d.created_at) or ""
-                cur = conn.execute(
-                    "INSERT OR IGNORE INTO decisions (ticket_id, run_id, backend, backend_type,"
-                    " model, prompt_version, label, confidence, confidence_source, reason,"
-                    " total_ms, ttft_ms, server_load_ms, server_prompt_ms, server_gen_ms,"
-                    " input_tokens, output_tokens, cached_input_tokens, tokens_estimated, cost_usd,"
-                    " counterfactual_cost_usd, error_class, error_message, raw_output, stages,"
-                    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-                    " ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        d.ticket_id,
-                        d.run_id,
-                        d.backend,
-                        d.backend_type,
-                        d.model,
-                        d.prompt_version,
-                        d.label,
-                        d.confidence,
-                        d.confidence_source,
-                        d.reason,
-                        d.total_ms,
-                        d.ttft_ms,
-                        d.server_load_ms,
-                        d.server_prompt_ms,
-                        d.server_gen_ms,
-                        d.input_tokens,
-                        d.output_tokens,
-                        d.cached_input_tokens,
-                        int(d.tokens_estimated),
-                        d.cost_usd,
-                        d.counterfactual_cost_usd,
-                        d.error_class,
-                        d.error_message,
-                        d.raw_output,
-                        json.dumps([s.model_dump() for s in d.stages]) if d.stages else "[]",
-                        created,
-                    ),
-                )
-                if cur.rowcount != 1:
-                    self._duplicate_call(conn, totals, hourly, d, created)
-                    continue
-                decision_id = cur.lastrowid
-                rows = conn.execute(
-                    "SELECT t.label, l.backend, l.label FROM tickets t LEFT JOIN latest_decisions l"
-                    " ON l.ticket_id = t.id WHERE t.id = ?",
-                    (d.ticket_id,),
-                ).fetchall()
-                truth = rows[0][0] if rows else None
-                latest = {backend: label for _, backend, label in rows if backend is not None}
-                if truth is not None:
-                    previous = latest.get(d.backend)
-                    if previous is not None:
-                        agreement[(d.backend, previous, truth)] -= 1
-                    if d.label is not None:
-                        agreement[(d.backend, d.label, truth)] += 1
-                latest[d.backend] = d.label
-                disagreement = len({label for label in latest.values() if label}) > 1
-                conn.execute(
-                    "INSERT INTO latest_decisions (ticket_id, backend, decision_id, label)"
-                    " VALUES (?, ?, ?, ?) ON CONFLICT (ticket_id, backend) DO UPDATE"
-                    " SET decision_id = excluded.decision_id, label = excluded.label",
-                    (d.ticket_id, d.backend, decision_id, d.label),
-                )
-                conn.execute(
-                    "UPDATE tickets SET decision_id = ?, predicted_label = ?, confidence = ?,"
-                    " error_class = ?, disagreement = ? WHERE id = ?",
-                    (
-                        decision_id,
-                        d.label,
-                        d.confidence,
-                        d.error_class,
-                        int(disagreement),
-                        d.ticket_id,
-                    ),
-                )
-                self._tally(totals, histogram, hourly, d, created)
-                stored.append(d.model_copy(update={"id": decision_id}))
+            if self._pg is None and self._batches_supported():
+                assert isinstance(conn, sqlite3.Connection)
+                stored = self._record_batch(conn, decisions, totals, agreement, histogram, hourly)
+                if owner is not None:
+                    decision_batch.release_claims(conn, owner, [d.ticket_id for d in decisions])
+            else:
+                stored = self._record_rows(conn, decisions, totals, agreement, histogram, hourly)
+                if owner is not None:
+                    conn.executemany(
+                        "DELETE FROM claims WHERE owner = ? AND ticket_id = ?",
+                        [(owner, d.ticket_id) for d in decisions],
+                    )
             self._write_aggregates(conn, totals, agreement, histogram, hourly)
-            if owner is not None:
-                conn.executemany(
-                    "DELETE FROM claims WHERE owner = ? AND ticket_id = ?",
-                    [(owner, d.ticket_id) for d in decisions],
-                )
+        return stored
+
+    def _batches_supported(self) -> bool:
+        """Whether this SQLite takes the batched statements (asked once per connection)."""
+        known = self.__dict__.get("_batches_ok")
+        if known is None:
+            known = self.__dict__["_batches_ok"] = decision_batch.supports_batches(self.conn)
+        return bool(known)
+
+    def _record_batch(
+        self,
+        conn: sqlite3.Connection,
+        decisions: Sequence[Decision],
+        totals: dict[str, list[Any]],
+        agreement: Counter[tuple[str, str, str]],
+        histogram: Counter[tuple[str, int]],
+        hourly: dict[tuple[str, str], list[float]],
+    ) -> list[Decision]:
+        """SQLite: the batch in a dozen statements (`decision_batch`), the same rows as
+        `_record_rows` writes one decision at a time."""
+        state = decision_batch.BatchState(conn, decisions)
+        stored: list[Decision] = []
+        inserted: list[tuple[Any, ...]] = []
+        latest_rows: dict[tuple[str, str], tuple[Any, ...]] = {}
+        ticket_rows: dict[str, tuple[Any, ...]] = {}
+        for d in decisions:
+            created = iso(d.created_at) or ""
+            pair = (d.run_id, d.ticket_id)
+            if pair in state.taken:
+                self._duplicate_call(conn, totals, hourly, d, created)
+                continue
+            state.taken.add(pair)
+            state.next_id += 1
+            decision_id = state.next_id
+            inserted.append(decision_batch.decision_row(decision_id, d, created))
+            latest = state.latest.setdefault(d.ticket_id, {})
+            decision_batch.agreement_change(
+                agreement, state.truth.get(d.ticket_id), latest.get(d.backend), d
+            )
+            latest[d.backend] = d.label
+            disagreement = int(len({label for label in latest.values() if label}) > 1)
+            latest_rows[(d.ticket_id, d.backend)] = (d.ticket_id, d.backend, decision_id, d.label)
+            ticket_rows[d.ticket_id] = (
+                d.ticket_id,
+                decision_id,
+                d.label,
+                d.confidence,
+                d.error_class,
+                disagreement,
+            )
+            self._tally(totals, histogram, hourly, d, created)
+            stored.append(d.model_copy(update={"id": decision_id}))
+        decision_batch.write_batch(conn, inserted, latest_rows, ticket_rows)
+        return stored
+
+    def _record_rows(
+        self,
+        conn: Conn,
+        decisions: Sequence[Decision],
+        totals: dict[str, list[Any]],
+        agreement: Counter[tuple[str, str, str]],
+        histogram: Counter[tuple[str, int]],
+        hourly: dict[tuple[str, str], list[float]],
+    ) -> list[Decision]:
+        """One decision at a time, four statements each: PostgreSQL's path (and an SQLite
+        without the JSON functions)."""
+        stored: list[Decision] = []
+        for d in decisions:
+            created = iso(d.created_at) or ""
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO decisions (ticket_id, run_id, backend, backend_type,"
+                " model, prompt_version, label, confidence, confidence_source, reason,"
+                " total_ms, ttft_ms, server_load_ms, server_prompt_ms, server_gen_ms,"
+                " input_tokens, output_tokens, cached_input_tokens, tokens_estimated, cost_usd,"
+                " counterfactual_cost_usd, error_class, error_message, raw_output, stages,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                " ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    d.ticket_id,
+                    d.run_id,
+                    d.backend,
+                    d.backend_type,
+                    d.model,
+                    d.prompt_version,
+                    d.label,
+                    d.confidence,
+                    d.confidence_source,
+                    d.reason,
+                    d.total_ms,
+                    d.ttft_ms,
+                    d.server_load_ms,
+                    d.server_prompt_ms,
+                    d.server_gen_ms,
+                    d.input_tokens,
+                    d.output_tokens,
+                    d.cached_input_tokens,
+                    int(d.tokens_estimated),
+                    d.cost_usd,
+                    d.counterfactual_cost_usd,
+                    d.error_class,
+                    d.error_message,
+                    d.raw_output,
+                    json.dumps([s.model_dump() for s in d.stages]) if d.stages else "[]",
+                    created,
+                ),
+            )
+            if cur.rowcount != 1:
+                self._duplicate_call(conn, totals, hourly, d, created)
+                continue
+            decision_id = cur.lastrowid
+            rows = conn.execute(
+                "SELECT t.label, l.backend, l.label FROM tickets t LEFT JOIN latest_decisions l"
+                " ON l.ticket_id = t.id WHERE t.id = ?",
+                (d.ticket_id,),
+            ).fetchall()
+            truth = rows[0][0] if rows else None
+            latest = {backend: label for _, backend, label in rows if backend is not None}
+            if truth is not None:
+                previous = latest.get(d.backend)
+                if previous is not None:
+                    agreement[(d.backend, previous, truth)] -= 1
+                if d.label is not None:
+                    agreement[(d.backend, d.label, truth)] += 1
+            latest[d.backend] = d.label
+            disagreement = len({label for label in latest.values() if label}) > 1
+            conn.execute(
+                "INSERT INTO latest_decisions (ticket_id, backend, decision_id, label)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (ticket_id, backend) DO UPDATE"
+                " SET decision_id = excluded.decision_id, label = excluded.label",
+                (d.ticket_id, d.backend, decision_id, d.label),
+            )
+            conn.execute(
+                "UPDATE tickets SET decision_id = ?, predicted_label = ?, confidence = ?,"
+                " error_class = ?, disagreement = ? WHERE id = ?",
+                (
+                    decision_id,
+                    d.label,
+                    d.confidence,
+                    d.error_class,
+                    int(disagreement),
+                    d.ticket_id,
+                ),
+            )
+            self._tally(totals, histogram, hourly, d, created)
+            stored.append(d.model_copy(update={"id": decision_id}))
         return stored
 
     @staticmethod

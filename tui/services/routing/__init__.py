@@ -6,6 +6,7 @@ Textual-free so the headless CLI, the TUI and the benchmarks share it. One modul
 - `engine`: `RoutingEngine`, the router's own thread and loop (the TUI routes there);
 - `taxonomy`: `resolve_taxonomy`, the labels a run may answer with;
 - `pending`: `page_pending`, the tickets still to route in a run, claimed page by page;
+- `writer`: `DecisionWriter`, the one thread that stores a run's decisions;
 - `shadow`: `ShadowPool`, the `[routing] shadow` backends answering beside the active one;
 - `summary`: `RunSummary`, what a run did, and `percentile` for its figures.
 
