@@ -155,34 +155,7 @@ class DecisionsMixin(StoreBase):
                 " counterfactual_cost_usd, error_class, error_message, raw_output, stages,"
                 " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
                 " ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    d.ticket_id,
-                    d.run_id,
-                    d.backend,
-                    d.backend_type,
-                    d.model,
-                    d.prompt_version,
-                    d.label,
-                    d.confidence,
-                    d.confidence_source,
-                    d.reason,
-                    d.total_ms,
-                    d.ttft_ms,
-                    d.server_load_ms,
-                    d.server_prompt_ms,
-                    d.server_gen_ms,
-                    d.input_tokens,
-                    d.output_tokens,
-                    d.cached_input_tokens,
-                    int(d.tokens_estimated),
-                    d.cost_usd,
-                    d.counterfactual_cost_usd,
-                    d.error_class,
-                    d.error_message,
-                    d.raw_output,
-                    json.dumps([s.model_dump() for s in d.stages]) if d.stages else "[]",
-                    created,
-                ),
+                decision_batch.decision_row(0, d, created)[1:],  # the id is SQLite's here
             )
             if cur.rowcount != 1:
                 self._duplicate_call(conn, totals, hourly, d, created)
