@@ -49,8 +49,10 @@ async def test_routing_feeds_the_shadow_and_the_palette_promotes_it(
         table = app.screen.query_one(TicketTable)
         await wait_until(pilot, lambda: table.current is not None)
         await pilot.press("R")  # route every unrouted ticket with the active backend
+        # a worker process imports the specialist's stack cold: 7 s alone, over 20 s in a fresh
+        # clone's first suite on two busy cores; this waits for an outcome, it times nothing
         await wait_until(
-            pilot, lambda: store.shadow_counts("candidate", "specialist").routed == 30, timeout=20
+            pilot, lambda: store.shadow_counts("candidate", "specialist").routed == 30, timeout=90
         )
         assert store.count_unrouted() == 0
         assert {s.backend for s in store.backend_stats()} == {"specialist"}
@@ -111,7 +113,7 @@ async def test_a_new_backend_offered_as_a_shadow_is_written_and_shadowed(
         assert config.stat().st_mode & 0o777 == 0o600
         await pilot.press("R")
         await wait_until(
-            pilot, lambda: store.shadow_counts("candidate", "specialist").routed == 12, timeout=20
+            pilot, lambda: store.shadow_counts("candidate", "specialist").routed == 12, timeout=90
         )
         app.shadow_backend("specialist")  # the active backend cannot shadow itself
         await pilot.pause(0.2)
