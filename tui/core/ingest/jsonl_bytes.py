@@ -131,7 +131,10 @@ def _plain_block(data: bytes, pos: int, stop: int, number: int, collector: Colle
     if len(records) != lines:
         return 0
     received_at = collector.received_at
-    columns = plain_columns(*_columns(records), received_at)
+    ids, texts, subjects, bodies, labels_found, customers, channels = _columns(records)
+    columns = plain_columns(
+        ids, texts, subjects, bodies, labels_found, customers, channels, received_at
+    )
     if columns is not None and _add_columns(columns, number, collector):
         return lines
     made = []

@@ -410,7 +410,9 @@ def plain_columns(
         subjects = list(map(_strip, subjects))
         rests = list(map(_strip, bodies))
         # Both parts are stripped, so the text is too: only emptiness is left to test.
-        joined = [f"{s}\n\n{r}" if s and r else s or r for s, r in zip(subjects, rests)]
+        joined = [
+            f"{s}\n\n{r}" if s and r else s or r for s, r in zip(subjects, rests, strict=True)
+        ]
     elif set(map(type, texts)) == _STR_ONLY:
         if ABSENT in subjects:
             subjects = ["" if s is ABSENT else s for s in subjects]
