@@ -15,6 +15,7 @@ from tui.core.ingest.jsonl_bytes import parse_jsonl_bytes
 from tui.core.ingest.mail import parse_mbox, parse_message
 from tui.core.ingest.results import Collector, Format, IngestError, ParsedFile
 from tui.core.ingest.rows import decode_text, parse_csv
+from tui.core.ticket_rows import TicketRows
 
 FORMATS: tuple[str, ...] = ("jsonl", "csv", "eml", "mbox")
 _ALIASES = {
@@ -96,7 +97,12 @@ def parse_bytes(
 
 def _parse(data: bytes, fmt: str, path: Path, max_field_chars: int) -> ParsedFile:
     parsed = ParsedFile(
-        path=path, format=cast(Format, fmt), tickets=[], labels={}, errors=[], skipped_duplicates=0
+        path=path,
+        format=cast(Format, fmt),
+        tickets=TicketRows(),
+        labels={},
+        errors=[],
+        skipped_duplicates=0,
     )
     collector = Collector(parsed)
     with cyclic_gc_paused():

@@ -14,14 +14,22 @@ from __future__ import annotations
 
 import codecs
 import functools
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from tui.core.ingest.records import ABSENT, PlainBuilder, plain_builder, plain_values
+from tui.core.ingest.records import (
+    ABSENT,
+    PlainBuilder,
+    plain_builder,
+    plain_columns,
+    plain_values,
+)
 from tui.core.ingest.results import Collector
 from tui.core.ingest.rows import decode_text, has_huge_float, jsonl_line, parse_jsonl
+from tui.core.ticket_rows import PlainColumns
 
 _OPEN_BRACE = ord("{")
 
@@ -123,6 +131,12 @@ def _plain_block(data: bytes, pos: int, stop: int, number: int, collector: Colle
     if len(records) != lines:
         return 0
     received_at = collector.received_at
+    ids, texts, subjects, bodies, labels_found, customers, channels = _columns(records)
+    columns = plain_columns(
+        ids, texts, subjects, bodies, labels_found, customers, channels, received_at
+    )
+    if columns is not None and _add_columns(columns, number, collector):
+        return lines
     made = []
     for record in records:
         found = plain_values(
@@ -153,6 +167,36 @@ def _plain_block(data: bytes, pos: int, stop: int, number: int, collector: Colle
             if label:
                 labels[ticket_id] = label
     return lines
+
+
+def _columns(records: list[Any]) -> tuple[list[Any], ...]:
+    """The decoded records' known values as columns, in `plain_columns`' order."""
+    return tuple(list(map(get, records)) for get in _FIELD_GETTERS)
+
+
+_FIELD_GETTERS = tuple(
+    map(attrgetter, ("id", "text", "subject", "body", "label", "customer", "channel"))
+)
+
+
+def _add_columns(columns: PlainColumns, number: int, collector: Collector) -> bool:
+    """Add a checked block (its first line numbered `number + 1`) unless one of its ids
+    repeats, within it or from before; False, with nothing added, when one does (the block
+    goes one record at a time then, and `Collector.add` applies the duplicate rule)."""
+    ids = columns.ids
+    block_lines = dict(zip(ids, range(number + 1, number + 1 + len(ids)), strict=True))
+    parsed = collector.parsed
+    if len(block_lines) != len(ids) or not parsed.lines.keys().isdisjoint(block_lines):
+        return False
+    parsed.lines.update(block_lines)
+    if columns.labels.count(None) != len(ids):
+        parsed.labels.update(
+            (ticket_id, label)
+            for ticket_id, label in zip(ids, columns.labels, strict=True)
+            if label is not None
+        )
+    parsed.tickets.add_columns(columns)
+    return True
 
 
 @functools.cache

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from tui.core.models import (
     checked_ticket,
     utcnow,
 )
+from tui.core.ticket_rows import PlainColumns
 
 KNOWN_FIELDS = ("id", "text", "subject", "body", "label", "created_at", "customer", "channel")
 """Fields a record maps onto `Ticket`; every other field goes to `Ticket.meta` verbatim."""
@@ -367,3 +368,88 @@ def plain_values(
         "meta": meta,
     }
     return checked_ticket(fields), label or None
+
+
+_NONE_TYPE = type(None)
+_STR_ONLY = frozenset({str})
+_STR_OR_NONE = frozenset({str, _NONE_TYPE})
+_strip = str.strip
+
+
+def plain_columns(
+    ids: Sequence[Any],
+    texts: Sequence[Any],
+    subjects: Sequence[Any],
+    bodies: Sequence[Any],
+    labels: Sequence[Any],
+    customers: Sequence[Any],
+    channels: Sequence[Any],
+    received_at: datetime,
+) -> PlainColumns | None:
+    """`plain_values` on a block of records at once, given their values column by column (row
+    i of each column is record i's): the block's tickets as `PlainColumns`, or None to send
+    every record of it to `plain_values`.
+
+    The same rules, tested a column at a time where a test of the whole column says the same
+    as one of each value (a column's types as one set, its strings' emptiness by `in`, their
+    length by `max`, their printability as one joined string: a string is printable when all
+    its parts are). Only the two usual shapes are taken: every record without a text (subject
+    and body both strings, joined) or every record with one; a block that mixes them, or in
+    which any record fails a rule, returns None, and `plain_values` decides each record (a
+    property test holds this equal to it record by record). Lengths against the field limit
+    are the caller's, as for `plain_values`.
+    """
+    if not ids or set(map(type, ids)) != _STR_ONLY:
+        return None
+    ids = list(map(_strip, ids))
+    if "" in ids or max(map(len, ids)) > MAX_ID_CHARS or not "".join(ids).isprintable():
+        return None
+    if texts.count(None) == len(texts):  # no record has a text: subject and body make it
+        if set(map(type, subjects)) != _STR_ONLY or set(map(type, bodies)) != _STR_ONLY:
+            return None
+        subjects = list(map(_strip, subjects))
+        rests = list(map(_strip, bodies))
+        # Both parts are stripped, so the text is too: only emptiness is left to test.
+        joined = [
+            f"{s}\n\n{r}" if s and r else s or r for s, r in zip(subjects, rests, strict=True)
+        ]
+    elif set(map(type, texts)) == _STR_ONLY:
+        if ABSENT in subjects:
+            subjects = ["" if s is ABSENT else s for s in subjects]
+        if set(map(type, subjects)) != _STR_ONLY or not set(map(type, bodies)) <= _STR_OR_NONE:
+            return None
+        subjects = list(map(_strip, subjects))
+        joined = list(map(_strip, texts))
+    else:
+        return None
+    if "" in joined:
+        return None
+    found_labels = _stripped_or_none(labels)
+    if found_labels is None:
+        return None
+    named = [label for label in found_labels if label is not None]
+    if named and (max(map(len, named)) > MAX_LABEL_CHARS or not "".join(named).isprintable()):
+        return None
+    found_customers = _stripped_or_none(customers)
+    found_channels = _stripped_or_none(channels)
+    if found_customers is None or found_channels is None:
+        return None
+    return PlainColumns(
+        ids=ids,
+        subjects=subjects,
+        texts=joined,
+        customers=found_customers,
+        channels=found_channels,
+        labels=found_labels,
+        received_at=received_at,
+    )
+
+
+def _stripped_or_none(values: Sequence[Any]) -> list[str | None] | None:
+    """Each value stripped, None for None or a string that strips to nothing; None (for the
+    whole column) when some value is neither a string nor None."""
+    if values.count(None) == len(values):
+        return list(values)
+    if not set(map(type, values)) <= _STR_OR_NONE:
+        return None
+    return [None if value is None else value.strip() or None for value in values]

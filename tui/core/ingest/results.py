@@ -13,6 +13,7 @@ from pydantic import BaseModel, field_validator
 
 from tui.core.models import Ticket, utcnow
 from tui.core.safe_text import printable
+from tui.core.ticket_rows import TicketRows
 
 Format = Literal["jsonl", "csv", "eml", "mbox"]
 
@@ -47,7 +48,9 @@ class ParsedFile(BaseModel):
 
     path: Path
     format: Format
-    tickets: list[Ticket]
+    tickets: TicketRows
+    """The file's tickets in order (a list of `Ticket`s is accepted and wrapped): a sequence
+    of `Ticket`s to read, whose plain blocks the store can write without building them."""
     labels: dict[str, str]
     """Ticket id -> agent label, for rows that carried a non-empty label."""
     errors: list[RowError]

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import islice
+from itertools import chain, islice, repeat
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
 from tui.core.gc_pause import cyclic_gc_paused
-from tui.core.models import STORED, Ticket, check_label_name, utcnow
+from tui.core.models import MAX_LABEL_CHARS, STORED, Ticket, check_label_name, utcnow
 from tui.core.store.connection import Conn, Row, StoreBase
 from tui.core.store.decisions import relabel
 from tui.core.store.errors import StoreError
 from tui.core.store.pg import PgConnection, reconnecting
 from tui.core.store.values import from_iso, iso
+from tui.core.ticket_rows import PlainColumns, TicketRows
 
 if TYPE_CHECKING:
     from tui.core.ingest import RowError
@@ -113,15 +114,85 @@ def _sqlite_insert(
 ) -> None:
     """Insert the tickets in their order: each run of tickets whose `received_at` is written
     alike (a file's tickets share one) `_ROWS_PER_INSERT` a statement, the run's rest one each."""
+    for stamp, chunks in _merged_runs(_value_runs(tickets, labels)):
+        rest: list[Any] = []
+        conn.executemany(_SQLITE_INSERT, _statements(chunks, stamp, source, rest))
+        conn.executemany(
+            _SQLITE_INSERT_ONE, ([stamp, source, *rest[i : i + 8]] for i in range(0, len(rest), 8))
+        )
+
+
+_Run = tuple[str, Iterable[list[Any]]]
+"""A run of tickets written with one `received_at`: that string, and their values in chunks,
+eight a ticket in `_sqlite_values`' order, made as the insert takes them."""
+
+
+def _value_runs(tickets: Sequence[Ticket], labels: Mapping[str, str]) -> Iterator[_Run]:
+    """The tickets' runs, in order. A parsed file's plain blocks (`TicketRows`) go from their
+    columns straight to the values, with no `Ticket` built; other tickets one by one."""
+    if not isinstance(tickets, TicketRows):
+        yield from _ticket_runs(tickets, labels)
+        return
+    for part in tickets.parts():
+        if isinstance(part, PlainColumns):
+            yield part.received_at.isoformat(), _column_values(part, labels)
+        else:
+            yield from _ticket_runs(part, labels)
+
+
+def _merged_runs(runs: Iterator[_Run]) -> Iterator[_Run]:
+    """Adjacent runs of one stamp as one, so that a file's blocks share full statements."""
+    current: _Run | None = None
+    for run in runs:
+        if current is not None and current[0] == run[0]:
+            current = (current[0], chain(current[1], run[1]))
+            continue
+        if current is not None:
+            yield current
+        current = run
+    if current is not None:
+        yield current
+
+
+def _statements(
+    chunks: Iterable[list[Any]], stamp: str, source: str, rest: list[Any]
+) -> Iterator[list[Any]]:
+    """The parameters of `_SQLITE_INSERT`s, `_ROWS_PER_INSERT` tickets' values each after the
+    shared `stamp` and `source`, sliced from the chunks of values; the values of the tickets
+    left over (fewer than a statement's) are put in `rest` once the last chunk is read."""
+    take = 8 * _ROWS_PER_INSERT
+    left: list[Any] = []
+    for chunk in chunks:
+        values = left + chunk if left else chunk
+        whole = len(values) - len(values) % take
+        for start in range(0, whole, take):
+            params: list[Any] = [stamp, source]
+            params += values[start : start + take]
+            yield params
+        left = values[whole:]
+    rest += left
+
+
+def _column_values(block: PlainColumns, labels: Mapping[str, str]) -> list[list[Any]]:
+    """A plain block's values as one chunk: no `created_at` (0), no metadata ("{}"), the label
+    the caller gives for the id (its `labels` may keep fewer than the file had)."""
+    rows = zip(
+        block.ids,
+        block.subjects,
+        block.texts,
+        [0 if customer is None else customer for customer in block.customers],
+        [0 if channel is None else channel for channel in block.channels],
+        repeat(0),
+        repeat("{}"),
+        map(labels.get, block.ids, repeat(0)),
+        strict=False,  # the two repeats are endless; the columns are of one length
+    )
+    return [list(chain.from_iterable(rows))]
+
+
+def _ticket_runs(tickets: Sequence[Ticket], labels: Mapping[str, str]) -> Iterator[_Run]:
     for stamp, run in _stamp_runs(tickets):
-        whole = len(run) - len(run) % _ROWS_PER_INSERT
-        if whole:
-            chunks = _sqlite_params(run[:whole], labels, stamp, source, _ROWS_PER_INSERT)
-            conn.executemany(_SQLITE_INSERT, chunks)
-        if whole < len(run):
-            conn.executemany(
-                _SQLITE_INSERT_ONE, _sqlite_params(run[whole:], labels, stamp, source, 1)
-            )
+        yield stamp, _ticket_values(run, labels)
 
 
 def _stamp_runs(tickets: Sequence[Ticket]) -> Iterator[tuple[str, Sequence[Ticket]]]:
@@ -147,19 +218,41 @@ def _stamp_runs(tickets: Sequence[Ticket]) -> Iterator[tuple[str, Sequence[Ticke
 _received_at = attrgetter("received_at")
 
 
-def _sqlite_params(
-    tickets: Sequence[Ticket], labels: Mapping[str, str], stamp: str, source: str, per: int
-) -> Iterator[list[Any]]:
-    """The parameters of the tickets, `per` tickets to a list after the shared `stamp` and
-    `source` (any rest is dropped), made as the insert takes them: all at once, a million
-    tickets' would be 150 MB more."""
+def _labels_clean(labels: Collection[Any]) -> bool:
+    """Whether every label certainly passes `check_label_name` unchanged, tested a column at a
+    time: strings, each its own stripped self, non-empty, within the limit, and all printable
+    (then none holds a forbidden character). False sends them to the one-by-one check, which
+    words the reason; a printable-only test may send it labels that pass there too."""
+    if not labels:
+        return True
+    values = list(labels)
+    return (
+        set(map(type, values)) == {str}
+        and list(map(str.strip, values)) == values
+        and min(map(len, values)) > 0
+        and max(map(len, values)) <= MAX_LABEL_CHARS
+        and "".join(values).isprintable()
+    )
+
+
+def _ticket_ids(tickets: Sequence[Ticket]) -> Iterable[str]:
+    """The tickets' ids in order; a parsed file's without building its plain blocks' tickets."""
+    return tickets.ids() if isinstance(tickets, TicketRows) else map(_ticket_id, tickets)
+
+
+_ticket_id = attrgetter("id")
+
+
+def _ticket_values(tickets: Sequence[Ticket], labels: Mapping[str, str]) -> Iterator[list[Any]]:
+    """The values of `Ticket`s, read from each one's field dict, in chunks of a few thousand
+    tickets (a million tickets' values at once would be 70 MB more)."""
     get_label = labels.get
     values = _TICKET_VALUES
     dumps = json.dumps
-    for start in range(0, len(tickets) - per + 1, per):
-        params: list[Any] = [stamp, source]
-        extend = params.extend
-        for t in tickets[start : start + per]:
+    for start in range(0, len(tickets), _TICKETS_PER_CHUNK):
+        chunk: list[Any] = []
+        extend = chunk.extend
+        for t in tickets[start : start + _TICKETS_PER_CHUNK]:
             ticket_id, subject, text, customer, channel, created, meta = values(t.__dict__)
             label = get_label(ticket_id)
             extend(
@@ -174,7 +267,10 @@ def _sqlite_params(
                     0 if label is None else label,
                 )
             )
-        yield params
+        yield chunk
+
+
+_TICKETS_PER_CHUNK = 5000
 
 
 def _pg_rows(
@@ -279,7 +375,7 @@ class TicketsMixin(StoreBase):
         labels = labels or {}
         lines = lines or {}
         problems: list[tuple[str, str]] = []
-        for tid, lab in labels.items():
+        for tid, lab in () if _labels_clean(labels.values()) else labels.items():
             try:
                 if check_label_name(lab) != lab:
                     raise ValueError("label has surrounding whitespace")
@@ -318,9 +414,9 @@ class TicketsMixin(StoreBase):
             if newest == 0:
                 pass  # the table was empty: nothing stored to compare with or to relabel
             elif inserted < len(tickets):
-                wanted = [*(t.id for t in tickets), *labels]
+                wanted = [*_ticket_ids(tickets), *labels]
             elif labels:  # labels may name stored tickets the list does not repeat
-                file_ids = {t.id for t in tickets}
+                file_ids = set(_ticket_ids(tickets))
                 wanted = [tid for tid in labels if tid not in file_ids]
             stored = self._stored_content(conn, list(dict.fromkeys(wanted)), newest)
             if stored:
